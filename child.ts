@@ -1,0 +1,170 @@
+/**
+ * The child: loads the configuration, builds the resolver chain and the listeners, tells the
+ * guardian it is ready, then serves and beats until told to stop.
+ *
+ * @module
+ */
+import { ConfigError } from "./config/errors.ts";
+import { loadConfig } from "./config/load.ts";
+import type { Config } from "./config/schema.ts";
+import {
+  BEAT_INTERVAL_MS,
+  type ChildMessage,
+  EXIT_BIND,
+  EXIT_CONFIG,
+  EXIT_CRASH,
+} from "./ops/child_messages.ts";
+import { getLogger, setupLogging } from "./ops/log.ts";
+import { buildResolver, type Resolver } from "./resolver/resolver.ts";
+import { QueryDispatcher } from "./server/dispatcher.ts";
+import type { Listener } from "./server/listener.ts";
+import { ServerStats } from "./server/stats.ts";
+import { TcpListener } from "./server/tcp.ts";
+import { UdpListener } from "./server/udp.ts";
+
+/** How the child was started. */
+export interface ChildOptions {
+  /** Config file, or undefined for the embedded default. */
+  readonly configPath?: string;
+  /** Log at debug level whatever the config says. */
+  readonly verbose: boolean;
+  /** Speak the NDJSON protocol on stdout (set when a guardian started us). */
+  readonly guarded: boolean;
+}
+
+const log = getLogger("child");
+const encoder = new TextEncoder();
+
+/** Writes one protocol message to the guardian; false if the guardian is gone. */
+function tell(message: ChildMessage): boolean {
+  try {
+    Deno.stdout.writeSync(encoder.encode(JSON.stringify(message) + "\n"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Binds every configured listener; closes what was bound and throws on the first failure. */
+async function bindAll(config: Config, dispatcher: QueryDispatcher): Promise<Listener[]> {
+  const listeners: Listener[] = [];
+  const serverLog = getLogger("server");
+  try {
+    for (const bind of config.server.binds) {
+      try {
+        listeners.push(
+          bind.transport === "udp"
+            ? await UdpListener.listen(bind, dispatcher, serverLog)
+            : TcpListener.listen(bind, dispatcher, {
+              idleSeconds: config.server.tcpIdleTime,
+              maxConnections: config.server.maxTcpConnections,
+            }, serverLog),
+        );
+      } catch (e) {
+        const where = bind.source ? ` (${bind.source.file}:${bind.source.line})` : "";
+        throw new Error(
+          `cannot bind ${bind.transport} ${bind.host} port ${bind.port}${where}: ${(e as Error).message}`,
+        );
+      }
+    }
+  } catch (e) {
+    await Promise.all(listeners.map((l) => l.close()));
+    throw e;
+  }
+  return listeners;
+}
+
+/** Counters for the guardian's stats message and the exit log line. */
+function counters(stats: ServerStats, resolver: Resolver): Record<string, number> {
+  return {
+    ...stats,
+    cacheHits: resolver.cache?.counters.hits ?? 0,
+    cacheMisses: resolver.cache?.counters.misses ?? 0,
+    cacheEntries: resolver.cache?.cache.size ?? 0,
+    coalesced: resolver.coalesce.joined,
+    upstreamQueries: resolver.race.counters.queries,
+    upstreamFailures: resolver.race.counters.failures,
+  };
+}
+
+/** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
+export async function runChild(options: ChildOptions): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(options.configPath);
+  } catch (e) {
+    const message = e instanceof ConfigError ? e.message : String(e);
+    setupLogging({ level: "error", size: 0, num: 0 });
+    log.fatal("invalid configuration: {message}", { message });
+    if (options.guarded) tell({ fatal: `invalid configuration: ${message}` });
+    return EXIT_CONFIG;
+  }
+  setupLogging(options.verbose ? { ...config.log, level: "debug" } : config.log);
+  for (const u of config.unsupported) {
+    log.warn("{file}:{line}: {name} is not supported yet; ignored", {
+      file: u.source.file,
+      line: u.source.line,
+      name: u.name,
+    });
+  }
+
+  const stats = new ServerStats();
+  const resolver = buildResolver(config, getLogger("resolver"));
+  const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
+  let listeners: Listener[];
+  try {
+    listeners = await bindAll(config, dispatcher);
+  } catch (e) {
+    log.fatal("{message}", { message: (e as Error).message });
+    if (options.guarded) tell({ fatal: (e as Error).message });
+    return EXIT_BIND;
+  }
+  log.info("serving on {listeners} with {upstreams}", {
+    listeners: listeners.map((l) => l.address).join(", "),
+    upstreams: config.upstreams.map((u) => `${u.transport}://${u.host}:${u.port}`).join(", "),
+  });
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<number>();
+  const crash = (what: string, error: unknown) => {
+    log.fatal("{what}: {error}", {
+      what,
+      error: error instanceof Error ? error.stack ?? error.message : error,
+    });
+    stop(EXIT_CRASH);
+  };
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    crash("unhandled rejection", e.reason);
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    crash("uncaught exception", e.error);
+  });
+  const onStop = () => stop(0);
+  const onHangup = () => log.info("SIGHUP received: reload is not implemented yet; configuration unchanged");
+  Deno.addSignalListener("SIGTERM", onStop);
+  Deno.addSignalListener("SIGINT", onStop);
+  Deno.addSignalListener("SIGHUP", onHangup);
+
+  let beat = 0;
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  if (options.guarded) {
+    tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
+    heartbeat = setInterval(() => {
+      const alive = tell({ beat: ++beat }) && (beat % 10 !== 0 || tell({ stats: counters(stats, resolver) }));
+      if (!alive) {
+        log.error("guardian is gone; exiting");
+        stop(0);
+      }
+    }, BEAT_INTERVAL_MS);
+  }
+
+  const code = await stopped;
+  clearInterval(heartbeat);
+  Deno.removeSignalListener("SIGTERM", onStop);
+  Deno.removeSignalListener("SIGINT", onStop);
+  Deno.removeSignalListener("SIGHUP", onHangup);
+  await Promise.all(listeners.map((l) => l.close()));
+  log.info("stopped: {counters}", { counters: JSON.stringify(counters(stats, resolver)) });
+  return code;
+}

@@ -1,0 +1,45 @@
+/**
+ * Default values of the model, and the configuration keeldns runs when given none.
+ *
+ * @module
+ */
+import type { CacheConfig, LogConfig } from "./schema.ts";
+
+/** Default listener settings (SmartDNS: tcp-idle-time 120). */
+export const DEFAULT_TCP_IDLE_TIME = 120;
+/** Open TCP client connections accepted at once. */
+export const DEFAULT_MAX_TCP_CONNECTIONS = 512;
+/** Milliseconds before an upstream query is given up. */
+export const DEFAULT_UPSTREAM_TIMEOUT = 2000;
+/** Port used when a bind or server gives none. */
+export const DNS_PORT = 53;
+
+/** Cache defaults. TTL rewriting is off unless configured. */
+export const DEFAULT_CACHE: CacheConfig = { size: 16384, rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 };
+
+/** Log defaults (SmartDNS: level error, 128k × 8 files). */
+export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };
+
+/** Name shown for the embedded configuration in messages. */
+export const EMBEDDED_CONFIG_NAME = "<embedded default>";
+
+/** The configuration `keeldns run` uses without `-c`: loopback port 5353, public resolvers. */
+export const EMBEDDED_CONFIG_TOML = `# keeldns embedded default configuration
+[server]
+bind = ["127.0.0.1:5353"]
+
+[[upstream]]
+address = "udp://1.1.1.1"
+
+[[upstream]]
+address = "udp://9.9.9.9"
+
+[[upstream]]
+address = "udp://8.8.8.8"
+
+[cache]
+size = 4096
+
+[log]
+level = "info"
+`;

@@ -1,0 +1,43 @@
+/**
+ * Configuration errors that point at the offending place in the file.
+ *
+ * @module
+ */
+import type { SourcePosition } from "./schema.ts";
+
+/** A configuration problem at a position in a file; `message` reads `file:line:col: reason`. */
+export class ConfigError extends Error {
+  constructor(readonly reason: string, readonly position: SourcePosition) {
+    super(`${position.file}:${position.line}:${position.col}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Edit distance between two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
+/** Returns ` (did you mean "x"?)` for the closest candidate within a small distance, else "". */
+export function didYouMean(word: string, candidates: Iterable<string>): string {
+  let best = "";
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean "${best}"?)` : "";
+}

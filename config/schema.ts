@@ -1,0 +1,97 @@
+/**
+ * The one typed configuration model. Both front-ends (`toml.ts`, `smartdns_conf.ts`) produce it;
+ * everything else reads it. This module imports nothing of ours.
+ *
+ * @module
+ */
+
+/** Transport of a listener or an upstream. */
+export type Transport = "udp" | "tcp";
+
+/** Where a config value came from, for messages that point at the file. */
+export interface SourcePosition {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
+/** One listening socket. */
+export interface BindConfig {
+  readonly transport: Transport;
+  /** Literal IPv4 or IPv6 address ("::" and "0.0.0.0" for all). */
+  readonly host: string;
+  readonly port: number;
+  readonly source?: SourcePosition;
+}
+
+/** One upstream DNS server. */
+export interface UpstreamConfig {
+  readonly transport: Transport;
+  /** Literal IPv4 or IPv6 address. */
+  readonly host: string;
+  readonly port: number;
+  /** Named server groups this server belongs to (besides "default", see `excludeDefault`). */
+  readonly groups: readonly string[];
+  /** Not used for queries that have no group rule. */
+  readonly excludeDefault: boolean;
+  readonly source?: SourcePosition;
+}
+
+/** Log verbosity, SmartDNS's names. */
+export type LogLevel = "off" | "fatal" | "error" | "warn" | "notice" | "info" | "debug";
+
+/** All log levels, most severe first. */
+export const LOG_LEVELS: readonly LogLevel[] = ["off", "fatal", "error", "warn", "notice", "info", "debug"];
+
+/** Logging. */
+export interface LogConfig {
+  readonly level: LogLevel;
+  /** Log file path; none logs to stderr only. */
+  readonly file?: string;
+  /** Rotate when the file reaches this many bytes. */
+  readonly size: number;
+  /** Rotated files kept (0 disables the file log). */
+  readonly num: number;
+}
+
+/** Answer cache and TTL rewriting. */
+export interface CacheConfig {
+  /** Maximum entries; 0 disables the cache. */
+  readonly size: number;
+  /** Force every TTL to this value (0 = off). */
+  readonly rrTtl: number;
+  /** Lower bound on TTLs (0 = off). */
+  readonly rrTtlMin: number;
+  /** Upper bound on TTLs (0 = off). */
+  readonly rrTtlMax: number;
+}
+
+/** Listener behaviour. */
+export interface ServerConfig {
+  readonly binds: readonly BindConfig[];
+  /** Seconds an idle TCP client connection is kept. */
+  readonly tcpIdleTime: number;
+  /** Open TCP client connections accepted at once. */
+  readonly maxTcpConnections: number;
+  /** Milliseconds an upstream query may take before the server gives up on it. */
+  readonly upstreamTimeout: number;
+}
+
+/** A directive that was read but is not implemented yet. */
+export interface UnsupportedDirective {
+  readonly name: string;
+  readonly source: SourcePosition;
+}
+
+/** The whole configuration. */
+export interface Config {
+  /** The file it was read from, or "<embedded default>". */
+  readonly path: string;
+  readonly format: "toml" | "smartdns";
+  readonly server: ServerConfig;
+  readonly upstreams: readonly UpstreamConfig[];
+  readonly cache: CacheConfig;
+  readonly log: LogConfig;
+  /** Directives seen but not supported yet, each reported once with its first position. */
+  readonly unsupported: readonly UnsupportedDirective[];
+}

@@ -1,0 +1,208 @@
+/**
+ * Front-end for keeldns's own TOML format. Keys mirror SmartDNS directive names where one exists,
+ * so `keeldns convert` output reads familiar. Unknown keys are errors with a "did you mean".
+ *
+ * @module
+ */
+import {
+  DEFAULT_CACHE,
+  DEFAULT_LOG,
+  DEFAULT_MAX_TCP_CONNECTIONS,
+  DEFAULT_TCP_IDLE_TIME,
+  DEFAULT_UPSTREAM_TIMEOUT,
+  DNS_PORT,
+} from "./defaults.ts";
+import { didYouMean } from "./errors.ts";
+import type { BindConfig, Config, LogLevel, Transport, UpstreamConfig } from "./schema.ts";
+import { LOG_LEVELS } from "./schema.ts";
+import { TomlSource } from "./toml_source.ts";
+import { AUTO_CACHE_SIZE, parseHostPort, parseSize, parseUpstreamAddress } from "./values.ts";
+
+type Table = Record<string, unknown>;
+
+/** The keys each table accepts. */
+const SCHEMA: Record<string, readonly string[]> = {
+  "": ["server", "upstream", "cache", "log"],
+  server: ["bind", "bind-udp", "bind-tcp", "tcp-idle-time", "max-tcp-connections", "upstream-timeout"],
+  upstream: ["address", "groups", "exclude-default-group"],
+  cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max"],
+  log: ["level", "file", "size", "num"],
+};
+
+/** Reads the TOML model out of a parsed document, pointing errors at their keys. */
+class TomlConfigReader {
+  constructor(readonly src: TomlSource) {}
+
+  table(value: unknown, path: string, schemaName: string): Table {
+    if (value === undefined) return {};
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.src.fail(path, `"${path}" must be a table`);
+    }
+    const table = value as Table;
+    const allowed = SCHEMA[schemaName];
+    for (const key of Object.keys(table)) {
+      if (!allowed.includes(key)) {
+        const where = path ? `${path}.${key}` : key;
+        this.src.fail(
+          where,
+          `unknown key "${key}"${path ? ` in [${schemaName}]` : ""}${didYouMean(key, allowed)}`,
+        );
+      }
+    }
+    return table;
+  }
+
+  integer(table: Table, key: string, path: string, min: number, max: number, fallback: number): number {
+    const v = table[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" && typeof v !== "bigint") {
+      this.src.fail(`${path}.${key}`, `${key} must be an integer`);
+    }
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      this.src.fail(`${path}.${key}`, `${key} must be an integer in ${min}..${max}, not ${n}`);
+    }
+    return n;
+  }
+
+  string(table: Table, key: string, path: string): string | undefined {
+    const v = table[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") this.src.fail(`${path}.${key}`, `${key} must be a string`);
+    return v;
+  }
+
+  strings(table: Table, key: string, path: string): string[] {
+    const v = table[key];
+    if (v === undefined) return [];
+    if (typeof v === "string") return [v];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+      this.src.fail(`${path}.${key}`, `${key} must be a string or an array of strings`);
+    }
+    return v as string[];
+  }
+
+  /** Runs a value parser; its error becomes a ConfigError at the key. */
+  parsed<T>(path: string, key: string, parse: () => T): T {
+    try {
+      return parse();
+    } catch (e) {
+      this.src.fail(path, `${key}: ${(e as Error).message}`);
+    }
+  }
+
+  binds(server: Table): BindConfig[] {
+    const binds: BindConfig[] = [];
+    const add = (key: string, transports: Transport[]) => {
+      for (const text of this.strings(server, key, "server")) {
+        const source = this.src.position(`server.${key}`);
+        const scheme = /^(udp|tcp):\/\//i.exec(text);
+        const only = scheme ? [scheme[1].toLowerCase() as Transport] : transports;
+        const rest = scheme ? text.slice(scheme[0].length) : text;
+        const { host, port } = this.parsed(`server.${key}`, key, () => parseHostPort(rest, DNS_PORT, "::"));
+        for (const transport of only) binds.push({ transport, host, port, source });
+      }
+    };
+    add("bind", ["udp", "tcp"]);
+    add("bind-udp", ["udp"]);
+    add("bind-tcp", ["tcp"]);
+    if (binds.length === 0) {
+      binds.push({ transport: "udp", host: "::", port: DNS_PORT }, {
+        transport: "tcp",
+        host: "::",
+        port: DNS_PORT,
+      });
+    }
+    return binds;
+  }
+
+  upstreams(value: unknown): UpstreamConfig[] {
+    if (value === undefined) this.src.fail("", "no [[upstream]] servers are configured");
+    const list = Array.isArray(value) ? value : [value];
+    return list.map((item, i) => {
+      const path = `upstream[${i}]`;
+      const t = this.table(item, path, "upstream");
+      const address = this.string(t, "address", path);
+      if (address === undefined) this.src.fail(path, `[[upstream]] #${i + 1} has no address`);
+      const parsed = this.parsed(`${path}.address`, "address", () => parseUpstreamAddress(address, "udp"));
+      const exclude = t["exclude-default-group"];
+      if (exclude !== undefined && typeof exclude !== "boolean") {
+        this.src.fail(`${path}.exclude-default-group`, "exclude-default-group must be true or false");
+      }
+      return {
+        ...parsed,
+        groups: this.strings(t, "groups", path),
+        excludeDefault: exclude === true,
+        source: this.src.position(`${path}.address`),
+      };
+    });
+  }
+
+  read(): Config {
+    const root = this.table(this.src.data, "", "");
+    const server = this.table(root.server, "server", "server");
+    const cache = this.table(root.cache, "cache", "cache");
+    const log = this.table(root.log, "log", "log");
+    const u32 = 2 ** 31 - 1;
+    const cacheSize = this.integer(cache, "size", "cache", -1, u32, DEFAULT_CACHE.size);
+    const level = (this.string(log, "level", "log") ?? DEFAULT_LOG.level).toLowerCase();
+    if (!LOG_LEVELS.includes(level as LogLevel)) {
+      this.src.fail(
+        "log.level",
+        `"${level}" is not a log level (${LOG_LEVELS.join(", ")})${didYouMean(level, LOG_LEVELS)}`,
+      );
+    }
+    const logSize = log.size;
+    const size = logSize === undefined
+      ? DEFAULT_LOG.size
+      : typeof logSize === "string"
+      ? this.parsed("log.size", "size", () => parseSize(logSize))
+      : this.integer(log, "size", "log", 0, u32, DEFAULT_LOG.size);
+    const rrTtlMax = this.integer(cache, "rr-ttl-max", "cache", 0, u32, 0);
+    let rrTtlMin = this.integer(cache, "rr-ttl-min", "cache", 0, u32, 0);
+    if (rrTtlMax > 0 && rrTtlMin > rrTtlMax) rrTtlMin = rrTtlMax;
+    return {
+      path: this.src.file,
+      format: "toml",
+      server: {
+        binds: this.binds(server),
+        tcpIdleTime: this.integer(server, "tcp-idle-time", "server", 0, 3600, DEFAULT_TCP_IDLE_TIME),
+        maxTcpConnections: this.integer(
+          server,
+          "max-tcp-connections",
+          "server",
+          1,
+          65535,
+          DEFAULT_MAX_TCP_CONNECTIONS,
+        ),
+        upstreamTimeout: this.integer(
+          server,
+          "upstream-timeout",
+          "server",
+          100,
+          60000,
+          DEFAULT_UPSTREAM_TIMEOUT,
+        ),
+      },
+      upstreams: this.upstreams(root.upstream),
+      cache: {
+        size: cacheSize < 0 ? AUTO_CACHE_SIZE : cacheSize,
+        rrTtl: this.integer(cache, "rr-ttl", "cache", 0, u32, 0),
+        rrTtlMin,
+        rrTtlMax,
+      },
+      log: {
+        level: level as LogLevel,
+        file: this.string(log, "file", "log"),
+        size,
+        num: this.integer(log, "num", "log", 0, 1024, DEFAULT_LOG.num),
+      },
+      unsupported: [],
+    };
+  }
+}
+
+/** Parses keeldns TOML text into the model; errors carry `file:line:col`. */
+export function parseTomlConfig(text: string, file: string): Config {
+  return new TomlConfigReader(TomlSource.parse(text, file)).read();
+}

@@ -1,0 +1,120 @@
+/**
+ * Parsers for the values both config front-ends share: addresses, sizes, yes/no, integers.
+ * Each throws a plain `Error` whose message is the reason; the front-end adds the position.
+ *
+ * @module
+ */
+import type { Transport } from "./schema.ts";
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** Whether `text` is a literal IPv4 address. */
+export function isIPv4(text: string): boolean {
+  return IPV4.test(text);
+}
+
+/** Whether `text` is a literal IPv6 address (no brackets, no zone). */
+export function isIPv6(text: string): boolean {
+  if (!text.includes(":") || !/^[0-9a-fA-F:.]+$/.test(text)) return false;
+  try {
+    new URL(`http://[${text}]/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A host and port read from `IP`, `IP:port`, `[IPv6]:port`, bare `IPv6` or `:port`. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Parses a port number 1..65535. */
+export function parsePort(text: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    throw new Error(`"${text}" is not a port number (1-65535)`);
+  }
+  return Number(text);
+}
+
+/**
+ * Parses `IP[:port]`, `[IPv6][:port]`, bare IPv6, or `:port` (host `emptyHost`). Host names are
+ * refused: keeldns needs literal addresses until bootstrap resolution exists.
+ */
+export function parseHostPort(text: string, defaultPort: number, emptyHost?: string): HostPort {
+  let host: string;
+  let port = defaultPort;
+  const bracket = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  if (bracket) {
+    host = bracket[1];
+    if (bracket[2] !== undefined) port = parsePort(bracket[2]);
+  } else if (isIPv6(text)) {
+    host = text;
+  } else {
+    const colon = text.lastIndexOf(":");
+    host = colon < 0 ? text : text.slice(0, colon);
+    if (colon >= 0) port = parsePort(text.slice(colon + 1));
+  }
+  if (host === "" && emptyHost !== undefined) host = emptyHost;
+  if (host.includes("%")) throw new Error(`"${text}": scoped IPv6 addresses are not supported`);
+  if (!isIPv4(host) && !isIPv6(host)) {
+    throw new Error(
+      `"${host}" is not an IP address` +
+        (/^[a-z0-9.-]+$/i.test(host) ? " (host names need bootstrap resolution, not supported yet)" : ""),
+    );
+  }
+  return { host, port };
+}
+
+/** An upstream address with the transport its URL scheme names. */
+export interface UpstreamAddress extends HostPort {
+  readonly transport: Transport;
+}
+
+/** Schemes a later version will support; named so the error can say "not supported yet". */
+const FUTURE_SCHEMES = new Set(["tls", "https", "quic", "h3", "http3"]);
+
+/**
+ * Parses `[scheme://]IP[:port]` for an upstream; the scheme overrides `transport`. Throws for
+ * schemes keeldns does not speak yet.
+ */
+export function parseUpstreamAddress(text: string, transport: Transport): UpstreamAddress {
+  const scheme = /^([a-z0-9]+):\/\/(.*)$/i.exec(text);
+  let rest = text;
+  if (scheme) {
+    const name = scheme[1].toLowerCase();
+    if (name === "udp" || name === "tcp") transport = name;
+    else if (FUTURE_SCHEMES.has(name)) throw new Error(`${name}:// upstreams are not supported yet`);
+    else throw new Error(`unknown upstream scheme "${name}://" (use udp:// or tcp://)`);
+    rest = scheme[2].replace(/\/$/, "");
+  }
+  return { transport, ...parseHostPort(rest, 53) };
+}
+
+/** Parses a size such as `128k`, `1m`, `2g` or a plain byte count. */
+export function parseSize(text: string): number {
+  const m = /^(\d+)\s*([kmg]?)b?$/i.exec(text.trim());
+  if (!m) throw new Error(`"${text}" is not a size (e.g. 512k, 1m)`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(m[1]) * unit;
+}
+
+/** Parses an integer within [min, max]. */
+export function parseInteger(text: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(text.trim())) throw new Error(`"${text}" is not an integer`);
+  const n = Number(text);
+  if (n < min || n > max) throw new Error(`${n} is out of range (${min}..${max})`);
+  return n;
+}
+
+/** Parses SmartDNS's yes/no (also true/false, 1/0, on/off). */
+export function parseYesNo(text: string): boolean {
+  const t = text.toLowerCase();
+  if (["yes", "true", "1", "on"].includes(t)) return true;
+  if (["no", "false", "0", "off"].includes(t)) return false;
+  throw new Error(`"${text}" is not yes or no`);
+}
+
+/** Default cache entries when the config says "auto" (SmartDNS's `cache-size -1`). */
+export const AUTO_CACHE_SIZE = 16384;

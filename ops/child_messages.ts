@@ -1,0 +1,48 @@
+/**
+ * The guardian ⇄ child protocol: the child writes one JSON object per line on its stdout.
+ *
+ * @module
+ */
+
+/** Sent once every listener is bound. */
+export interface ReadyMessage {
+  readonly ready: { readonly pid: number; readonly listeners: readonly string[] };
+}
+
+/** Sent every second from the child's event loop; its absence means the child is hung. */
+export interface BeatMessage {
+  readonly beat: number;
+}
+
+/** Sent now and then with the child's counters. */
+export interface StatsMessage {
+  readonly stats: Record<string, number>;
+}
+
+/** Sent before the child exits on purpose, saying why (e.g. a bind failure). */
+export interface FatalMessage {
+  readonly fatal: string;
+}
+
+/** Anything the child tells the guardian. */
+export type ChildMessage = ReadyMessage | BeatMessage | StatsMessage | FatalMessage;
+
+/** Seconds between heartbeats. */
+export const BEAT_INTERVAL_MS = 1000;
+
+/** Parses one line from the child; returns null for anything that is not a message. */
+export function parseChildMessage(line: string): ChildMessage | null {
+  try {
+    const value = JSON.parse(line);
+    return typeof value === "object" && value !== null ? value as ChildMessage : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Exit code of a child whose configuration could not be loaded. */
+export const EXIT_CONFIG = 78;
+/** Exit code of a child that could not bind its sockets. */
+export const EXIT_BIND = 75;
+/** Exit code of a child that died of an unexpected error (SmartDNS's crash code). */
+export const EXIT_CRASH = 254;

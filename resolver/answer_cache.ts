@@ -1,0 +1,45 @@
+/**
+ * The answer cache: stored wire answers keyed by (name, type, class, DO), bounded by entry count
+ * with least-recently-used eviction. Expired entries are dropped when looked up.
+ *
+ * @module
+ */
+import type { StoredAnswer } from "../dns/stored_answer.ts";
+
+/** An LRU map of {@link StoredAnswer}s. */
+export class AnswerCache {
+  private readonly entries = new Map<string, StoredAnswer>();
+
+  /** @param capacity the most entries kept (0 keeps none) */
+  constructor(readonly capacity: number) {}
+
+  /** Number of entries held (fresh or not yet found expired). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined. */
+  get(key: string, now: number): StoredAnswer | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    this.entries.delete(key);
+    if (now >= entry.expiresAt) return undefined;
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  /** Stores `answer` if it may be cached, evicting the least recently used entries over capacity. */
+  set(key: string, answer: StoredAnswer): void {
+    if (this.capacity <= 0 || answer.lifetime <= 0) return;
+    this.entries.delete(key);
+    this.entries.set(key, answer);
+    while (this.entries.size > this.capacity) {
+      this.entries.delete(this.entries.keys().next().value!);
+    }
+  }
+
+  /** Drops every entry. */
+  clear(): void {
+    this.entries.clear();
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * Builds the resolver chain from the configuration: the one place that decides which stages run
+ * and in what order (cache → coalescing → upstream race).
+ *
+ * @module
+ */
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../ops/log.ts";
+import { createUpstream } from "../upstream/create.ts";
+import { AnswerCache } from "./answer_cache.ts";
+import { CacheStage } from "./cache_stage.ts";
+import { CoalesceStage } from "./coalesce_stage.ts";
+import { chain, type Next, type Stage } from "./stage.ts";
+import { UpstreamRace } from "./upstream_race.ts";
+
+/** A ready resolver chain and the parts whose counters are worth reporting. */
+export interface Resolver {
+  /** Resolves a question through the whole chain. */
+  readonly resolve: Next;
+  readonly cache?: CacheStage;
+  readonly coalesce: CoalesceStage;
+  readonly race: UpstreamRace;
+}
+
+/** Builds the chain for `config`; servers in the default group are raced for every question. */
+export function buildResolver(config: Config, log: Logger): Resolver {
+  let members = config.upstreams.filter((u) => !u.excludeDefault);
+  if (members.length === 0) {
+    log.warn("every server excludes the default group; using all {count} servers", {
+      count: config.upstreams.length,
+    });
+    members = [...config.upstreams];
+  }
+  const upstreams = members.map(createUpstream);
+  const race = new UpstreamRace(
+    upstreams,
+    config.cache,
+    config.server.upstreamTimeout,
+    (upstream, error) =>
+      log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
+  );
+  const stages: Stage[] = [];
+  const cache = config.cache.size > 0 ? new CacheStage(new AnswerCache(config.cache.size)) : undefined;
+  if (cache) stages.push(cache);
+  const coalesce = new CoalesceStage();
+  stages.push(coalesce);
+  return { resolve: chain(stages, race), cache, coalesce, race };
+}

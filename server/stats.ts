@@ -1,0 +1,23 @@
+/**
+ * Counters the listeners keep; reported to the guardian and in logs.
+ *
+ * @module
+ */
+
+/** Query and connection counters for one child process. */
+export class ServerStats {
+  /** Datagrams and TCP messages received. */
+  received = 0;
+  /** Answers sent. */
+  answered = 0;
+  /** Messages that were not a parseable query (dropped or answered FORMERR/NOTIMP). */
+  malformed = 0;
+  /** Answers sent with TC set because they did not fit the client's UDP size. */
+  truncated = 0;
+  /** Errors thrown while resolving (answered SERVFAIL). */
+  internalErrors = 0;
+  /** TCP connections accepted. */
+  tcpAccepted = 0;
+  /** TCP connections refused because the cap was reached. */
+  tcpRefused = 0;
+}

@@ -1,0 +1,119 @@
+/**
+ * The TCP listener (RFC 7766): 2-byte framing, several queries per connection answered as they
+ * complete, an idle timeout, and a cap on open connections.
+ *
+ * @module
+ */
+import type { BindConfig } from "../config/schema.ts";
+import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
+import type { Logger } from "../ops/log.ts";
+import { authority } from "../upstream/upstream.ts";
+import type { QueryDispatcher } from "./dispatcher.ts";
+import type { Listener } from "./listener.ts";
+
+/** A TCP DNS listener. */
+export class TcpListener implements Listener {
+  readonly address: string;
+  private readonly connections = new Set<Deno.TcpConn>();
+  private closed = false;
+  private readonly accepting: Promise<void>;
+
+  private constructor(
+    private readonly listener: Deno.TcpListener,
+    bind: BindConfig,
+    private readonly dispatcher: QueryDispatcher,
+    private readonly idleMs: number,
+    private readonly maxConnections: number,
+    private readonly log: Logger,
+  ) {
+    this.address = `tcp://${authority(bind.host, bind.port)}`;
+    this.accepting = this.acceptLoop();
+  }
+
+  /** Binds `bind` and starts serving. Throws if the port cannot be bound. */
+  static listen(
+    bind: BindConfig,
+    dispatcher: QueryDispatcher,
+    options: { idleSeconds: number; maxConnections: number },
+    log: Logger,
+  ): TcpListener {
+    const listener = Deno.listen({ hostname: bind.host, port: bind.port, transport: "tcp" });
+    const idleMs = (options.idleSeconds > 0 ? options.idleSeconds : 3600) * 1000;
+    return new TcpListener(listener, bind, dispatcher, idleMs, options.maxConnections, log);
+  }
+
+  private async acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.listener.accept();
+      } catch (e) {
+        if (this.closed) return;
+        this.log.warn("{address}: accept failed: {error}", {
+          address: this.address,
+          error: (e as Error).message,
+        });
+        continue;
+      }
+      if (this.connections.size >= this.maxConnections) {
+        this.dispatcher.stats.tcpRefused++;
+        conn.close();
+        continue;
+      }
+      this.dispatcher.stats.tcpAccepted++;
+      this.connections.add(conn);
+      this.serve(conn).finally(() => {
+        this.connections.delete(conn);
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      });
+    }
+  }
+
+  private async serve(conn: Deno.TcpConn): Promise<void> {
+    conn.setNoDelay(true);
+    const reader = new FramedReader(conn);
+    let writing = Promise.resolve();
+    let idle = setTimeout(() => conn.close(), this.idleMs);
+    let pending = 0;
+    let drained: (() => void) | undefined;
+    const reply = (answer: Uint8Array) => {
+      const framed = frame(answer);
+      writing = writing.then(() => writeAll(conn, framed)).catch(() => {});
+      if (--pending === 0) drained?.();
+    };
+    try {
+      for (;;) {
+        const message = await reader.next();
+        if (message === null) break;
+        clearTimeout(idle);
+        idle = setTimeout(() => conn.close(), this.idleMs);
+        pending++;
+        if (!this.dispatcher.handle(message, false, reply)) pending--;
+      }
+    } catch {
+      // reset, idle close, or a message cut off mid-way: the connection is simply done
+    }
+    // The client may half-close after its last query: answer what is still being resolved.
+    if (pending > 0 && !this.closed) await new Promise<void>((resolve) => drained = resolve);
+    clearTimeout(idle);
+    await writing;
+  }
+
+  /** Stops accepting, closes open connections. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.listener.close();
+    for (const conn of this.connections) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    await this.accepting;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The portable UDP listener, on `node:dgram` (measured faster than `Deno.listenDatagram` here, and
+ * stable without `--unstable-net`). `::` binds dual-stack.
+ *
+ * @module
+ */
+import dgram from "node:dgram";
+import type { BindConfig } from "../config/schema.ts";
+import type { Logger } from "../ops/log.ts";
+import { authority } from "../upstream/upstream.ts";
+import type { QueryDispatcher } from "./dispatcher.ts";
+import type { Listener } from "./listener.ts";
+
+/** A UDP DNS listener. */
+export class UdpListener implements Listener {
+  readonly address: string;
+
+  private constructor(private readonly socket: dgram.Socket, bind: BindConfig) {
+    this.address = `udp://${authority(bind.host, bind.port)}`;
+  }
+
+  /** Binds `bind` and starts answering through `dispatcher`. Rejects if the port cannot be bound. */
+  static async listen(bind: BindConfig, dispatcher: QueryDispatcher, log: Logger): Promise<UdpListener> {
+    const v6 = bind.host.includes(":");
+    const socket = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind({ address: bind.host, port: bind.port, exclusive: true }, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    const listener = new UdpListener(socket, bind);
+    socket.on(
+      "error",
+      (e: Error) => log.warn("{address}: {error}", { address: listener.address, error: e.message }),
+    );
+    socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+      dispatcher.handle(msg, true, (answer) => socket.send(answer, rinfo.port, rinfo.address));
+    });
+    return listener;
+  }
+
+  /** Closes the socket. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  }
+}

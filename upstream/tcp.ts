@@ -1,0 +1,52 @@
+/**
+ * DNS over TCP to one upstream: a connection per exchange, 2-byte framing, no Nagle delay.
+ *
+ * @module
+ */
+import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
+import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
+import { authority, randomId, type Upstream, UpstreamError } from "./upstream.ts";
+
+/** A TCP upstream server. */
+export class TcpUpstream implements Upstream {
+  readonly address: string;
+
+  constructor(readonly host: string, readonly port: number) {
+    this.address = `tcp://${authority(host, port)}`;
+  }
+
+  /** Sends `q` over a new connection and returns the first response that matches it. */
+  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+    const id = randomId();
+    const query = buildUpstreamQuery(q, id);
+    let conn: Deno.TcpConn | undefined;
+    const abort = () => conn?.close();
+    signal.addEventListener("abort", abort, { once: true });
+    try {
+      conn = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      if (signal.aborted) throw new Error("aborted");
+      conn.setNoDelay(true);
+      await writeAll(conn, frame(query));
+      const reader = new FramedReader(conn);
+      for (;;) {
+        const response = await reader.next();
+        if (response === null) throw new Error("connection closed before an answer");
+        if (
+          response.length >= 12 && readId(response) === id && (response[2] & 0x80) &&
+          sameQuestion(query, q.questionEnd, response)
+        ) return response;
+      }
+    } catch (e) {
+      if (e instanceof UpstreamError) throw e;
+      throw new UpstreamError(this.address, signal.aborted ? "aborted" : (e as Error).message);
+    } finally {
+      signal.removeEventListener("abort", abort);
+      try {
+        conn?.close();
+      } catch {
+        // already closed by abort
+      }
+    }
+  }
+}
