@@ -1,0 +1,124 @@
+/**
+ * A minimal DNS client for tests: one query over UDP or TCP, decoded answer back.
+ *
+ * @module
+ */
+import dgram from "node:dgram";
+import { Buffer } from "node:buffer";
+import { type Answer, decodePacket, encodePacket, type Packet } from "../../dns/packet.ts";
+import { frame, FramedReader, writeAll } from "../../dns/stream_framing.ts";
+
+/** A record as the tests look at it. */
+export interface TestRecord {
+  name: string;
+  type: string;
+  ttl?: number;
+  // deno-lint-ignore no-explicit-any
+  data?: any;
+}
+
+/** A decoded answer as the tests look at it. */
+export interface TestReply {
+  id: number;
+  rcode: string;
+  /** TC bit. */
+  tc: boolean;
+  questions: { name: string; type: string }[];
+  answers: TestRecord[];
+  authorities: TestRecord[];
+  additionals: TestRecord[];
+  raw: Uint8Array;
+}
+
+/** Decodes an answer for assertions. */
+export function decodeReply(raw: Uint8Array): TestReply {
+  const p = decodePacket(raw) as Packet & { rcode: string; flag_tc: boolean };
+  return {
+    id: p.id ?? 0,
+    rcode: p.rcode,
+    tc: p.flag_tc,
+    questions: (p.questions ?? []) as TestReply["questions"],
+    answers: (p.answers ?? []) as TestRecord[],
+    authorities: (p.authorities ?? []) as TestRecord[],
+    additionals: (p.additionals ?? []) as TestRecord[],
+    raw,
+  };
+}
+
+/** Options for one query. */
+export interface QueryOptions {
+  /** Announce EDNS0 with this UDP payload size. */
+  edns?: number;
+  /** Milliseconds to wait. */
+  timeoutMs?: number;
+  id?: number;
+}
+
+/** Encodes a standard recursive query. */
+export function buildQuery(name: string, type: string, options: QueryOptions = {}): Uint8Array {
+  return encodePacket({
+    type: "query",
+    id: options.id ?? Math.floor(Math.random() * 65536),
+    flags: 0x0100,
+    questions: [{ name, type: type as "A", class: "IN" }],
+    additionals: options.edns
+      ? [{ type: "OPT", name: ".", udpPayloadSize: options.edns } as unknown as Answer]
+      : [],
+  });
+}
+
+/** Sends raw bytes over UDP and resolves with the first reply's bytes, or null on timeout. */
+export function udpExchangeRaw(
+  port: number,
+  bytes: Uint8Array,
+  timeoutMs = 2000,
+  host = "127.0.0.1",
+): Promise<Uint8Array | null> {
+  return new Promise((resolve) => {
+    const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+    const timer = setTimeout(() => {
+      socket.close();
+      resolve(null);
+    }, timeoutMs);
+    socket.on("message", (msg: Uint8Array) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(new Uint8Array(msg));
+    });
+    socket.send(Buffer.from(bytes), port, host);
+  });
+}
+
+/** Queries over UDP and decodes the answer; throws on timeout. */
+export async function udpQuery(
+  port: number,
+  name: string,
+  type: string,
+  options: QueryOptions = {},
+): Promise<TestReply> {
+  const raw = await udpExchangeRaw(port, buildQuery(name, type, options), options.timeoutMs ?? 3000);
+  if (!raw) throw new Error(`no UDP answer for ${name} ${type} from port ${port}`);
+  return decodeReply(raw);
+}
+
+/** Queries over TCP and decodes the answer. */
+export async function tcpQuery(
+  port: number,
+  name: string,
+  type: string,
+  options: QueryOptions = {},
+): Promise<TestReply> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, frame(buildQuery(name, type, options)));
+    const timer = setTimeout(() => conn.close(), options.timeoutMs ?? 3000);
+    const raw = await new FramedReader(conn).next();
+    clearTimeout(timer);
+    if (!raw) throw new Error("TCP connection closed without an answer");
+    return decodeReply(raw);
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by timer */ }
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * A fake upstream DNS server for tests, on 127.0.0.1 random ports (UDP and TCP), with fault
+ * injection: per-name delays, drops, wrong IDs, truncation, custom rcodes. Counts what it receives.
+ *
+ * @module
+ */
+import dgram from "node:dgram";
+import { type Answer, decodePacket, encodePacket, type Packet } from "../../dns/packet.ts";
+import { frame, FramedReader, writeAll } from "../../dns/stream_framing.ts";
+
+/** What the fake does for one question. */
+export interface FakeBehaviour {
+  /** Records to answer with (default: one A record 192.0.2.1, TTL 300, for A questions). */
+  answers?: Answer[];
+  rcode?: "NOERROR" | "NXDOMAIN" | "SERVFAIL" | "REFUSED";
+  /** Authority records (e.g. an SOA for negative answers). */
+  authorities?: Answer[];
+  /** Milliseconds to wait before answering. */
+  delayMs?: number;
+  /** Never answer. */
+  drop?: boolean;
+  /** Over UDP, answer with TC set and no records (the full answer comes over TCP). */
+  truncateUdp?: boolean;
+  /** First send a reply with a wrong ID, then the right one. */
+  wrongIdFirst?: boolean;
+}
+
+/** A decision function: question name and type → behaviour. */
+export type FakeScript = (name: string, type: string) => FakeBehaviour;
+
+/** A running fake upstream. */
+export class FakeUpstream {
+  /** Every question received, as `name type proto`. */
+  readonly log: string[] = [];
+  private readonly tcpConns = new Set<Deno.TcpConn>();
+
+  private constructor(
+    private readonly udp: dgram.Socket,
+    private readonly tcp: Deno.TcpListener,
+    readonly port: number,
+    public script: FakeScript,
+  ) {
+    this.serveTcp();
+  }
+
+  /** Starts UDP and TCP on the same random port of 127.0.0.1. */
+  static async start(script: FakeScript = () => ({})): Promise<FakeUpstream> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = tcp.addr.port;
+      const udp = dgram.createSocket("udp4");
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once("error", reject);
+          udp.bind(port, "127.0.0.1", () => resolve());
+        });
+      } catch {
+        tcp.close();
+        udp.close();
+        continue;
+      }
+      const fake = new FakeUpstream(udp, tcp, port, script);
+      udp.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => fake.onUdp(msg, rinfo));
+      return fake;
+    }
+    throw new Error("no free port for the fake upstream");
+  }
+
+  /** How many questions for `name` arrived (over any transport). */
+  count(name: string): number {
+    return this.log.filter((l) => l.split(" ")[0] === name).length;
+  }
+
+  private answer(query: Packet, behaviour: FakeBehaviour, udp: boolean): Uint8Array {
+    const q = query.questions![0];
+    const truncated = udp && behaviour.truncateUdp;
+    const defaultAnswers: Answer[] = q.type === "A"
+      ? [{ name: q.name, type: "A", ttl: 300, data: "192.0.2.1" }]
+      : [];
+    return encodePacket({
+      type: "response",
+      id: query.id,
+      flags: 0x8180 | (truncated ? 0x0200 : 0) | rcodeNumber(behaviour.rcode),
+      questions: query.questions,
+      answers: truncated ? [] : behaviour.answers ?? defaultAnswers,
+      authorities: truncated ? [] : behaviour.authorities ?? [],
+      additionals: query.additionals?.some((a) => a.type === "OPT")
+        ? [{ type: "OPT", name: ".", udpPayloadSize: 1232 } as unknown as Answer]
+        : [],
+    });
+  }
+
+  private async onUdp(msg: Uint8Array, rinfo: dgram.RemoteInfo): Promise<void> {
+    let query: Packet;
+    try {
+      query = decodePacket(msg);
+    } catch {
+      return;
+    }
+    const q = query.questions?.[0];
+    if (!q) return;
+    this.log.push(`${q.name} ${q.type} udp`);
+    const behaviour = this.script(q.name, q.type);
+    if (behaviour.drop) return;
+    if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+    const out = this.answer(query, behaviour, true);
+    if (behaviour.wrongIdFirst) {
+      const wrong = out.slice();
+      wrong[0] ^= 0xff;
+      this.udp.send(wrong, rinfo.port, rinfo.address);
+    }
+    this.udp.send(out, rinfo.port, rinfo.address);
+  }
+
+  private async serveTcp(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.tcp.accept();
+      } catch {
+        return;
+      }
+      this.tcpConns.add(conn);
+      (async () => {
+        const reader = new FramedReader(conn);
+        try {
+          for (;;) {
+            const msg = await reader.next();
+            if (!msg) break;
+            const query = decodePacket(msg);
+            const q = query.questions![0];
+            this.log.push(`${q.name} ${q.type} tcp`);
+            const behaviour = this.script(q.name, q.type);
+            if (behaviour.drop) continue;
+            if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+            await writeAll(conn, frame(this.answer(query, behaviour, false)));
+          }
+        } catch {
+          // client went away
+        } finally {
+          this.tcpConns.delete(conn);
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        }
+      })();
+    }
+  }
+
+  /** Stops both listeners. */
+  async close(): Promise<void> {
+    this.tcp.close();
+    for (const c of this.tcpConns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await new Promise<void>((resolve) => this.udp.close(() => resolve()));
+  }
+}
+
+function rcodeNumber(rcode: FakeBehaviour["rcode"]): number {
+  return { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 }[rcode ?? "NOERROR"];
+}
+
+/** An SOA record for negative answers, with the given TTL and MINIMUM. */
+export function soa(zone: string, ttl: number, minimum: number): Answer {
+  return {
+    name: zone,
+    type: "SOA",
+    ttl,
+    data: {
+      mname: `ns.${zone}`,
+      rname: `hostmaster.${zone}`,
+      serial: 1,
+      refresh: 3600,
+      retry: 600,
+      expire: 86400,
+      minimum,
+    },
+  };
+}
