@@ -204,10 +204,13 @@ class Guardian {
 
   /** Passes a signal on to the child. */
   forward(signal: Deno.Signal): void {
+    const child = this.child;
+    if (!child) return;
     try {
-      this.child?.kill(signal);
+      child.kill(signal);
+      log.info("{signal} forwarded to child {pid}", { signal, pid: child.pid });
     } catch {
-      // no child right now
+      // the child exited meanwhile
     }
   }
 }

@@ -150,7 +150,8 @@ async function commandHealth(args: string[]): Promise<number> {
   return result.exitCode;
 }
 
-function commandVersion(): number {
+function commandVersion(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) return console.log(USAGE.version), 0;
   console.log(`keeldns ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target}, ${buildKind()} build)`);
   return 0;
 }
@@ -170,7 +171,7 @@ export async function main(args: string[]): Promise<number> {
         return await commandHealth(tail);
       case "version":
       case "--version":
-        return commandVersion();
+        return commandVersion(tail);
       case "help":
       case "--help":
       case "-h":
