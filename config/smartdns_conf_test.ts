@@ -1,0 +1,113 @@
+import { assert, assertEquals, assertThrows } from "../tests/helpers/assert.ts";
+import { ConfigError } from "./errors.ts";
+import { detectFormat, parseConfig } from "./load.ts";
+import { parseSmartdnsConf } from "./smartdns_conf.ts";
+
+const files: Record<string, string> = {};
+const read = (path: string) => {
+  if (!(path in files)) throw new Error("No such file");
+  return files[path];
+};
+const parse = (text: string) => parseSmartdnsConf(text, "/etc/smartdns/smartdns.conf", read);
+
+Deno.test("smartdns.conf: listeners, servers, options and TTLs", () => {
+  const c = parse(`
+# comment
+bind [::]:53
+bind-tcp 127.0.0.1:5353
+server 9.9.9.9
+server 1.1.1.1:5353 -group cf -exclude-default-group
+server-tcp [2606:4700::1111]
+server tcp://8.8.8.8
+cache-size 2048
+rr-ttl-min 60
+rr-ttl-max 30
+log-level warning
+log-size 1m
+log-num 3
+tcp-idle-time 30
+`);
+  assertEquals(c.server.binds.map((b) => `${b.transport} ${b.host} ${b.port}`), [
+    "udp :: 53",
+    "tcp 127.0.0.1 5353",
+  ]);
+  assertEquals(c.upstreams.map((u) => `${u.transport} ${u.host} ${u.port} ${u.groups} ${u.excludeDefault}`), [
+    "udp 9.9.9.9 53  false",
+    "udp 1.1.1.1 5353 cf true",
+    "tcp 2606:4700::1111 53  false",
+    "tcp 8.8.8.8 53  false",
+  ]);
+  assertEquals(c.cache, { size: 2048, rrTtl: 0, rrTtlMin: 30, rrTtlMax: 30 }); // min above max becomes max
+  assertEquals(c.log.level, "warn");
+  assertEquals(c.log.size, 1024 * 1024);
+  assertEquals(c.log.num, 3);
+  assertEquals(c.server.tcpIdleTime, 30);
+  assertEquals(c.unsupported, []);
+});
+
+Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
+  const c = parse(
+    "server 9.9.9.9\nspeed-check-mode ping\nserve-expired yes\nspeed-check-mode none\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-cache\n",
+  );
+  assertEquals(
+    c.unsupported.map((u) => `${u.name}@${u.source.line}`),
+    [
+      "speed-check-mode@2",
+      "serve-expired@3",
+      "server-tls@5",
+      "smartdns-ui.ip@6",
+      "server https://@7",
+      "bind -no-cache@8",
+    ],
+  );
+  assertEquals(c.upstreams.length, 1);
+});
+
+Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
+  const cases: [string, RegExp][] = [
+    ["sever 1.1.1.1", /:1:1: unknown directive "sever" \(did you mean "server"\?\)/],
+    ["server 1.1.1.1\nbind 127.0.0.1:http", /:2:6: bind: "http" is not a port number/],
+    ["server dns.google", /:1:8: server: "dns.google" is not an IP address \(host names need bootstrap/],
+    ["server 1.1.1.1 -grop x", /:1:16: server: unknown option "-grop" \(did you mean "group"\?\)/],
+    ["server 1.1.1.1\ncache-size lots", /:2:12: cache-size: "lots" is not an integer/],
+    ["server 1.1.1.1\nlog-level loud", /:2:11: log-level: "loud" is not a level/],
+    [
+      "server 1.1.1.1\nconf-file missing.conf",
+      /:2:11: conf-file: cannot read "\/etc\/smartdns\/missing.conf"/,
+    ],
+  ];
+  for (const [text, pattern] of cases) {
+    const e = assertThrows(() => parse(text), pattern);
+    assert(e instanceof ConfigError);
+    assertEquals(e.position.file, "/etc/smartdns/smartdns.conf");
+  }
+});
+
+Deno.test("smartdns.conf: conf-file includes relative to the including file, and loops are caught", () => {
+  files["/etc/smartdns/extra.conf"] = "server 8.8.4.4\n";
+  const c = parse("server 9.9.9.9\nconf-file extra.conf\n");
+  assertEquals(c.upstreams.map((u) => u.host), ["9.9.9.9", "8.8.4.4"]);
+  files["/etc/smartdns/loop.conf"] = "conf-file loop.conf\n";
+  assertThrows(() => parse("conf-file loop.conf"), /includes itself/);
+});
+
+Deno.test("smartdns.conf: quotes, line continuation and SmartDNS's defaults", () => {
+  files["/etc/resolv.conf"] = "# resolv\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\n";
+  const c = parse('log-file "/var/log/smart dns.log"\nlog-level \\\n  info\n');
+  assertEquals(c.log.file, "/var/log/smart dns.log");
+  assertEquals(c.log.level, "info");
+  assertEquals(
+    c.server.binds.map((b) => `${b.transport} ${b.host} ${b.port}`),
+    ["udp :: 53"],
+    "SmartDNS's default bind",
+  );
+  assertEquals(c.upstreams.map((u) => u.host), ["192.0.2.53"], "no server lines: resolv-file");
+});
+
+Deno.test("format detection is by content", () => {
+  assertEquals(detectFormat("# x\n[server]\n", "a.conf"), "toml");
+  assertEquals(detectFormat("cache-size = 5\n", "a.conf"), "toml");
+  assertEquals(detectFormat("server 1.1.1.1\n", "a.toml"), "smartdns");
+  assertEquals(detectFormat("\n# only comments\n", "a.toml"), "toml");
+  assertEquals(parseConfig("server 1.1.1.1\n", "x").format, "smartdns");
+});
