@@ -1,0 +1,337 @@
+/**
+ * `deno task bench`: dnsperf against keeldns, SmartDNS and dnsmasq in one run — same query file, same
+ * local upstream (a dnsmasq answering *.bench.test) — plus a trivial Deno UDP responder as the
+ * runtime's ceiling. Workloads: (1) cache hits, (2) forwarding with every cache off.
+ * Prints QPS, ratios to SmartDNS and dnsmasq, lost queries, latency and RSS; `--record` appends the
+ * table to docs/benchmarks.md.
+ *
+ * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
+ * --record.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
+
+const { values: opts } = parseArgs({
+  args: Deno.args,
+  options: {
+    seconds: { type: "string", default: "10" },
+    names: { type: "string", default: "5000" },
+    clients: { type: "string", default: "4" },
+    record: { type: "boolean", default: false },
+  },
+});
+const SECONDS = Number(opts.seconds);
+const NAMES = Number(opts.names);
+const CLIENTS = Number(opts.clients);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const work = await Deno.makeTempDir({ prefix: "keeldns-bench-" });
+
+/** A server under test. */
+interface Server {
+  name: string;
+  port: number;
+  process: Deno.ChildProcess;
+  /** Pids whose RSS is reported (e.g. guardian and child). */
+  pids: () => Promise<Record<string, number>>;
+}
+
+function spawn(command: string, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
+}
+
+/** Resolves once `port` answers a query (via dig), or throws after 10 s. */
+async function waitForDns(port: number, name = "ready.bench.test"): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const out = await new Deno.Command(programPath("dig"), {
+      args: ["@127.0.0.1", "-p", String(port), "+short", "+time=1", "+tries=1", name],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (new TextDecoder().decode(out.stdout).includes("192.0.2.")) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing answers on port ${port}`);
+}
+
+/** Reads VmRSS and VmHWM (kB) of a pid. */
+async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+    return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
+  } catch {
+    return { rss: NaN, hwm: NaN };
+  }
+}
+
+/** Child pids of `pid` (from /proc). */
+async function childrenOf(pid: number): Promise<number[]> {
+  try {
+    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
+    return text.trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** One dnsperf measurement. */
+interface Result {
+  qps: number;
+  lost: number;
+  sent: number;
+  avgLatencyMs: number;
+}
+
+async function dnsperf(port: number, file: string, seconds: number, runs?: number): Promise<Result> {
+  const args = [
+    "-s",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-d",
+    file,
+    "-c",
+    String(CLIENTS),
+    "-T",
+    "1",
+    "-q",
+    "100",
+  ];
+  if (runs) args.push("-n", String(runs));
+  else args.push("-l", String(seconds));
+  const out = await new Deno.Command(programPath("dnsperf"), { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  return {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    sent: num(/Queries sent:\s+(\d+)/),
+    avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+  };
+}
+
+async function startUpstream(): Promise<{ port: number; process: Deno.ChildProcess }> {
+  const port = await freePort();
+  const process = spawn(programPath("dnsmasq"), [
+    "--keep-in-foreground",
+    "--no-resolv",
+    "--no-hosts",
+    "--no-poll",
+    "--bind-interfaces",
+    "--listen-address=127.0.0.1",
+    `--port=${port}`,
+    "--user=root",
+    "--pid-file",
+    "--cache-size=0",
+    "--local-ttl=3600",
+    "--address=/bench.test/192.0.2.1",
+    "--dns-forward-max=10000",
+  ]);
+  await waitForDns(port);
+  return { port, process };
+}
+
+async function startKeeldns(upstream: number, cache: boolean): Promise<Server> {
+  const port = await freePort();
+  const config = `${work}/keeldns-${cache}.toml`;
+  await Deno.writeTextFile(
+    config,
+    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
+      `[cache]\nsize = ${cache ? NAMES * 2 : 0}\n[log]\nlevel = "error"\n`,
+  );
+  const { command, args } = keeldnsCommand(["run", "-c", config]);
+  const process = spawn(command, args);
+  await waitForDns(port);
+  return {
+    name: "keeldns",
+    port,
+    process,
+    pids: async () => {
+      const child = (await childrenOf(process.pid))[0];
+      return { guardian: process.pid, ...(child ? { child } : {}) };
+    },
+  };
+}
+
+async function startSmartdns(upstream: number, cache: boolean): Promise<Server> {
+  const port = await freePort();
+  const config = `${work}/smartdns-${cache}.conf`;
+  await Deno.writeTextFile(
+    config,
+    [
+      `bind 127.0.0.1:${port}`,
+      `server 127.0.0.1:${upstream}`,
+      `cache-size ${cache ? NAMES * 2 : 0}`,
+      "speed-check-mode none",
+      "response-mode fastest-response",
+      "serve-expired no",
+      "prefetch-domain no",
+      "dualstack-ip-selection no",
+      "cache-persist no",
+      "log-level error",
+      `log-file ${work}/smartdns.log`,
+      "",
+    ].join("\n"),
+  );
+  const process = spawn(programPath("smartdns"), ["-f", "-c", config, "-p", "-"]);
+  await waitForDns(port);
+  return { name: "SmartDNS", port, process, pids: () => Promise.resolve({ smartdns: process.pid }) };
+}
+
+async function startDnsmasq(upstream: number, cache: boolean): Promise<Server> {
+  const port = await freePort();
+  const process = spawn(programPath("dnsmasq"), [
+    "--keep-in-foreground",
+    "--no-resolv",
+    "--no-hosts",
+    "--no-poll",
+    "--bind-interfaces",
+    "--listen-address=127.0.0.1",
+    `--port=${port}`,
+    "--user=root",
+    "--pid-file",
+    `--server=127.0.0.1#${upstream}`,
+    `--cache-size=${cache ? 10000 : 0}`,
+    "--dns-forward-max=10000",
+  ]);
+  await waitForDns(port);
+  return { name: "dnsmasq", port, process, pids: () => Promise.resolve({ dnsmasq: process.pid }) };
+}
+
+async function startEcho(): Promise<Server> {
+  const port = await freePort();
+  const process = spawn(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    `${REPO_ROOT}bench/echo_server.ts`,
+    String(port),
+  ]);
+  await waitForDns(port);
+  return {
+    name: "Deno UDP echo (ceiling)",
+    port,
+    process,
+    pids: () => Promise.resolve({ echo: process.pid }),
+  };
+}
+
+async function stop(server: { process: Deno.ChildProcess }): Promise<void> {
+  try {
+    server.process.kill("SIGTERM");
+  } catch { /* gone */ }
+  const timer = setTimeout(() => {
+    try {
+      server.process.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 5000);
+  await server.process.status;
+  clearTimeout(timer);
+}
+
+interface Row {
+  workload: string;
+  server: string;
+  result: Result;
+  memory: string;
+}
+
+async function measure(workload: string, server: Server, file: string, prime: boolean): Promise<Row> {
+  if (prime) await dnsperf(server.port, file, 0, 1);
+  const result = await dnsperf(server.port, file, SECONDS);
+  const pids = await server.pids();
+  const parts: string[] = [];
+  for (const [role, pid] of Object.entries(pids)) {
+    const m = await memory(pid);
+    parts.push(`${role} ${(m.rss / 1024).toFixed(1)} MB (peak ${(m.hwm / 1024).toFixed(1)})`);
+  }
+  console.error(`  ${workload} / ${server.name}: ${result.qps.toFixed(0)} qps, lost ${result.lost}`);
+  return { workload, server: server.name, result, memory: parts.join(", ") };
+}
+
+async function machine(): Promise<string> {
+  const cpu = /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
+  const kernel = (await Deno.readTextFile("/proc/sys/kernel/osrelease")).trim();
+  const mem = /MemTotal:\s+(\d+)/.exec(await Deno.readTextFile("/proc/meminfo"))?.[1];
+  return `${navigator.hardwareConcurrency} cores, ${cpu}, ${
+    (Number(mem) / 1024 / 1024).toFixed(0)
+  } GB, Linux ${kernel}, Deno ${Deno.version.deno}`;
+}
+
+function table(rows: Row[]): string {
+  const lines: string[] = [];
+  for (const workload of [...new Set(rows.map((r) => r.workload))]) {
+    const group = rows.filter((r) => r.workload === workload);
+    const smart = group.find((r) => r.server === "SmartDNS")?.result.qps ?? NaN;
+    const dnsmasq = group.find((r) => r.server === "dnsmasq")?.result.qps ?? NaN;
+    lines.push(`\n**${workload}**\n`);
+    lines.push("| server | QPS | × SmartDNS | × dnsmasq | lost | avg latency | RSS after the run |");
+    lines.push("|---|---:|---:|---:|---:|---:|---|");
+    for (const r of group) {
+      lines.push(
+        `| ${r.server} | ${r.result.qps.toFixed(0)} | ${(r.result.qps / smart).toFixed(2)} | ${
+          (r.result.qps / dnsmasq).toFixed(2)
+        } | ${r.result.lost} of ${r.result.sent} | ${r.result.avgLatencyMs.toFixed(2)} ms | ${r.memory} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+// ---- run ----
+const file = `${work}/queries.txt`;
+await Deno.writeTextFile(
+  file,
+  Array.from({ length: NAMES }, (_, i) => `h${i}.bench.test A`).join("\n") + "\n",
+);
+const upstream = await startUpstream();
+const rows: Row[] = [];
+try {
+  console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
+  const workloads: [string, boolean][] = [["cache hits (all names cached)", true], [
+    "forwarding, caches off",
+    false,
+  ]];
+  for (const [workload, cache] of workloads) {
+    const starters = [startKeeldns, startSmartdns, startDnsmasq];
+    for (const start of starters) {
+      const server = await start(upstream.port, cache);
+      try {
+        rows.push(await measure(workload, server, file, cache));
+      } finally {
+        await stop(server);
+      }
+    }
+    if (cache) {
+      const echo = await startEcho();
+      try {
+        rows.push(await measure(workload, echo, file, false));
+      } finally {
+        await stop(echo);
+      }
+    }
+  }
+} finally {
+  await stop(upstream);
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+}
+
+const when = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
+const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} clients, 1 thread, ` +
+  `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
+    table(rows)
+  }\n`;
+console.log(report);
+if (opts.record) {
+  const path = `${REPO_ROOT}docs/benchmarks.md`;
+  const old = await Deno.readTextFile(path).catch(() => "# Benchmarks\n");
+  const marker = "<!-- runs -->";
+  const next = old.includes(marker)
+    ? old.replace(marker, `${marker}\n\n${report}`)
+    : `${old}\n${marker}\n\n${report}`;
+  await Deno.writeTextFile(path, next);
+  console.error(`recorded in ${path}`);
+}
