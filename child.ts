@@ -6,7 +6,7 @@
  */
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
-import type { Config } from "./config/schema.ts";
+import type { Config, UdpTransportChoice } from "./config/schema.ts";
 import {
   BEAT_INTERVAL_MS,
   type ChildMessage,
@@ -21,6 +21,8 @@ import type { Listener } from "./server/listener.ts";
 import { ServerStats } from "./server/stats.ts";
 import { TcpListener } from "./server/tcp.ts";
 import { UdpListener } from "./server/udp.ts";
+import { BatchedUdpListener } from "./server/udp_batched.ts";
+import { loadLibc } from "./server/linux_socket.ts";
 
 /** How the child was started. */
 export interface ChildOptions {
@@ -45,16 +47,39 @@ function tell(message: ChildMessage): boolean {
   }
 }
 
+/** Whether UDP listeners can use batched syscalls here; logs the choice once. */
+function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
+  if (choice === "portable") {
+    log.info("UDP transport: portable (node:dgram), as configured");
+    return false;
+  }
+  try {
+    loadLibc();
+    log.info("UDP transport: batched recvmmsg/sendmmsg");
+    return true;
+  } catch (e) {
+    if (choice === "batched") {
+      throw new Error(`udp-transport "batched" is not available: ${(e as Error).message}`);
+    }
+    log.info("UDP transport: portable (node:dgram), because {reason}", { reason: (e as Error).message });
+    return false;
+  }
+}
+
 /** Binds every configured listener; closes what was bound and throws on the first failure. */
 async function bindAll(config: Config, dispatcher: QueryDispatcher): Promise<Listener[]> {
   const listeners: Listener[] = [];
   const serverLog = getLogger("server");
+  const batched = config.server.binds.some((b) => b.transport === "udp") &&
+    chooseBatchedUdp(config.server.udpTransport);
   try {
     for (const bind of config.server.binds) {
       try {
         listeners.push(
           bind.transport === "udp"
-            ? await UdpListener.listen(bind, dispatcher, serverLog)
+            ? batched
+              ? BatchedUdpListener.listen(bind, dispatcher, serverLog)
+              : await UdpListener.listen(bind, dispatcher, serverLog)
             : TcpListener.listen(bind, dispatcher, {
               idleSeconds: config.server.tcpIdleTime,
               maxConnections: config.server.maxTcpConnections,

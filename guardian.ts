@@ -34,7 +34,14 @@ export function restartDelay(failures: number): number {
 }
 
 /** The permissions the child needs when it runs under `deno run`. */
-const CHILD_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
+const CHILD_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-ffi",
+];
 
 /** The command line that starts a child of this same program. */
 export function childCommand(childArgs: string[]): { command: string; args: string[] } {

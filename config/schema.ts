@@ -66,9 +66,16 @@ export interface CacheConfig {
   readonly rrTtlMax: number;
 }
 
+/**
+ * How UDP is served: `batched` uses recvmmsg/sendmmsg through FFI (Linux x86_64/aarch64, needs
+ * --allow-ffi), `portable` uses node:dgram, `auto` takes batched when it can and says which.
+ */
+export type UdpTransportChoice = "auto" | "batched" | "portable";
+
 /** Listener behaviour. */
 export interface ServerConfig {
   readonly binds: readonly BindConfig[];
+  readonly udpTransport: UdpTransportChoice;
   /** Seconds an idle TCP client connection is kept. */
   readonly tcpIdleTime: number;
   /** Open TCP client connections accepted at once. */

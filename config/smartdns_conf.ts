@@ -428,6 +428,7 @@ export function parseSmartdnsConf(
     format: "smartdns",
     server: {
       binds,
+      udpTransport: "auto",
       tcpIdleTime: reader.tcpIdleTime,
       maxTcpConnections: DEFAULT_MAX_TCP_CONNECTIONS,
       upstreamTimeout: DEFAULT_UPSTREAM_TIMEOUT,

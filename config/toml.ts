@@ -13,7 +13,14 @@ import {
   DNS_PORT,
 } from "./defaults.ts";
 import { didYouMean } from "./errors.ts";
-import type { BindConfig, Config, LogLevel, Transport, UpstreamConfig } from "./schema.ts";
+import type {
+  BindConfig,
+  Config,
+  LogLevel,
+  Transport,
+  UdpTransportChoice,
+  UpstreamConfig,
+} from "./schema.ts";
 import { LOG_LEVELS } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { AUTO_CACHE_SIZE, parseHostPort, parseSize, parseUpstreamAddress } from "./values.ts";
@@ -23,7 +30,15 @@ type Table = Record<string, unknown>;
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
   "": ["server", "upstream", "cache", "log"],
-  server: ["bind", "bind-udp", "bind-tcp", "tcp-idle-time", "max-tcp-connections", "upstream-timeout"],
+  server: [
+    "bind",
+    "bind-udp",
+    "bind-tcp",
+    "tcp-idle-time",
+    "max-tcp-connections",
+    "upstream-timeout",
+    "udp-transport",
+  ],
   upstream: ["address", "groups", "exclude-default-group"],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max"],
   log: ["level", "file", "size", "num"],
@@ -116,6 +131,18 @@ class TomlConfigReader {
     return binds;
   }
 
+  udpTransport(server: Table): UdpTransportChoice {
+    const value = this.string(server, "udp-transport", "server") ?? "auto";
+    const choices: UdpTransportChoice[] = ["auto", "batched", "portable"];
+    if (!choices.includes(value as UdpTransportChoice)) {
+      this.src.fail(
+        "server.udp-transport",
+        `udp-transport must be one of ${choices.join(", ")}${didYouMean(value, choices)}`,
+      );
+    }
+    return value as UdpTransportChoice;
+  }
+
   upstreams(value: unknown): UpstreamConfig[] {
     if (value === undefined) this.src.fail("", "no [[upstream]] servers are configured");
     const list = Array.isArray(value) ? value : [value];
@@ -166,6 +193,7 @@ class TomlConfigReader {
       format: "toml",
       server: {
         binds: this.binds(server),
+        udpTransport: this.udpTransport(server),
         tcpIdleTime: this.integer(server, "tcp-idle-time", "server", 0, 3600, DEFAULT_TCP_IDLE_TIME),
         maxTcpConnections: this.integer(
           server,

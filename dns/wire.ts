@@ -41,8 +41,11 @@ export class MalformedQuery extends Error {
 
 /** The parts of a client query the resolver needs, read without decoding the whole message. */
 export interface Question {
-  /** The query as received; `wire.subarray(12, questionEnd)` is the question section. */
-  readonly wire: Uint8Array;
+  /**
+   * The query as received; `wire.subarray(12, questionEnd)` is the question section. It may view
+   * a transport's reusable buffer until {@link detachQuestion} gives it its own copy.
+   */
+  wire: Uint8Array;
   /** Transaction ID. */
   readonly id: number;
   /** Query name, lower-cased, dotted, without the trailing dot ("" for the root). */
@@ -169,6 +172,11 @@ export function parseQuery(wire: Uint8Array): Question {
     recursionDesired: (wire[2] & FLAG_RD) !== 0,
     key: `${name}|${qtype}|${qclass}${dnssecOk ? "|do" : ""}`,
   };
+}
+
+/** Gives `q` its own copy of the query bytes, for a question answered after its buffer is reused. */
+export function detachQuestion(q: Question): void {
+  q.wire = q.wire.slice(0, q.questionEnd);
 }
 
 /** What one pass over a response tells a cache. */

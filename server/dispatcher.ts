@@ -1,5 +1,5 @@
 /**
- * Turns received bytes into an answer for one client, whatever the transport: parse the question
+ * Turns received bytes into the answer for one client, whatever the transport: parse the question
  * (never the whole message), resolve, render the stored answer with the client's ID and size limit.
  * Bad input is counted and dropped or answered FORMERR/NOTIMP; nothing thrown escapes.
  *
@@ -9,6 +9,7 @@ import type { StoredAnswer } from "../dns/stored_answer.ts";
 import {
   buildEmptyAnswer,
   buildHeaderOnlyAnswer,
+  detachQuestion,
   MalformedQuery,
   parseQuery,
   type Question,
@@ -18,10 +19,10 @@ import type { Logger } from "../ops/log.ts";
 import type { Next } from "../resolver/stage.ts";
 import type { ServerStats } from "./stats.ts";
 
-/** Sends one answer back the way the query came. */
-export type Reply = (answer: Uint8Array) => void;
+/** An answer now (cache hit, error), later (miss), or none (dropped). Promises never reject. */
+export type DispatchResult = Uint8Array | Promise<Uint8Array> | null;
 
-/** Routes each received query through the resolver chain and back to its client. */
+/** Routes each received query through the resolver chain and renders its answer. */
 export class QueryDispatcher {
   constructor(
     private readonly resolve: Next,
@@ -30,10 +31,10 @@ export class QueryDispatcher {
   ) {}
 
   /**
-   * Handles one received message; `udp` applies the client's UDP size limit (else 65535). `reply` may be called synchronously (cache hit), and is
-   * called exactly once if this returns true; false means the message was dropped unanswered.
+   * Answers one received message. `udp` applies the client's UDP size limit (else 65535). The bytes
+   * of `wire` may be reused by the caller as soon as this returns: a deferred answer keeps a copy.
    */
-  handle(wire: Uint8Array, udp: boolean, reply: Reply): boolean {
+  answer(wire: Uint8Array, udp: boolean): DispatchResult {
     this.stats.received++;
     let q: Question;
     try {
@@ -42,44 +43,34 @@ export class QueryDispatcher {
       this.stats.malformed++;
       if (e instanceof MalformedQuery && e.rcode !== null) {
         const answer = buildHeaderOnlyAnswer(wire, e.rcode);
-        if (answer) {
-          this.send(answer, reply);
-          return true;
-        }
+        if (answer) this.stats.answered++;
+        return answer;
       }
-      return false;
+      return null;
     }
     try {
       const answer = this.resolve(q);
       if (answer instanceof Promise) {
-        answer.then((a) => this.render(q, a, udp, reply), (e) => this.fail(q, e, reply));
-      } else {
-        this.render(q, answer, udp, reply);
+        detachQuestion(q);
+        return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e));
       }
+      return this.render(q, answer, udp);
     } catch (e) {
-      this.fail(q, e, reply);
+      return this.fail(q, e);
     }
-    return true;
   }
 
-  private render(q: Question, answer: StoredAnswer, udp: boolean, reply: Reply): void {
+  private render(q: Question, answer: StoredAnswer, udp: boolean): Uint8Array {
     const out = answer.render(q, Date.now(), udp ? q.udpSize : 65535);
     if (out[2] & 0x02) this.stats.truncated++;
-    this.send(out, reply);
+    this.stats.answered++;
+    return out;
   }
 
-  private fail(q: Question, error: unknown, reply: Reply): void {
+  private fail(q: Question, error: unknown): Uint8Array {
     this.stats.internalErrors++;
+    this.stats.answered++;
     this.log.error("resolving {name} type {type} failed: {error}", { name: q.name, type: q.qtype, error });
-    this.send(buildEmptyAnswer(q, Rcode.SERVFAIL), reply);
-  }
-
-  private send(answer: Uint8Array, reply: Reply): void {
-    try {
-      reply(answer);
-      this.stats.answered++;
-    } catch (e) {
-      this.log.warn("sending an answer failed: {error}", { error: e });
-    }
+    return buildEmptyAnswer(q, Rcode.SERVFAIL);
   }
 }

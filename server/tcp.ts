@@ -91,8 +91,14 @@ export class TcpListener implements Listener {
         if (message === null) break;
         clearTimeout(idle);
         idle = setTimeout(() => conn.close(), this.idleMs);
-        pending++;
-        if (!this.dispatcher.handle(message, false, reply)) pending--;
+        const answer = this.dispatcher.answer(message, false);
+        if (answer instanceof Uint8Array) {
+          pending++;
+          reply(answer);
+        } else if (answer) {
+          pending++;
+          answer.then(reply);
+        }
       }
     } catch {
       // reset, idle close, or a message cut off mid-way: the connection is simply done

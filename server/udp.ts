@@ -35,8 +35,12 @@ export class UdpListener implements Listener {
       "error",
       (e: Error) => log.warn("{address}: {error}", { address: listener.address, error: e.message }),
     );
+    const send = (answer: Uint8Array, rinfo: dgram.RemoteInfo) =>
+      socket.send(answer, rinfo.port, rinfo.address);
     socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      dispatcher.handle(msg, true, (answer) => socket.send(answer, rinfo.port, rinfo.address));
+      const answer = dispatcher.answer(msg, true);
+      if (answer instanceof Uint8Array) send(answer, rinfo);
+      else if (answer) answer.then((bytes) => send(bytes, rinfo));
     });
     return listener;
   }

@@ -190,6 +190,9 @@ export function processExists(pid: number): boolean {
   }
 }
 
+/** Both UDP transports; the end-to-end suites run against each. */
+export const UDP_TRANSPORTS = ["batched", "portable"] as const;
+
 /** Whether peers must be present (CI sets KEELDNS_REQUIRE_PEERS=1). */
 export const PEERS_REQUIRED = Deno.env.get("KEELDNS_REQUIRE_PEERS") === "1";
 

@@ -1,0 +1,303 @@
+/**
+ * Linux UDP sockets through libc via Deno FFI: `socket`/`bind`/`setsockopt`, and batched
+ * `recvmmsg`/`sendmmsg` over preallocated `struct mmsghdr` vectors. Layouts are those of glibc on
+ * LP64 targets (x86_64 and aarch64), the only ones Deno ships for.
+ *
+ * @module
+ */
+
+/** Linux constants (identical on x86_64 and aarch64: asm-generic). */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0x80000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_RCVBUF = 8;
+const SO_RCVTIMEO = 20;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+/** recvmmsg: block for the first datagram only, then take what is queued. */
+export const MSG_WAITFORONE = 0x10000;
+/** msg_flags: the datagram was longer than the buffer. */
+export const MSG_TRUNC = 0x20;
+
+/** sizeof(struct mmsghdr) on LP64: msghdr (56) + msg_len (4) + padding (4). */
+export const MMSGHDR_SIZE = 64;
+/** sizeof(struct iovec) on LP64. */
+export const IOVEC_SIZE = 16;
+/** Room for one socket address (sockaddr_in6 is 28 bytes). */
+export const NAME_SIZE = 32;
+/** Field offsets in struct mmsghdr. */
+export const MsgOffset = {
+  name: 0,
+  namelen: 8,
+  iov: 16,
+  iovlen: 24,
+  control: 32,
+  controllen: 40,
+  flags: 48,
+  len: 56,
+};
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32", nonblocking: true },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+/** The loaded libc symbols. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: Libc | undefined;
+
+/**
+ * Loads libc once. Throws if this is not Linux on x86_64/aarch64, or FFI is not permitted
+ * (`--allow-ffi`), or libc cannot be opened.
+ */
+export function loadLibc(): Libc {
+  if (libc) return libc;
+  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) {
+    throw new Error(`batched UDP needs Linux on x86_64 or aarch64, not ${Deno.build.os}/${Deno.build.arch}`);
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    throw new Error("batched UDP needs --allow-ffi");
+  }
+  libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return libc;
+}
+
+/** The text of the calling thread's errno (valid right after a failed synchronous call). */
+function lastError(lib: Libc): string {
+  const errnoPtr = lib.__errno_location();
+  const errno = errnoPtr ? new Deno.UnsafePointerView(errnoPtr).getInt32() : 0;
+  const text = lib.strerror(errno);
+  return text ? new Deno.UnsafePointerView(text).getCString() : `errno ${errno}`;
+}
+
+/** Parses a literal IPv4 or IPv6 address to its 4 or 16 bytes. */
+export function ipBytes(ip: string): Uint8Array {
+  if (!ip.includes(":")) {
+    const parts = ip.split(".").map(Number);
+    if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+      throw new Error(`"${ip}" is not an IPv4 address`);
+    }
+    return new Uint8Array(parts);
+  }
+  let text = ip;
+  const out = new Uint8Array(16);
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = ipBytes(v4[1]);
+    const hi = ((b[0] << 8) | b[1]).toString(16);
+    const lo = ((b[2] << 8) | b[3]).toString(16);
+    text = text.slice(0, -v4[1].length) + `${hi}:${lo}`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) throw new Error(`"${ip}" is not an IPv6 address`);
+  const [head, tail] = halves.length === 2 ? halves : [text, undefined];
+  const headGroups = head ? head.split(":") : [];
+  const tailGroups = tail ? tail.split(":") : [];
+  if (tail === undefined && headGroups.length !== 8) throw new Error(`"${ip}" is not an IPv6 address`);
+  if (headGroups.length + tailGroups.length > (tail === undefined ? 8 : 7)) {
+    throw new Error(`"${ip}" is not an IPv6 address`);
+  }
+  const groups = [
+    ...headGroups,
+    ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
+    ...tailGroups,
+  ];
+  groups.forEach((g, i) => {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`"${ip}" is not an IPv6 address`);
+    const v = parseInt(g, 16);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  });
+  return out;
+}
+
+/** Encodes a `sockaddr_in` (16 bytes) or `sockaddr_in6` (28 bytes) for host and port. */
+export function encodeSockaddr(host: string, port: number): Uint8Array {
+  const ip = ipBytes(host);
+  const v6 = ip.length === 16;
+  const out = new Uint8Array(v6 ? 28 : 16);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, v6 ? AF_INET6 : AF_INET, true); // sa_family: host byte order (little-endian targets)
+  view.setUint16(2, port, false); // network byte order
+  out.set(ip, v6 ? 8 : 4); // sin6_flowinfo (4 bytes) comes before the IPv6 address
+  return out;
+}
+
+/** Decodes a socket address written by the kernel into "host" and port. */
+export function decodeSockaddr(bytes: Uint8Array): { host: string; port: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const family = view.getUint16(0, true);
+  const port = view.getUint16(2, false);
+  if (family === AF_INET) return { host: [...bytes.subarray(4, 8)].join("."), port };
+  if (family === AF_INET6) {
+    const groups: string[] = [];
+    for (let i = 0; i < 8; i++) groups.push(view.getUint16(8 + i * 2, false).toString(16));
+    return { host: groups.join(":"), port };
+  }
+  throw new Error(`unknown address family ${family}`);
+}
+
+/** The numeric address of a typed array's first byte. */
+function addressOf(bytes: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>)));
+}
+
+/**
+ * A vector of `count` mmsghdr entries, each with one iovec over its own `slotSize`-byte slot of
+ * `data` and its own `NAME_SIZE`-byte address slot in `names`. All memory is allocated once; the
+ * pointers inside the headers stay valid because the arrays are kept referenced here.
+ */
+export class MmsgVector {
+  readonly headers: Uint8Array<ArrayBuffer>;
+  readonly view: DataView;
+  readonly data: Uint8Array<ArrayBuffer>;
+  readonly names: Uint8Array<ArrayBuffer>;
+  private readonly iovecs: Uint8Array<ArrayBuffer>;
+
+  constructor(readonly count: number, readonly slotSize: number) {
+    this.headers = new Uint8Array(count * MMSGHDR_SIZE);
+    this.view = new DataView(this.headers.buffer);
+    this.data = new Uint8Array(count * slotSize);
+    this.names = new Uint8Array(count * NAME_SIZE);
+    this.iovecs = new Uint8Array(count * IOVEC_SIZE);
+    const iov = new DataView(this.iovecs.buffer);
+    const dataBase = addressOf(this.data);
+    const nameBase = addressOf(this.names);
+    const iovBase = addressOf(this.iovecs);
+    for (let i = 0; i < count; i++) {
+      iov.setBigUint64(i * IOVEC_SIZE, dataBase + BigInt(i * slotSize), true);
+      iov.setBigUint64(i * IOVEC_SIZE + 8, BigInt(slotSize), true);
+      const h = i * MMSGHDR_SIZE;
+      this.view.setBigUint64(h + MsgOffset.name, nameBase + BigInt(i * NAME_SIZE), true);
+      this.view.setUint32(h + MsgOffset.namelen, NAME_SIZE, true);
+      this.view.setBigUint64(h + MsgOffset.iov, iovBase + BigInt(i * IOVEC_SIZE), true);
+      this.view.setBigUint64(h + MsgOffset.iovlen, 1n, true);
+    }
+    this.iovView = iov;
+  }
+
+  private readonly iovView: DataView;
+
+  /** Bytes received into (or queued in) entry `i`. */
+  length(i: number): number {
+    return this.view.getUint32(i * MMSGHDR_SIZE + MsgOffset.len, true);
+  }
+
+  /** The msg_flags the kernel set on entry `i`. */
+  flags(i: number): number {
+    return this.view.getInt32(i * MMSGHDR_SIZE + MsgOffset.flags, true);
+  }
+
+  /** The payload of entry `i` (a view, valid until the slot is reused). */
+  payload(i: number): Uint8Array {
+    const start = i * this.slotSize;
+    return this.data.subarray(start, start + this.length(i));
+  }
+
+  /** Length of the address in entry `i`. */
+  nameLength(i: number): number {
+    return this.view.getUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, true);
+  }
+
+  /** The address bytes of entry `i` (a view). */
+  name(i: number): Uint8Array {
+    const start = i * NAME_SIZE;
+    return this.names.subarray(start, start + this.nameLength(i));
+  }
+
+  /** Makes entry `i` ready to receive again: full address room. */
+  resetForReceive(i: number): void {
+    this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, NAME_SIZE, true);
+  }
+
+  /** Fills entry `i` for sending `payload` to the address `name`. Returns false if it does not fit. */
+  setForSend(i: number, payload: Uint8Array, name: Uint8Array): boolean {
+    if (payload.length > this.slotSize || name.length > NAME_SIZE) return false;
+    this.data.set(payload, i * this.slotSize);
+    this.names.set(name, i * NAME_SIZE);
+    this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, name.length, true);
+    this.iovView.setBigUint64(i * IOVEC_SIZE + 8, BigInt(payload.length), true);
+    return true;
+  }
+}
+
+/** A bound UDP socket file descriptor and the calls that use it. */
+export class LinuxUdpSocket {
+  private constructor(readonly lib: Libc, readonly fd: number, readonly family: number) {}
+
+  /**
+   * Creates and binds a UDP socket. `::` is bound dual-stack. `receiveTimeoutMs` bounds each
+   * blocking receive so a closing listener notices. Throws with the OS's reason on failure.
+   */
+  static bind(
+    host: string,
+    port: number,
+    options: { receiveTimeoutMs: number; reuseAddress?: boolean },
+  ): LinuxUdpSocket {
+    const lib = loadLibc();
+    const address = encodeSockaddr(host, port);
+    const family = address.length === 28 ? AF_INET6 : AF_INET;
+    const fd = lib.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new Error(`socket: ${lastError(lib)}`);
+    const s = new LinuxUdpSocket(lib, fd, family);
+    try {
+      const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
+      if (family === AF_INET6) s.setOption(IPPROTO_IPV6, IPV6_V6ONLY, int(0));
+      if (options.reuseAddress) s.setOption(SOL_SOCKET, SO_REUSEADDR, int(1));
+      s.setOption(SOL_SOCKET, SO_RCVBUF, int(4 * 1024 * 1024));
+      const tv = new BigInt64Array([
+        BigInt(Math.floor(options.receiveTimeoutMs / 1000)),
+        BigInt((options.receiveTimeoutMs % 1000) * 1000),
+      ]);
+      s.setOption(SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(tv.buffer));
+      if (lib.bind(fd, address, address.length) !== 0) throw new Error(lastError(lib));
+    } catch (e) {
+      lib.close(fd);
+      throw e;
+    }
+    return s;
+  }
+
+  private setOption(level: number, name: number, value: Uint8Array<ArrayBuffer>): void {
+    if (this.lib.setsockopt(this.fd, level, name, value, value.length) !== 0) {
+      throw new Error(`setsockopt(${level}, ${name}): ${lastError(this.lib)}`);
+    }
+  }
+
+  /** The local port the socket is bound to. */
+  localPort(): number {
+    const name = new Uint8Array(NAME_SIZE);
+    const len = new Uint32Array([NAME_SIZE]);
+    this.lib.getsockname(this.fd, name, new Uint8Array(len.buffer));
+    return decodeSockaddr(name).port;
+  }
+
+  /**
+   * Waits (on a worker thread) for at least one datagram, then takes up to `vector.count` queued
+   * ones. Resolves with how many arrived, or -1 on timeout or error.
+   */
+  receive(vector: MmsgVector): Promise<number> {
+    return this.lib.recvmmsg(this.fd, vector.headers, vector.count, MSG_WAITFORONE, null);
+  }
+
+  /** Sends the first `count` entries of `vector`; returns how many the kernel took, or -1. */
+  send(vector: MmsgVector, count: number): number {
+    return this.lib.sendmmsg(this.fd, vector.headers, count, 0);
+  }
+
+  /** Closes the descriptor (only once no receive is in flight). */
+  close(): void {
+    this.lib.close(this.fd);
+  }
+}

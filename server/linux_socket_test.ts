@@ -1,0 +1,83 @@
+import { assertEquals, assertThrows } from "../tests/helpers/assert.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  decodeSockaddr,
+  encodeSockaddr,
+  ipBytes,
+  LinuxUdpSocket,
+  MMSGHDR_SIZE,
+  MmsgVector,
+  MsgOffset,
+  NAME_SIZE,
+} from "./linux_socket.ts";
+import { udpExchangeRaw } from "../tests/helpers/dns_client.ts";
+
+Deno.test("ipBytes parses IPv4 and every IPv6 spelling", () => {
+  assertEquals([...ipBytes("192.0.2.1")], [192, 0, 2, 1]);
+  assertEquals([...ipBytes("::")], Array(16).fill(0));
+  assertEquals([...ipBytes("::1")], [...Array(15).fill(0), 1]);
+  assertEquals([...ipBytes("2001:db8::53")], [0x20, 0x01, 0x0d, 0xb8, ...Array(10).fill(0), 0, 0x53]);
+  assertEquals([...ipBytes("::ffff:192.0.2.1")], [...Array(10).fill(0), 0xff, 0xff, 192, 0, 2, 1]);
+  assertEquals([...ipBytes("1:2:3:4:5:6:7:8")], [0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8]);
+  for (const bad of ["1.2.3", "256.1.1.1", "1::2::3", "1:2:3:4:5:6:7:8:9", "g::1"]) {
+    assertThrows(() => ipBytes(bad));
+  }
+});
+
+Deno.test("sockaddr_in and sockaddr_in6 have the kernel's layout", () => {
+  const v4 = encodeSockaddr("127.0.0.1", 5353);
+  assertEquals([...v4], [AF_INET, 0, 0x14, 0xe9, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const v6 = encodeSockaddr("::1", 53);
+  assertEquals(v6.length, 28);
+  assertEquals([...v6.subarray(0, 8)], [AF_INET6, 0, 0, 53, 0, 0, 0, 0]);
+  assertEquals(v6[23], 1);
+  assertEquals(decodeSockaddr(v4), { host: "127.0.0.1", port: 5353 });
+  assertEquals(decodeSockaddr(v6), { host: "0:0:0:0:0:0:0:1", port: 53 });
+});
+
+Deno.test("MmsgVector points every header at its own iovec, slot and address room", () => {
+  const v = new MmsgVector(3, 100);
+  const addr = (a: Uint8Array) =>
+    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a as Uint8Array<ArrayBuffer>)));
+  for (let i = 0; i < 3; i++) {
+    const h = i * MMSGHDR_SIZE;
+    assertEquals(v.view.getBigUint64(h + MsgOffset.name, true), addr(v.names) + BigInt(i * NAME_SIZE));
+    assertEquals(v.view.getUint32(h + MsgOffset.namelen, true), NAME_SIZE);
+    assertEquals(v.view.getBigUint64(h + MsgOffset.iovlen, true), 1n);
+    const iov = new Deno.UnsafePointerView(
+      Deno.UnsafePointer.create(v.view.getBigUint64(h + MsgOffset.iov, true))!,
+    );
+    assertEquals(iov.getBigUint64(0), addr(v.data) + BigInt(i * 100));
+    assertEquals(iov.getBigUint64(8), 100n);
+  }
+  assertEquals(v.setForSend(1, new Uint8Array(101), new Uint8Array(16)), false, "too big for the slot");
+  assertEquals(v.setForSend(1, new Uint8Array([7, 8, 9]), new Uint8Array(16)), true);
+  assertEquals(v.nameLength(1), 16);
+});
+
+Deno.test({
+  name: "a batched socket receives datagrams with their sender and answers them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 200 });
+    const rx = new MmsgVector(8, 512);
+    const tx = new MmsgVector(8, 512);
+    try {
+      const port = socket.localPort();
+      const reply = udpExchangeRaw(port, new Uint8Array([1, 2, 3, 4]), 2000);
+      let n = -1;
+      while (n <= 0) n = await socket.receive(rx);
+      assertEquals(n, 1);
+      assertEquals([...rx.payload(0)], [1, 2, 3, 4]);
+      assertEquals(decodeSockaddr(rx.name(0)).host, "127.0.0.1");
+      tx.setForSend(0, new Uint8Array([4, 3, 2, 1]), rx.name(0));
+      assertEquals(socket.send(tx, 1), 1);
+      assertEquals([...(await reply)!], [4, 3, 2, 1]);
+      assertEquals(await socket.receive(rx), -1, "an idle receive times out");
+    } finally {
+      socket.close();
+    }
+  },
+});
