@@ -135,19 +135,20 @@ async function startUpstream(): Promise<{ port: number; process: Deno.ChildProce
   return { port, process };
 }
 
-async function startKeeldns(upstream: number, cache: boolean): Promise<Server> {
+async function startKeeldns(upstream: number, cache: boolean, transport = "batched"): Promise<Server> {
   const port = await freePort();
-  const config = `${work}/keeldns-${cache}.toml`;
+  const config = `${work}/keeldns-${cache}-${transport}.toml`;
   await Deno.writeTextFile(
     config,
-    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
+    `[server]\nbind = ["127.0.0.1:${port}"]\nudp-transport = "${transport}"\n` +
+      `[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
       `[cache]\nsize = ${cache ? NAMES * 2 : 0}\n[log]\nlevel = "error"\n`,
   );
   const { command, args } = keeldnsCommand(["run", "-c", config]);
   const process = spawn(command, args);
   await waitForDns(port);
   return {
-    name: "keeldns",
+    name: transport === "batched" ? "keeldns" : `keeldns (${transport} UDP)`,
     port,
     process,
     pids: async () => {
@@ -212,7 +213,7 @@ async function startEcho(): Promise<Server> {
   ]);
   await waitForDns(port);
   return {
-    name: "Deno UDP echo (ceiling)",
+    name: "Deno node:dgram echo (portable ceiling)",
     port,
     process,
     pids: () => Promise.resolve({ echo: process.pid }),
@@ -296,7 +297,12 @@ try {
     false,
   ]];
   for (const [workload, cache] of workloads) {
-    const starters = [startKeeldns, startSmartdns, startDnsmasq];
+    const starters = [
+      startKeeldns,
+      ...(cache ? [(u: number, c: boolean) => startKeeldns(u, c, "portable")] : []),
+      startSmartdns,
+      startDnsmasq,
+    ];
     for (const start of starters) {
       const server = await start(upstream.port, cache);
       try {

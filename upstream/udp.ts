@@ -1,7 +1,9 @@
 /**
- * DNS over UDP to one upstream. Every exchange opens its own socket, so each query leaves from a
- * fresh random port with a fresh random ID; a response is accepted only from the server's address
- * and port, with the same ID and question. A truncated answer is retried over TCP.
+ * DNS over UDP to one upstream. Queries leave from a small pool of sockets, each bound to a random
+ * port by the kernel and retired after `ROTATE_AFTER` queries, so source ports keep changing without
+ * paying for a socket per query. Every query carries a fresh random ID; a response is accepted only
+ * from the server's address and port, for an ID pending on that socket, with the same question.
+ * A truncated answer is retried over TCP.
  *
  * @module
  */
@@ -12,12 +14,48 @@ import { authority, canonicalIp, randomId, type Upstream, UpstreamError } from "
 
 /** Milliseconds before an unanswered UDP query is sent once more. */
 const RETRANSMIT_AFTER = 700;
+/** Sockets in use at once per upstream. */
+const POOL_SIZE = 4;
+/** Queries one socket sends before it is replaced by one on a new random port. */
+const ROTATE_AFTER = 256;
+
+/** A query waiting for its answer on one socket. */
+interface Pending {
+  readonly query: Uint8Array;
+  readonly questionEnd: number;
+  readonly done: (error: Error | null, response?: Uint8Array, truncated?: boolean) => void;
+}
+
+/** One outgoing socket and the queries pending on it, by ID. */
+class OutgoingSocket {
+  readonly pending = new Map<number, Pending>();
+  sent = 0;
+  retired = false;
+  private closed = false;
+
+  constructor(readonly socket: dgram.Socket) {}
+
+  /** Marks the socket as not taking new queries; it closes once nothing is pending. */
+  retire(): void {
+    this.retired = true;
+    this.closeIfIdle();
+  }
+
+  closeIfIdle(): void {
+    if (this.retired && this.pending.size === 0 && !this.closed) {
+      this.closed = true;
+      this.socket.close();
+    }
+  }
+}
 
 /** A UDP upstream server. */
 export class UdpUpstream implements Upstream {
   readonly address: string;
   private readonly canonicalHost: string;
   private readonly tcp: TcpUpstream;
+  private readonly pool: (OutgoingSocket | undefined)[] = new Array(POOL_SIZE);
+  private next = 0;
 
   constructor(readonly host: string, readonly port: number) {
     this.address = `udp://${authority(host, port)}`;
@@ -25,49 +63,71 @@ export class UdpUpstream implements Upstream {
     this.tcp = new TcpUpstream(host, port);
   }
 
+  /** A socket with room for another query, opening or rotating one as needed. */
+  private socket(): OutgoingSocket {
+    const slot = this.next;
+    this.next = (this.next + 1) % POOL_SIZE;
+    let out = this.pool[slot];
+    if (out && out.sent >= ROTATE_AFTER) {
+      out.retire();
+      out = undefined;
+    }
+    if (!out) {
+      out = this.open();
+      this.pool[slot] = out;
+    }
+    return out;
+  }
+
+  private open(): OutgoingSocket {
+    const socket = dgram.createSocket(this.host.includes(":") ? "udp6" : "udp4");
+    const out = new OutgoingSocket(socket);
+    socket.on("error", (e: Error) => {
+      // The socket is unusable: fail what waits on it and let the pool open a new one.
+      for (const p of out.pending.values()) p.done(new UpstreamError(this.address, e.message));
+      const slot = this.pool.indexOf(out);
+      if (slot >= 0) this.pool[slot] = undefined;
+      out.retire();
+    });
+    socket.on("message", (msg: Uint8Array, rinfo: { address: string; port: number }) => {
+      if (rinfo.port !== this.port || msg.length < 12 || !(msg[2] & 0x80)) return;
+      const pending = out.pending.get(readId(msg));
+      if (!pending || canonicalIp(rinfo.address) !== this.canonicalHost) return;
+      if (!sameQuestion(pending.query, pending.questionEnd, msg)) return;
+      pending.done(null, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), (msg[2] & 0x02) !== 0);
+    });
+    return out;
+  }
+
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
+    const out = this.socket();
+    let id = randomId();
+    while (out.pending.has(id)) id = randomId();
+    const query = buildUpstreamQuery(q, id);
+    out.sent++;
     return new Promise((resolve, reject) => {
-      const id = randomId();
-      const query = buildUpstreamQuery(q, id);
-      const socket = dgram.createSocket(this.host.includes(":") ? "udp6" : "udp4");
-      const timers: { retransmit?: ReturnType<typeof setTimeout> } = {};
-      let settled = false;
-      const finish = (error: Error | null, response?: Uint8Array) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timers.retransmit);
+      const finish: Pending["done"] = (error, response, truncated) => {
+        if (out.pending.get(id) !== pending) return;
+        out.pending.delete(id);
+        clearTimeout(retransmit);
         signal.removeEventListener("abort", onAbort);
-        socket.close();
+        out.closeIfIdle();
         if (error) reject(error);
+        else if (truncated) this.tcp.exchange(q, signal).then(resolve, reject);
         else resolve(response!);
       };
+      const pending: Pending = { query, questionEnd: q.questionEnd, done: finish };
       const onAbort = () => finish(new UpstreamError(this.address, "aborted"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      socket.on("error", (e: Error) => finish(new UpstreamError(this.address, e.message)));
-      socket.on("message", (msg: Uint8Array, rinfo: { address: string; port: number }) => {
-        if (rinfo.port !== this.port || canonicalIp(rinfo.address) !== this.canonicalHost) return;
-        if (msg.length < 12 || readId(msg) !== id || !(msg[2] & 0x80)) return;
-        if (!sameQuestion(query, q.questionEnd, msg)) return;
-        if (msg[2] & 0x02) {
-          // Truncated: ask the same server over TCP, still bound by the caller's signal.
-          settled = true;
-          clearTimeout(timers.retransmit);
-          signal.removeEventListener("abort", onAbort);
-          socket.close();
-          this.tcp.exchange(q, signal).then(resolve, reject);
-          return;
-        }
-        finish(null, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
-      });
-      const send = () => {
-        socket.send(query, this.port, this.host, (e: Error | null) => {
+      const send = () =>
+        out.socket.send(query, this.port, this.host, (e: Error | null) => {
           if (e) finish(new UpstreamError(this.address, e.message));
         });
-      };
+      out.pending.set(id, pending);
+      signal.addEventListener("abort", onAbort, { once: true });
+      const retransmit = setTimeout(send, RETRANSMIT_AFTER);
       send();
-      timers.retransmit = setTimeout(send, RETRANSMIT_AFTER);
     });
   }
 }

@@ -45,7 +45,7 @@ Deno.test({
       const b = decodePacket(await upstream.exchange(q, new AbortController().signal));
       assertEquals((b.answers![0] as { data: string }).data, "192.0.2.1");
       assertEquals(seenPorts.length, 2);
-      assertEquals(seenPorts[0] !== seenPorts[1], true, "each exchange uses a fresh source port");
+      assertEquals(seenPorts[0] !== seenPorts[1], true, "consecutive exchanges leave from different sockets");
     } finally {
       server.close();
       spoofer.close();
@@ -70,6 +70,31 @@ Deno.test({
       assertEquals(error?.name, "UpstreamError");
     } finally {
       silent.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "UdpUpstream keeps moving to new random source ports",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await socketOn();
+    const ports = new Set<number>();
+    server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+      ports.add(rinfo.port);
+      const out = new Uint8Array(msg);
+      out[2] |= 0x80;
+      server.send(out, rinfo.port, rinfo.address);
+    });
+    try {
+      const upstream = new UdpUpstream("127.0.0.1", server.address().port);
+      const q = parseQuery(buildQuery("a.test", "A"));
+      for (let i = 0; i < 1100; i++) await upstream.exchange(q, new AbortController().signal);
+      // 4 sockets rotated every 256 queries: 1100 queries must have used more than 4 ports.
+      assertEquals(ports.size > 4, true, `only ${ports.size} source ports`);
+    } finally {
+      server.close();
     }
   },
 });
