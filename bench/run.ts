@@ -12,6 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
+import { startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -26,7 +27,6 @@ const SECONDS = Number(opts.seconds);
 const NAMES = Number(opts.names);
 const CLIENTS = Number(opts.clients);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const work = await Deno.makeTempDir({ prefix: "keeldns-bench-" });
 
 /** A server under test. */
@@ -42,18 +42,9 @@ function spawn(command: string, args: string[]): Deno.ChildProcess {
   return new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
 }
 
-/** Resolves once `port` answers a query (via dig), or throws after 10 s. */
-async function waitForDns(port: number, name = "ready.bench.test"): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const out = await new Deno.Command(programPath("dig"), {
-      args: ["@127.0.0.1", "-p", String(port), "+short", "+time=1", "+tries=1", name],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (new TextDecoder().decode(out.stdout).includes("192.0.2.")) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing answers on port ${port}`);
+/** Resolves once `port` answers a bench name. */
+function waitForDns(port: number): Promise<void> {
+  return waitForAnswer(port, "ready.bench.test", "192.0.2.");
 }
 
 /** Reads VmRSS and VmHWM (kB) of a pid. */
@@ -116,22 +107,8 @@ async function dnsperf(port: number, file: string, seconds: number, runs?: numbe
 
 async function startUpstream(): Promise<{ port: number; process: Deno.ChildProcess }> {
   const port = await freePort();
-  const process = spawn(programPath("dnsmasq"), [
-    "--keep-in-foreground",
-    "--no-resolv",
-    "--no-hosts",
-    "--no-poll",
-    "--bind-interfaces",
-    "--listen-address=127.0.0.1",
-    `--port=${port}`,
-    "--user=root",
-    "--pid-file",
-    "--cache-size=0",
-    "--local-ttl=3600",
-    "--address=/bench.test/192.0.2.1",
-    "--dns-forward-max=10000",
-  ]);
-  await waitForDns(port);
+  const records = ["--cache-size=0", "--local-ttl=3600", "--address=/bench.test/192.0.2.1"];
+  const process = await startDnsmasq(port, records, { name: "ready.bench.test", expect: "192.0.2." });
   return { port, process };
 }
 
@@ -183,7 +160,7 @@ async function startSmartdns(upstream: number, cache: boolean): Promise<Server> 
   return { name: "SmartDNS", port, process, pids: () => Promise.resolve({ smartdns: process.pid }) };
 }
 
-async function startDnsmasq(upstream: number, cache: boolean): Promise<Server> {
+async function startDnsmasqServer(upstream: number, cache: boolean): Promise<Server> {
   const port = await freePort();
   const process = spawn(programPath("dnsmasq"), [
     "--keep-in-foreground",
@@ -220,17 +197,8 @@ async function startEcho(): Promise<Server> {
   };
 }
 
-async function stop(server: { process: Deno.ChildProcess }): Promise<void> {
-  try {
-    server.process.kill("SIGTERM");
-  } catch { /* gone */ }
-  const timer = setTimeout(() => {
-    try {
-      server.process.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 5000);
-  await server.process.status;
-  clearTimeout(timer);
+function stop(server: { process: Deno.ChildProcess }): Promise<void> {
+  return stopPeer(server.process);
 }
 
 interface Row {
@@ -301,7 +269,7 @@ try {
       startKeeldns,
       ...(cache ? [(u: number, c: boolean) => startKeeldns(u, c, "portable")] : []),
       startSmartdns,
-      startDnsmasq,
+      startDnsmasqServer,
     ];
     for (const start of starters) {
       const server = await start(upstream.port, cache);

@@ -43,7 +43,7 @@ for (const transport of UDP_TRANSPORTS) {
       const fake = await FakeUpstream.start(script);
       const k = await KeeldnsProcess.start(`
 [server]
-bind = ["127.0.0.1:{port}"]
+bind = ["127.0.0.1:{port}", "[::1]:{port}"]
 upstream-timeout = 1500
 udp-transport = "${transport}"
 [[upstream]]
@@ -135,6 +135,13 @@ level = "info"
           );
           assert(answers.every((a) => a.answers[0].data === "192.0.2.1"));
           assertEquals(fake.count("slow.test"), 1);
+        });
+        await t.step("IPv6 listeners answer over UDP and TCP", async () => {
+          const udp = await udpQuery(k.port, "six.test", "AAAA", { host: "::1" });
+          assertEquals(udp.answers.map((a) => a.data), ["2001:db8::1"]);
+          const tcp = await tcpQuery(k.port, "six.test", "AAAA", { host: "::1" });
+          assertEquals(tcp.answers.map((a) => a.data), ["2001:db8::1"]);
+          assertEquals(fake.count("six.test"), 1, "both listeners share one cache");
         });
         await t.step("EDNS0 clients get an OPT record back, others do not", async () => {
           const withEdns = await udpQuery(k.port, "a.test", "A", { edns: 1232 });

@@ -52,6 +52,8 @@ export interface QueryOptions {
   /** Milliseconds to wait. */
   timeoutMs?: number;
   id?: number;
+  /** Server address (default 127.0.0.1). */
+  host?: string;
 }
 
 /** Encodes a standard recursive query. */
@@ -96,7 +98,12 @@ export async function udpQuery(
   type: string,
   options: QueryOptions = {},
 ): Promise<TestReply> {
-  const raw = await udpExchangeRaw(port, buildQuery(name, type, options), options.timeoutMs ?? 3000);
+  const raw = await udpExchangeRaw(
+    port,
+    buildQuery(name, type, options),
+    options.timeoutMs ?? 3000,
+    options.host,
+  );
   if (!raw) throw new Error(`no UDP answer for ${name} ${type} from port ${port}`);
   return decodeReply(raw);
 }
@@ -108,7 +115,7 @@ export async function tcpQuery(
   type: string,
   options: QueryOptions = {},
 ): Promise<TestReply> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await Deno.connect({ hostname: options.host ?? "127.0.0.1", port });
   try {
     await writeAll(conn, frame(buildQuery(name, type, options)));
     const timer = setTimeout(() => conn.close(), options.timeoutMs ?? 3000);

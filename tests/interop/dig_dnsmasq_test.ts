@@ -3,48 +3,8 @@
  * processes, as a user would run them.
  */
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
-import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
-
-/** Runs dig and returns its stdout. */
-async function dig(...args: string[]): Promise<string> {
-  const out = await new Deno.Command(programPath("dig"), { args, stdin: "null" }).output();
-  return new TextDecoder().decode(out.stdout);
-}
-
-/** Starts dnsmasq answering a few local names on 127.0.0.1:port, with no upstream of its own. */
-async function startDnsmasq(port: number): Promise<Deno.ChildProcess> {
-  const process = new Deno.Command(programPath("dnsmasq"), {
-    args: [
-      "--keep-in-foreground",
-      "--no-resolv",
-      "--no-hosts",
-      "--no-poll",
-      "--bind-interfaces",
-      "--listen-address=127.0.0.1",
-      "--interface=lo",
-      `--port=${port}`,
-      "--user=root",
-      "--pid-file",
-      "--local-ttl=300",
-      "--address=/shop.example/198.51.100.7",
-      "--host-record=mail.example,198.51.100.25,2001:db8::25",
-      "--mx-host=example,mail.example,10",
-      "--txt-record=info.example,keeldns interop",
-      "--local=/example/",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Wait until it answers.
-  for (let i = 0; i < 100; i++) {
-    const out = await dig("@127.0.0.1", "-p", String(port), "+short", "+time=1", "+tries=1", "shop.example");
-    if (out.includes("198.51.100.7")) return process;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  process.kill("SIGKILL");
-  throw new Error("dnsmasq did not start");
-}
+import { freePort, KeeldnsProcess, skipWithout } from "../helpers/keeldns_process.ts";
+import { dig, EXAMPLE_RECORDS, startDnsmasq, stopPeer } from "../helpers/peers.ts";
 
 Deno.test({
   name: "dig → keeldns → dnsmasq: A, AAAA, MX, TXT, NXDOMAIN, TCP",
@@ -53,7 +13,10 @@ Deno.test({
   sanitizeResources: false,
   async fn(t) {
     const upstreamPort = await freePort();
-    const dnsmasq = await startDnsmasq(upstreamPort);
+    const dnsmasq = await startDnsmasq(upstreamPort, EXAMPLE_RECORDS, {
+      name: "shop.example",
+      expect: "198.51.100.7",
+    });
     const k = await KeeldnsProcess.start(
       `bind 127.0.0.1:{port}\nbind-tcp 127.0.0.1:{port}\nserver 127.0.0.1:${upstreamPort}\ncache-size 512\n`,
       { name: "smartdns.conf" },
@@ -88,8 +51,7 @@ Deno.test({
       });
     } finally {
       await k.stop();
-      dnsmasq.kill("SIGTERM");
-      await dnsmasq.status;
+      await stopPeer(dnsmasq);
     }
   },
 });

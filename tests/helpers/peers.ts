@@ -1,0 +1,83 @@
+/**
+ * Real peers for interop tests and the benchmark: dig as a client, dnsmasq as an upstream that
+ * answers local names itself, SmartDNS as the reference.
+ *
+ * @module
+ */
+import { programPath } from "./keeldns_process.ts";
+
+/** Runs dig with `args` and returns its stdout. */
+export async function dig(...args: string[]): Promise<string> {
+  const out = await new Deno.Command(programPath("dig"), { args, stdin: "null", stderr: "null" }).output();
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Resolves once 127.0.0.1:port answers `name` with an address starting `expect`; throws after 10 s. */
+export async function waitForAnswer(port: number, name: string, expect: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const out = await dig("@127.0.0.1", "-p", String(port), "+short", "+time=1", "+tries=1", name);
+    if (out.includes(expect)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing answers ${name} on port ${port}`);
+}
+
+/**
+ * Starts dnsmasq on 127.0.0.1:port with no upstream of its own, answering from `records` (dnsmasq
+ * options such as `--address=/x/192.0.2.1`), and waits until `probe` answers.
+ */
+export async function startDnsmasq(
+  port: number,
+  records: string[],
+  probe: { name: string; expect: string },
+): Promise<Deno.ChildProcess> {
+  const process = new Deno.Command(programPath("dnsmasq"), {
+    args: [
+      "--keep-in-foreground",
+      "--no-resolv",
+      "--no-hosts",
+      "--no-poll",
+      "--bind-interfaces",
+      "--listen-address=127.0.0.1",
+      `--port=${port}`,
+      "--user=root",
+      "--pid-file",
+      "--dns-forward-max=10000",
+      ...records,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitForAnswer(port, probe.name, probe.expect);
+  } catch (e) {
+    process.kill("SIGKILL");
+    throw e;
+  }
+  return process;
+}
+
+/** Stops a peer with SIGTERM (SIGKILL after 5 s) and waits for it. */
+export async function stopPeer(process: Deno.ChildProcess): Promise<void> {
+  try {
+    process.kill("SIGTERM");
+  } catch { /* gone */ }
+  const timer = setTimeout(() => {
+    try {
+      process.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 5000);
+  await process.status;
+  clearTimeout(timer);
+}
+
+/** The local records the interop tests serve from dnsmasq. */
+export const EXAMPLE_RECORDS = [
+  "--local-ttl=300",
+  "--address=/shop.example/198.51.100.7",
+  "--host-record=mail.example,198.51.100.25,2001:db8::25",
+  "--mx-host=example,mail.example,10",
+  "--txt-record=info.example,keeldns interop",
+  "--local=/example/",
+];
