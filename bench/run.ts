@@ -12,7 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
-import { startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -162,20 +162,10 @@ async function startSmartdns(upstream: number, cache: boolean): Promise<Server> 
 
 async function startDnsmasqServer(upstream: number, cache: boolean): Promise<Server> {
   const port = await freePort();
-  const process = spawn(programPath("dnsmasq"), [
-    "--keep-in-foreground",
-    "--no-resolv",
-    "--no-hosts",
-    "--no-poll",
-    "--bind-interfaces",
-    "--listen-address=127.0.0.1",
-    `--port=${port}`,
-    "--user=root",
-    "--pid-file",
-    `--server=127.0.0.1#${upstream}`,
-    `--cache-size=${cache ? 10000 : 0}`,
-    "--dns-forward-max=10000",
-  ]);
+  const process = spawn(
+    programPath("dnsmasq"),
+    dnsmasqArgs(port, [`--server=127.0.0.1#${upstream}`, `--cache-size=${cache ? 10000 : 0}`]),
+  );
   await waitForDns(port);
   return { name: "dnsmasq", port, process, pids: () => Promise.resolve({ dnsmasq: process.pid }) };
 }

@@ -3,7 +3,7 @@
  */
 import { assert, assertEquals, assertLess, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
-import { FakeUpstream } from "./helpers/fake_upstream.ts";
+import { type FakeScript, FakeUpstream } from "./helpers/fake_upstream.ts";
 import { freePort, KeeldnsProcess, processExists, runKeeldns } from "./helpers/keeldns_process.ts";
 
 const config = (upstreamPort: number) => `
@@ -12,6 +12,21 @@ bind = ["127.0.0.1:{port}"]
 [[upstream]]
 address = "udp://127.0.0.1:${upstreamPort}"
 `;
+
+/** Runs `fn` against a guarded keeldns forwarding to a fake upstream; stops both afterwards. */
+async function withKeeldns(
+  fn: (k: KeeldnsProcess, fake: FakeUpstream) => Promise<void>,
+  script?: FakeScript,
+): Promise<void> {
+  const fake = await FakeUpstream.start(script);
+  const k = await KeeldnsProcess.start(config(fake.port));
+  try {
+    await fn(k, fake);
+  } finally {
+    await k.stop();
+    await fake.close();
+  }
+}
 
 /** Queries every 20 ms until an answer comes; returns the milliseconds it took. */
 async function timeToAnswer(port: number, limitMs: number): Promise<number> {
@@ -33,9 +48,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns(async (k) => {
       const first = k.childPid;
       assertEquals((await udpQuery(k.port, "before.test", "A")).rcode, "NOERROR");
       const mark = k.lines.length;
@@ -46,10 +59,7 @@ Deno.test({
       assertMatch(k.lines.slice(mark).join("\n"), new RegExp(`child ${first} was killed by SIGKILL`));
       assertLess(ms, 1000);
       assert(processExists(k.pid), "the guardian survives its child");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 
@@ -80,9 +90,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns(async (k) => {
       const child = k.childPid;
       const mark = k.lines.length;
       k.signal("SIGHUP");
@@ -90,10 +98,7 @@ Deno.test({
       assertEquals((await udpQuery(k.port, "hup.test", "A")).rcode, "NOERROR");
       assertEquals(k.childPid, child);
       assert(processExists(child));
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 
@@ -102,9 +107,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns(async (k) => {
       const hung = k.childPid;
       const mark = k.lines.length;
       Deno.kill(hung, "SIGSTOP");
@@ -112,10 +115,7 @@ Deno.test({
       await k.waitFor(/child \d+ ready/, 3000, mark);
       assert(k.childPid !== hung);
       assertEquals((await udpQuery(k.port, "unhung.test", "A")).rcode, "NOERROR");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 
@@ -124,9 +124,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start((name) => name === "broken.test" ? { rcode: "SERVFAIL" } : {});
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns(async (k) => {
       const ok = await runKeeldns(["health", "--server", `127.0.0.1:${k.port}`, "--timeout", "2000"]);
       assertEquals(ok.code, 0, ok.stderr);
       assertMatch(ok.stdout, /answered \. NS: NOERROR/);
@@ -146,10 +144,7 @@ Deno.test({
       ]);
       assertEquals(servfail.code, 2);
       assertMatch(servfail.stderr, /SERVFAIL/);
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    }, (name) => name === "broken.test" ? { rcode: "SERVFAIL" } : {});
     const down = await runKeeldns([
       "health",
       "--server",

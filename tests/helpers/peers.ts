@@ -22,6 +22,23 @@ export async function waitForAnswer(port: number, name: string, expect: string):
   throw new Error(`nothing answers ${name} on port ${port}`);
 }
 
+/** dnsmasq's arguments for a foreground, loopback-only instance on `port`, plus `extra`. */
+export function dnsmasqArgs(port: number, extra: string[]): string[] {
+  return [
+    "--keep-in-foreground",
+    "--no-resolv",
+    "--no-hosts",
+    "--no-poll",
+    "--bind-interfaces",
+    "--listen-address=127.0.0.1",
+    `--port=${port}`,
+    "--user=root",
+    "--pid-file",
+    "--dns-forward-max=10000",
+    ...extra,
+  ];
+}
+
 /**
  * Starts dnsmasq on 127.0.0.1:port with no upstream of its own, answering from `records` (dnsmasq
  * options such as `--address=/x/192.0.2.1`), and waits until `probe` answers.
@@ -32,19 +49,7 @@ export async function startDnsmasq(
   probe: { name: string; expect: string },
 ): Promise<Deno.ChildProcess> {
   const process = new Deno.Command(programPath("dnsmasq"), {
-    args: [
-      "--keep-in-foreground",
-      "--no-resolv",
-      "--no-hosts",
-      "--no-poll",
-      "--bind-interfaces",
-      "--listen-address=127.0.0.1",
-      `--port=${port}`,
-      "--user=root",
-      "--pid-file",
-      "--dns-forward-max=10000",
-      ...records,
-    ],
+    args: dnsmasqArgs(port, records),
     stdin: "null",
     stdout: "null",
     stderr: "null",
