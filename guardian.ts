@@ -23,8 +23,11 @@ export interface GuardianOptions {
 
 /** Restart delays: the first restart is immediate, then doubling from 100 ms up to this cap. */
 export const MAX_RESTART_DELAY_MS = 5000;
-/** A child up this long resets the backoff. */
-export const STABLE_AFTER_MS = 60_000;
+/**
+ * A child that served (was ready) this long before it died was not stuck in a start-up loop: its
+ * restart is immediate again. Children dying before or right after ready back off.
+ */
+export const HEALTHY_AFTER_MS = 1000;
 /** How long a stopping child may take before it is killed. */
 const STOP_GRACE_MS = 10_000;
 
@@ -68,6 +71,7 @@ class Guardian {
   private child?: Deno.ChildProcess;
   private stopping = false;
   private lastBeat = 0;
+  private readyAt = 0;
   private failures = 0;
   private restarts = 0;
   private readonly stderrTail = new LineRing(50);
@@ -81,12 +85,14 @@ class Guardian {
     try {
       while (!this.stopping) {
         const started = Date.now();
+        this.readyAt = 0;
         const child = this.spawn();
         const status = await child.status;
         this.child = undefined;
         if (this.stopping) break;
         const upMs = Date.now() - started;
-        this.failures = upMs >= STABLE_AFTER_MS ? 1 : this.failures + 1;
+        const served = this.readyAt > 0 && Date.now() - this.readyAt >= HEALTHY_AFTER_MS;
+        this.failures = served ? 1 : this.failures + 1;
         this.report(child.pid, status, upMs);
         const delay = restartDelay(this.failures);
         if (delay > 0) {
@@ -132,7 +138,7 @@ class Guardian {
       if (!message) continue;
       if ("beat" in message) this.lastBeat = Date.now();
       else if ("ready" in message) {
-        this.lastBeat = Date.now();
+        this.lastBeat = this.readyAt = Date.now();
         log.info("child {pid} ready on {listeners}", {
           pid: message.ready.pid,
           listeners: message.ready.listeners.join(", "),
