@@ -112,6 +112,44 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
   };
 }
 
+/**
+ * Re-reads the configuration (SIGHUP). A bad file is logged and changes nothing; a good one swaps
+ * upstreams, TTL rules, cache size and logging in place, keeping the cache. Listener changes need
+ * a restart and are reported as such. Returns the new configuration and resolver, or null.
+ */
+function reload(
+  options: ChildOptions,
+  current: Config,
+  resolver: Resolver,
+  dispatcher: QueryDispatcher,
+): { config: Config; resolver: Resolver } | null {
+  let config: Config;
+  try {
+    config = loadConfig(options.configPath);
+  } catch (e) {
+    const message = e instanceof ConfigError ? e.message : String(e);
+    log.error("reload failed, the running configuration stays: {message}", { message });
+    return null;
+  }
+  setupLogging(options.verbose ? { ...config.log, level: "debug" } : config.log);
+  const listenersOf = (c: Config) =>
+    c.server.binds.map((b) => `${b.transport}://${b.host}:${b.port}`).join(",");
+  if (
+    listenersOf(config) !== listenersOf(current) || config.server.udpTransport !== current.server.udpTransport
+  ) {
+    log.warn("reload: listener changes take effect on restart; the current listeners stay");
+  }
+  const next = buildResolver(config, getLogger("resolver"), resolver);
+  dispatcher.useResolver(next.resolve);
+  log.info("reloaded {path}: {upstreams} upstream servers, cache {size} ({entries} entries kept)", {
+    path: config.path,
+    upstreams: config.upstreams.length,
+    size: config.cache.size,
+    entries: next.cache?.cache.size ?? 0,
+  });
+  return { config, resolver: next };
+}
+
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
 export async function runChild(options: ChildOptions): Promise<number> {
   let config: Config;
@@ -134,7 +172,7 @@ export async function runChild(options: ChildOptions): Promise<number> {
   }
 
   const stats = new ServerStats();
-  const resolver = buildResolver(config, getLogger("resolver"));
+  let resolver = buildResolver(config, getLogger("resolver"));
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   let listeners: Listener[];
   try {
@@ -166,7 +204,10 @@ export async function runChild(options: ChildOptions): Promise<number> {
     crash("uncaught exception", e.error);
   });
   const onStop = () => stop(0);
-  const onHangup = () => log.info("SIGHUP received: reload is not implemented yet; configuration unchanged");
+  const onHangup = () => {
+    const next = reload(options, config, resolver, dispatcher);
+    if (next) ({ config, resolver } = next);
+  };
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);
   Deno.addSignalListener("SIGHUP", onHangup);

@@ -11,7 +11,24 @@ export class AnswerCache {
   private readonly entries = new Map<string, StoredAnswer>();
 
   /** @param capacity the most entries kept (0 keeps none) */
-  constructor(readonly capacity: number) {}
+  constructor(private capacityLimit: number) {}
+
+  /** The most entries kept. */
+  get capacity(): number {
+    return this.capacityLimit;
+  }
+
+  /** Changes the capacity (on reload), evicting the least recently used entries beyond it. */
+  resize(capacity: number): void {
+    this.capacityLimit = capacity;
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.entries.size > this.capacityLimit) {
+      this.entries.delete(this.entries.keys().next().value!);
+    }
+  }
 
   /** Number of entries held (fresh or not yet found expired). */
   get size(): number {
@@ -33,9 +50,7 @@ export class AnswerCache {
     if (this.capacity <= 0 || answer.lifetime <= 0) return;
     this.entries.delete(key);
     this.entries.set(key, answer);
-    while (this.entries.size > this.capacity) {
-      this.entries.delete(this.entries.keys().next().value!);
-    }
+    this.evict();
   }
 
   /** Drops every entry. */

@@ -22,8 +22,11 @@ export interface Resolver {
   readonly race: UpstreamRace;
 }
 
-/** Builds the chain for `config`; servers in the default group are raced for every question. */
-export function buildResolver(config: Config, log: Logger): Resolver {
+/**
+ * Builds the chain for `config`; servers in the default group are raced for every question. Pass
+ * the `previous` resolver on reload to keep its cache (resized to the new `cache-size`).
+ */
+export function buildResolver(config: Config, log: Logger, previous?: Resolver): Resolver {
   let members = config.upstreams.filter((u) => !u.excludeDefault);
   if (members.length === 0) {
     log.warn("every server excludes the default group; using all {count} servers", {
@@ -40,7 +43,11 @@ export function buildResolver(config: Config, log: Logger): Resolver {
       log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
   );
   const stages: Stage[] = [];
-  const cache = config.cache.size > 0 ? new CacheStage(new AnswerCache(config.cache.size)) : undefined;
+  let cache: CacheStage | undefined;
+  if (config.cache.size > 0) {
+    cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
+    cache.cache.resize(config.cache.size);
+  }
   if (cache) stages.push(cache);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);

@@ -25,10 +25,15 @@ export type DispatchResult = Uint8Array | Promise<Uint8Array> | null;
 /** Routes each received query through the resolver chain and renders its answer. */
 export class QueryDispatcher {
   constructor(
-    private readonly resolve: Next,
+    private resolve: Next,
     readonly stats: ServerStats,
     private readonly log: Logger,
   ) {}
+
+  /** Swaps in a new resolver chain (on reload); queries already under way finish on the old one. */
+  useResolver(resolve: Next): void {
+    this.resolve = resolve;
+  }
 
   /**
    * Answers one received message. `udp` applies the client's UDP size limit (else 65535). The bytes
