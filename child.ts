@@ -16,6 +16,7 @@ import {
 } from "./ops/child_messages.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
+import { loadCache, saveCache } from "./resolver/cache_file.ts";
 import { QueryDispatcher } from "./server/dispatcher.ts";
 import type { Listener } from "./server/listener.ts";
 import { ServerStats } from "./server/stats.ts";
@@ -112,6 +113,37 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
   };
 }
 
+/** Loads the saved cache before serving, when persistence is on; an unusable file is only logged. */
+async function restoreCache(config: Config, resolver: Resolver): Promise<void> {
+  if (!config.cache.persist || !resolver.cache) return;
+  try {
+    const { loaded, expired } = await loadCache(resolver.cache.cache, config.cache.file);
+    log.info("cache: {loaded} entries loaded from {file} ({expired} had expired)", {
+      loaded,
+      expired,
+      file: config.cache.file,
+    });
+  } catch (e) {
+    log.warn("{message}; starting with an empty cache", { message: (e as Error).message });
+  }
+}
+
+/** Saves the cache when persistence is on; a failure (disk full …) leaves the previous file and is logged. */
+async function persistCache(config: Config, resolver: Resolver): Promise<void> {
+  if (!config.cache.persist || !resolver.cache) return;
+  try {
+    const dir = config.cache.file.slice(0, config.cache.file.lastIndexOf("/"));
+    if (dir) await Deno.mkdir(dir, { recursive: true });
+    const saved = await saveCache(resolver.cache.cache, config.cache.file);
+    log.debug("cache: {saved} entries saved to {file}", { saved, file: config.cache.file });
+  } catch (e) {
+    log.warn("cache: saving to {file} failed, the previous file stays: {error}", {
+      file: config.cache.file,
+      error: (e as Error).message,
+    });
+  }
+}
+
 /**
  * Re-reads the configuration (SIGHUP). A bad file is logged and changes nothing; a good one swaps
  * upstreams, TTL rules, cache size and logging in place, keeping the cache. Listener changes need
@@ -173,6 +205,7 @@ export async function runChild(options: ChildOptions): Promise<number> {
 
   const stats = new ServerStats();
   let resolver = buildResolver(config, getLogger("resolver"));
+  await restoreCache(config, resolver);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   let listeners: Listener[];
   try {
@@ -225,12 +258,18 @@ export async function runChild(options: ChildOptions): Promise<number> {
     }, BEAT_INTERVAL_MS);
   }
 
+  const checkpoint = config.cache.persist && config.cache.checkpointTime > 0
+    ? setInterval(() => persistCache(config, resolver), config.cache.checkpointTime * 1000)
+    : undefined;
+
   const code = await stopped;
   clearInterval(heartbeat);
+  clearInterval(checkpoint);
   Deno.removeSignalListener("SIGTERM", onStop);
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGHUP", onHangup);
   await Promise.all(listeners.map((l) => l.close()));
+  if (code === 0) await persistCache(config, resolver);
   log.info("stopped: {counters}", { counters: JSON.stringify(counters(stats, resolver)) });
   return code;
 }

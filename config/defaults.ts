@@ -14,8 +14,19 @@ export const DEFAULT_UPSTREAM_TIMEOUT = 2000;
 /** Port used when a bind or server gives none. */
 export const DNS_PORT = 53;
 
-/** Cache defaults. TTL rewriting is off unless configured. */
-export const DEFAULT_CACHE: CacheConfig = { size: 16384, rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 };
+/** Where the cache is saved when persistence is on and no file is named. */
+export const DEFAULT_CACHE_FILE = "/var/cache/keeldns/keeldns.cache";
+
+/** Cache defaults. TTL rewriting and persistence are off unless configured. */
+export const DEFAULT_CACHE: CacheConfig = {
+  size: 16384,
+  rrTtl: 0,
+  rrTtlMin: 0,
+  rrTtlMax: 0,
+  persist: false,
+  file: DEFAULT_CACHE_FILE,
+  checkpointTime: 300,
+};
 
 /** Log defaults (SmartDNS: level error, 128k × 8 files). */
 export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };

@@ -64,6 +64,12 @@ export interface CacheConfig {
   readonly rrTtlMin: number;
   /** Upper bound on TTLs (0 = off). */
   readonly rrTtlMax: number;
+  /** Keep the cache across restarts in `file`. */
+  readonly persist: boolean;
+  /** Where the cache is saved. */
+  readonly file: string;
+  /** Seconds between saves while running (0 = only at a graceful stop). */
+  readonly checkpointTime: number;
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   parseInteger,
   parseSize,
   parseUpstreamAddress,
+  parseYesNo,
   type UpstreamAddress,
 } from "./values.ts";
 
@@ -180,6 +181,9 @@ class SmartdnsConfReader {
   log: { -readonly [K in keyof LogConfig]: LogConfig[K] } = { ...DEFAULT_LOG };
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";
+  /** `cache-persist` as written; SmartDNS's "auto" (unset) persists when a cache-file is named. */
+  persistSet?: boolean;
+  cacheFileSet = false;
   readonly unsupported = new Map<string, UnsupportedDirective>();
   readonly includeStack: string[] = [];
 
@@ -245,6 +249,16 @@ class SmartdnsConfReader {
         return;
       case "rr-ttl-max":
         this.cache.rrTtlMax = this.value(l, 1, (t) => parseInteger(t, 0, 2 ** 31 - 1));
+        return;
+      case "cache-persist":
+        this.persistSet = this.value(l, 1, parseYesNo);
+        return;
+      case "cache-file":
+        this.cache.file = this.value(l, 1, (t) => relativeTo(l.file, t));
+        this.cacheFileSet = true;
+        return;
+      case "cache-checkpoint-time":
+        this.cache.checkpointTime = this.value(l, 1, (t) => parseInteger(t, 0, 7 * 86400));
         return;
       case "tcp-idle-time":
         this.tcpIdleTime = this.value(l, 1, (t) => parseInteger(t, 0, 3600));
@@ -418,6 +432,7 @@ export function parseSmartdnsConf(
     ? reader.binds
     : [{ transport: "udp" as const, host: "::", port: DNS_PORT }];
   const upstreams = reader.upstreams.length > 0 ? reader.upstreams : reader.upstreamsFromResolvFile(file);
+  reader.cache.persist = reader.persistSet ?? reader.cacheFileSet;
   if (
     reader.cache.rrTtlMin > 0 && reader.cache.rrTtlMax > 0 && reader.cache.rrTtlMin > reader.cache.rrTtlMax
   ) {

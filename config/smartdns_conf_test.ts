@@ -37,7 +37,15 @@ tcp-idle-time 30
     "tcp 2606:4700::1111 53  false",
     "tcp 8.8.8.8 53  false",
   ]);
-  assertEquals(c.cache, { size: 2048, rrTtl: 0, rrTtlMin: 30, rrTtlMax: 30 }); // min above max becomes max
+  assertEquals(c.cache, {
+    size: 2048,
+    rrTtl: 0,
+    rrTtlMin: 30, // min above max becomes max
+    rrTtlMax: 30,
+    persist: false,
+    file: "/var/cache/keeldns/keeldns.cache",
+    checkpointTime: 300,
+  });
   assertEquals(c.log.level, "warn");
   assertEquals(c.log.size, 1024 * 1024);
   assertEquals(c.log.num, 3);
@@ -110,4 +118,21 @@ Deno.test("format detection is by content", () => {
   assertEquals(detectFormat("server 1.1.1.1\n", "a.toml"), "smartdns");
   assertEquals(detectFormat("\n# only comments\n", "a.toml"), "toml");
   assertEquals(parseConfig("server 1.1.1.1\n", "x").format, "smartdns");
+});
+
+Deno.test("smartdns.conf: cache-persist is auto (on when a cache-file is named) unless said", () => {
+  const named = parse(
+    "server 9.9.9.9\ncache-file /var/cache/smartdns/smartdns.cache\ncache-checkpoint-time 60\n",
+  );
+  assertEquals([named.cache.persist, named.cache.file, named.cache.checkpointTime], [
+    true,
+    "/var/cache/smartdns/smartdns.cache",
+    60,
+  ]);
+  assertEquals(parse("server 9.9.9.9\ncache-persist yes\n").cache.persist, true);
+  assertEquals(parse("server 9.9.9.9\ncache-file /x.cache\ncache-persist no\n").cache.persist, false);
+  assertThrows(
+    () => parse("server 9.9.9.9\ncache-persist maybe\n"),
+    /:2:15: cache-persist: "maybe" is not yes or no/,
+  );
 });

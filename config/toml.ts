@@ -40,7 +40,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "udp-transport",
   ],
   upstream: ["address", "groups", "exclude-default-group"],
-  cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max"],
+  cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
   log: ["level", "file", "size", "num"],
 };
 
@@ -78,6 +78,13 @@ class TomlConfigReader {
       this.src.fail(`${path}.${key}`, `${key} must be an integer in ${min}..${max}, not ${n}`);
     }
     return n;
+  }
+
+  boolean(table: Table, key: string, path: string, fallback: boolean): boolean {
+    const v = table[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== "boolean") this.src.fail(`${path}.${key}`, `${key} must be true or false`);
+    return v;
   }
 
   string(table: Table, key: string, path: string): string | undefined {
@@ -152,14 +159,10 @@ class TomlConfigReader {
       const address = this.string(t, "address", path);
       if (address === undefined) this.src.fail(path, `[[upstream]] #${i + 1} has no address`);
       const parsed = this.parsed(`${path}.address`, "address", () => parseUpstreamAddress(address, "udp"));
-      const exclude = t["exclude-default-group"];
-      if (exclude !== undefined && typeof exclude !== "boolean") {
-        this.src.fail(`${path}.exclude-default-group`, "exclude-default-group must be true or false");
-      }
       return {
         ...parsed,
         groups: this.strings(t, "groups", path),
-        excludeDefault: exclude === true,
+        excludeDefault: this.boolean(t, "exclude-default-group", path, false),
         source: this.src.position(`${path}.address`),
       };
     });
@@ -218,6 +221,16 @@ class TomlConfigReader {
         rrTtl: this.integer(cache, "rr-ttl", "cache", 0, u32, 0),
         rrTtlMin,
         rrTtlMax,
+        persist: this.boolean(cache, "persist", "cache", DEFAULT_CACHE.persist),
+        file: this.string(cache, "file", "cache") ?? DEFAULT_CACHE.file,
+        checkpointTime: this.integer(
+          cache,
+          "checkpoint-time",
+          "cache",
+          0,
+          7 * 86400,
+          DEFAULT_CACHE.checkpointTime,
+        ),
       },
       log: {
         level: level as LogLevel,

@@ -8,7 +8,7 @@ import type { StoredAnswer } from "../dns/stored_answer.ts";
 
 /** An LRU map of {@link StoredAnswer}s. */
 export class AnswerCache {
-  private readonly entries = new Map<string, StoredAnswer>();
+  private readonly byKey = new Map<string, StoredAnswer>();
 
   /** @param capacity the most entries kept (0 keeps none) */
   constructor(private capacityLimit: number) {}
@@ -25,36 +25,41 @@ export class AnswerCache {
   }
 
   private evict(): void {
-    while (this.entries.size > this.capacityLimit) {
-      this.entries.delete(this.entries.keys().next().value!);
+    while (this.byKey.size > this.capacityLimit) {
+      this.byKey.delete(this.byKey.keys().next().value!);
     }
   }
 
   /** Number of entries held (fresh or not yet found expired). */
   get size(): number {
-    return this.entries.size;
+    return this.byKey.size;
   }
 
   /** Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined. */
   get(key: string, now: number): StoredAnswer | undefined {
-    const entry = this.entries.get(key);
+    const entry = this.byKey.get(key);
     if (entry === undefined) return undefined;
-    this.entries.delete(key);
+    this.byKey.delete(key);
     if (now >= entry.expiresAt) return undefined;
-    this.entries.set(key, entry);
+    this.byKey.set(key, entry);
     return entry;
   }
 
   /** Stores `answer` if it may be cached, evicting the least recently used entries over capacity. */
   set(key: string, answer: StoredAnswer): void {
     if (this.capacity <= 0 || answer.lifetime <= 0) return;
-    this.entries.delete(key);
-    this.entries.set(key, answer);
+    this.byKey.delete(key);
+    this.byKey.set(key, answer);
     this.evict();
+  }
+
+  /** Every entry, least recently used first (expired ones included until looked up). */
+  entries(): IterableIterator<[string, StoredAnswer]> {
+    return this.byKey.entries();
   }
 
   /** Drops every entry. */
   clear(): void {
-    this.entries.clear();
+    this.byKey.clear();
   }
 }

@@ -1,0 +1,179 @@
+/**
+ * The cache on disk (SmartDNS's `cache-persist`, `cache-file`, `cache-checkpoint-time`): written
+ * atomically (temporary file, then rename) so a crash or a full disk leaves the previous file whole;
+ * read back skipping expired entries. A truncated, corrupt or foreign file is reported, never fatal.
+ *
+ * Layout: "KEELDNS-CACHE\n" magic, u32 version, u32 entry count, then per entry: u16 key length, key
+ * (UTF-8), f64 storedAt, u32 lifetime, u16 wire length, wire, u16 TTL count, u32 offsets, u32 TTLs;
+ * last a u32 FNV-1a checksum of everything before it. All little-endian.
+ *
+ * @module
+ */
+import { StoredAnswer } from "../dns/stored_answer.ts";
+import type { AnswerCache } from "./answer_cache.ts";
+
+const MAGIC = new TextEncoder().encode("KEELDNS-CACHE\n");
+const VERSION = 1;
+
+/** The cache file could not be used; `message` says why. */
+export class CacheFileError extends Error {
+  constructor(readonly path: string, reason: string) {
+    super(`cache file ${path}: ${reason}`);
+    this.name = "CacheFileError";
+  }
+}
+
+/** FNV-1a over bytes. */
+function fnv1a(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Encodes the fresh entries of `cache` (oldest use first) at time `now`. */
+export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
+  const encoder = new TextEncoder();
+  const parts: { key: Uint8Array; answer: StoredAnswer }[] = [];
+  let size = MAGIC.length + 8 + 4;
+  for (const [key, answer] of cache.entries()) {
+    if (answer.expiresAt <= now) continue;
+    const k = encoder.encode(key);
+    parts.push({ key: k, answer });
+    size += 2 + k.length + 8 + 4 + 2 + answer.wire.length + 2 + answer.ttlOffsets.length * 8;
+  }
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(MAGIC);
+  let pos = MAGIC.length;
+  view.setUint32(pos, VERSION, true);
+  view.setUint32(pos + 4, parts.length, true);
+  pos += 8;
+  for (const { key, answer } of parts) {
+    view.setUint16(pos, key.length, true);
+    out.set(key, pos + 2);
+    pos += 2 + key.length;
+    view.setFloat64(pos, answer.storedAt, true);
+    view.setUint32(pos + 8, answer.lifetime, true);
+    view.setUint16(pos + 12, answer.wire.length, true);
+    out.set(answer.wire, pos + 14);
+    pos += 14 + answer.wire.length;
+    view.setUint16(pos, answer.ttlOffsets.length, true);
+    pos += 2;
+    for (const o of answer.ttlOffsets) pos = (view.setUint32(pos, o, true), pos + 4);
+    for (const t of answer.ttls) pos = (view.setUint32(pos, t, true), pos + 4);
+  }
+  view.setUint32(pos, fnv1a(out.subarray(0, pos)), true);
+  return out;
+}
+
+/** What reading a cache file did. */
+export interface LoadResult {
+  /** Entries put into the cache. */
+  readonly loaded: number;
+  /** Entries that had expired meanwhile. */
+  readonly expired: number;
+}
+
+/**
+ * Decodes a cache file into `cache`, skipping entries expired at `now`. Throws
+ * {@link CacheFileError} (and adds nothing) if the file is not a whole, intact keeldns cache file.
+ */
+export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, path: string): LoadResult {
+  const fail = (reason: string): never => {
+    throw new CacheFileError(path, reason);
+  };
+  if (bytes.length < MAGIC.length + 12 || MAGIC.some((b, i) => bytes[i] !== b)) {
+    fail("not a keeldns cache file");
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const body = bytes.length - 4;
+  if (view.getUint32(body, true) !== fnv1a(bytes.subarray(0, body))) {
+    fail("checksum mismatch (truncated or corrupt)");
+  }
+  if (view.getUint32(MAGIC.length, true) !== VERSION) {
+    fail(`unknown version ${view.getUint32(MAGIC.length, true)}`);
+  }
+  const count = view.getUint32(MAGIC.length + 4, true);
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const entries: [string, StoredAnswer][] = [];
+  let pos = MAGIC.length + 8;
+  const need = (n: number) => pos + n <= body || fail("entry runs past the end");
+  for (let i = 0; i < count; i++) {
+    need(2);
+    const keyLength = view.getUint16(pos, true);
+    need(2 + keyLength + 14);
+    const key = decoder.decode(bytes.subarray(pos + 2, pos + 2 + keyLength));
+    pos += 2 + keyLength;
+    const storedAt = view.getFloat64(pos, true);
+    const lifetime = view.getUint32(pos + 8, true);
+    const wireLength = view.getUint16(pos + 12, true);
+    pos += 14;
+    need(wireLength + 2);
+    const wire = bytes.slice(pos, pos + wireLength);
+    pos += wireLength;
+    const ttlCount = view.getUint16(pos, true);
+    pos += 2;
+    need(ttlCount * 8);
+    const offsets = new Uint32Array(ttlCount);
+    const ttls = new Uint32Array(ttlCount);
+    for (let j = 0; j < ttlCount; j++) offsets[j] = view.getUint32(pos + j * 4, true);
+    pos += ttlCount * 4;
+    for (let j = 0; j < ttlCount; j++) ttls[j] = view.getUint32(pos + j * 4, true);
+    pos += ttlCount * 4;
+    if (wireLength < 12 || offsets.some((o) => o + 4 > wireLength)) fail("entry with a bad record layout");
+    entries.push([key, new StoredAnswer(wire, offsets, ttls, storedAt, lifetime)]);
+  }
+  if (pos !== body) fail("trailing bytes");
+  let loaded = 0;
+  let expired = 0;
+  for (const [key, answer] of entries) {
+    if (answer.expiresAt <= now) {
+      expired++;
+    } else {
+      cache.set(key, answer);
+      loaded++;
+    }
+  }
+  return { loaded, expired };
+}
+
+/** Writes `bytes` to `path` atomically: a temporary file beside it, synced, then renamed over it. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.${Deno.pid}.tmp`;
+  try {
+    const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode: 0o600 });
+    try {
+      let written = 0;
+      while (written < bytes.length) written += await file.write(bytes.subarray(written));
+      await file.syncData();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temp, path);
+  } catch (e) {
+    await Deno.remove(temp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Saves the cache to `path`; returns how many entries were written. */
+export async function saveCache(cache: AnswerCache, path: string, now = Date.now()): Promise<number> {
+  const bytes = encodeCache(cache, now);
+  await writeFileAtomic(path, bytes);
+  return new DataView(bytes.buffer).getUint32(MAGIC.length + 4, true);
+}
+
+/** Loads `path` into `cache`. A missing file loads nothing; an unusable one throws {@link CacheFileError}. */
+export async function loadCache(cache: AnswerCache, path: string, now = Date.now()): Promise<LoadResult> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { loaded: 0, expired: 0 };
+    throw new CacheFileError(path, (e as Error).message);
+  }
+  return decodeCache(bytes, cache, now, path);
+}

@@ -1,0 +1,84 @@
+import { assert, assertEquals } from "../tests/helpers/assert.ts";
+import { buildQuery, decodeReply } from "../tests/helpers/dns_client.ts";
+import { encodePacket } from "../dns/packet.ts";
+import { StoredAnswer } from "../dns/stored_answer.ts";
+import { parseQuery, scanResponse } from "../dns/wire.ts";
+import { AnswerCache } from "./answer_cache.ts";
+import { CacheFileError, decodeCache, encodeCache, loadCache, saveCache } from "./cache_file.ts";
+
+const policy = { rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 };
+
+function answer(name: string, ttl: number, storedAt: number): StoredAnswer {
+  const wire = encodePacket({
+    type: "response",
+    flags: 0x8180,
+    questions: [{ name, type: "A", class: "IN" }],
+    answers: [{ name, type: "A", ttl, data: "192.0.2.1" }],
+  });
+  return StoredAnswer.fromResponse(wire, scanResponse(wire)!, policy, storedAt);
+}
+
+function filled(now: number): AnswerCache {
+  const cache = new AnswerCache(10);
+  cache.set("a.test|1|1", answer("a.test", 300, now - 100_000)); // 200 s left
+  cache.set("b.test|1|1", answer("b.test", 60, now - 100_000)); // expired
+  cache.set("c.test|1|1", answer("c.test", 600, now));
+  return cache;
+}
+
+Deno.test("a saved cache loads back with its TTLs still counting down, expired entries skipped", () => {
+  const now = 1_700_000_000_000;
+  const bytes = encodeCache(filled(now), now);
+  const restored = new AnswerCache(10);
+  const later = now + 10_000;
+  assertEquals(decodeCache(bytes, restored, later, "x"), { loaded: 2, expired: 0 });
+  const hit = restored.get("a.test|1|1", later)!;
+  const reply = decodeReply(hit.render(parseQuery(buildQuery("a.test", "A", { id: 3 })), later, 512));
+  assertEquals(reply.answers[0].ttl, 190);
+  assertEquals(restored.get("b.test|1|1", later), undefined);
+  assertEquals(decodeCache(bytes, new AnswerCache(10), now + 250_000, "x"), { loaded: 1, expired: 1 });
+});
+
+Deno.test("truncated, corrupt and foreign files are refused whole, adding nothing", () => {
+  const now = Date.now();
+  const bytes = encodeCache(filled(now), now);
+  const attempts: [string, Uint8Array][] = [
+    ["empty", new Uint8Array(0)],
+    ["foreign", new TextEncoder().encode("SmartDNS cache v3 .................")],
+    ["truncated", bytes.subarray(0, bytes.length - 7)],
+    ["one flipped bit", bytes.map((b, i) => i === 40 ? b ^ 1 : b)],
+  ];
+  for (const [what, data] of attempts) {
+    const cache = new AnswerCache(10);
+    let error: unknown;
+    try {
+      decodeCache(data, cache, now, "/x.cache");
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof CacheFileError, what);
+    assertEquals(cache.size, 0, what);
+  }
+});
+
+Deno.test("a failed save leaves the previous file whole; a missing file loads nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/k.cache`;
+    const now = Date.now();
+    assertEquals(await saveCache(filled(now), path, now), 2);
+    const before = await Deno.readFile(path);
+    // Make the temporary file impossible to create, as a full or read-only disk would.
+    await Deno.mkdir(`${path}.${Deno.pid}.tmp`);
+    const bigger = filled(now);
+    bigger.set("d.test|1|1", answer("d.test", 600, now));
+    let failed = false;
+    await saveCache(bigger, path, now).catch(() => failed = true);
+    assert(failed, "the save must fail");
+    assertEquals(await Deno.readFile(path), before);
+    assertEquals((await loadCache(new AnswerCache(10), path, now)).loaded, 2);
+    assertEquals(await loadCache(new AnswerCache(10), `${dir}/none.cache`), { loaded: 0, expired: 0 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
