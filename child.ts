@@ -13,6 +13,8 @@ import {
   EXIT_BIND,
   EXIT_CONFIG,
   EXIT_CRASH,
+  HANDOVER_FILE_ENV,
+  HANDOVER_LOAD_ENV,
 } from "./ops/child_messages.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
@@ -128,6 +130,33 @@ async function restoreCache(config: Config, resolver: Resolver): Promise<void> {
   }
 }
 
+/** Loads the cache a predecessor handed over in a planned restart, then deletes the file. */
+async function takeOverCache(resolver: Resolver): Promise<void> {
+  const file = Deno.env.get(HANDOVER_FILE_ENV);
+  if (!file || Deno.env.get(HANDOVER_LOAD_ENV) !== "1" || !resolver.cache) return;
+  try {
+    const { loaded } = await loadCache(resolver.cache.cache, file);
+    log.info("cache: {loaded} entries taken over from the previous child", { loaded });
+  } catch (e) {
+    log.warn("{message}; the hand-over is skipped", { message: (e as Error).message });
+  } finally {
+    await Deno.remove(file).catch(() => {});
+  }
+}
+
+/** Writes the cache to the hand-over file (SIGUSR2 from the guardian before a planned restart). */
+async function handOverCache(resolver: Resolver): Promise<number> {
+  const file = Deno.env.get(HANDOVER_FILE_ENV);
+  if (!file) return -1;
+  if (!resolver.cache) return 0;
+  try {
+    return await saveCache(resolver.cache.cache, file);
+  } catch (e) {
+    log.warn("cache hand-over to {file} failed: {error}", { file, error: (e as Error).message });
+    return -1;
+  }
+}
+
 /** Saves the cache when persistence is on; a failure (disk full …) leaves the previous file and is logged. */
 async function persistCache(config: Config, resolver: Resolver): Promise<void> {
   if (!config.cache.persist || !resolver.cache) return;
@@ -184,6 +213,33 @@ function reload(
 
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
 export async function runChild(options: ChildOptions): Promise<number> {
+  // Beat from the very start, so loading a large cache does not look like a hang.
+  let beat = 0;
+  let report: (() => Record<string, number>) | undefined;
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<number>();
+  const heartbeat = options.guarded
+    ? setInterval(() => {
+      const alive = tell({ beat: ++beat }) && (beat % 10 !== 0 || !report || tell({ stats: report() }));
+      if (!alive) {
+        log.error("guardian is gone; exiting");
+        stop(0);
+      }
+    }, BEAT_INTERVAL_MS)
+    : undefined;
+  try {
+    return await serve(options, stopped, stop, (r) => report = r);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** Loads, binds and serves until `stopped` resolves; returns the exit code. */
+async function serve(
+  options: ChildOptions,
+  stopped: Promise<number>,
+  stop: (code: number) => void,
+  setReport: (report: () => Record<string, number>) => void,
+): Promise<number> {
   let config: Config;
   try {
     config = loadConfig(options.configPath);
@@ -206,6 +262,7 @@ export async function runChild(options: ChildOptions): Promise<number> {
   const stats = new ServerStats();
   let resolver = buildResolver(config, getLogger("resolver"));
   await restoreCache(config, resolver);
+  await takeOverCache(resolver);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   let listeners: Listener[];
   try {
@@ -220,7 +277,6 @@ export async function runChild(options: ChildOptions): Promise<number> {
     upstreams: config.upstreams.map((u) => `${u.transport}://${u.host}:${u.port}`).join(", "),
   });
 
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<number>();
   const crash = (what: string, error: unknown) => {
     log.fatal("{what}: {error}", {
       what,
@@ -241,33 +297,25 @@ export async function runChild(options: ChildOptions): Promise<number> {
     const next = reload(options, config, resolver, dispatcher);
     if (next) ({ config, resolver } = next);
   };
+  const onHandOver = () => handOverCache(resolver).then((n) => options.guarded && tell({ checkpointed: n }));
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);
   Deno.addSignalListener("SIGHUP", onHangup);
+  Deno.addSignalListener("SIGUSR2", onHandOver);
 
-  let beat = 0;
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
-  if (options.guarded) {
-    tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
-    heartbeat = setInterval(() => {
-      const alive = tell({ beat: ++beat }) && (beat % 10 !== 0 || tell({ stats: counters(stats, resolver) }));
-      if (!alive) {
-        log.error("guardian is gone; exiting");
-        stop(0);
-      }
-    }, BEAT_INTERVAL_MS);
-  }
+  setReport(() => counters(stats, resolver));
+  if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
 
   const checkpoint = config.cache.persist && config.cache.checkpointTime > 0
     ? setInterval(() => persistCache(config, resolver), config.cache.checkpointTime * 1000)
     : undefined;
 
   const code = await stopped;
-  clearInterval(heartbeat);
   clearInterval(checkpoint);
   Deno.removeSignalListener("SIGTERM", onStop);
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGHUP", onHangup);
+  Deno.removeSignalListener("SIGUSR2", onHandOver);
   await Promise.all(listeners.map((l) => l.close()));
   if (code === 0) await persistCache(config, resolver);
   log.info("stopped: {counters}", { counters: JSON.stringify(counters(stats, resolver)) });

@@ -1,13 +1,32 @@
 /**
- * The guardian: starts the child (this same program with `--child`), restarts it at once when it
- * dies or stops beating, forwards signals, and logs why each child died. It exits only when told
- * to stop, or when the configuration is invalid at start.
+ * The guardian: starts the child (this same program with `--child`), replaces it at once when it
+ * dies or stops beating, restarts it on purpose without dropping queries (the new child binds the
+ * same ports beside the old one, takes over its cache, then the old one drains), forwards signals,
+ * answers `keeldns status|reload|stop|restart` on its control socket, and writes a crash report
+ * for every child that died. It exits only when told to stop, or when the configuration is invalid
+ * at start.
  *
  * @module
  */
+import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
-import { EXIT_BIND, EXIT_CONFIG, parseChildMessage } from "./ops/child_messages.ts";
+import type { GuardianConfig } from "./config/schema.ts";
+import {
+  EXIT_BIND,
+  EXIT_CONFIG,
+  HANDOVER_FILE_ENV,
+  HANDOVER_LOAD_ENV,
+  parseChildMessage,
+} from "./ops/child_messages.ts";
+import {
+  type ControlCommand,
+  controlPathFor,
+  type ControlReply,
+  ControlServer,
+  ControlSocketInUse,
+} from "./ops/control_channel.ts";
+import { writeCrashReport } from "./ops/crash_report.ts";
 import { LineRing, readLines } from "./ops/lines.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { removePidFile, writePidFile } from "./ops/pid_file.ts";
@@ -16,9 +35,9 @@ import { removePidFile, writePidFile } from "./ops/pid_file.ts";
 export interface GuardianOptions {
   readonly configPath?: string;
   readonly pidFile?: string;
+  /** Control socket path; default: beside the pid file, else /run/keeldns.sock when /run is writable. */
+  readonly controlPath?: string;
   readonly verbose: boolean;
-  /** Milliseconds without a heartbeat before the child counts as hung. */
-  readonly watchdogMs?: number;
 }
 
 /** Restart delays: the first restart is immediate, then doubling from 100 ms up to this cap. */
@@ -30,6 +49,12 @@ export const MAX_RESTART_DELAY_MS = 5000;
 export const HEALTHY_AFTER_MS = 1000;
 /** How long a stopping child may take before it is killed. */
 const STOP_GRACE_MS = 10_000;
+/** How long a new child may take to become ready in a planned restart. */
+const READY_TIMEOUT_MS = 20_000;
+/** At most one restart for exceeding max-memory in this period. */
+const MEMORY_RESTART_INTERVAL_MS = 60_000;
+/** The default control socket when no pid file is given. */
+export const DEFAULT_CONTROL_PATH = "/run/keeldns.sock";
 
 /** Delay before restart number `failures` (1 = the first failure in a row). */
 export function restartDelay(failures: number): number {
@@ -37,19 +62,20 @@ export function restartDelay(failures: number): number {
 }
 
 /** The permissions the child needs when it runs under `deno run`. */
-const CHILD_PERMISSIONS = [
+const CHILD_FLAGS = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
   "--allow-env",
   "--allow-sys",
   "--allow-ffi",
+  "--unstable-net", // TCP reusePort, so a planned restart can bind beside the old child
 ];
 
 /** The command line that starts a child of this same program. */
 export function childCommand(childArgs: string[]): { command: string; args: string[] } {
   if (Deno.build.standalone) return { command: Deno.execPath(), args: ["--child", ...childArgs] };
-  const flags = ["run", "--no-prompt", ...CHILD_PERMISSIONS];
+  const flags = ["run", "--no-prompt", ...CHILD_FLAGS];
   const main = new URL(Deno.mainModule);
   if (main.protocol === "file:") {
     const config = new URL("deno.json", main);
@@ -63,93 +89,114 @@ export function childCommand(childArgs: string[]): { command: string; args: stri
   return { command: Deno.execPath(), args: [...flags, Deno.mainModule, "--child", ...childArgs] };
 }
 
+/** Says how a process ended. */
+function describeExit(status: Deno.CommandStatus): string {
+  if (status.signal) return `was killed by ${status.signal}`;
+  const why = status.code === EXIT_CONFIG
+    ? " (invalid configuration)"
+    : status.code === EXIT_BIND
+    ? " (could not bind its sockets)"
+    : "";
+  return `exited with code ${status.code}${why}`;
+}
+
+/** Resident memory of a process in bytes, or 0 if unknown. */
+function residentBytes(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
 const log = getLogger("guardian");
 const stderrEncoder = new TextEncoder();
 
-/** Supervises one child at a time. */
-class Guardian {
-  private child?: Deno.ChildProcess;
-  private stopping = false;
-  private lastBeat = 0;
-  private readyAt = 0;
-  private failures = 0;
-  private restarts = 0;
-  private readonly stderrTail = new LineRing(50);
-  private wake?: () => void;
+/** One child process and what the guardian knows of it. */
+class ChildHandle {
+  readonly startedAt = Date.now();
+  readyAt = 0;
+  lastBeat = Date.now();
+  listeners: readonly string[] = [];
+  /** The reason the child gave before exiting on purpose (bind failure, bad config). */
+  fatal?: string;
+  /** Stopped on purpose (planned restart): its exit is not a failure. */
+  planned = false;
+  readonly output = new LineRing(50);
+  /** True once ready; false if it exited first. */
+  readonly ready: Promise<boolean>;
+  private markReady!: (ready: boolean) => void;
+  private checkpointWaiter?: (entries: number) => void;
 
-  constructor(private readonly childArgs: string[], private readonly watchdogMs: number) {}
+  constructor(readonly process: Deno.ChildProcess) {
+    this.ready = new Promise((resolve) => this.markReady = resolve);
+    process.status.then(() => this.markReady(false));
+    this.readMessages();
+    this.mirrorOutput();
+  }
 
-  /** Runs children until `stop()`; resolves with the guardian's exit code. */
-  async run(): Promise<number> {
-    const watchdog = setInterval(() => this.checkHeartbeat(), 250);
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  /**
+   * Resolves with the entries written after SIGUSR2, or -1 after `timeoutMs`. (Not SIGUSR1: on
+   * that signal V8 opens an inspector port, as Node does.)
+   */
+  waitCheckpoint(timeoutMs: number): Promise<number> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(-1), timeoutMs);
+      this.checkpointWaiter = (n) => {
+        clearTimeout(timer);
+        resolve(n);
+      };
+    });
+  }
+
+  /** Sends a signal; false if the process is gone. */
+  signal(signal: Deno.Signal): boolean {
     try {
-      while (!this.stopping) {
-        const started = Date.now();
-        this.readyAt = 0;
-        const child = this.spawn();
-        const status = await child.status;
-        this.child = undefined;
-        if (this.stopping) break;
-        const upMs = Date.now() - started;
-        const served = this.readyAt > 0 && Date.now() - this.readyAt >= HEALTHY_AFTER_MS;
-        this.failures = served ? 1 : this.failures + 1;
-        this.report(child.pid, status, upMs);
-        const delay = restartDelay(this.failures);
-        if (delay > 0) {
-          log.warn("restarting the child in {delay} ms (failure {n} in a row)", { delay, n: this.failures });
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, delay);
-            this.wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          this.wake = undefined;
-        }
-        this.restarts++;
-      }
-    } finally {
-      clearInterval(watchdog);
+      this.process.kill(signal);
+      return true;
+    } catch {
+      return false;
     }
-    return 0;
   }
 
-  private spawn(): Deno.ChildProcess {
-    const { command, args } = childCommand(this.childArgs);
-    this.stderrTail.clear();
-    const child = new Deno.Command(command, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-    })
-      .spawn();
-    this.child = child;
-    this.lastBeat = Date.now();
-    this.readMessages(child);
-    this.mirrorStderr(child);
-    return child;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves when it has exited. */
+  async terminate(graceMs = STOP_GRACE_MS): Promise<void> {
+    this.signal("SIGTERM");
+    const timer = setTimeout(() => {
+      log.error("child {pid} did not stop in {ms} ms; killing it", { pid: this.pid, ms: graceMs });
+      this.signal("SIGKILL");
+    }, graceMs);
+    await this.process.status;
+    clearTimeout(timer);
   }
 
-  private async readMessages(child: Deno.ChildProcess): Promise<void> {
-    for await (const line of readLines(child.stdout)) {
+  private async readMessages(): Promise<void> {
+    for await (const line of readLines(this.process.stdout)) {
       const message = parseChildMessage(line);
       if (!message) continue;
-      if ("beat" in message) this.lastBeat = Date.now();
-      else if ("ready" in message) {
+      if ("beat" in message) {
+        this.lastBeat = Date.now();
+      } else if ("ready" in message) {
         this.lastBeat = this.readyAt = Date.now();
-        log.info("child {pid} ready on {listeners}", {
-          pid: message.ready.pid,
-          listeners: message.ready.listeners.join(", "),
-        });
+        this.listeners = message.ready.listeners;
+        log.info("child {pid} ready on {listeners}", { pid: this.pid, listeners: this.listeners.join(", ") });
+        this.markReady(true);
+      } else if ("checkpointed" in message) {
+        this.checkpointWaiter?.(message.checkpointed);
+      } else if ("fatal" in message) {
+        this.fatal = message.fatal;
       }
     }
   }
 
-  private async mirrorStderr(child: Deno.ChildProcess): Promise<void> {
-    for await (const line of readLines(child.stderr)) {
-      this.stderrTail.push(line);
+  private async mirrorOutput(): Promise<void> {
+    for await (const line of readLines(this.process.stderr)) {
+      this.output.push(line);
       try {
         Deno.stderr.writeSync(stderrEncoder.encode(line + "\n"));
       } catch {
@@ -157,85 +204,286 @@ class Guardian {
       }
     }
   }
+}
 
-  private checkHeartbeat(): void {
-    const child = this.child;
-    if (!child || this.stopping) return;
-    const silent = Date.now() - this.lastBeat;
-    if (silent > this.watchdogMs) {
-      log.error("child {pid} hung: no heartbeat for {ms} ms; killing it", { pid: child.pid, ms: silent });
-      this.lastBeat = Date.now();
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // exited meanwhile
+/** The last child death, for `status` and `health`. */
+interface LastCrash {
+  readonly time: string;
+  readonly pid: number;
+  readonly reason: string;
+}
+
+/** Supervises the child. */
+class Guardian {
+  private current?: ChildHandle;
+  private readonly live = new Set<ChildHandle>();
+  private stopping = false;
+  private restarting?: Promise<ControlReply>;
+  private failures = 0;
+  private restarts = 0;
+  private lastCrash?: LastCrash;
+  private nextStartAt = 0;
+  private lastMemoryRestart = 0;
+  private wake?: () => void;
+  private readonly handoverFile: string;
+
+  constructor(
+    private readonly configPath: string | undefined,
+    private readonly childArgs: string[],
+    private readonly config: GuardianConfig,
+    private readonly crashDir: string | undefined,
+  ) {
+    const dir = crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
+    this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
+  }
+
+  /** Runs children until `stop()`; resolves with the guardian's exit code. */
+  async run(): Promise<number> {
+    const watch = setInterval(() => this.watch(), 250);
+    try {
+      while (!this.stopping) {
+        this.current ??= this.spawn(false);
+        const child = this.current;
+        const status = await child.process.status;
+        if (this.stopping) break;
+        if (child.planned || child !== this.current) continue; // replaced on purpose
+        this.current = undefined;
+        await this.recordFailure(child, status);
+        if (this.restarting) await this.restarting;
       }
+      await Promise.all([...this.live].map((c) => c.terminate()));
+    } finally {
+      clearInterval(watch);
+      await Deno.remove(this.handoverFile).catch(() => {});
+    }
+    return 0;
+  }
+
+  private spawn(takeOverCache: boolean): ChildHandle {
+    const { command, args } = childCommand(this.childArgs);
+    const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
+    if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
+    const process = new Deno.Command(command, {
+      args,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+    const child = new ChildHandle(process);
+    this.live.add(child);
+    process.status.then(() => this.live.delete(child));
+    return child;
+  }
+
+  /** Logs and reports a child that died on its own, then waits out the backoff. */
+  private async recordFailure(child: ChildHandle, status: Deno.CommandStatus): Promise<void> {
+    const now = Date.now();
+    const served = child.readyAt > 0 && now - child.readyAt >= HEALTHY_AFTER_MS;
+    this.failures = served ? 1 : this.failures + 1;
+    const how = describeExit(status) + (child.fatal ? `: ${child.fatal}` : "");
+    this.lastCrash = { time: new Date(now).toISOString(), pid: child.pid, reason: how };
+    const tail = child.output.toArray();
+    log.error("child {pid} {how} after {up} s (restart #{n}); its last output:\n{tail}", {
+      pid: child.pid,
+      how,
+      up: ((now - child.startedAt) / 1000).toFixed(1),
+      n: this.restarts + 1,
+      tail: tail.length ? tail.slice(-10).map((l) => `  | ${l}`).join("\n") : "  | (nothing)",
+    });
+    if (this.crashDir && this.config.crashFiles > 0) {
+      const report = {
+        time: new Date(now),
+        pid: child.pid,
+        how,
+        uptimeMs: now - child.startedAt,
+        restarts: this.restarts,
+        config: this.configPath ?? EMBEDDED_CONFIG_NAME,
+        output: tail,
+      };
+      await writeCrashReport(this.crashDir, report, this.config.crashFiles).then(
+        (path) => log.info("crash report written to {path}", { path }),
+        (e) => log.warn("could not write a crash report in {dir}: {error}", { dir: this.crashDir, error: e }),
+      );
+    }
+    this.restarts++;
+    const delay = this.restarting ? 0 : restartDelay(this.failures);
+    if (delay > 0 && !this.stopping) {
+      log.warn("restarting the child in {delay} ms (failure {n} in a row)", { delay, n: this.failures });
+      this.nextStartAt = Date.now() + delay;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+      this.nextStartAt = 0;
     }
   }
 
-  private report(pid: number, status: Deno.CommandStatus, upMs: number): void {
-    const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
-    const why = status.code === EXIT_CONFIG
-      ? " (invalid configuration)"
-      : status.code === EXIT_BIND
-      ? " (could not bind its sockets)"
-      : "";
-    const tail = this.stderrTail.toArray().slice(-10);
-    log.error("child {pid} {how}{why} after {up} s (restart #{n}); its last output:\n{tail}", {
-      pid,
-      how,
-      why,
-      up: (upMs / 1000).toFixed(1),
-      n: this.restarts + 1,
-      tail: tail.length ? tail.map((l) => `  | ${l}`).join("\n") : "  | (nothing)",
-    });
-  }
-
-  /** Asks the child to stop and stops restarting it. */
-  stop(signal: Deno.Signal): void {
-    if (this.stopping) return;
-    this.stopping = true;
-    log.info("{signal} received: stopping", { signal });
-    this.wake?.();
-    const child = this.child;
-    if (!child) return;
-    try {
-      child.kill("SIGTERM");
-    } catch {
+  /** Every 250 ms: the heartbeat watchdog and the memory ceiling. */
+  private watch(): void {
+    const child = this.current;
+    if (!child || this.stopping || child.planned) return;
+    const silent = Date.now() - child.lastBeat;
+    if (silent > this.config.watchdogTimeout * 1000) {
+      log.error("child {pid} hung: no heartbeat for {ms} ms; killing it", { pid: child.pid, ms: silent });
+      child.lastBeat = Date.now();
+      child.signal("SIGKILL");
       return;
     }
-    const timer = setTimeout(() => {
-      log.error("child {pid} did not stop in {ms} ms; killing it", { pid: child.pid, ms: STOP_GRACE_MS });
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // exited meanwhile
+    if (this.config.maxMemory > 0 && child.readyAt > 0 && !this.restarting) {
+      const rss = residentBytes(child.pid);
+      if (rss > this.config.maxMemory && Date.now() - this.lastMemoryRestart > MEMORY_RESTART_INTERVAL_MS) {
+        this.lastMemoryRestart = Date.now();
+        const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
+        this.restart(`child RSS ${mb(rss)} MB is over max-memory ${mb(this.config.maxMemory)} MB`);
       }
-    }, STOP_GRACE_MS);
-    child.status.finally(() => clearTimeout(timer));
+    }
+  }
+
+  /**
+   * Replaces the child without dropping a query: the old child writes its cache to the hand-over
+   * file, a new one starts beside it on the same ports and loads that cache, and only once the new
+   * one is ready is the old one told to drain and stop. If the new one fails, the old one stays.
+   */
+  restart(reason: string): Promise<ControlReply> {
+    this.restarting ??= this.replaceChild(reason).finally(() => this.restarting = undefined);
+    return this.restarting;
+  }
+
+  private async replaceChild(reason: string): Promise<ControlReply> {
+    try {
+      loadConfig(this.configPath);
+    } catch (e) {
+      return { ok: false, error: `the configuration is invalid, nothing changed: ${(e as Error).message}` };
+    }
+    const old = this.current;
+    let handover = false;
+    if (old && old.readyAt > 0 && old.signal("SIGUSR2")) handover = (await old.waitCheckpoint(3000)) >= 0;
+    log.info("planned restart ({reason}): starting a new child beside {pid}", {
+      reason,
+      pid: old?.pid ?? "none",
+    });
+    const next = this.spawn(handover);
+    const ready = await Promise.race([
+      next.ready,
+      new Promise<boolean>((r) => setTimeout(() => r(false), READY_TIMEOUT_MS)),
+    ]);
+    if (!ready || this.stopping) {
+      next.planned = true;
+      next.terminate();
+      return { ok: false, error: "the new child did not become ready; the old one keeps serving" };
+    }
+    this.current = next;
+    this.restarts++;
+    this.failures = 0;
+    if (old) {
+      old.planned = true;
+      await old.terminate();
+      log.info("child {pid} drained and stopped; {next} serves", { pid: old.pid, next: next.pid });
+    }
+    return { ok: true, status: this.status() };
+  }
+
+  /** Validates the configuration, then has the child reload it (SIGHUP). */
+  reload(): ControlReply {
+    try {
+      loadConfig(this.configPath);
+    } catch (e) {
+      const message = e instanceof ConfigError ? e.message : String(e);
+      return { ok: false, error: `the configuration is invalid, the running one stays: ${message}` };
+    }
+    if (!this.current?.signal("SIGHUP")) return { ok: false, error: "no child is running right now" };
+    log.info("SIGHUP forwarded to child {pid}", { pid: this.current.pid });
+    return { ok: true };
+  }
+
+  /** The guardian's state, for `keeldns status` and `health`. */
+  status(): Record<string, unknown> {
+    const child = this.current;
+    const state = this.stopping
+      ? "stopping"
+      : this.restarting
+      ? "restarting"
+      : child?.readyAt
+      ? "running"
+      : child
+      ? "starting"
+      : "waiting to restart";
+    return {
+      state,
+      guardianPid: Deno.pid,
+      childPid: child?.pid ?? null,
+      childUptimeSeconds: child ? Math.round((Date.now() - child.startedAt) / 1000) : null,
+      listeners: child?.listeners ?? [],
+      restarts: this.restarts,
+      failuresInARow: this.failures,
+      nextStartInMs: this.nextStartAt ? Math.max(0, this.nextStartAt - Date.now()) : null,
+      lastCrash: this.lastCrash ?? null,
+      config: this.configPath ?? EMBEDDED_CONFIG_NAME,
+    };
+  }
+
+  /** Answers a control command. */
+  async control(command: ControlCommand): Promise<ControlReply> {
+    switch (command) {
+      case "status":
+        return { ok: true, status: this.status() };
+      case "reload":
+        return this.reload();
+      case "restart":
+        return await this.restart("keeldns restart");
+      case "stop":
+        setTimeout(() => this.stop("keeldns stop"), 0);
+        return { ok: true };
+    }
+  }
+
+  /** Stops restarting and asks every child to stop. */
+  stop(why: string): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    log.info("{why}: stopping", { why });
+    this.wake?.();
+    for (const child of this.live) child.terminate();
   }
 
   /** Passes a signal on to the child. */
   forward(signal: Deno.Signal): void {
-    const child = this.child;
-    if (!child) return;
-    try {
-      child.kill(signal);
-      log.info("{signal} forwarded to child {pid}", { signal, pid: child.pid });
-    } catch {
-      // the child exited meanwhile
-    }
+    const child = this.current;
+    if (child?.signal(signal)) log.info("{signal} forwarded to child {pid}", { signal, pid: child.pid });
+  }
+}
+
+/** The control socket to use: explicit, beside the pid file, or the default when /run is writable. */
+export function resolveControlPath(controlPath?: string, pidFile?: string): string | undefined {
+  if (controlPath) return controlPath;
+  if (pidFile) return controlPathFor(pidFile);
+  try {
+    Deno.statSync("/run");
+    Deno.writeTextFileSync("/run/.keeldns-probe", "");
+    Deno.removeSync("/run/.keeldns-probe");
+    return DEFAULT_CONTROL_PATH;
+  } catch {
+    return undefined;
   }
 }
 
 /**
- * Validates the configuration, writes the pid file, and supervises children until SIGTERM or
- * SIGINT. Returns the exit code: 0 after a requested stop, 1 if the configuration is invalid.
+ * Validates the configuration, writes the pid file, opens the control socket and supervises
+ * children until told to stop. Returns the exit code: 0 after a requested stop, 1 if the
+ * configuration is invalid or another instance is running.
  */
 export async function runGuardian(options: GuardianOptions): Promise<number> {
+  let guardianConfig: GuardianConfig;
   let level;
   try {
     const config = loadConfig(options.configPath);
+    guardianConfig = config.guardian;
     level = options.verbose
       ? "debug" as const
       : config.log.level === "off"
@@ -246,21 +494,39 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
     return 1;
   }
   setupLogging({ level, size: 0, num: 0 }, false);
+  const childArgs = [
+    ...(options.configPath ? ["-c", options.configPath] : []),
+    ...(options.verbose ? ["-v"] : []),
+  ];
+  const crashDir = options.pidFile
+    ? options.pidFile.slice(0, options.pidFile.lastIndexOf("/")) || "."
+    : undefined;
+  const guardian = new Guardian(options.configPath, childArgs, guardianConfig, crashDir);
+
+  let control: ControlServer | undefined;
+  const controlPath = resolveControlPath(options.controlPath, options.pidFile);
+  if (controlPath) {
+    try {
+      control = await ControlServer.listen(controlPath, (command) => guardian.control(command));
+    } catch (e) {
+      if (e instanceof ControlSocketInUse) {
+        console.error(`keeldns: ${e.message}`);
+        return 1;
+      }
+      log.warn("no control socket at {path}: {error}", { path: controlPath, error: (e as Error).message });
+    }
+  }
   if (options.pidFile) {
     try {
       writePidFile(options.pidFile);
     } catch (e) {
       console.error(`keeldns: ${(e as Error).message}`);
+      await control?.close();
       return 1;
     }
   }
-  const childArgs = [
-    ...(options.configPath ? ["-c", options.configPath] : []),
-    ...(options.verbose ? ["-v"] : []),
-  ];
-  const guardian = new Guardian(childArgs, options.watchdogMs ?? 5000);
-  const onTerm = () => guardian.stop("SIGTERM");
-  const onInt = () => guardian.stop("SIGINT");
+  const onTerm = () => guardian.stop("SIGTERM received");
+  const onInt = () => guardian.stop("SIGINT received");
   const onHup = () => guardian.forward("SIGHUP");
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGINT", onInt);
@@ -271,6 +537,7 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGINT", onInt);
     Deno.removeSignalListener("SIGHUP", onHup);
+    await control?.close();
     if (options.pidFile) removePidFile(options.pidFile);
     log.info("guardian stopped");
   }

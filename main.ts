@@ -9,7 +9,8 @@ import { parseArgs } from "node:util";
 import { runChild } from "./child.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/load.ts";
-import { runGuardian } from "./guardian.ts";
+import { DEFAULT_CONTROL_PATH, resolveControlPath, runGuardian } from "./guardian.ts";
+import { CONTROL_COMMANDS, type ControlCommand, sendControl } from "./ops/control_channel.ts";
 import { HealthExit, probe } from "./ops/health_probe.ts";
 import { setupLogging } from "./ops/log.ts";
 import { parseHostPort } from "./config/values.ts";
@@ -27,14 +28,21 @@ Commands:
   run       start the server under its guardian (default)
   check     validate a configuration file and exit
   health    send one query to a running server; exit 0 if it answers
+  status    show the running guardian's state (child, uptime, restarts, last crash)
+  reload    re-read the configuration (validated first; a bad one changes nothing)
+  restart   replace the child without dropping queries (cache kept)
+  stop      stop guardian and child
   version   print version, Deno version, target and build kind
 
 Run "keeldns <command> --help" for a command's options.`,
-  run: `Usage: keeldns [run] [-c FILE] [-p PIDFILE] [--no-guardian] [-v]
+  run: `Usage: keeldns [run] [-c FILE] [-p PIDFILE] [--control SOCKET] [--no-guardian] [-v]
 
   -c, --config FILE   keeldns .toml or SmartDNS .conf file (format detected by content);
                       without it, the embedded default: 127.0.0.1:5353, public upstreams
-  -p, --pid-file FILE write the guardian's pid here (removed at exit)
+  -p, --pid-file FILE write the guardian's pid here (removed at exit); crash reports and the
+                      control socket (FILE with .sock for .pid) go beside it
+      --control PATH  control socket for status/reload/restart/stop (default: beside the pid
+                      file, else /run/keeldns.sock when /run is writable)
       --no-guardian   serve in this process, without a supervising guardian
   -v, --verbose       log at debug level
   -h, --help          show this help`,
@@ -51,10 +59,16 @@ Sends one real UDP query and waits for the answer.
   --name NAME         name to ask for (default ".")
   --type TYPE         record type (default NS)
   -q, --quiet         print nothing on success
+  -p, --control       where to ask the guardian why nothing answers (as for run)
 Exit codes: 0 answered (NOERROR/NXDOMAIN), 1 no answer, 2 answered with an error rcode
 (e.g. SERVFAIL: upstreams unreachable), 64 bad arguments.
 Cron: */5 * * * * keeldns health -q || /etc/init.d/keeldns restart`,
   version: "Usage: keeldns version",
+  control: `Usage: keeldns status|reload|restart|stop [-p PIDFILE | --control PATH]
+
+Talks to the running guardian over its control socket (default: beside the pid file given with
+-p, else /run/keeldns.sock). Exit 0 when the guardian did it, 1 when it refused (the reason is
+printed) or cannot be reached.`,
 };
 
 /** What kind of build is running: a compiled executable, a bundle, or the source tree. */
@@ -74,6 +88,7 @@ async function commandRun(args: string[], child: boolean): Promise<number> {
     options: {
       config: { type: "string", short: "c" },
       "pid-file": { type: "string", short: "p" },
+      control: { type: "string" },
       "no-guardian": { type: "boolean" },
       verbose: { type: "boolean", short: "v" },
       help: { type: "boolean", short: "h" },
@@ -83,7 +98,7 @@ async function commandRun(args: string[], child: boolean): Promise<number> {
   const options = { configPath: values.config, verbose: values.verbose ?? false };
   if (child) return await runChild({ ...options, guarded: true });
   if (values["no-guardian"]) return await runChild({ ...options, guarded: false });
-  return await runGuardian({ ...options, pidFile: values["pid-file"] });
+  return await runGuardian({ ...options, pidFile: values["pid-file"], controlPath: values.control });
 }
 
 function commandCheck(args: string[]): number {
@@ -121,6 +136,8 @@ async function commandHealth(args: string[]): Promise<number> {
       type: { type: "string", default: "NS" },
       config: { type: "string", short: "c" },
       quiet: { type: "boolean", short: "q" },
+      "pid-file": { type: "string", short: "p" },
+      control: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -145,9 +162,53 @@ async function commandHealth(args: string[]): Promise<number> {
     return fail((e as Error).message);
   }
   const result = await probe(host, port, values.name, values.type.toUpperCase(), timeout);
-  if (result.exitCode !== HealthExit.OK) console.error(`keeldns health: ${result.message}`);
-  else if (!values.quiet) console.log(result.message);
+  if (result.exitCode !== HealthExit.OK) {
+    const why = await guardianSays(resolveControlPath(values.control, values["pid-file"]));
+    console.error(`keeldns health: ${result.message}${why}`);
+  } else if (!values.quiet) console.log(result.message);
   return result.exitCode;
+}
+
+/** What the guardian says about its child, as "; guardian: …", or "" if it cannot be asked. */
+async function guardianSays(path: string | undefined): Promise<string> {
+  if (!path) return "";
+  const reply = await sendControl(path, "status", 1000).catch(() => null);
+  const status = reply?.status as { state?: string; lastCrash?: { reason: string } | null } | undefined;
+  if (!status) return "";
+  return `; guardian: ${status.state}` +
+    (status.lastCrash ? `, last child exit: ${status.lastCrash.reason}` : "");
+}
+
+async function commandControl(command: ControlCommand, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      "pid-file": { type: "string", short: "p" },
+      control: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(USAGE.control), 0;
+  const path = resolveControlPath(values.control, values["pid-file"]) ?? DEFAULT_CONTROL_PATH;
+  let reply;
+  try {
+    reply = await sendControl(path, command, 60_000);
+  } catch (e) {
+    console.error(`keeldns ${command}: no guardian answers on ${path}: ${(e as Error).message}`);
+    return 1;
+  }
+  if (!reply.ok) {
+    console.error(`keeldns ${command}: ${reply.error}`);
+    return 1;
+  }
+  if (reply.status) {
+    for (const [key, value] of Object.entries(reply.status)) {
+      console.log(`${key}: ${typeof value === "object" && value !== null ? JSON.stringify(value) : value}`);
+    }
+  } else {
+    console.log(`keeldns ${command}: done`);
+  }
+  return 0;
 }
 
 function commandVersion(args: string[]): number {
@@ -169,6 +230,11 @@ export async function main(args: string[]): Promise<number> {
         return commandCheck(tail);
       case "health":
         return await commandHealth(tail);
+      case "status":
+      case "reload":
+      case "restart":
+      case "stop":
+        return await commandControl(first, tail);
       case "version":
       case "--version":
         return commandVersion(tail);
@@ -185,7 +251,10 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
-      return fail(`${e.message}\n\n${USAGE[first ?? "run"] ?? USAGE.main}`);
+      const usage = CONTROL_COMMANDS.includes(first as ControlCommand)
+        ? USAGE.control
+        : USAGE[first ?? "run"];
+      return fail(`${e.message}\n\n${usage ?? USAGE.main}`);
     }
     throw e;
   }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { CacheConfig, LogConfig } from "./schema.ts";
+import type { CacheConfig, GuardianConfig, LogConfig } from "./schema.ts";
 
 /** Default listener settings (SmartDNS: tcp-idle-time 120). */
 export const DEFAULT_TCP_IDLE_TIME = 120;
@@ -30,6 +30,9 @@ export const DEFAULT_CACHE: CacheConfig = {
 
 /** Log defaults (SmartDNS: level error, 128k × 8 files). */
 export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };
+
+/** Guardian defaults: 5 s watchdog, no memory ceiling, 5 crash reports kept. */
+export const DEFAULT_GUARDIAN: GuardianConfig = { watchdogTimeout: 5, maxMemory: 0, crashFiles: 5 };
 
 /** Name shown for the embedded configuration in messages. */
 export const EMBEDDED_CONFIG_NAME = "<embedded default>";

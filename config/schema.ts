@@ -90,6 +90,16 @@ export interface ServerConfig {
   readonly upstreamTimeout: number;
 }
 
+/** How the guardian watches the child. */
+export interface GuardianConfig {
+  /** Seconds without a heartbeat before the child counts as hung and is replaced. */
+  readonly watchdogTimeout: number;
+  /** Child RSS in bytes above which it is replaced by a planned restart (0 = no limit). */
+  readonly maxMemory: number;
+  /** Crash reports kept next to the pid file. */
+  readonly crashFiles: number;
+}
+
 /** A directive that was read but is not implemented yet. */
 export interface UnsupportedDirective {
   readonly name: string;
@@ -105,6 +115,7 @@ export interface Config {
   readonly upstreams: readonly UpstreamConfig[];
   readonly cache: CacheConfig;
   readonly log: LogConfig;
+  readonly guardian: GuardianConfig;
   /** Directives seen but not supported yet, each reported once with its first position. */
   readonly unsupported: readonly UnsupportedDirective[];
 }

@@ -11,7 +11,7 @@ import {
   DEFAULT_MAX_TCP_CONNECTIONS,
   DEFAULT_TCP_IDLE_TIME,
 } from "./defaults.ts";
-import { DEFAULT_UPSTREAM_TIMEOUT, DNS_PORT } from "./defaults.ts";
+import { DEFAULT_GUARDIAN, DEFAULT_UPSTREAM_TIMEOUT, DNS_PORT } from "./defaults.ts";
 import { ConfigError, didYouMean } from "./errors.ts";
 import type {
   BindConfig,
@@ -451,6 +451,7 @@ export function parseSmartdnsConf(
     upstreams,
     cache: reader.cache,
     log: reader.log,
+    guardian: DEFAULT_GUARDIAN,
     unsupported: [...reader.unsupported.values()],
   };
 }

@@ -6,6 +6,7 @@
  */
 import {
   DEFAULT_CACHE,
+  DEFAULT_GUARDIAN,
   DEFAULT_LOG,
   DEFAULT_MAX_TCP_CONNECTIONS,
   DEFAULT_TCP_IDLE_TIME,
@@ -29,7 +30,8 @@ type Table = Record<string, unknown>;
 
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
-  "": ["server", "upstream", "cache", "log"],
+  "": ["server", "upstream", "cache", "log", "guardian"],
+  guardian: ["watchdog-timeout", "max-memory", "crash-files"],
   server: [
     "bind",
     "bind-udp",
@@ -78,6 +80,13 @@ class TomlConfigReader {
       this.src.fail(`${path}.${key}`, `${key} must be an integer in ${min}..${max}, not ${n}`);
     }
     return n;
+  }
+
+  /** A size given as bytes or as text such as "128k". */
+  size(table: Table, key: string, path: string, fallback: number): number {
+    const v = table[key];
+    if (typeof v === "string") return this.parsed(`${path}.${key}`, key, () => parseSize(v));
+    return this.integer(table, key, path, 0, Number.MAX_SAFE_INTEGER, fallback);
   }
 
   boolean(table: Table, key: string, path: string, fallback: boolean): boolean {
@@ -173,6 +182,7 @@ class TomlConfigReader {
     const server = this.table(root.server, "server", "server");
     const cache = this.table(root.cache, "cache", "cache");
     const log = this.table(root.log, "log", "log");
+    const guardian = this.table(root.guardian, "guardian", "guardian");
     const u32 = 2 ** 31 - 1;
     const cacheSize = this.integer(cache, "size", "cache", -1, u32, DEFAULT_CACHE.size);
     const level = (this.string(log, "level", "log") ?? DEFAULT_LOG.level).toLowerCase();
@@ -182,12 +192,7 @@ class TomlConfigReader {
         `"${level}" is not a log level (${LOG_LEVELS.join(", ")})${didYouMean(level, LOG_LEVELS)}`,
       );
     }
-    const logSize = log.size;
-    const size = logSize === undefined
-      ? DEFAULT_LOG.size
-      : typeof logSize === "string"
-      ? this.parsed("log.size", "size", () => parseSize(logSize))
-      : this.integer(log, "size", "log", 0, u32, DEFAULT_LOG.size);
+    const size = this.size(log, "size", "log", DEFAULT_LOG.size);
     const rrTtlMax = this.integer(cache, "rr-ttl-max", "cache", 0, u32, 0);
     let rrTtlMin = this.integer(cache, "rr-ttl-min", "cache", 0, u32, 0);
     if (rrTtlMax > 0 && rrTtlMin > rrTtlMax) rrTtlMin = rrTtlMax;
@@ -237,6 +242,18 @@ class TomlConfigReader {
         file: this.string(log, "file", "log"),
         size,
         num: this.integer(log, "num", "log", 0, 1024, DEFAULT_LOG.num),
+      },
+      guardian: {
+        watchdogTimeout: this.integer(
+          guardian,
+          "watchdog-timeout",
+          "guardian",
+          1,
+          3600,
+          DEFAULT_GUARDIAN.watchdogTimeout,
+        ),
+        maxMemory: this.size(guardian, "max-memory", "guardian", DEFAULT_GUARDIAN.maxMemory),
+        crashFiles: this.integer(guardian, "crash-files", "guardian", 0, 1000, DEFAULT_GUARDIAN.crashFiles),
       },
       unsupported: [],
     };

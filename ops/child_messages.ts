@@ -24,8 +24,18 @@ export interface FatalMessage {
   readonly fatal: string;
 }
 
+/** Sent after SIGUSR2: the cache was written to the hand-over file (entries, or -1 on failure). */
+export interface CheckpointedMessage {
+  readonly checkpointed: number;
+}
+
 /** Anything the child tells the guardian. */
-export type ChildMessage = ReadyMessage | BeatMessage | StatsMessage | FatalMessage;
+export type ChildMessage = ReadyMessage | BeatMessage | StatsMessage | FatalMessage | CheckpointedMessage;
+
+/** Environment variable naming the file a child writes its cache to on SIGUSR2 (planned restart). */
+export const HANDOVER_FILE_ENV = "KEELDNS_HANDOVER_FILE";
+/** Environment variable telling a new child to load (then delete) that file before it is ready. */
+export const HANDOVER_LOAD_ENV = "KEELDNS_HANDOVER_LOAD";
 
 /** Seconds between heartbeats. */
 export const BEAT_INTERVAL_MS = 1000;

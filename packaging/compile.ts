@@ -20,6 +20,7 @@ export const PERMISSIONS = [
   "--allow-sys",
   "--allow-run",
   "--allow-ffi",
+  "--unstable-net", // TCP reusePort, so a planned restart binds beside the old child
 ];
 
 const root = new URL("../", import.meta.url).pathname;

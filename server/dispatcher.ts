@@ -24,6 +24,10 @@ export type DispatchResult = Uint8Array | Promise<Uint8Array> | null;
 
 /** Routes each received query through the resolver chain and renders its answer. */
 export class QueryDispatcher {
+  /** Answers being resolved right now (misses on their way upstream). */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+
   constructor(
     private resolve: Next,
     readonly stats: ServerStats,
@@ -57,12 +61,32 @@ export class QueryDispatcher {
       const answer = this.resolve(q);
       if (answer instanceof Promise) {
         detachQuestion(q);
-        return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e));
+        this.inFlight++;
+        return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() =>
+          this.settled()
+        );
       }
       return this.render(q, answer, udp);
     } catch (e) {
       return this.fail(q, e);
     }
+  }
+
+  private settled(): void {
+    if (--this.inFlight > 0) return;
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  /** Resolves once no answer is being resolved, or after `timeoutMs`; true if idle. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   private render(q: Question, answer: StoredAnswer, udp: boolean): Uint8Array {

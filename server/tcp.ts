@@ -9,7 +9,17 @@ import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import type { Listener } from "./listener.ts";
+import { DRAIN_MS, type Listener } from "./listener.ts";
+
+/**
+ * Listens with SO_REUSEPORT so a successor can bind the same port during a planned restart. That
+ * option is unstable in Deno: without --unstable-net (which also defines `Deno.listenDatagram`, the
+ * only way to tell) using it would end the process, so the listener is then exclusive.
+ */
+function listenShared(bind: BindConfig): Deno.TcpListener {
+  const unstableNet = typeof (Deno as { listenDatagram?: unknown }).listenDatagram === "function";
+  return Deno.listen({ hostname: bind.host, port: bind.port, transport: "tcp", reusePort: unstableNet });
+}
 
 /** A TCP DNS listener. */
 export class TcpListener implements Listener {
@@ -37,7 +47,7 @@ export class TcpListener implements Listener {
     options: { idleSeconds: number; maxConnections: number },
     log: Logger,
   ): TcpListener {
-    const listener = Deno.listen({ hostname: bind.host, port: bind.port, transport: "tcp" });
+    const listener = listenShared(bind);
     const idleMs = (options.idleSeconds > 0 ? options.idleSeconds : 3600) * 1000;
     return new TcpListener(listener, bind, dispatcher, idleMs, options.maxConnections, log);
   }
@@ -109,10 +119,11 @@ export class TcpListener implements Listener {
     await writing;
   }
 
-  /** Stops accepting, closes open connections. */
-  async close(): Promise<void> {
+  /** Stops accepting, lets answers under way go out, then closes open connections. */
+  async close(drainMs = DRAIN_MS): Promise<void> {
     this.closed = true;
     this.listener.close();
+    await this.dispatcher.whenIdle(drainMs);
     for (const conn of this.connections) {
       try {
         conn.close();

@@ -9,28 +9,33 @@ import type { BindConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import type { Listener } from "./listener.ts";
+import { DRAIN_MS, type Listener } from "./listener.ts";
 
 /** A UDP DNS listener. */
 export class UdpListener implements Listener {
   readonly address: string;
 
-  private constructor(private readonly socket: dgram.Socket, bind: BindConfig) {
+  private constructor(
+    private readonly socket: dgram.Socket,
+    bind: BindConfig,
+    private readonly dispatcher: QueryDispatcher,
+  ) {
     this.address = `udp://${authority(bind.host, bind.port)}`;
   }
 
   /** Binds `bind` and starts answering through `dispatcher`. Rejects if the port cannot be bound. */
   static async listen(bind: BindConfig, dispatcher: QueryDispatcher, log: Logger): Promise<UdpListener> {
     const v6 = bind.host.includes(":");
-    const socket = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: false });
+    // reuseAddr lets a successor bind the same port; new datagrams then go to the newest socket.
+    const socket = dgram.createSocket({ type: v6 ? "udp6" : "udp4", ipv6Only: false, reuseAddr: true });
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
-      socket.bind({ address: bind.host, port: bind.port, exclusive: true }, () => {
+      socket.bind({ address: bind.host, port: bind.port }, () => {
         socket.off("error", reject);
         resolve();
       });
     });
-    const listener = new UdpListener(socket, bind);
+    const listener = new UdpListener(socket, bind, dispatcher);
     socket.on(
       "error",
       (e: Error) => log.warn("{address}: {error}", { address: listener.address, error: e.message }),
@@ -45,8 +50,9 @@ export class UdpListener implements Listener {
     return listener;
   }
 
-  /** Closes the socket. */
-  close(): Promise<void> {
+  /** Waits for answers under way (still answering what arrives meanwhile), then closes the socket. */
+  async close(drainMs = DRAIN_MS): Promise<void> {
+    await this.dispatcher.whenIdle(drainMs);
     return new Promise((resolve) => {
       try {
         this.socket.close(() => resolve());

@@ -11,7 +11,7 @@ import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
 import { LinuxUdpSocket, MmsgVector, MSG_TRUNC } from "./linux_socket.ts";
-import type { Listener } from "./listener.ts";
+import { DRAIN_MS, type Listener } from "./listener.ts";
 
 /** Datagrams taken per receive call and answers per send call. */
 export const BATCH = 64;
@@ -31,6 +31,7 @@ export class BatchedUdpListener implements Listener {
   private late: { bytes: Uint8Array; name: Uint8Array }[] = [];
   private lateScheduled = false;
   private closing = false;
+  private closed = false;
   private readonly running: Promise<void>;
 
   private constructor(
@@ -45,7 +46,11 @@ export class BatchedUdpListener implements Listener {
 
   /** Binds `bind` and starts serving. Throws if FFI is unavailable or the port cannot be bound. */
   static listen(bind: BindConfig, dispatcher: QueryDispatcher, log: Logger): BatchedUdpListener {
-    const socket = LinuxUdpSocket.bind(bind.host, bind.port, { receiveTimeoutMs: RECEIVE_TIMEOUT_MS });
+    // SO_REUSEADDR lets a successor bind the same port; new datagrams then go to the newest socket.
+    const socket = LinuxUdpSocket.bind(bind.host, bind.port, {
+      receiveTimeoutMs: RECEIVE_TIMEOUT_MS,
+      reuseAddress: true,
+    });
     return new BatchedUdpListener(socket, bind, dispatcher, log);
   }
 
@@ -81,7 +86,7 @@ export class BatchedUdpListener implements Listener {
 
   /** Queues an answer that completed after its batch; flushes once the current task is done. */
   private sendLater(bytes: Uint8Array, name: Uint8Array): void {
-    if (this.closing) return;
+    if (this.closed) return;
     this.late.push({ bytes, name });
     if (this.lateScheduled) return;
     this.lateScheduled = true;
@@ -90,6 +95,7 @@ export class BatchedUdpListener implements Listener {
 
   private flushLate(): void {
     this.lateScheduled = false;
+    if (this.closed) return;
     const queue = this.late;
     this.late = [];
     for (let start = 0; start < queue.length; start += BATCH) {
@@ -103,10 +109,13 @@ export class BatchedUdpListener implements Listener {
     }
   }
 
-  /** Stops receiving (within one receive timeout) and closes the socket. */
-  async close(): Promise<void> {
+  /** Stops receiving (within one receive timeout), sends the answers under way, closes the socket. */
+  async close(drainMs = DRAIN_MS): Promise<void> {
     this.closing = true;
     await this.running;
+    await this.dispatcher.whenIdle(drainMs);
+    this.flushLate();
+    this.closed = true;
     this.socket.close();
   }
 }

@@ -11,6 +11,8 @@ const config = (upstreamPort: number) => `
 bind = ["127.0.0.1:{port}"]
 [[upstream]]
 address = "udp://127.0.0.1:${upstreamPort}"
+[guardian]
+watchdog-timeout = 2
 `;
 
 /** Runs `fn` against a guarded keeldns forwarding to a fake upstream; stops both afterwards. */
@@ -111,7 +113,7 @@ Deno.test({
       const hung = k.childPid;
       const mark = k.lines.length;
       Deno.kill(hung, "SIGSTOP");
-      await k.waitFor(new RegExp(`child ${hung} hung`), 9000, mark);
+      await k.waitFor(new RegExp(`child ${hung} hung: no heartbeat for 2\\d{3} ms`), 5000, mark);
       await k.waitFor(/child \d+ ready/, 3000, mark);
       assert(k.childPid !== hung);
       assertEquals((await udpQuery(k.port, "unhung.test", "A")).rcode, "NOERROR");
