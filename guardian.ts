@@ -21,11 +21,11 @@ import {
 } from "./ops/child_messages.ts";
 import {
   type ControlCommand,
-  controlPathFor,
   type ControlReply,
   ControlServer,
   ControlSocketInUse,
 } from "./ops/control_channel.ts";
+import { resolveControlPath } from "./ops/control_path.ts";
 import { writeCrashReport } from "./ops/crash_report.ts";
 import { LineRing, readLines } from "./ops/lines.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
@@ -53,8 +53,6 @@ const STOP_GRACE_MS = 10_000;
 const READY_TIMEOUT_MS = 20_000;
 /** At most one restart for exceeding max-memory in this period. */
 const MEMORY_RESTART_INTERVAL_MS = 60_000;
-/** The default control socket when no pid file is given. */
-export const DEFAULT_CONTROL_PATH = "/run/keeldns.sock";
 
 /** Delay before restart number `failures` (1 = the first failure in a row). */
 export function restartDelay(failures: number): number {
@@ -456,20 +454,6 @@ class Guardian {
   forward(signal: Deno.Signal): void {
     const child = this.current;
     if (child?.signal(signal)) log.info("{signal} forwarded to child {pid}", { signal, pid: child.pid });
-  }
-}
-
-/** The control socket to use: explicit, beside the pid file, or the default when /run is writable. */
-export function resolveControlPath(controlPath?: string, pidFile?: string): string | undefined {
-  if (controlPath) return controlPath;
-  if (pidFile) return controlPathFor(pidFile);
-  try {
-    Deno.statSync("/run");
-    Deno.writeTextFileSync("/run/.keeldns-probe", "");
-    Deno.removeSync("/run/.keeldns-probe");
-    return DEFAULT_CONTROL_PATH;
-  } catch {
-    return undefined;
   }
 }
 
