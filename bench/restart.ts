@@ -1,6 +1,7 @@
 /**
  * Measures how fast the service is back after the child is killed: SIGKILL the child, then query
- * every 5 ms until an answer comes; repeat once the new child has served for over a second. Prints min/median/max and RSS of guardian and child.
+ * every 5 ms until an answer comes; repeat once the new child has served for over a second. Then
+ * counts what dnsperf loses while `keeldns restart` replaces the child under load. Prints min/median/max and RSS of guardian and child.
  *
  * Usage: deno run -A bench/restart.ts [--runs 20] [--record]
  *
@@ -9,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { udpQuery } from "../tests/helpers/dns_client.ts";
 import { FakeUpstream } from "../tests/helpers/fake_upstream.ts";
-import { KeeldnsProcess, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
+import { KeeldnsProcess, programPath, REPO_ROOT, runKeeldns } from "../tests/helpers/keeldns_process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -17,10 +18,50 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 
-/** VmRSS of a pid in MB. */
-function rssMb(pid: number): number {
+/**
+ * Runs dnsperf at a fixed rate over cached names and issues `keeldns restart` in the middle;
+ * returns a table row with what dnsperf counted as lost.
+ */
+async function restartUnderLoad(k: KeeldnsProcess): Promise<string> {
+  const file = await Deno.makeTempFile();
+  const names = Array.from({ length: 1000 }, (_, i) => `load${i}.test A`);
+  await Deno.writeTextFile(file, names.join("\n") + "\n");
+  const dnsperf = (seconds: number, rate: number) =>
+    new Deno.Command(programPath("dnsperf"), {
+      args: [
+        "-s",
+        "127.0.0.1",
+        "-p",
+        String(k.port),
+        "-d",
+        file,
+        "-l",
+        String(seconds),
+        "-Q",
+        String(rate),
+        "-c",
+        "4",
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+  await dnsperf(2, 20000); // fill the cache
+  const run = dnsperf(6, 20000);
+  await new Promise((r) => setTimeout(r, 2000));
+  const restart = await runKeeldns(["restart", "-p", `${k.dir}/keeldns.pid`]);
+  const text = new TextDecoder().decode((await run).stdout);
+  await Deno.remove(file);
+  const sent = /Queries sent:\s+(\d+)/.exec(text)?.[1];
+  const lost = /Queries lost:\s+(\d+)/.exec(text)?.[1];
+  return `| queries lost during \`keeldns restart\` (dnsperf, 20k QPS for 6 s, restart at 2 s; ` +
+    `restart ${restart.code === 0 ? "ok" : "FAILED"}) | ${lost} of ${sent} |`;
+}
+
+/** "RSS MB (private MB)" of a pid: VmRSS, and RssAnon (what is not shared binary pages). */
+function rssMb(pid: number): string {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+  const mb = (key: string) => (Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)![1]) / 1024).toFixed(1);
+  return `${mb("VmRSS")} MB (private ${mb("RssAnon")} MB)`;
 }
 
 const fake = await FakeUpstream.start();
@@ -28,8 +69,9 @@ const k = await KeeldnsProcess.start(
   `[server]\nbind = ["127.0.0.1:{port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${fake.port}"\n`,
 );
 const times: number[] = [];
-let guardianRss = 0;
-let childRss = 0;
+let lossLine = "";
+let guardianRss = "";
+let childRss = "";
 try {
   await udpQuery(k.port, "warm.test", "A");
   guardianRss = rssMb(k.pid);
@@ -48,16 +90,17 @@ try {
     // Let the new child serve past the guardian's healthy mark, so each kill is a first failure.
     await new Promise((r) => setTimeout(r, 1200));
   }
+  lossLine = await restartUnderLoad(k);
 } finally {
   await k.stop();
   await fake.close();
 }
 times.sort((a, b) => a - b);
 const median = times[Math.floor(times.length / 2)];
-const line =
+const line = `${lossLine}\n` +
   `| SIGKILL of the child → first answer of the new child (${runs} runs) | min ${times[0].toFixed(0)} ms, ` +
   `median ${median.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms |\n| RSS idle after start | guardian ` +
-  `${guardianRss.toFixed(1)} MB, child ${childRss.toFixed(1)} MB |`;
+  `${guardianRss}, child ${childRss} |`;
 const report = `### ${
   new Date().toISOString().slice(0, 16).replace("T", " ")
 } UTC — restart\n\n| what | measured |\n|---|---|\n${line}\n`;
