@@ -286,6 +286,13 @@ class SmartdnsConfReader {
         return;
       case "conf-file":
         return this.include(l);
+      case "restart-on-crash":
+        // keeldns always runs its guardian (--no-guardian is the way out); "yes" is what it does.
+        if (!this.value(l, 1, parseYesNo)) this.notSupported("restart-on-crash no (use --no-guardian)", l);
+        return;
+      case "no-daemon":
+        this.value(l, 1, parseYesNo); // keeldns never daemonizes: it runs in the foreground either way
+        return;
     }
     if (SMARTDNS_DIRECTIVES.includes(name) || name.includes(".")) {
       this.notSupported(name, l);

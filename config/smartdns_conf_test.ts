@@ -136,3 +136,10 @@ Deno.test("smartdns.conf: cache-persist is auto (on when a cache-file is named) 
     /:2:15: cache-persist: "maybe" is not yes or no/,
   );
 });
+
+Deno.test("smartdns.conf: restart-on-crash yes and no-daemon are what keeldns does anyway", () => {
+  assertEquals(parse("server 9.9.9.9\nrestart-on-crash yes\nno-daemon yes\n").unsupported, []);
+  assertEquals(parse("server 9.9.9.9\nrestart-on-crash no\n").unsupported.map((u) => u.name), [
+    "restart-on-crash no (use --no-guardian)",
+  ]);
+});
