@@ -72,10 +72,10 @@ Talks to the running guardian over its control socket (default: beside the pid f
 printed) or cannot be reached.`,
 };
 
-/** What kind of build is running: a compiled executable, a bundle, or the source tree. */
+/** What kind of build is running: compiled executable, runtime (bundle + Deno runtime), or source. */
 function buildKind(): string {
   if (Deno.build.standalone) return "compiled";
-  return Deno.mainModule.endsWith(".ts") ? "source" : "bundle";
+  return Deno.mainModule.endsWith(".ts") ? "source" : "runtime";
 }
 
 /** Exit code for bad command-line arguments (EX_USAGE). */
