@@ -104,8 +104,13 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher): Promise<Lis
 
 /** Counters for the guardian's stats message and the exit log line. */
 function counters(stats: ServerStats, resolver: Resolver): Record<string, number> {
+  const memory = Deno.memoryUsage();
   return {
     ...stats,
+    rssBytes: memory.rss,
+    heapUsedBytes: memory.heapUsed,
+    heapTotalBytes: memory.heapTotal,
+    externalBytes: memory.external,
     cacheHits: resolver.cache?.counters.hits ?? 0,
     cacheMisses: resolver.cache?.counters.misses ?? 0,
     cacheEntries: resolver.cache?.cache.size ?? 0,

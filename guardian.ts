@@ -117,6 +117,8 @@ class ChildHandle {
   readyAt = 0;
   lastBeat = Date.now();
   listeners: readonly string[] = [];
+  /** The child's latest counters (queries, cache, memory), sent every few seconds. */
+  stats: Record<string, number> = {};
   /** The reason the child gave before exiting on purpose (bind failure, bad config). */
   fatal?: string;
   /** Stopped on purpose (planned restart): its exit is not a failure. */
@@ -184,6 +186,8 @@ class ChildHandle {
         this.listeners = message.ready.listeners;
         log.info("child {pid} ready on {listeners}", { pid: this.pid, listeners: this.listeners.join(", ") });
         this.markReady(true);
+      } else if ("stats" in message) {
+        this.stats = message.stats;
       } else if ("checkpointed" in message) {
         this.checkpointWaiter?.(message.checkpointed);
       } else if ("fatal" in message) {
@@ -423,6 +427,7 @@ class Guardian {
       nextStartInMs: this.nextStartAt ? Math.max(0, this.nextStartAt - Date.now()) : null,
       lastCrash: this.lastCrash ?? null,
       config: this.configPath ?? EMBEDDED_CONFIG_NAME,
+      childStats: child?.stats ?? {},
     };
   }
 
