@@ -26,6 +26,7 @@ import { TcpListener } from "./server/tcp.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./server/linux_socket.ts";
+import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 
 /** How the child was started. */
 export interface ChildOptions {
@@ -58,7 +59,7 @@ function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
   }
   try {
     loadLibc();
-    log.info("UDP transport: batched recvmmsg/sendmmsg");
+    log.info("UDP transport: batched recvmmsg/sendmmsg (listeners and upstreams)");
     return true;
   } catch (e) {
     if (choice === "batched") {
@@ -70,11 +71,9 @@ function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
 }
 
 /** Binds every configured listener; closes what was bound and throws on the first failure. */
-async function bindAll(config: Config, dispatcher: QueryDispatcher): Promise<Listener[]> {
+async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boolean): Promise<Listener[]> {
   const listeners: Listener[] = [];
   const serverLog = getLogger("server");
-  const batched = config.server.binds.some((b) => b.transport === "udp") &&
-    chooseBatchedUdp(config.server.udpTransport);
   try {
     for (const bind of config.server.binds) {
       try {
@@ -188,6 +187,7 @@ function reload(
   current: Config,
   resolver: Resolver,
   dispatcher: QueryDispatcher,
+  udpPool: OutgoingSocketPool | undefined,
 ): { config: Config; resolver: Resolver } | null {
   let config: Config;
   try {
@@ -205,7 +205,7 @@ function reload(
   ) {
     log.warn("reload: listener changes take effect on restart; the current listeners stay");
   }
-  const next = buildResolver(config, getLogger("resolver"), resolver);
+  const next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
   dispatcher.useResolver(next.resolve);
   log.info("reloaded {path}: {upstreams} upstream servers, cache {size} ({entries} entries kept)", {
     path: config.path,
@@ -265,13 +265,22 @@ async function serve(
   }
 
   const stats = new ServerStats();
-  let resolver = buildResolver(config, getLogger("resolver"));
+  let batched: boolean;
+  try {
+    batched = chooseBatchedUdp(config.server.udpTransport);
+  } catch (e) {
+    log.fatal("{message}", { message: (e as Error).message });
+    if (options.guarded) tell({ fatal: (e as Error).message });
+    return EXIT_BIND;
+  }
+  const udpPool = batched ? new OutgoingSocketPool() : undefined;
+  let resolver = buildResolver(config, getLogger("resolver"), undefined, udpPool);
   await restoreCache(config, resolver);
   await takeOverCache(resolver);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   let listeners: Listener[];
   try {
-    listeners = await bindAll(config, dispatcher);
+    listeners = await bindAll(config, dispatcher, batched);
   } catch (e) {
     log.fatal("{message}", { message: (e as Error).message });
     if (options.guarded) tell({ fatal: (e as Error).message });
@@ -299,7 +308,7 @@ async function serve(
   });
   const onStop = () => stop(0);
   const onHangup = () => {
-    const next = reload(options, config, resolver, dispatcher);
+    const next = reload(options, config, resolver, dispatcher, udpPool);
     if (next) ({ config, resolver } = next);
   };
   const onHandOver = () => handOverCache(resolver).then((n) => options.guarded && tell({ checkpointed: n }));
@@ -322,6 +331,7 @@ async function serve(
   Deno.removeSignalListener("SIGHUP", onHangup);
   Deno.removeSignalListener("SIGUSR2", onHandOver);
   await Promise.all(listeners.map((l) => l.close()));
+  udpPool?.close();
   if (code === 0) await persistCache(config, resolver);
   log.info("stopped: {counters}", { counters: JSON.stringify(counters(stats, resolver)) });
   return code;

@@ -5,12 +5,12 @@
  * @module
  */
 import {
-  buildEmptyAnswer,
   HEADER_LENGTH,
   OPT_RECORD_LENGTH,
   type Question,
   Rcode,
   type ResponseLayout,
+  writeEmptyAnswer,
   writeOpt,
   writeU32,
 } from "./wire.ts";
@@ -105,38 +105,51 @@ export class StoredAnswer {
     return new StoredAnswer(wire, offsets, ttls, now, lifetime);
   }
 
+  /** The bytes {@link renderInto} writes for `q`, before any truncation. */
+  renderedLength(q: Question): number {
+    return this.wire.length + (q.edns ? OPT_RECORD_LENGTH : 0);
+  }
+
   /**
-   * Renders this answer for question `q` at time `now`. If the result would exceed `maxSize`
-   * (the client's UDP limit), returns an empty answer with TC set so the client retries over TCP.
+   * Renders this answer for question `q` at time `now` into `out` at `offset`, and returns the
+   * length written. If it would exceed `maxSize` (the client's UDP limit), writes an empty answer
+   * with TC set instead, so the client retries over TCP. `out` must have room for
+   * `min(renderedLength(q), questionEnd + 11)` bytes.
    */
-  render(q: Question, now: number, maxSize: number): Uint8Array {
+  renderInto(q: Question, now: number, maxSize: number, out: Uint8Array, offset: number): number {
     const src = this.wire;
-    const optLen = q.edns ? OPT_RECORD_LENGTH : 0;
-    const length = src.length + optLen;
-    if (length > maxSize) return buildEmptyAnswer(q, this.rcode, true);
-    const out = new Uint8Array(length);
-    out.set(src);
-    out[0] = q.wire[0];
-    out[1] = q.wire[1];
-    out[2] = (src[2] & 0xfe) | (q.wire[2] & 0x01);
+    const length = this.renderedLength(q);
+    if (length > maxSize) return writeEmptyAnswer(q, this.rcode, true, out, offset);
+    out.set(src, offset);
+    out[offset] = q.wire[0];
+    out[offset + 1] = q.wire[1];
+    out[offset + 2] = (src[2] & 0xfe) | (q.wire[2] & 0x01);
     // Echo the client's spelling of the name (0x20 case randomisation) when the layout matches.
     if (q.questionEnd <= src.length && src[q.questionEnd - 4] === q.wire[q.questionEnd - 4]) {
-      out.set(q.wire.subarray(HEADER_LENGTH, q.questionEnd), HEADER_LENGTH);
+      out.set(q.wire.subarray(HEADER_LENGTH, q.questionEnd), offset + HEADER_LENGTH);
     }
     const elapsed = Math.floor((now - this.storedAt) / 1000);
     const offsets = this.ttlOffsets;
     const ttls = this.ttls;
     for (let i = 0; i < offsets.length; i++) {
       const ttl = ttls[i] - elapsed;
-      writeU32(out, offsets[i], ttl > 0 ? ttl : 0);
+      writeU32(out, offset + offsets[i], ttl > 0 ? ttl : 0);
     }
-    if (optLen) {
-      writeOpt(out, src.length, q.dnssecOk);
-      const arcount = ((out[10] << 8) | out[11]) + 1;
-      out[10] = arcount >> 8;
-      out[11] = arcount & 0xff;
+    if (q.edns) {
+      writeOpt(out, offset + src.length, q.dnssecOk);
+      const arcount = ((out[offset + 10] << 8) | out[offset + 11]) + 1;
+      out[offset + 10] = arcount >> 8;
+      out[offset + 11] = arcount & 0xff;
     }
-    return out;
+    return length;
+  }
+
+  /** Renders this answer for `q` into a new array (see {@link renderInto}). */
+  render(q: Question, now: number, maxSize: number): Uint8Array {
+    const length = this.renderedLength(q);
+    const out = new Uint8Array(length > maxSize ? q.questionEnd + OPT_RECORD_LENGTH : length);
+    const written = this.renderInto(q, now, maxSize, out, 0);
+    return written === out.length ? out : out.subarray(0, written);
   }
 
   /** Wraps a locally built answer (error or synthetic) that is never cached. */

@@ -331,28 +331,38 @@ export function buildUpstreamQuery(q: Question, id: number): Uint8Array {
   return out;
 }
 
-/** Sets the 16-bit QR/flags needed on a locally generated header copied from a query. */
-function answerFlags(out: Uint8Array, q: Question, rcode: number, truncated: boolean): void {
-  out[2] = FLAG_QR | (q.recursionDesired ? FLAG_RD : 0) | (truncated ? FLAG_TC : 0);
-  out[3] = FLAG_RA | (rcode & 0x0f);
+/**
+ * Writes an answer with no records at `out[offset]`: just the question, the given rcode, and an
+ * OPT record if the client sent one. Returns its length (at most questionEnd + 11 bytes).
+ */
+export function writeEmptyAnswer(
+  q: Question,
+  rcode: number,
+  truncated: boolean,
+  out: Uint8Array,
+  offset: number,
+): number {
+  out.set(q.wire.subarray(0, q.questionEnd), offset);
+  out[offset + 2] = FLAG_QR | (q.recursionDesired ? FLAG_RD : 0) | (truncated ? FLAG_TC : 0);
+  out[offset + 3] = FLAG_RA | (rcode & 0x0f);
+  out[offset + 6] =
+    out[offset + 7] =
+    out[offset + 8] =
+    out[offset + 9] =
+    out[offset + 10] =
+      0;
+  out[offset + 11] = q.edns ? 1 : 0;
+  if (q.edns) writeOpt(out, offset + q.questionEnd, q.dnssecOk);
+  return q.questionEnd + (q.edns ? OPT_RECORD_LENGTH : 0);
 }
 
 /**
- * Builds an answer with no records: just the question, the given rcode, and an OPT record if the
- * client sent one. Used for errors (FORMERR, SERVFAIL, REFUSED) and for TC=1 truncation.
+ * Builds an answer with no records (see {@link writeEmptyAnswer}). Used for errors (SERVFAIL,
+ * REFUSED …) and for TC=1 truncation.
  */
 export function buildEmptyAnswer(q: Question, rcode: number, truncated = false): Uint8Array {
   const out = new Uint8Array(q.questionEnd + (q.edns ? OPT_RECORD_LENGTH : 0));
-  out.set(q.wire.subarray(0, q.questionEnd));
-  answerFlags(out, q, rcode, truncated);
-  out[6] =
-    out[7] =
-    out[8] =
-    out[9] =
-    out[10] =
-      0;
-  out[11] = q.edns ? 1 : 0;
-  if (q.edns) writeOpt(out, q.questionEnd, q.dnssecOk);
+  writeEmptyAnswer(q, rcode, truncated, out, 0);
   return out;
 }
 

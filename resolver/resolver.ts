@@ -7,6 +7,7 @@
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
+import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
@@ -24,9 +25,15 @@ export interface Resolver {
 
 /**
  * Builds the chain for `config`; servers in the default group are raced for every question. Pass
- * the `previous` resolver on reload to keep its cache (resized to the new `cache-size`).
+ * the `previous` resolver on reload to keep its cache (resized to the new `cache-size`), and a
+ * `udpPool` to send UDP queries through batched sockets.
  */
-export function buildResolver(config: Config, log: Logger, previous?: Resolver): Resolver {
+export function buildResolver(
+  config: Config,
+  log: Logger,
+  previous?: Resolver,
+  udpPool?: OutgoingSocketPool,
+): Resolver {
   let members = config.upstreams.filter((u) => !u.excludeDefault);
   if (members.length === 0) {
     log.warn("every server excludes the default group; using all {count} servers", {
@@ -34,7 +41,7 @@ export function buildResolver(config: Config, log: Logger, previous?: Resolver):
     });
     members = [...config.upstreams];
   }
-  const upstreams = members.map(createUpstream);
+  const upstreams = members.map((u) => createUpstream(u, udpPool));
   const race = new UpstreamRace(
     upstreams,
     config.cache,

@@ -44,10 +44,35 @@ export class QueryDispatcher {
    * of `wire` may be reused by the caller as soon as this returns: a deferred answer keeps a copy.
    */
   answer(wire: Uint8Array, udp: boolean): DispatchResult {
+    const q = this.parse(wire);
+    if (q === null || q instanceof Uint8Array) return q;
+    const answer = this.resolveOrFail(q);
+    if (answer instanceof Promise) return this.later(q, answer, udp);
+    return answer instanceof Uint8Array ? answer : this.render(q, answer, udp);
+  }
+
+  /**
+   * {@link answer} for UDP without allocating on a cache hit: an answer ready now is rendered into
+   * `out` at `offset` (which must have room for 1536 bytes) and its length returned.
+   */
+  answerInto(wire: Uint8Array, out: Uint8Array, offset: number): number | Promise<Uint8Array> | null {
+    const q = this.parse(wire);
+    if (q === null) return null;
+    if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
+    const answer = this.resolveOrFail(q);
+    if (answer instanceof Promise) return this.later(q, answer, true);
+    if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
+    const length = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
+    if (out[offset + 2] & 0x02) this.stats.truncated++;
+    this.stats.answered++;
+    return length;
+  }
+
+  /** Parses the question; a malformed message yields its error answer, or null to drop it. */
+  private parse(wire: Uint8Array): Question | Uint8Array | null {
     this.stats.received++;
-    let q: Question;
     try {
-      q = parseQuery(wire);
+      return parseQuery(wire);
     } catch (e) {
       this.stats.malformed++;
       if (e instanceof MalformedQuery && e.rcode !== null) {
@@ -57,19 +82,22 @@ export class QueryDispatcher {
       }
       return null;
     }
+  }
+
+  /** Runs the chain; a throw becomes a rendered SERVFAIL. */
+  private resolveOrFail(q: Question): StoredAnswer | Promise<StoredAnswer> | Uint8Array {
     try {
-      const answer = this.resolve(q);
-      if (answer instanceof Promise) {
-        detachQuestion(q);
-        this.inFlight++;
-        return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() =>
-          this.settled()
-        );
-      }
-      return this.render(q, answer, udp);
+      return this.resolve(q);
     } catch (e) {
       return this.fail(q, e);
     }
+  }
+
+  /** Renders a deferred answer once it is there; the question gets its own copy of the query. */
+  private later(q: Question, answer: Promise<StoredAnswer>, udp: boolean): Promise<Uint8Array> {
+    detachQuestion(q);
+    this.inFlight++;
+    return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() => this.settled());
   }
 
   private settled(): void {

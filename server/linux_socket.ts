@@ -221,6 +221,18 @@ export class MmsgVector {
     this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, NAME_SIZE, true);
   }
 
+  /** Where entry `i`'s payload starts in `data`. */
+  slotOffset(i: number): number {
+    return i * this.slotSize;
+  }
+
+  /** Makes entry `i` send the `length` bytes already written at its slot to the address `name`. */
+  setSendLength(i: number, length: number, name: Uint8Array): void {
+    this.names.set(name, i * NAME_SIZE);
+    this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, name.length, true);
+    this.iovView.setBigUint64(i * IOVEC_SIZE + 8, BigInt(length), true);
+  }
+
   /** Fills entry `i` for sending `payload` to the address `name`. Returns false if it does not fit. */
   setForSend(i: number, payload: Uint8Array, name: Uint8Array): boolean {
     if (payload.length > this.slotSize || name.length > NAME_SIZE) return false;

@@ -17,7 +17,7 @@ import { DRAIN_MS, type Listener } from "./listener.ts";
 export const BATCH = 64;
 /** Room per received datagram; longer ones are dropped as malformed (DNS queries are small). */
 const RECEIVE_SLOT = 4096;
-/** Room per answer: clients are held to at most 1232 bytes over UDP, plus an OPT record. */
+/** Room per answer: clients are held to at most 1232 bytes over UDP (OPT included). */
 const SEND_SLOT = 1536;
 /** How long one blocking receive may wait, so that close() is noticed. */
 const RECEIVE_TIMEOUT_MS = 200;
@@ -70,9 +70,9 @@ export class BatchedUdpListener implements Listener {
           dispatcher.stats.received++;
           dispatcher.stats.malformed++;
         } else {
-          const answer = dispatcher.answer(rx.payload(i), true);
-          if (answer instanceof Uint8Array) {
-            if (tx.setForSend(out, answer, rx.name(i))) out++;
+          const answer = dispatcher.answerInto(rx.payload(i), tx.data, tx.slotOffset(out));
+          if (typeof answer === "number") {
+            tx.setSendLength(out++, answer, rx.name(i));
           } else if (answer) {
             const name = rx.name(i).slice();
             answer.then((bytes) => this.sendLater(bytes, name));

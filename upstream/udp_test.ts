@@ -3,6 +3,25 @@ import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { decodePacket, encodePacket } from "../dns/packet.ts";
 import { parseQuery } from "../dns/wire.ts";
 import { UdpUpstream } from "./udp.ts";
+import { BatchedUdpUpstream, OutgoingSocketPool, sameSockaddr } from "./udp_batched.ts";
+import type { Upstream } from "./upstream.ts";
+import { encodeSockaddr } from "../server/linux_socket.ts";
+
+/** Both UDP upstream implementations, each with what it needs to be torn down. */
+const IMPLEMENTATIONS: { name: string; make: (port: number) => { upstream: Upstream; close: () => void } }[] =
+  [
+    {
+      name: "node:dgram",
+      make: (port) => ({ upstream: new UdpUpstream("127.0.0.1", port), close: () => {} }),
+    },
+    {
+      name: "batched",
+      make: (port) => {
+        const pool = new OutgoingSocketPool();
+        return { upstream: new BatchedUdpUpstream("127.0.0.1", port, pool), close: () => pool.close() };
+      },
+    },
+  ];
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 
@@ -13,88 +32,113 @@ async function socketOn(): Promise<dgram.Socket> {
   return s;
 }
 
-Deno.test({
-  name: "UdpUpstream ignores spoofed replies (other port, wrong ID, wrong question) and takes the real one",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const server = await socketOn();
-    const spoofer = await socketOn();
-    const seenPorts: number[] = [];
-    server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      const query = decodePacket(msg);
-      seenPorts.push(rinfo.port);
-      const answer = (id: number, name: string, ip: string) =>
-        Buffer.from(encodePacket({
-          type: "response",
-          id,
-          flags: 0x8180,
-          questions: [{ name, type: "A", class: "IN" }],
-          answers: [{ name, type: "A", ttl: 60, data: ip }],
-        }));
-      spoofer.send(answer(query.id!, "a.test", "203.0.113.66"), rinfo.port, rinfo.address);
-      server.send(answer((query.id! + 1) & 0xffff, "a.test", "203.0.113.67"), rinfo.port, rinfo.address);
-      server.send(answer(query.id!, "b.test", "203.0.113.68"), rinfo.port, rinfo.address);
-      setTimeout(() => server.send(answer(query.id!, "a.test", "192.0.2.1"), rinfo.port, rinfo.address), 20);
-    });
-    try {
-      const upstream = new UdpUpstream("127.0.0.1", server.address().port);
-      const q = parseQuery(buildQuery("a.test", "A"));
-      const a = decodePacket(await upstream.exchange(q, new AbortController().signal));
-      assertEquals((a.answers![0] as { data: string }).data, "192.0.2.1");
-      const b = decodePacket(await upstream.exchange(q, new AbortController().signal));
-      assertEquals((b.answers![0] as { data: string }).data, "192.0.2.1");
-      assertEquals(seenPorts.length, 2);
-      assertEquals(seenPorts[0] !== seenPorts[1], true, "consecutive exchanges leave from different sockets");
-    } finally {
-      server.close();
-      spoofer.close();
-    }
-  },
-});
+for (const impl of IMPLEMENTATIONS) {
+  Deno.test({
+    name:
+      `UDP upstream (${impl.name}) ignores spoofed replies (other port, wrong ID, wrong question), takes the real one`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const server = await socketOn();
+      const spoofer = await socketOn();
+      const seenPorts: number[] = [];
+      server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+        const query = decodePacket(msg);
+        seenPorts.push(rinfo.port);
+        const answer = (id: number, name: string, ip: string) =>
+          Buffer.from(encodePacket({
+            type: "response",
+            id,
+            flags: 0x8180,
+            questions: [{ name, type: "A", class: "IN" }],
+            answers: [{ name, type: "A", ttl: 60, data: ip }],
+          }));
+        spoofer.send(answer(query.id!, "a.test", "203.0.113.66"), rinfo.port, rinfo.address);
+        server.send(answer((query.id! + 1) & 0xffff, "a.test", "203.0.113.67"), rinfo.port, rinfo.address);
+        server.send(answer(query.id!, "b.test", "203.0.113.68"), rinfo.port, rinfo.address);
+        setTimeout(
+          () => server.send(answer(query.id!, "a.test", "192.0.2.1"), rinfo.port, rinfo.address),
+          20,
+        );
+      });
+      const { upstream, close } = impl.make(server.address().port);
+      try {
+        const q = parseQuery(buildQuery("a.test", "A"));
+        const a = decodePacket(await upstream.exchange(q, new AbortController().signal));
+        assertEquals((a.answers![0] as { data: string }).data, "192.0.2.1");
+        const b = decodePacket(await upstream.exchange(q, new AbortController().signal));
+        assertEquals((b.answers![0] as { data: string }).data, "192.0.2.1");
+        assertEquals(seenPorts.length, 2);
+        assertEquals(
+          seenPorts[0] !== seenPorts[1],
+          true,
+          "consecutive exchanges leave from different sockets",
+        );
+      } finally {
+        close();
+        server.close();
+        spoofer.close();
+      }
+    },
+  });
 
-Deno.test({
-  name: "UdpUpstream gives up when the signal aborts",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const silent = await socketOn();
-    try {
-      const upstream = new UdpUpstream("127.0.0.1", silent.address().port);
-      const controller = new AbortController();
-      setTimeout(() => controller.abort(), 50);
-      let error: Error | undefined;
-      await upstream.exchange(parseQuery(buildQuery("a.test", "A")), controller.signal).catch((e) =>
-        error = e
-      );
-      assertEquals(error?.name, "UpstreamError");
-    } finally {
-      silent.close();
-    }
-  },
-});
+  Deno.test({
+    name: `UDP upstream (${impl.name}) gives up when the signal aborts`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const silent = await socketOn();
+      const { upstream, close } = impl.make(silent.address().port);
+      try {
+        const controller = new AbortController();
+        setTimeout(() => controller.abort(), 50);
+        let error: Error | undefined;
+        await upstream.exchange(parseQuery(buildQuery("a.test", "A")), controller.signal).catch((e) =>
+          error = e
+        );
+        assertEquals(error?.name, "UpstreamError");
+      } finally {
+        close();
+        silent.close();
+      }
+    },
+  });
 
-Deno.test({
-  name: "UdpUpstream keeps moving to new random source ports",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const server = await socketOn();
-    const ports = new Set<number>();
-    server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      ports.add(rinfo.port);
-      const out = new Uint8Array(msg);
-      out[2] |= 0x80;
-      server.send(out, rinfo.port, rinfo.address);
-    });
-    try {
-      const upstream = new UdpUpstream("127.0.0.1", server.address().port);
-      const q = parseQuery(buildQuery("a.test", "A"));
-      for (let i = 0; i < 1100; i++) await upstream.exchange(q, new AbortController().signal);
-      // 4 sockets rotated every 256 queries: 1100 queries must have used more than 4 ports.
-      assertEquals(ports.size > 4, true, `only ${ports.size} source ports`);
-    } finally {
-      server.close();
-    }
-  },
+  Deno.test({
+    name: `UDP upstream (${impl.name}) keeps moving to new random source ports`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const server = await socketOn();
+      const ports = new Set<number>();
+      server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+        ports.add(rinfo.port);
+        const out = new Uint8Array(msg);
+        out[2] |= 0x80;
+        server.send(out, rinfo.port, rinfo.address);
+      });
+      const { upstream, close } = impl.make(server.address().port);
+      try {
+        const q = parseQuery(buildQuery("a.test", "A"));
+        for (let i = 0; i < 1100; i++) await upstream.exchange(q, new AbortController().signal);
+        // 4 sockets rotated every 256 queries: 1100 queries must have used more than 4 ports.
+        assertEquals(ports.size > 4, true, `only ${ports.size} source ports`);
+      } finally {
+        close();
+        server.close();
+      }
+    },
+  });
+}
+
+Deno.test("sameSockaddr compares family, port and address only", () => {
+  const a = encodeSockaddr("192.0.2.1", 53);
+  const b = encodeSockaddr("192.0.2.1", 53);
+  b[10] = 7; // sin_zero padding differs: still the same address
+  assertEquals(sameSockaddr(a, b), true);
+  assertEquals(sameSockaddr(a, encodeSockaddr("192.0.2.1", 54)), false);
+  assertEquals(sameSockaddr(a, encodeSockaddr("192.0.2.2", 53)), false);
+  assertEquals(sameSockaddr(encodeSockaddr("2001:db8::1", 53), encodeSockaddr("2001:db8::1", 53)), true);
+  assertEquals(sameSockaddr(encodeSockaddr("2001:db8::1", 53), encodeSockaddr("2001:db8::2", 53)), false);
+  assertEquals(sameSockaddr(a, encodeSockaddr("::ffff:192.0.2.1", 53)), false);
 });

@@ -1,0 +1,201 @@
+/**
+ * DNS over UDP to upstream servers on batched Linux syscalls, the miss-path twin of the batched
+ * listener: queries made in the same tick leave in one `sendmmsg`, answers arrive up to 32 per
+ * `recvmmsg` on a worker thread. A small pool of sockets, each on a random port and retired after
+ * `ROTATE_AFTER` queries, is shared by every upstream; each query carries a fresh random ID, and a
+ * response is accepted only from the server's address and port, for an ID pending on that socket,
+ * with the same question. A truncated answer is retried over TCP.
+ *
+ * @module
+ */
+import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
+import { encodeSockaddr, LinuxUdpSocket, MmsgVector, MSG_TRUNC } from "../server/linux_socket.ts";
+import { TcpUpstream } from "./tcp.ts";
+import { authority, randomId, type Upstream, UpstreamError } from "./upstream.ts";
+
+/** Milliseconds before an unanswered query is sent once more. */
+const RETRANSMIT_AFTER = 700;
+/** Sockets in use at once per address family. */
+const POOL_SIZE = 4;
+/** Queries one socket sends before it is replaced by one on a new random port. */
+const ROTATE_AFTER = 256;
+/** Datagrams per receive and per send call. */
+const BATCH = 32;
+/** Room per received answer (a UDP answer to our 1232-byte EDNS offer fits). */
+const RECEIVE_SLOT = 4096;
+/** Room per query sent (header, question of at most 259 bytes, OPT). */
+const SEND_SLOT = 512;
+/** How long one blocking receive waits, so that a retired socket notices it may close. */
+const RECEIVE_TIMEOUT_MS = 200;
+
+/** A query waiting for its answer. */
+interface Pending {
+  readonly query: Uint8Array;
+  readonly questionEnd: number;
+  /** The server's socket address, to compare with the sender of each answer. */
+  readonly server: Uint8Array;
+  readonly done: (error: Error | null, response?: Uint8Array, truncated?: boolean) => void;
+}
+
+/** Whether two sockaddr_in/in6 name the same family, port and address. */
+export function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {
+  if (a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2] || a[3] !== b[3]) return false;
+  const [start, end] = a[0] === 2 ? [4, 8] : [8, 24]; // AF_INET: sin_addr; AF_INET6: sin6_addr
+  if (a.length < end || b.length < end) return false;
+  for (let i = start; i < end; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One outgoing socket: its pending queries by ID, its send queue and its receive loop. */
+class OutgoingSocket {
+  readonly pending = new Map<number, Pending>();
+  sent = 0;
+  retired = false;
+  private readonly rx = new MmsgVector(BATCH, RECEIVE_SLOT);
+  private readonly tx = new MmsgVector(BATCH, SEND_SLOT);
+  private queue: { query: Uint8Array; server: Uint8Array }[] = [];
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(private readonly socket: LinuxUdpSocket) {
+    this.receiveLoop();
+  }
+
+  /** Queues `query` for `server`; everything queued in this tick leaves in one sendmmsg. */
+  send(query: Uint8Array, server: Uint8Array): void {
+    if (this.closed) return;
+    this.queue.push({ query, server });
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const queue = this.queue;
+    this.queue = [];
+    if (this.closed) return;
+    for (let start = 0; start < queue.length; start += BATCH) {
+      let count = 0;
+      for (const { query, server } of queue.slice(start, start + BATCH)) {
+        if (this.tx.setForSend(count, query, server)) count++;
+      }
+      // A failed send shows up as no answer: the retransmit and the race's timeout handle it.
+      if (count > 0) this.socket.send(this.tx, count);
+    }
+  }
+
+  private async receiveLoop(): Promise<void> {
+    const rx = this.rx;
+    while (!(this.retired && this.pending.size === 0)) {
+      const started = performance.now();
+      const n = await this.socket.receive(rx);
+      if (n <= 0) {
+        if (performance.now() - started < 5) await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
+      for (let i = 0; i < n; i++) {
+        const length = rx.length(i);
+        if (!(rx.flags(i) & MSG_TRUNC) && length >= 12) {
+          const payload = rx.payload(i);
+          const pending = (payload[2] & 0x80) ? this.pending.get(readId(payload)) : undefined;
+          if (
+            pending && sameSockaddr(rx.name(i), pending.server) &&
+            sameQuestion(pending.query, pending.questionEnd, payload)
+          ) {
+            pending.done(null, payload.slice(), (payload[2] & 0x02) !== 0);
+          }
+        }
+        rx.resetForReceive(i);
+      }
+    }
+    this.closed = true;
+    this.socket.close();
+  }
+
+  /** Stops taking queries; the socket closes once its pending ones are answered or given up. */
+  retire(): void {
+    this.retired = true;
+  }
+}
+
+/** The shared pool of outgoing sockets, one set per address family. */
+export class OutgoingSocketPool {
+  private readonly sockets: Record<"v4" | "v6", (OutgoingSocket | undefined)[]> = {
+    v4: new Array(POOL_SIZE),
+    v6: new Array(POOL_SIZE),
+  };
+  private next = 0;
+
+  /** A socket for `family` with room for another query, opening or rotating one as needed. */
+  socket(family: "v4" | "v6"): OutgoingSocket {
+    const slots = this.sockets[family];
+    const slot = this.next = (this.next + 1) % POOL_SIZE;
+    let out = slots[slot];
+    if (out && out.sent >= ROTATE_AFTER) {
+      out.retire();
+      out = undefined;
+    }
+    if (!out) {
+      const host = family === "v4" ? "0.0.0.0" : "::";
+      out = new OutgoingSocket(LinuxUdpSocket.bind(host, 0, { receiveTimeoutMs: RECEIVE_TIMEOUT_MS }));
+      slots[slot] = out;
+    }
+    return out;
+  }
+
+  /** Retires every socket; each closes within a receive timeout once nothing is pending. */
+  close(): void {
+    for (const slots of Object.values(this.sockets)) {
+      for (const s of slots) s?.retire();
+      slots.fill(undefined);
+    }
+  }
+}
+
+/** A UDP upstream server on the batched outgoing sockets. */
+export class BatchedUdpUpstream implements Upstream {
+  readonly address: string;
+  private readonly server: Uint8Array;
+  private readonly family: "v4" | "v6";
+  private readonly tcp: TcpUpstream;
+
+  constructor(readonly host: string, readonly port: number, private readonly pool: OutgoingSocketPool) {
+    this.address = `udp://${authority(host, port)}`;
+    this.server = encodeSockaddr(host, port);
+    this.family = host.includes(":") ? "v6" : "v4";
+    this.tcp = new TcpUpstream(host, port);
+  }
+
+  /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
+  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+    if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
+    let out: OutgoingSocket;
+    try {
+      out = this.pool.socket(this.family);
+    } catch (e) {
+      return Promise.reject(new UpstreamError(this.address, (e as Error).message));
+    }
+    let id = randomId();
+    while (out.pending.has(id)) id = randomId();
+    const query = buildUpstreamQuery(q, id);
+    out.sent++;
+    return new Promise((resolve, reject) => {
+      const finish: Pending["done"] = (error, response, truncated) => {
+        if (out.pending.get(id) !== pending) return;
+        out.pending.delete(id);
+        clearTimeout(retransmit);
+        signal.removeEventListener("abort", onAbort);
+        if (error) reject(error);
+        else if (truncated) this.tcp.exchange(q, signal).then(resolve, reject);
+        else resolve(response!);
+      };
+      const pending: Pending = { query, questionEnd: q.questionEnd, server: this.server, done: finish };
+      const onAbort = () => finish(new UpstreamError(this.address, "aborted"));
+      out.pending.set(id, pending);
+      signal.addEventListener("abort", onAbort, { once: true });
+      const retransmit = setTimeout(() => out.send(query, this.server), RETRANSMIT_AFTER);
+      out.send(query, this.server);
+    });
+  }
+}
