@@ -1,12 +1,13 @@
 /**
  * `deno task bench`: dnsperf against keeldns, SmartDNS and dnsmasq in one run — same query file, same
  * local upstream (a dnsmasq answering *.bench.test) — plus a trivial Deno UDP responder as the
- * runtime's ceiling. Workloads: (1) cache hits, (2) forwarding with every cache off.
- * Prints QPS, ratios to SmartDNS and dnsmasq, lost queries, latency and RSS; `--record` appends the
- * table to docs/benchmarks.md.
+ * runtime's ceilings (node:dgram and batched FFI echo responders). Workloads: (1) cache hits,
+ * (2) forwarding with every cache off, (3) latency percentiles at a fixed 20k QPS of cached names,
+ * (4) memory with 100k names cached. Prints QPS, ratios to SmartDNS and dnsmasq, lost queries,
+ * latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
- * --record.
+ * --memory-names N (default 100000, 0 skips), --record.
  *
  * @module
  */
@@ -20,12 +21,14 @@ const { values: opts } = parseArgs({
     seconds: { type: "string", default: "10" },
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
+    "memory-names": { type: "string", default: "100000" },
     record: { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(opts.seconds);
 const NAMES = Number(opts.names);
 const CLIENTS = Number(opts.clients);
+const MEMORY_NAMES = Number(opts["memory-names"]);
 
 const work = await Deno.makeTempDir({ prefix: "keeldns-bench-" });
 
@@ -74,9 +77,19 @@ interface Result {
   lost: number;
   sent: number;
   avgLatencyMs: number;
+  /** With a fixed rate: latency percentiles over every response (ms). */
+  p50Ms?: number;
+  p99Ms?: number;
 }
 
-async function dnsperf(port: number, file: string, seconds: number, runs?: number): Promise<Result> {
+/** Runs dnsperf for `seconds` (or `runs` passes over the file); `rate` fixes the QPS and records latencies. */
+async function dnsperf(
+  port: number,
+  file: string,
+  seconds: number,
+  runs?: number,
+  rate?: number,
+): Promise<Result> {
   const args = [
     "-s",
     "127.0.0.1",
@@ -93,16 +106,25 @@ async function dnsperf(port: number, file: string, seconds: number, runs?: numbe
   ];
   if (runs) args.push("-n", String(runs));
   else args.push("-l", String(seconds));
+  if (rate) args.push("-Q", String(rate), "-v");
   const out = await new Deno.Command(programPath("dnsperf"), { args, stdout: "piped", stderr: "piped" })
     .output();
   const text = new TextDecoder().decode(out.stdout);
   const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  return {
+  const result: Result = {
     qps: num(/Queries per second:\s+([\d.]+)/),
     lost: num(/Queries lost:\s+(\d+)/),
     sent: num(/Queries sent:\s+(\d+)/),
     avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
   };
+  if (rate) {
+    const latencies = [...text.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000)
+      .sort((a, b) => a - b);
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))];
+    result.p50Ms = at(0.5);
+    result.p99Ms = at(0.99);
+  }
+  return result;
 }
 
 async function startUpstream(): Promise<{ port: number; process: Deno.ChildProcess }> {
@@ -112,14 +134,19 @@ async function startUpstream(): Promise<{ port: number; process: Deno.ChildProce
   return { port, process };
 }
 
-async function startKeeldns(upstream: number, cache: boolean, transport = "batched"): Promise<Server> {
+async function startKeeldns(
+  upstream: number,
+  cache: boolean,
+  transport = "batched",
+  size = NAMES * 2,
+): Promise<Server> {
   const port = await freePort();
   const config = `${work}/keeldns-${cache}-${transport}.toml`;
   await Deno.writeTextFile(
     config,
     `[server]\nbind = ["127.0.0.1:${port}"]\nudp-transport = "${transport}"\n` +
       `[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
-      `[cache]\nsize = ${cache ? NAMES * 2 : 0}\n[log]\nlevel = "error"\n`,
+      `[cache]\nsize = ${cache ? size : 0}\n[log]\nlevel = "error"\n`,
   );
   const { command, args } = keeldnsCommand(["run", "-c", config]);
   const process = spawn(command, args);
@@ -135,7 +162,7 @@ async function startKeeldns(upstream: number, cache: boolean, transport = "batch
   };
 }
 
-async function startSmartdns(upstream: number, cache: boolean): Promise<Server> {
+async function startSmartdns(upstream: number, cache: boolean, size = NAMES * 2): Promise<Server> {
   const port = await freePort();
   const config = `${work}/smartdns-${cache}.conf`;
   await Deno.writeTextFile(
@@ -143,7 +170,7 @@ async function startSmartdns(upstream: number, cache: boolean): Promise<Server> 
     [
       `bind 127.0.0.1:${port}`,
       `server 127.0.0.1:${upstream}`,
-      `cache-size ${cache ? NAMES * 2 : 0}`,
+      `cache-size ${cache ? size : 0}`,
       "speed-check-mode none",
       "response-mode fastest-response",
       "serve-expired no",
@@ -160,27 +187,23 @@ async function startSmartdns(upstream: number, cache: boolean): Promise<Server> 
   return { name: "SmartDNS", port, process, pids: () => Promise.resolve({ smartdns: process.pid }) };
 }
 
-async function startDnsmasqServer(upstream: number, cache: boolean): Promise<Server> {
+async function startDnsmasqServer(upstream: number, cache: boolean, size = 10000): Promise<Server> {
   const port = await freePort();
   const process = spawn(
     programPath("dnsmasq"),
-    dnsmasqArgs(port, [`--server=127.0.0.1#${upstream}`, `--cache-size=${cache ? 10000 : 0}`]),
+    dnsmasqArgs(port, [`--server=127.0.0.1#${upstream}`, `--cache-size=${cache ? size : 0}`]),
   );
   await waitForDns(port);
   return { name: "dnsmasq", port, process, pids: () => Promise.resolve({ dnsmasq: process.pid }) };
 }
 
-async function startEcho(): Promise<Server> {
+async function startEcho(mode: "portable" | "batched"): Promise<Server> {
   const port = await freePort();
-  const process = spawn(Deno.execPath(), [
-    "run",
-    "--allow-net",
-    `${REPO_ROOT}bench/echo_server.ts`,
-    String(port),
-  ]);
+  const script = `${REPO_ROOT}bench/echo_server.ts`;
+  const process = spawn(Deno.execPath(), ["run", "--allow-net", "--allow-ffi", script, String(port), mode]);
   await waitForDns(port);
   return {
-    name: "Deno node:dgram echo (portable ceiling)",
+    name: mode === "batched" ? "Deno batched FFI echo (ceiling)" : "Deno node:dgram echo (portable ceiling)",
     port,
     process,
     pids: () => Promise.resolve({ echo: process.pid }),
@@ -198,9 +221,17 @@ interface Row {
   memory: string;
 }
 
-async function measure(workload: string, server: Server, file: string, prime: boolean): Promise<Row> {
+async function measure(
+  workload: string,
+  server: Server,
+  file: string,
+  prime: boolean,
+  rate?: number,
+): Promise<Row> {
   if (prime) await dnsperf(server.port, file, 0, 1);
-  const result = await dnsperf(server.port, file, SECONDS);
+  // At a fixed rate, warm up first so that the garbage of priming is not measured as latency.
+  if (rate) await dnsperf(server.port, file, 2, undefined, rate);
+  const result = await dnsperf(server.port, file, rate ? Math.min(SECONDS, 5) : SECONDS, undefined, rate);
   const pids = await server.pids();
   const parts: string[] = [];
   for (const [role, pid] of Object.entries(pids)) {
@@ -227,13 +258,21 @@ function table(rows: Row[]): string {
     const smart = group.find((r) => r.server === "SmartDNS")?.result.qps ?? NaN;
     const dnsmasq = group.find((r) => r.server === "dnsmasq")?.result.qps ?? NaN;
     lines.push(`\n**${workload}**\n`);
-    lines.push("| server | QPS | × SmartDNS | × dnsmasq | lost | avg latency | RSS after the run |");
-    lines.push("|---|---:|---:|---:|---:|---:|---|");
+    const percentiles = group.some((r) => r.result.p99Ms !== undefined);
+    lines.push(
+      `| server | QPS | × SmartDNS | × dnsmasq | lost | avg latency |${
+        percentiles ? " p50 | p99 |" : ""
+      } RSS after the run |`,
+    );
+    lines.push(`|---|---:|---:|---:|---:|---:|${percentiles ? "---:|---:|" : ""}---|`);
     for (const r of group) {
+      const p = percentiles ? ` ${r.result.p50Ms?.toFixed(2)} ms | ${r.result.p99Ms?.toFixed(2)} ms |` : "";
       lines.push(
         `| ${r.server} | ${r.result.qps.toFixed(0)} | ${(r.result.qps / smart).toFixed(2)} | ${
           (r.result.qps / dnsmasq).toFixed(2)
-        } | ${r.result.lost} of ${r.result.sent} | ${r.result.avgLatencyMs.toFixed(2)} ms | ${r.memory} |`,
+        } | ${r.result.lost} of ${r.result.sent} | ${
+          r.result.avgLatencyMs.toFixed(2)
+        } ms |${p} ${r.memory} |`,
       );
     }
   }
@@ -270,11 +309,43 @@ try {
       }
     }
     if (cache) {
-      const echo = await startEcho();
+      for (const mode of ["portable", "batched"] as const) {
+        const echo = await startEcho(mode);
+        try {
+          rows.push(await measure(workload, echo, file, false));
+        } finally {
+          await stop(echo);
+        }
+      }
+    }
+  }
+  const latencyWorkload = "latency at a fixed 20k QPS (cached names)";
+  for (const start of [startKeeldns, startSmartdns, startDnsmasqServer]) {
+    const server = await start(upstream.port, true);
+    try {
+      rows.push(await measure(latencyWorkload, server, file, true, 20_000));
+    } finally {
+      await stop(server);
+    }
+  }
+  if (MEMORY_NAMES > 0) {
+    const big = `${work}/queries-${MEMORY_NAMES}.txt`;
+    await Deno.writeTextFile(
+      big,
+      Array.from({ length: MEMORY_NAMES }, (_, i) => `m${i}.bench.test A`).join("\n") + "\n",
+    );
+    const memoryWorkload = `memory: ${MEMORY_NAMES} names cached, then hits`;
+    const starters = [
+      (u: number) => startKeeldns(u, true, "batched", MEMORY_NAMES * 2),
+      (u: number) => startSmartdns(u, true, MEMORY_NAMES * 2),
+      (u: number) => startDnsmasqServer(u, true, MEMORY_NAMES * 2),
+    ];
+    for (const start of starters) {
+      const server = await start(upstream.port);
       try {
-        rows.push(await measure(workload, echo, file, false));
+        rows.push(await measure(memoryWorkload, server, big, true));
       } finally {
-        await stop(echo);
+        await stop(server);
       }
     }
   }
