@@ -9,6 +9,7 @@ import {
   OPT_RECORD_LENGTH,
   type Question,
   Rcode,
+  readU32,
   type ResponseLayout,
   writeEmptyAnswer,
   writeOpt,
@@ -34,26 +35,70 @@ export function clampTtl(ttl: number, policy: TtlPolicy): number {
   return t;
 }
 
-/** A response ready to be rendered for any client that asks the same question. */
+/** Bytes per TTL table entry: a u16 offset and a u32 TTL. */
+const TTL_ENTRY = 6;
+
+/**
+ * A response ready to be rendered for any client that asks the same question. One array holds the
+ * wire bytes followed by the TTL table (per record: u16 offset of its TTL field, u32 TTL), so a
+ * cached answer costs one object and one buffer.
+ */
 export class StoredAnswer {
   /**
-   * @param wire the response without its OPT record; question case is that of the first asker
-   * @param ttlOffsets where each record's TTL field sits in `wire`
-   * @param ttls the TTL to count down from at each offset
+   * @param bytes the response without its OPT record, then the TTL table
+   * @param wireLength how many of `bytes` are the response
    * @param storedAt when the TTLs were read (ms since the epoch)
    * @param lifetime seconds this answer may be served from a cache (0 = do not cache)
    */
-  constructor(
-    readonly wire: Uint8Array,
-    readonly ttlOffsets: Uint32Array,
-    readonly ttls: Uint32Array,
+  private constructor(
+    private readonly bytes: Uint8Array,
+    readonly wireLength: number,
     readonly storedAt: number,
     readonly lifetime: number,
   ) {}
 
+  /** Builds a stored answer from a response and the TTL at each of `offsets`. */
+  static create(
+    wire: Uint8Array,
+    offsets: ArrayLike<number>,
+    ttls: ArrayLike<number>,
+    storedAt: number,
+    lifetime: number,
+  ): StoredAnswer {
+    const bytes = new Uint8Array(wire.length + offsets.length * TTL_ENTRY);
+    bytes.set(wire);
+    for (let i = 0, p = wire.length; i < offsets.length; i++, p += TTL_ENTRY) {
+      bytes[p] = offsets[i] >> 8;
+      bytes[p + 1] = offsets[i] & 0xff;
+      writeU32(bytes, p + 2, ttls[i]);
+    }
+    return new StoredAnswer(bytes, wire.length, storedAt, lifetime);
+  }
+
+  /** The response bytes (a view; for tools and tests, not the hot path). */
+  get wire(): Uint8Array {
+    return this.bytes.subarray(0, this.wireLength);
+  }
+
+  /** Number of records with a TTL. */
+  get ttlCount(): number {
+    return (this.bytes.length - this.wireLength) / TTL_ENTRY;
+  }
+
+  /** Where record `i`'s TTL field sits in the response. */
+  ttlOffset(i: number): number {
+    const p = this.wireLength + i * TTL_ENTRY;
+    return (this.bytes[p] << 8) | this.bytes[p + 1];
+  }
+
+  /** The TTL record `i` counts down from. */
+  ttl(i: number): number {
+    return readU32(this.bytes, this.wireLength + i * TTL_ENTRY + 2);
+  }
+
   /** Response code of the stored answer. */
   get rcode(): number {
-    return this.wire[3] & 0x0f;
+    return this.bytes[3] & 0x0f;
   }
 
   /** When this answer stops being fresh (ms since the epoch). */
@@ -102,12 +147,12 @@ export class StoredAnswer {
     ) {
       lifetime = policy.rrTtlMax > 0 ? Math.min(layout.negativeTtl, policy.rrTtlMax) : layout.negativeTtl;
     }
-    return new StoredAnswer(wire, offsets, ttls, now, lifetime);
+    return StoredAnswer.create(wire, offsets, ttls, now, lifetime);
   }
 
   /** The bytes {@link renderInto} writes for `q`, before any truncation. */
   renderedLength(q: Question): number {
-    return this.wire.length + (q.edns ? OPT_RECORD_LENGTH : 0);
+    return this.wireLength + (q.edns ? OPT_RECORD_LENGTH : 0);
   }
 
   /**
@@ -117,26 +162,25 @@ export class StoredAnswer {
    * `min(renderedLength(q), questionEnd + 11)` bytes.
    */
   renderInto(q: Question, now: number, maxSize: number, out: Uint8Array, offset: number): number {
-    const src = this.wire;
+    const src = this.bytes;
+    const wireLength = this.wireLength;
     const length = this.renderedLength(q);
     if (length > maxSize) return writeEmptyAnswer(q, this.rcode, true, out, offset);
-    out.set(src, offset);
+    for (let i = 0; i < wireLength; i++) out[offset + i] = src[i];
     out[offset] = q.wire[0];
     out[offset + 1] = q.wire[1];
     out[offset + 2] = (src[2] & 0xfe) | (q.wire[2] & 0x01);
     // Echo the client's spelling of the name (0x20 case randomisation) when the layout matches.
-    if (q.questionEnd <= src.length && src[q.questionEnd - 4] === q.wire[q.questionEnd - 4]) {
+    if (q.questionEnd <= wireLength && src[q.questionEnd - 4] === q.wire[q.questionEnd - 4]) {
       out.set(q.wire.subarray(HEADER_LENGTH, q.questionEnd), offset + HEADER_LENGTH);
     }
     const elapsed = Math.floor((now - this.storedAt) / 1000);
-    const offsets = this.ttlOffsets;
-    const ttls = this.ttls;
-    for (let i = 0; i < offsets.length; i++) {
-      const ttl = ttls[i] - elapsed;
-      writeU32(out, offset + offsets[i], ttl > 0 ? ttl : 0);
+    for (let p = wireLength; p < src.length; p += TTL_ENTRY) {
+      const ttl = readU32(src, p + 2) - elapsed;
+      writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl > 0 ? ttl : 0);
     }
     if (q.edns) {
-      writeOpt(out, offset + src.length, q.dnssecOk);
+      writeOpt(out, offset + wireLength, q.dnssecOk);
       const arcount = ((out[offset + 10] << 8) | out[offset + 11]) + 1;
       out[offset + 10] = arcount >> 8;
       out[offset + 11] = arcount & 0xff;
@@ -154,6 +198,6 @@ export class StoredAnswer {
 
   /** Wraps a locally built answer (error or synthetic) that is never cached. */
   static local(wire: Uint8Array, now: number): StoredAnswer {
-    return new StoredAnswer(wire, new Uint32Array(0), new Uint32Array(0), now, 0);
+    return new StoredAnswer(wire, wire.length, now, 0);
   }
 }

@@ -3,7 +3,7 @@ import { StoredAnswer } from "../dns/stored_answer.ts";
 import { AnswerCache } from "./answer_cache.ts";
 
 function answer(lifetime: number, storedAt = 0): StoredAnswer {
-  return new StoredAnswer(new Uint8Array(12), new Uint32Array(0), new Uint32Array(0), storedAt, lifetime);
+  return StoredAnswer.create(new Uint8Array(12), [], [], storedAt, lifetime);
 }
 
 Deno.test("AnswerCache evicts the least recently used entry beyond capacity", () => {

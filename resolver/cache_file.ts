@@ -42,7 +42,7 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
     if (answer.expiresAt <= now) continue;
     const k = encoder.encode(key);
     parts.push({ key: k, answer });
-    size += 2 + k.length + 8 + 4 + 2 + answer.wire.length + 2 + answer.ttlOffsets.length * 8;
+    size += 2 + k.length + 8 + 4 + 2 + answer.wireLength + 2 + answer.ttlCount * 8;
   }
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
@@ -57,13 +57,14 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
     pos += 2 + key.length;
     view.setFloat64(pos, answer.storedAt, true);
     view.setUint32(pos + 8, answer.lifetime, true);
-    view.setUint16(pos + 12, answer.wire.length, true);
+    view.setUint16(pos + 12, answer.wireLength, true);
     out.set(answer.wire, pos + 14);
-    pos += 14 + answer.wire.length;
-    view.setUint16(pos, answer.ttlOffsets.length, true);
+    pos += 14 + answer.wireLength;
+    const count = answer.ttlCount;
+    view.setUint16(pos, count, true);
     pos += 2;
-    for (const o of answer.ttlOffsets) pos = (view.setUint32(pos, o, true), pos + 4);
-    for (const t of answer.ttls) pos = (view.setUint32(pos, t, true), pos + 4);
+    for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttlOffset(i), true), pos + 4);
+    for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttl(i), true), pos + 4);
   }
   view.setUint32(pos, fnv1a(out.subarray(0, pos)), true);
   return out;
@@ -124,7 +125,7 @@ export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, 
     for (let j = 0; j < ttlCount; j++) ttls[j] = view.getUint32(pos + j * 4, true);
     pos += ttlCount * 4;
     if (wireLength < 12 || offsets.some((o) => o + 4 > wireLength)) fail("entry with a bad record layout");
-    entries.push([key, new StoredAnswer(wire, offsets, ttls, storedAt, lifetime)]);
+    entries.push([key, StoredAnswer.create(wire, offsets, ttls, storedAt, lifetime)]);
   }
   if (pos !== body) fail("trailing bytes");
   let loaded = 0;
