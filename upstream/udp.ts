@@ -8,27 +8,17 @@
  * @module
  */
 import dgram from "node:dgram";
-import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
+import { type Question, readId, sameQuestion } from "../dns/wire.ts";
+import { exchangeOn, type ExchangeSocket, type PendingQuery, ROTATE_AFTER } from "./pending_exchange.ts";
 import { TcpUpstream } from "./tcp.ts";
-import { authority, canonicalIp, randomId, type Upstream, UpstreamError } from "./upstream.ts";
+import { authority, canonicalIp, type Upstream, UpstreamError } from "./upstream.ts";
 
-/** Milliseconds before an unanswered UDP query is sent once more. */
-const RETRANSMIT_AFTER = 700;
 /** Sockets in use at once per upstream. */
 const POOL_SIZE = 4;
-/** Queries one socket sends before it is replaced by one on a new random port. */
-const ROTATE_AFTER = 256;
-
-/** A query waiting for its answer on one socket. */
-interface Pending {
-  readonly query: Uint8Array;
-  readonly questionEnd: number;
-  readonly done: (error: Error | null, response?: Uint8Array, truncated?: boolean) => void;
-}
 
 /** One outgoing socket and the queries pending on it, by ID. */
-class OutgoingSocket {
-  readonly pending = new Map<number, Pending>();
+class OutgoingSocket implements ExchangeSocket {
+  readonly pending = new Map<number, PendingQuery>();
   sent = 0;
   retired = false;
   private closed = false;
@@ -38,10 +28,11 @@ class OutgoingSocket {
   /** Marks the socket as not taking new queries; it closes once nothing is pending. */
   retire(): void {
     this.retired = true;
-    this.closeIfIdle();
+    this.settled();
   }
 
-  closeIfIdle(): void {
+  /** Closes a retired socket once its last query has settled. */
+  settled(): void {
     if (this.retired && this.pending.size === 0 && !this.closed) {
       this.closed = true;
       this.socket.close();
@@ -103,31 +94,8 @@ export class UdpUpstream implements Upstream {
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
     const out = this.socket();
-    let id = randomId();
-    while (out.pending.has(id)) id = randomId();
-    const query = buildUpstreamQuery(q, id);
-    out.sent++;
-    return new Promise((resolve, reject) => {
-      const finish: Pending["done"] = (error, response, truncated) => {
-        if (out.pending.get(id) !== pending) return;
-        out.pending.delete(id);
-        clearTimeout(retransmit);
-        signal.removeEventListener("abort", onAbort);
-        out.closeIfIdle();
-        if (error) reject(error);
-        else if (truncated) this.tcp.exchange(q, signal).then(resolve, reject);
-        else resolve(response!);
-      };
-      const pending: Pending = { query, questionEnd: q.questionEnd, done: finish };
-      const onAbort = () => finish(new UpstreamError(this.address, "aborted"));
-      const send = () =>
-        out.socket.send(query, this.port, this.host, (e: Error | null) => {
-          if (e) finish(new UpstreamError(this.address, e.message));
-        });
-      out.pending.set(id, pending);
-      signal.addEventListener("abort", onAbort, { once: true });
-      const retransmit = setTimeout(send, RETRANSMIT_AFTER);
-      send();
+    return exchangeOn(out, q, signal, this.address, this.tcp, (query, fail) => {
+      out.socket.send(query, this.port, this.host, (e: Error | null) => e && fail(e));
     });
   }
 }

@@ -8,17 +8,14 @@
  *
  * @module
  */
-import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
+import { type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { encodeSockaddr, LinuxUdpSocket, MmsgVector, MSG_TRUNC } from "../server/linux_socket.ts";
+import { exchangeOn, type ExchangeSocket, type PendingQuery, ROTATE_AFTER } from "./pending_exchange.ts";
 import { TcpUpstream } from "./tcp.ts";
-import { authority, randomId, type Upstream, UpstreamError } from "./upstream.ts";
+import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
-/** Milliseconds before an unanswered query is sent once more. */
-const RETRANSMIT_AFTER = 700;
 /** Sockets in use at once per address family. */
 const POOL_SIZE = 4;
-/** Queries one socket sends before it is replaced by one on a new random port. */
-const ROTATE_AFTER = 256;
 /** Datagrams per receive and per send call. */
 const BATCH = 32;
 /** Room per received answer (a UDP answer to our 1232-byte EDNS offer fits). */
@@ -27,15 +24,6 @@ const RECEIVE_SLOT = 4096;
 const SEND_SLOT = 512;
 /** How long one blocking receive waits, so that a retired socket notices it may close. */
 const RECEIVE_TIMEOUT_MS = 200;
-
-/** A query waiting for its answer. */
-interface Pending {
-  readonly query: Uint8Array;
-  readonly questionEnd: number;
-  /** The server's socket address, to compare with the sender of each answer. */
-  readonly server: Uint8Array;
-  readonly done: (error: Error | null, response?: Uint8Array, truncated?: boolean) => void;
-}
 
 /** Whether two sockaddr_in/in6 name the same family, port and address. */
 export function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {
@@ -47,8 +35,8 @@ export function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** One outgoing socket: its pending queries by ID, its send queue and its receive loop. */
-class OutgoingSocket {
-  readonly pending = new Map<number, Pending>();
+class OutgoingSocket implements ExchangeSocket {
+  readonly pending = new Map<number, PendingQuery>();
   sent = 0;
   retired = false;
   private readonly rx = new MmsgVector(BATCH, RECEIVE_SLOT);
@@ -100,7 +88,7 @@ class OutgoingSocket {
           const payload = rx.payload(i);
           const pending = (payload[2] & 0x80) ? this.pending.get(readId(payload)) : undefined;
           if (
-            pending && sameSockaddr(rx.name(i), pending.server) &&
+            pending?.server && sameSockaddr(rx.name(i), pending.server) &&
             sameQuestion(pending.query, pending.questionEnd, payload)
           ) {
             pending.done(null, payload.slice(), (payload[2] & 0x02) !== 0);
@@ -176,26 +164,14 @@ export class BatchedUdpUpstream implements Upstream {
     } catch (e) {
       return Promise.reject(new UpstreamError(this.address, (e as Error).message));
     }
-    let id = randomId();
-    while (out.pending.has(id)) id = randomId();
-    const query = buildUpstreamQuery(q, id);
-    out.sent++;
-    return new Promise((resolve, reject) => {
-      const finish: Pending["done"] = (error, response, truncated) => {
-        if (out.pending.get(id) !== pending) return;
-        out.pending.delete(id);
-        clearTimeout(retransmit);
-        signal.removeEventListener("abort", onAbort);
-        if (error) reject(error);
-        else if (truncated) this.tcp.exchange(q, signal).then(resolve, reject);
-        else resolve(response!);
-      };
-      const pending: Pending = { query, questionEnd: q.questionEnd, server: this.server, done: finish };
-      const onAbort = () => finish(new UpstreamError(this.address, "aborted"));
-      out.pending.set(id, pending);
-      signal.addEventListener("abort", onAbort, { once: true });
-      const retransmit = setTimeout(() => out.send(query, this.server), RETRANSMIT_AFTER);
-      out.send(query, this.server);
-    });
+    return exchangeOn(
+      out,
+      q,
+      signal,
+      this.address,
+      this.tcp,
+      (query) => out.send(query, this.server),
+      this.server,
+    );
   }
 }
