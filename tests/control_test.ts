@@ -5,16 +5,9 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
-import { KeeldnsProcess, runKeeldns } from "./helpers/keeldns_process.ts";
+import { KeeldnsProcess, runKeeldns, testConfig, withKeeldns } from "./helpers/keeldns_process.ts";
 
-const config = (upstream: number, extra = "") => `
-[server]
-bind = ["127.0.0.1:{port}"]
-[[upstream]]
-address = "udp://127.0.0.1:${upstream}"
-[log]
-level = "info"
-${extra}`;
+const config = testConfig;
 
 /** Sends `rate` queries a second for `ms` and counts the answers (no retries: a lost one is lost). */
 async function steadyLoad(
@@ -113,17 +106,12 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns((port) => config(port), async (k) => {
       const r = await runKeeldns(["run", "-c", k.configPath, "--control", `${k.dir}/keeldns.sock`]);
       assertEquals(r.code, 1);
       assertMatch(r.stderr, /another keeldns answers on .*keeldns\.sock/);
       assertEquals((await udpQuery(k.port, "still.test", "A")).rcode, "NOERROR");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 
@@ -132,9 +120,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port, "[guardian]\ncrash-files = 2\n"));
-    try {
+    await withKeeldns((port) => config(port, "[guardian]\ncrash-files = 2\n"), async (k) => {
       for (let i = 0; i < 3; i++) {
         const mark = k.lines.length;
         const victim = k.childPid;
@@ -151,10 +137,7 @@ Deno.test({
       assertMatch(text, /^how: was killed by SIGKILL$/m);
       assertMatch(text, /^restarts before this one: 2$/m);
       assertMatch(text, /last \d+ lines of the child's output:\n[\s\S]*serving on/);
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 
@@ -163,9 +146,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port, '[guardian]\nmax-memory = "8m"\n'));
-    try {
+    await withKeeldns((port) => config(port, '[guardian]\nmax-memory = "8m"\n'), async (k) => {
       const first = k.childPid;
       const mark = k.lines.length;
       await k.waitFor(/planned restart \(child RSS [\d.]+ MB is over max-memory 8\.0 MB\)/, 5000, mark);
@@ -173,9 +154,6 @@ Deno.test({
       assert(k.childPid !== first);
       assertEquals((await udpQuery(k.port, "mem.test", "A")).rcode, "NOERROR");
       assert(!k.lines.slice(mark).some((l) => /exited with code|was killed by/.test(l)), "not a crash");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });

@@ -5,7 +5,7 @@
 import { assert, assertEquals, assertLess, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
-import { KeeldnsProcess, runKeeldns } from "./helpers/keeldns_process.ts";
+import { KeeldnsProcess, runKeeldns, withKeeldns } from "./helpers/keeldns_process.ts";
 
 const config = (upstream: number, extra = "") => `
 [server]
@@ -61,9 +61,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    try {
+    await withKeeldns((port) => config(port), async (k) => {
       const mark = k.lines.length;
       for (let i = 0; i < 3; i++) {
         const from = k.lines.length;
@@ -75,10 +73,7 @@ Deno.test({
       assertMatch(log, /restarting the child in 100 ms \(failure 2 in a row\)/);
       assertMatch(log, /restarting the child in 200 ms \(failure 3 in a row\)/);
       assertEquals((await udpQuery(k.port, "alive.test", "A")).rcode, "NOERROR");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+    });
   },
 });
 

@@ -3,8 +3,14 @@
  */
 import { assert, assertEquals, assertLess, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
-import { type FakeScript, FakeUpstream } from "./helpers/fake_upstream.ts";
-import { freePort, KeeldnsProcess, processExists, runKeeldns } from "./helpers/keeldns_process.ts";
+import { FakeUpstream } from "./helpers/fake_upstream.ts";
+import {
+  freePort,
+  KeeldnsProcess,
+  processExists,
+  runKeeldns,
+  withKeeldns,
+} from "./helpers/keeldns_process.ts";
 
 const config = (upstreamPort: number) => `
 [server]
@@ -14,21 +20,6 @@ address = "udp://127.0.0.1:${upstreamPort}"
 [guardian]
 watchdog-timeout = 2
 `;
-
-/** Runs `fn` against a guarded keeldns forwarding to a fake upstream; stops both afterwards. */
-async function withKeeldns(
-  fn: (k: KeeldnsProcess, fake: FakeUpstream) => Promise<void>,
-  script?: FakeScript,
-): Promise<void> {
-  const fake = await FakeUpstream.start(script);
-  const k = await KeeldnsProcess.start(config(fake.port));
-  try {
-    await fn(k, fake);
-  } finally {
-    await k.stop();
-    await fake.close();
-  }
-}
 
 /** Queries every 20 ms until an answer comes; returns the milliseconds it took. */
 async function timeToAnswer(port: number, limitMs: number): Promise<number> {
@@ -50,7 +41,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await withKeeldns(async (k) => {
+    await withKeeldns(config, async (k) => {
       const first = k.childPid;
       assertEquals((await udpQuery(k.port, "before.test", "A")).rcode, "NOERROR");
       const mark = k.lines.length;
@@ -92,7 +83,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await withKeeldns(async (k) => {
+    await withKeeldns(config, async (k) => {
       const child = k.childPid;
       const mark = k.lines.length;
       k.signal("SIGHUP");
@@ -109,7 +100,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await withKeeldns(async (k) => {
+    await withKeeldns(config, async (k) => {
       const hung = k.childPid;
       const mark = k.lines.length;
       Deno.kill(hung, "SIGSTOP");
@@ -126,7 +117,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await withKeeldns(async (k) => {
+    await withKeeldns(config, async (k) => {
       const ok = await runKeeldns(["health", "--server", `127.0.0.1:${k.port}`, "--timeout", "2000"]);
       assertEquals(ok.code, 0, ok.stderr);
       assertMatch(ok.stdout, /answered \. NS: NOERROR/);

@@ -5,16 +5,9 @@
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
-import { KeeldnsProcess } from "./helpers/keeldns_process.ts";
+import { KeeldnsProcess, testConfig } from "./helpers/keeldns_process.ts";
 
-const config = (upstream: number) => `
-[server]
-bind = ["127.0.0.1:{port}"]
-[[upstream]]
-address = "udp://127.0.0.1:${upstream}"
-[log]
-level = "info"
-`;
+const config = (upstream: number) => testConfig(upstream);
 
 Deno.test({
   name: "SIGHUP: a good config swaps upstreams and keeps the cache; a bad one keeps the old serving",

@@ -5,6 +5,7 @@
  * @module
  */
 import dgram from "node:dgram";
+import { type FakeScript, FakeUpstream } from "./fake_upstream.ts";
 
 /** The repository root (where main.ts and deno.json live). */
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
@@ -176,6 +177,34 @@ export class KeeldnsProcess {
     clearTimeout(timer);
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     return status;
+  }
+}
+
+/**
+ * A TOML config for tests: `bind` on 127.0.0.1:{port}, one UDP upstream on 127.0.0.1, log level
+ * info, then `extra` (more tables).
+ */
+export function testConfig(upstreamPort: number, extra = ""): string {
+  return `[server]\nbind = ["127.0.0.1:{port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${upstreamPort}"\n` +
+    `[log]\nlevel = "info"\n${extra}`;
+}
+
+/**
+ * Runs `fn` against a guarded keeldns on `config(fake.port)` with a fake upstream that follows
+ * `script`; stops both afterwards, whatever `fn` did.
+ */
+export async function withKeeldns(
+  config: (upstreamPort: number) => string,
+  fn: (k: KeeldnsProcess, fake: FakeUpstream) => Promise<void>,
+  script?: FakeScript,
+): Promise<void> {
+  const fake = await FakeUpstream.start(script);
+  const k = await KeeldnsProcess.start(config(fake.port));
+  try {
+    await fn(k, fake);
+  } finally {
+    await k.stop();
+    await fake.close();
   }
 }
 
