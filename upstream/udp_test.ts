@@ -8,20 +8,22 @@ import type { Upstream } from "./upstream.ts";
 import { encodeSockaddr } from "../server/linux_socket.ts";
 
 /** Both UDP upstream implementations, each with what it needs to be torn down. */
-const IMPLEMENTATIONS: { name: string; make: (port: number) => { upstream: Upstream; close: () => void } }[] =
-  [
-    {
-      name: "node:dgram",
-      make: (port) => ({ upstream: new UdpUpstream("127.0.0.1", port), close: () => {} }),
+const IMPLEMENTATIONS: {
+  name: string;
+  make: (port: number, host?: string) => { upstream: Upstream; close: () => void };
+}[] = [
+  {
+    name: "node:dgram",
+    make: (port, host = "127.0.0.1") => ({ upstream: new UdpUpstream(host, port), close: () => {} }),
+  },
+  {
+    name: "batched",
+    make: (port, host = "127.0.0.1") => {
+      const pool = new OutgoingSocketPool();
+      return { upstream: new BatchedUdpUpstream(host, port, pool), close: () => pool.close() };
     },
-    {
-      name: "batched",
-      make: (port) => {
-        const pool = new OutgoingSocketPool();
-        return { upstream: new BatchedUdpUpstream("127.0.0.1", port, pool), close: () => pool.close() };
-      },
-    },
-  ];
+  },
+];
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 
@@ -78,6 +80,33 @@ for (const impl of IMPLEMENTATIONS) {
         close();
         server.close();
         spoofer.close();
+      }
+    },
+  });
+
+  Deno.test({
+    name: `UDP upstream (${impl.name}) talks to an IPv6 server and checks its address`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const server = dgram.createSocket("udp6");
+      await new Promise<void>((r) => server.bind(0, "::1", () => r()));
+      const sources: string[] = [];
+      server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+        sources.push(rinfo.address);
+        const out = new Uint8Array(msg);
+        out[2] |= 0x80;
+        server.send(out, rinfo.port, rinfo.address);
+      });
+      const { upstream, close } = impl.make(server.address().port, "::1");
+      try {
+        const q = parseQuery(buildQuery("six.test", "AAAA"));
+        const reply = await upstream.exchange(q, new AbortController().signal);
+        assertEquals(decodePacket(reply).questions![0].name, "six.test");
+        assertEquals(sources, ["::1"]);
+      } finally {
+        close();
+        server.close();
       }
     },
   });
