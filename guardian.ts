@@ -265,6 +265,9 @@ class Guardian {
     const { command, args } = childCommand(this.childArgs);
     const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
     if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
+    if (this.config.optimizeFor === "memory") {
+      env.DENO_V8_FLAGS = [Deno.env.get("DENO_V8_FLAGS"), "--optimize-for-size"].filter(Boolean).join(",");
+    }
     const process = new Deno.Command(command, {
       args,
       env,

@@ -31,8 +31,13 @@ export const DEFAULT_CACHE: CacheConfig = {
 /** Log defaults (SmartDNS: level error, 128k × 8 files). */
 export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };
 
-/** Guardian defaults: 5 s watchdog, no memory ceiling, 5 crash reports kept. */
-export const DEFAULT_GUARDIAN: GuardianConfig = { watchdogTimeout: 5, maxMemory: 0, crashFiles: 5 };
+/** Guardian defaults: 5 s watchdog, no memory ceiling, 5 crash reports kept, V8 tuned for speed. */
+export const DEFAULT_GUARDIAN: GuardianConfig = {
+  watchdogTimeout: 5,
+  maxMemory: 0,
+  crashFiles: 5,
+  optimizeFor: "speed",
+};
 
 /** Name shown for the embedded configuration in messages. */
 export const EMBEDDED_CONFIG_NAME = "<embedded default>";

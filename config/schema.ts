@@ -98,6 +98,11 @@ export interface GuardianConfig {
   readonly maxMemory: number;
   /** Crash reports kept next to the pid file. */
   readonly crashFiles: number;
+  /**
+   * What the child's JavaScript engine favours: `speed` (V8's defaults) or `memory`
+   * (`--optimize-for-size`: about half the RSS with a large cache, about a third fewer QPS).
+   */
+  readonly optimizeFor: "speed" | "memory";
 }
 
 /** A directive that was read but is not implemented yet. */

@@ -31,7 +31,7 @@ type Table = Record<string, unknown>;
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
   "": ["server", "upstream", "cache", "log", "guardian"],
-  guardian: ["watchdog-timeout", "max-memory", "crash-files"],
+  guardian: ["watchdog-timeout", "max-memory", "crash-files", "optimize-for"],
   server: [
     "bind",
     "bind-udp",
@@ -148,15 +148,19 @@ class TomlConfigReader {
   }
 
   udpTransport(server: Table): UdpTransportChoice {
-    const value = this.string(server, "udp-transport", "server") ?? "auto";
-    const choices: UdpTransportChoice[] = ["auto", "batched", "portable"];
-    if (!choices.includes(value as UdpTransportChoice)) {
+    return this.choice(server, "udp-transport", "server", ["auto", "batched", "portable"] as const, "auto");
+  }
+
+  /** A string that must be one of `choices`. */
+  choice<T extends string>(table: Table, key: string, path: string, choices: readonly T[], fallback: T): T {
+    const value = this.string(table, key, path) ?? fallback;
+    if (!choices.includes(value as T)) {
       this.src.fail(
-        "server.udp-transport",
-        `udp-transport must be one of ${choices.join(", ")}${didYouMean(value, choices)}`,
+        `${path}.${key}`,
+        `${key} must be one of ${choices.join(", ")}${didYouMean(value, choices)}`,
       );
     }
-    return value as UdpTransportChoice;
+    return value as T;
   }
 
   upstreams(value: unknown): UpstreamConfig[] {
@@ -254,6 +258,13 @@ class TomlConfigReader {
         ),
         maxMemory: this.size(guardian, "max-memory", "guardian", DEFAULT_GUARDIAN.maxMemory),
         crashFiles: this.integer(guardian, "crash-files", "guardian", 0, 1000, DEFAULT_GUARDIAN.crashFiles),
+        optimizeFor: this.choice(
+          guardian,
+          "optimize-for",
+          "guardian",
+          ["speed", "memory"],
+          DEFAULT_GUARDIAN.optimizeFor,
+        ),
       },
       unsupported: [],
     };

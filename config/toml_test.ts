@@ -93,3 +93,22 @@ Deno.test("TOML: errors point at file:line:col", () => {
     assert(e instanceof ConfigError);
   }
 });
+
+Deno.test("TOML: [guardian] settings, with a suggestion for a misspelt choice", () => {
+  const c = parseTomlConfig(
+    '[[upstream]]\naddress = "1.1.1.1"\n[guardian]\nwatchdog-timeout = 2\nmax-memory = "256m"\n' +
+      'crash-files = 3\noptimize-for = "memory"\n',
+    "k.toml",
+  );
+  assertEquals(c.guardian, {
+    watchdogTimeout: 2,
+    maxMemory: 256 * 1024 * 1024,
+    crashFiles: 3,
+    optimizeFor: "memory",
+  });
+  assertThrows(
+    () =>
+      parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n[guardian]\noptimize-for = "memroy"\n', "k.toml"),
+    /^k\.toml:4:1: optimize-for must be one of speed, memory \(did you mean "memory"\?\)/,
+  );
+});

@@ -9,6 +9,7 @@ import {
   KeeldnsProcess,
   processExists,
   runKeeldns,
+  testConfig,
   withKeeldns,
 } from "./helpers/keeldns_process.ts";
 
@@ -178,5 +179,23 @@ Deno.test({
       await k.stop();
       await fake.close();
     }
+  },
+});
+
+Deno.test({
+  name: 'optimize-for = "memory" starts the child with V8 tuned for size, and it serves',
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withKeeldns((port) => testConfig(port, '[guardian]\noptimize-for = "memory"\n'), async (k) => {
+      const environ = (await Deno.readTextFile(`/proc/${k.childPid}/environ`)).split("\0");
+      assert(
+        environ.some((v) => /^DENO_V8_FLAGS=(.*,)?--optimize-for-size$/.test(v)),
+        "the child's V8 flags",
+      );
+      const guardianEnv = (await Deno.readTextFile(`/proc/${k.pid}/environ`)).split("\0");
+      assert(!guardianEnv.some((v) => v.includes("--optimize-for-size")), "only the child is tuned");
+      assertEquals((await udpQuery(k.port, "small.test", "A")).rcode, "NOERROR");
+    });
   },
 });
