@@ -10,7 +10,7 @@
  */
 import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
-import { loadConfig } from "./config/load.ts";
+import { loadConfig, parseConfig } from "./config/load.ts";
 import type { GuardianConfig } from "./config/schema.ts";
 import {
   EXIT_BIND,
@@ -228,15 +228,65 @@ class Guardian {
   private lastMemoryRestart = 0;
   private wake?: () => void;
   private readonly handoverFile: string;
+  /** The configuration text last validated, to fall back on if the file turns bad under us. */
+  private lastGood?: { text: string; time: string };
+  /** Set while children run on the last good configuration because the file is invalid. */
+  private fallbackPath?: string;
+  private readonly fallbackFile: string;
 
   constructor(
     private readonly configPath: string | undefined,
-    private readonly childArgs: string[],
+    private readonly verbose: boolean,
     private readonly config: GuardianConfig,
     private readonly crashDir: string | undefined,
   ) {
     const dir = crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
     this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
+    const extension = /\.[a-z]+$/i.exec(configPath ?? "")?.[0] ?? "";
+    this.fallbackFile = `${dir}/keeldns-lastgood-${Deno.pid}${extension}`;
+  }
+
+  /**
+   * Reads and validates the configuration file; a valid one becomes the last good configuration.
+   * Throws the file's error otherwise.
+   */
+  validate(): void {
+    if (!this.configPath) return void loadConfig();
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(this.configPath);
+    } catch {
+      return void loadConfig(this.configPath); // throws the read error with its position
+    }
+    parseConfig(text, this.configPath);
+    this.lastGood = { text, time: new Date().toISOString() };
+  }
+
+  /** The arguments for a child: the configuration file (or its last good copy) and -v. */
+  private childArgs(): string[] {
+    const path = this.fallbackPath ?? this.configPath;
+    return [...(path ? ["-c", path] : []), ...(this.verbose ? ["-v"] : [])];
+  }
+
+  /**
+   * After a child refused the configuration file: if a good version of it was seen before (and it
+   * includes no other files, so a copy means the same), run children on that copy until the file
+   * is fixed. Returns true if it switched.
+   */
+  private fallBack(): boolean {
+    const good = this.lastGood;
+    if (!this.configPath || !good || this.fallbackPath || /^\s*conf-file\s/m.test(good.text)) return false;
+    try {
+      Deno.writeTextFileSync(this.fallbackFile, good.text, { mode: 0o600 });
+    } catch {
+      return false;
+    }
+    this.fallbackPath = this.fallbackFile;
+    log.error("{path} is invalid now; serving its last good version (validated {time}) until it is fixed", {
+      path: this.configPath,
+      time: good.time,
+    });
+    return true;
   }
 
   /** Runs children until `stop()`; resolves with the guardian's exit code. */
@@ -257,12 +307,22 @@ class Guardian {
     } finally {
       clearInterval(watch);
       await Deno.remove(this.handoverFile).catch(() => {});
+      await Deno.remove(this.fallbackFile).catch(() => {});
     }
     return 0;
   }
 
   private spawn(takeOverCache: boolean): ChildHandle {
-    const { command, args } = childCommand(this.childArgs);
+    if (this.fallbackPath) {
+      try {
+        this.validate();
+        this.fallbackPath = undefined;
+        log.info("{path} is valid again; children use it", { path: this.configPath });
+      } catch {
+        // still broken: stay on the last good version
+      }
+    }
+    const { command, args } = childCommand(this.childArgs());
     const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
     if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
     if (this.config.optimizeFor === "memory") {
@@ -313,6 +373,7 @@ class Guardian {
       );
     }
     this.restarts++;
+    if (status.code === EXIT_CONFIG && this.fallBack()) this.failures = 1;
     const delay = this.restarting ? 0 : restartDelay(this.failures);
     if (delay > 0 && !this.stopping) {
       log.warn("restarting the child in {delay} ms (failure {n} in a row)", { delay, n: this.failures });
@@ -362,7 +423,8 @@ class Guardian {
 
   private async replaceChild(reason: string): Promise<ControlReply> {
     try {
-      loadConfig(this.configPath);
+      this.validate();
+      this.fallbackPath = undefined;
     } catch (e) {
       return { ok: false, error: `the configuration is invalid, nothing changed: ${(e as Error).message}` };
     }
@@ -395,13 +457,15 @@ class Guardian {
   }
 
   /** Validates the configuration, then has the child reload it (SIGHUP). */
-  reload(): ControlReply {
+  async reload(): Promise<ControlReply> {
     try {
-      loadConfig(this.configPath);
+      this.validate();
     } catch (e) {
       const message = e instanceof ConfigError ? e.message : String(e);
       return { ok: false, error: `the configuration is invalid, the running one stays: ${message}` };
     }
+    // A child on the last good copy would re-read the copy: give it a successor on the real file.
+    if (this.fallbackPath) return await this.restart("configuration fixed");
     if (!this.current?.signal("SIGHUP")) return { ok: false, error: "no child is running right now" };
     log.info("SIGHUP forwarded to child {pid}", { pid: this.current.pid });
     return { ok: true };
@@ -430,6 +494,7 @@ class Guardian {
       nextStartInMs: this.nextStartAt ? Math.max(0, this.nextStartAt - Date.now()) : null,
       lastCrash: this.lastCrash ?? null,
       config: this.configPath ?? EMBEDDED_CONFIG_NAME,
+      servingLastGoodConfig: this.fallbackPath ? this.lastGood?.time ?? true : null,
       childStats: child?.stats ?? {},
     };
   }
@@ -440,7 +505,7 @@ class Guardian {
       case "status":
         return { ok: true, status: this.status() };
       case "reload":
-        return this.reload();
+        return await this.reload();
       case "restart":
         return await this.restart("keeldns restart");
       case "stop":
@@ -486,14 +551,16 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
     return 1;
   }
   setupLogging({ level, size: 0, num: 0 }, false);
-  const childArgs = [
-    ...(options.configPath ? ["-c", options.configPath] : []),
-    ...(options.verbose ? ["-v"] : []),
-  ];
   const crashDir = options.pidFile
     ? options.pidFile.slice(0, options.pidFile.lastIndexOf("/")) || "."
     : undefined;
-  const guardian = new Guardian(options.configPath, childArgs, guardianConfig, crashDir);
+  const guardian = new Guardian(options.configPath, options.verbose, guardianConfig, crashDir);
+  try {
+    guardian.validate(); // remembers the text as the last good configuration
+  } catch (e) {
+    console.error(`keeldns: ${e instanceof ConfigError ? e.message : String(e)}`);
+    return 1;
+  }
 
   let control: ControlServer | undefined;
   const controlPath = resolveControlPath(options.controlPath, options.pidFile);

@@ -18,41 +18,40 @@ level = "info"
 ${extra}`;
 
 Deno.test({
-  name: "a child that cannot start backs off, health names the reason, and it comes back once fixed",
+  name:
+    "a config file broken under a running service: children run on its last good version until it is fixed",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const fake = await FakeUpstream.start();
-    const k = await KeeldnsProcess.start(config(fake.port));
-    const good = await Deno.readTextFile(k.configPath);
-    try {
+    await withKeeldns((port) => config(port), async (k) => {
+      const good = await Deno.readTextFile(k.configPath);
+      const pidFile = `${k.dir}/keeldns.pid`;
       await Deno.writeTextFile(k.configPath, good.replace("[log]", "[log]\nlevle = 1"));
       const mark = k.lines.length;
       Deno.kill(k.childPid, "SIGKILL");
-      await k.waitFor(/exited with code 78 \(invalid configuration\)/, 10_000, mark);
-      await k.waitFor(/restarting the child in \d+ ms \(failure 3 in a row\)/, 10_000, mark);
-      const health = await runKeeldns([
-        "health",
-        "--server",
-        `127.0.0.1:${k.port}`,
-        "--timeout",
-        "300",
-        "-p",
-        `${k.dir}/keeldns.pid`,
-      ]);
-      assertEquals(health.code, 1);
-      assertMatch(
-        health.stderr,
-        /guardian: (waiting to restart|starting), last child exit: exited with code 78 \(invalid configuration\): invalid configuration: .*unknown key "levle"/,
+      await k.waitFor(
+        /exited with code 78 \(invalid configuration\): invalid configuration: .*unknown key "levle"/,
+        10_000,
+        mark,
       );
-      assertEquals(health.stderr.trim().split("\n").length, 1, "one line for cron");
-      await Deno.writeTextFile(k.configPath, good);
+      await k.waitFor(
+        /keeldns\.toml is invalid now; serving its last good version \(validated .*\) until it is fixed/,
+        5000,
+        mark,
+      );
       await k.waitFor(/child \d+ ready/, 10_000, mark);
-      assertEquals((await udpQuery(k.port, "fixed.test", "A")).rcode, "NOERROR");
-    } finally {
-      await k.stop();
-      await fake.close();
-    }
+      assertEquals((await udpQuery(k.port, "still-served.test", "A")).rcode, "NOERROR");
+      const status = await runKeeldns(["status", "-p", pidFile]);
+      assertMatch(status.stdout, /^servingLastGoodConfig: \d{4}-\d\d-\d\dT/m);
+      assertMatch(status.stdout, /^lastCrash: .*invalid configuration/m);
+      // Fixed: reload moves the service back onto the real file.
+      await Deno.writeTextFile(k.configPath, good);
+      const reload = await runKeeldns(["reload", "-p", pidFile]);
+      assertEquals(reload.code, 0, reload.stderr);
+      assertMatch(reload.stdout, /^servingLastGoodConfig: null$/m);
+      await k.waitFor(/planned restart \(configuration fixed\)/, 5000, mark);
+      assertEquals((await udpQuery(k.port, "back-on-file.test", "A")).rcode, "NOERROR");
+    });
   },
 });
 

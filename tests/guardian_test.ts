@@ -170,6 +170,21 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 1500));
       const attempts = k.lines.filter((l) => /could not bind its sockets/.test(l)).length;
       assertLess(attempts, 10, `backoff must slow the retries (saw ${attempts})`);
+      const health = await runKeeldns([
+        "health",
+        "--server",
+        `127.0.0.1:${port}`,
+        "--timeout",
+        "300",
+        "-p",
+        `${k.dir}/keeldns.pid`,
+      ]);
+      assertEquals(health.code, 1);
+      assertMatch(
+        health.stderr,
+        /guardian: (waiting to restart|starting), last child exit: .*could not bind its sockets/,
+      );
+      assertEquals(health.stderr.trim().split("\n").length, 1, "one line for cron");
       blocker.close();
       await k.waitFor(/child \d+ ready/, 10_000);
     } finally {
