@@ -25,7 +25,7 @@ import { ServerStats } from "./server/stats.ts";
 import { TcpListener } from "./server/tcp.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
-import { loadLibc } from "./server/linux_socket.ts";
+import { loadLibc } from "./net/linux_socket.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 
 /** How the child was started. */

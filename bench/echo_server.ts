@@ -9,7 +9,7 @@
  */
 import dgram from "node:dgram";
 import { parseQuery } from "../dns/wire.ts";
-import { LinuxUdpSocket, MmsgVector } from "../server/linux_socket.ts";
+import { LinuxUdpSocket, MmsgVector } from "../net/linux_socket.ts";
 
 const port = Number(Deno.args[0]);
 const mode = Deno.args[1] ?? "portable";

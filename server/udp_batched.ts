@@ -10,7 +10,7 @@ import type { BindConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import { LinuxUdpSocket, MmsgVector, MSG_TRUNC } from "./linux_socket.ts";
+import { LinuxUdpSocket, MmsgVector, MSG_TRUNC, SendQueue } from "../net/linux_socket.ts";
 import { DRAIN_MS, type Listener } from "./listener.ts";
 
 /** Datagrams taken per receive call and answers per send call. */
@@ -27,11 +27,9 @@ export class BatchedUdpListener implements Listener {
   readonly address: string;
   private readonly rx = new MmsgVector(BATCH, RECEIVE_SLOT);
   private readonly tx = new MmsgVector(BATCH, SEND_SLOT);
-  private readonly lateTx = new MmsgVector(BATCH, SEND_SLOT);
-  private late: { bytes: Uint8Array; name: Uint8Array }[] = [];
-  private lateScheduled = false;
+  /** Answers that completed after their receive batch (misses), sent together per task. */
+  private readonly late: SendQueue;
   private closing = false;
-  private closed = false;
   private readonly running: Promise<void>;
 
   private constructor(
@@ -41,6 +39,11 @@ export class BatchedUdpListener implements Listener {
     private readonly log: Logger,
   ) {
     this.address = `udp://${authority(bind.host, bind.port)}`;
+    this.late = new SendQueue(
+      socket,
+      new MmsgVector(BATCH, SEND_SLOT),
+      () => log.debug("{address}: sendmmsg failed", { address: this.address }),
+    );
     this.running = this.receiveLoop();
   }
 
@@ -75,7 +78,7 @@ export class BatchedUdpListener implements Listener {
             tx.setSendLength(out++, answer, rx.name(i));
           } else if (answer) {
             const name = rx.name(i).slice();
-            answer.then((bytes) => this.sendLater(bytes, name));
+            answer.then((bytes) => this.late.push(bytes, name));
           }
         }
         rx.resetForReceive(i);
@@ -84,38 +87,13 @@ export class BatchedUdpListener implements Listener {
     }
   }
 
-  /** Queues an answer that completed after its batch; flushes once the current task is done. */
-  private sendLater(bytes: Uint8Array, name: Uint8Array): void {
-    if (this.closed) return;
-    this.late.push({ bytes, name });
-    if (this.lateScheduled) return;
-    this.lateScheduled = true;
-    queueMicrotask(() => this.flushLate());
-  }
-
-  private flushLate(): void {
-    this.lateScheduled = false;
-    if (this.closed) return;
-    const queue = this.late;
-    this.late = [];
-    for (let start = 0; start < queue.length; start += BATCH) {
-      let count = 0;
-      for (const { bytes, name } of queue.slice(start, start + BATCH)) {
-        if (this.lateTx.setForSend(count, bytes, name)) count++;
-      }
-      if (count > 0 && this.socket.send(this.lateTx, count) < 0) {
-        this.log.debug("{address}: sendmmsg failed", { address: this.address });
-      }
-    }
-  }
-
   /** Stops receiving (within one receive timeout), sends the answers under way, closes the socket. */
   async close(drainMs = DRAIN_MS): Promise<void> {
     this.closing = true;
     await this.running;
     await this.dispatcher.whenIdle(drainMs);
-    this.flushLate();
-    this.closed = true;
+    this.late.flush();
+    this.late.close();
     this.socket.close();
   }
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import { type Question, readId, sameQuestion } from "../dns/wire.ts";
-import { encodeSockaddr, LinuxUdpSocket, MmsgVector, MSG_TRUNC } from "../server/linux_socket.ts";
+import { encodeSockaddr, LinuxUdpSocket, MmsgVector, MSG_TRUNC, SendQueue } from "../net/linux_socket.ts";
 import { exchangeOn, type ExchangeSocket, type PendingQuery, ROTATE_AFTER } from "./pending_exchange.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
@@ -40,37 +40,18 @@ class OutgoingSocket implements ExchangeSocket {
   sent = 0;
   retired = false;
   private readonly rx = new MmsgVector(BATCH, RECEIVE_SLOT);
-  private readonly tx = new MmsgVector(BATCH, SEND_SLOT);
-  private queue: { query: Uint8Array; server: Uint8Array }[] = [];
-  private flushScheduled = false;
-  private closed = false;
+  /** Queries made in one tick leave in one sendmmsg; a failed send shows up as no answer, which
+   * the retransmit and the race's timeout handle. */
+  private readonly outgoing: SendQueue;
 
   constructor(private readonly socket: LinuxUdpSocket) {
+    this.outgoing = new SendQueue(socket, new MmsgVector(BATCH, SEND_SLOT));
     this.receiveLoop();
   }
 
   /** Queues `query` for `server`; everything queued in this tick leaves in one sendmmsg. */
   send(query: Uint8Array, server: Uint8Array): void {
-    if (this.closed) return;
-    this.queue.push({ query, server });
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    queueMicrotask(() => this.flush());
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const queue = this.queue;
-    this.queue = [];
-    if (this.closed) return;
-    for (let start = 0; start < queue.length; start += BATCH) {
-      let count = 0;
-      for (const { query, server } of queue.slice(start, start + BATCH)) {
-        if (this.tx.setForSend(count, query, server)) count++;
-      }
-      // A failed send shows up as no answer: the retransmit and the race's timeout handle it.
-      if (count > 0) this.socket.send(this.tx, count);
-    }
+    this.outgoing.push(query, server);
   }
 
   private async receiveLoop(): Promise<void> {
@@ -97,7 +78,7 @@ class OutgoingSocket implements ExchangeSocket {
         rx.resetForReceive(i);
       }
     }
-    this.closed = true;
+    this.outgoing.close();
     this.socket.close();
   }
 

@@ -5,7 +5,7 @@ import { parseQuery } from "../dns/wire.ts";
 import { UdpUpstream } from "./udp.ts";
 import { BatchedUdpUpstream, OutgoingSocketPool, sameSockaddr } from "./udp_batched.ts";
 import type { Upstream } from "./upstream.ts";
-import { encodeSockaddr } from "../server/linux_socket.ts";
+import { encodeSockaddr } from "../net/linux_socket.ts";
 
 /** Both UDP upstream implementations, each with what it needs to be torn down. */
 const IMPLEMENTATIONS: {

@@ -1,5 +1,6 @@
 /**
- * Linux UDP sockets through libc via Deno FFI: `socket`/`bind`/`setsockopt`, and batched
+ * Linux UDP sockets through libc via Deno FFI, used by both the batched listener (server/) and the
+ * batched upstream sockets (upstream/): `socket`/`bind`/`setsockopt`, and batched
  * `recvmmsg`/`sendmmsg` over preallocated `struct mmsghdr` vectors. Layouts are those of glibc on
  * LP64 targets (x86_64 and aarch64), the only ones Deno ships for.
  *
@@ -311,5 +312,52 @@ export class LinuxUdpSocket {
   /** Closes the descriptor (only once no receive is in flight). */
   close(): void {
     this.lib.close(this.fd);
+  }
+}
+
+/**
+ * Datagrams queued during one task and sent together when it ends, as many per `sendmmsg` as the
+ * vector holds: answers that complete outside their receive batch, upstream queries made in one tick.
+ */
+export class SendQueue {
+  private queue: { payload: Uint8Array; name: Uint8Array }[] = [];
+  private scheduled = false;
+  private closed = false;
+
+  /** @param onError called when a sendmmsg call fails (the datagrams are lost, as UDP allows) */
+  constructor(
+    private readonly socket: LinuxUdpSocket,
+    private readonly vector: MmsgVector,
+    private readonly onError: () => void = () => {},
+  ) {}
+
+  /** Queues `payload` for the address `name` (both must stay unchanged until sent). */
+  push(payload: Uint8Array, name: Uint8Array): void {
+    if (this.closed) return;
+    this.queue.push({ payload, name });
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  /** Sends everything queued now. */
+  flush(): void {
+    this.scheduled = false;
+    const queue = this.queue;
+    this.queue = [];
+    if (this.closed) return;
+    for (let start = 0; start < queue.length; start += this.vector.count) {
+      let count = 0;
+      for (const { payload, name } of queue.slice(start, start + this.vector.count)) {
+        if (this.vector.setForSend(count, payload, name)) count++;
+      }
+      if (count > 0 && this.socket.send(this.vector, count) < 0) this.onError();
+    }
+  }
+
+  /** Drops what is queued and refuses more (before the socket is closed). */
+  close(): void {
+    this.closed = true;
+    this.queue = [];
   }
 }
