@@ -6,7 +6,7 @@
 import dgram from "node:dgram";
 import { encodePacket } from "../dns/packet.ts";
 import { readId } from "../dns/wire.ts";
-import { randomId } from "../upstream/upstream.ts";
+import { randomId } from "../dns/transaction_id.ts";
 
 /** Exit codes of `keeldns health`. */
 export const HealthExit = {

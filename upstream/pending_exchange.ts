@@ -8,7 +8,8 @@
  */
 import { buildUpstreamQuery, type Question } from "../dns/wire.ts";
 import type { TcpUpstream } from "./tcp.ts";
-import { randomId, UpstreamError } from "./upstream.ts";
+import { UpstreamError } from "./upstream.ts";
+import { randomId } from "../dns/transaction_id.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
 export const RETRANSMIT_AFTER = 700;

@@ -5,7 +5,8 @@
  */
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
-import { authority, randomId, type Upstream, UpstreamError } from "./upstream.ts";
+import { authority, type Upstream, UpstreamError } from "./upstream.ts";
+import { randomId } from "../dns/transaction_id.ts";
 
 /** A TCP upstream server. */
 export class TcpUpstream implements Upstream {

@@ -25,18 +25,6 @@ export class UpstreamError extends Error {
   }
 }
 
-/** A random 16-bit transaction ID from a cryptographic source. */
-export function randomId(): number {
-  const pool = randomId.pool;
-  if (randomId.next >= pool.length) {
-    crypto.getRandomValues(pool);
-    randomId.next = 0;
-  }
-  return pool[randomId.next++];
-}
-randomId.pool = new Uint16Array(256);
-randomId.next = 256;
-
 /** Formats host and port as a URL authority (`[v6]:port` for IPv6). */
 export function authority(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
