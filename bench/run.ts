@@ -139,20 +139,24 @@ async function startKeeldns(
   cache: boolean,
   transport = "batched",
   size = NAMES * 2,
+  optimizeFor = "speed",
 ): Promise<Server> {
   const port = await freePort();
-  const config = `${work}/keeldns-${cache}-${transport}.toml`;
+  const config = `${work}/keeldns-${cache}-${transport}-${optimizeFor}.toml`;
   await Deno.writeTextFile(
     config,
     `[server]\nbind = ["127.0.0.1:${port}"]\nudp-transport = "${transport}"\n` +
       `[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
-      `[cache]\nsize = ${cache ? size : 0}\n[log]\nlevel = "error"\n`,
+      `[cache]\nsize = ${
+        cache ? size : 0
+      }\n[log]\nlevel = "error"\n[guardian]\noptimize-for = "${optimizeFor}"\n`,
   );
   const { command, args } = keeldnsCommand(["run", "-c", config]);
   const process = spawn(command, args);
   await waitForDns(port);
   return {
-    name: transport === "batched" ? "keeldns" : `keeldns (${transport} UDP)`,
+    name: (transport === "batched" ? "keeldns" : `keeldns (${transport} UDP)`) +
+      (optimizeFor === "memory" ? " (optimize-for memory)" : ""),
     port,
     process,
     pids: async () => {
@@ -345,6 +349,7 @@ try {
     const memoryWorkload = `memory: ${MEMORY_NAMES} names cached, then hits`;
     const starters = [
       (u: number) => startKeeldns(u, true, "batched", MEMORY_NAMES * 2),
+      (u: number) => startKeeldns(u, true, "batched", MEMORY_NAMES * 2, "memory"),
       (u: number) => startSmartdns(u, true, MEMORY_NAMES * 2),
       (u: number) => startDnsmasqServer(u, true, MEMORY_NAMES * 2),
     ];
