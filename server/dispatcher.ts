@@ -63,8 +63,7 @@ export class QueryDispatcher {
     if (answer instanceof Promise) return this.later(q, answer, true);
     if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
     const length = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
-    if (out[offset + 2] & 0x02) this.stats.truncated++;
-    this.stats.answered++;
+    this.counted(out, offset);
     return length;
   }
 
@@ -119,9 +118,14 @@ export class QueryDispatcher {
 
   private render(q: Question, answer: StoredAnswer, udp: boolean): Uint8Array {
     const out = answer.render(q, Date.now(), udp ? q.udpSize : 65535);
-    if (out[2] & 0x02) this.stats.truncated++;
-    this.stats.answered++;
+    this.counted(out, 0);
     return out;
+  }
+
+  /** Counts a rendered answer (at `offset` in `out`), and whether it went out truncated. */
+  private counted(out: Uint8Array, offset: number): void {
+    if (out[offset + 2] & 0x02) this.stats.truncated++;
+    this.stats.answered++;
   }
 
   private fail(q: Question, error: unknown): Uint8Array {
