@@ -67,12 +67,19 @@ export class StoredAnswer {
   ): StoredAnswer {
     const bytes = new Uint8Array(wire.length + offsets.length * TTL_ENTRY);
     bytes.set(wire);
-    for (let i = 0, p = wire.length; i < offsets.length; i++, p += TTL_ENTRY) {
-      bytes[p] = offsets[i] >> 8;
-      bytes[p + 1] = offsets[i] & 0xff;
-      writeU32(bytes, p + 2, ttls[i]);
+    for (let i = 0; i < offsets.length; i++) {
+      StoredAnswer.writeTtl(bytes, wire.length, i, offsets[i], ttls[i]);
     }
     return new StoredAnswer(bytes, wire.length, storedAt, lifetime);
+  }
+
+  /** Writes entry `i` of the TTL table that starts at `table`, and the TTL itself into the response. */
+  private static writeTtl(bytes: Uint8Array, table: number, i: number, offset: number, ttl: number): void {
+    const p = table + i * TTL_ENTRY;
+    bytes[p] = offset >> 8;
+    bytes[p + 1] = offset & 0xff;
+    writeU32(bytes, p + 2, ttl);
+    writeU32(bytes, offset, ttl);
   }
 
   /** The response bytes (a view; for tools and tests, not the hot path). */
@@ -117,24 +124,31 @@ export class StoredAnswer {
     policy: TtlPolicy,
     now: number,
   ): StoredAnswer {
-    let wire = response;
-    const offsets = new Uint32Array(layout.ttlOffsets);
+    // One buffer: the response without its OPT record, then the TTL table.
+    const cut = layout.opt ? layout.opt.end - layout.opt.start : 0;
+    const wireLength = response.length - cut;
+    const count = layout.ttlOffsets.length;
+    const bytes = new Uint8Array(wireLength + count * TTL_ENTRY);
     if (layout.opt) {
-      const { start, end } = layout.opt;
-      wire = new Uint8Array(response.length - (end - start));
-      wire.set(response.subarray(0, start));
-      wire.set(response.subarray(end), start);
-      const arcount = ((wire[10] << 8) | wire[11]) - 1;
-      wire[10] = arcount >> 8;
-      wire[11] = arcount & 0xff;
-      for (let i = 0; i < offsets.length; i++) if (offsets[i] > start) offsets[i] -= end - start;
+      bytes.set(response.subarray(0, layout.opt.start));
+      bytes.set(response.subarray(layout.opt.end, response.length), layout.opt.start);
+      const arcount = ((bytes[10] << 8) | bytes[11]) - 1;
+      bytes[10] = arcount >> 8;
+      bytes[11] = arcount & 0xff;
     } else {
-      wire = response.slice();
+      bytes.set(response);
     }
-    const ttls = new Uint32Array(layout.ttls.length);
-    for (let i = 0; i < ttls.length; i++) {
+    const ttls = new Array<number>(count);
+    for (let i = 0; i < count; i++) {
+      const at = layout.ttlOffsets[i];
       ttls[i] = clampTtl(layout.ttls[i], policy);
-      writeU32(wire, offsets[i], ttls[i]);
+      StoredAnswer.writeTtl(
+        bytes,
+        wireLength,
+        i,
+        layout.opt && at > layout.opt.start ? at - cut : at,
+        ttls[i],
+      );
     }
     let lifetime = 0;
     if (!layout.truncated && layout.rcode === Rcode.NOERROR && layout.answerCount > 0) {
@@ -147,7 +161,7 @@ export class StoredAnswer {
     ) {
       lifetime = policy.rrTtlMax > 0 ? Math.min(layout.negativeTtl, policy.rrTtlMax) : layout.negativeTtl;
     }
-    return StoredAnswer.create(wire, offsets, ttls, now, lifetime);
+    return new StoredAnswer(bytes, wireLength, now, lifetime);
   }
 
   /** The bytes {@link renderInto} writes for `q`, before any truncation. */
