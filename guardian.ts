@@ -11,7 +11,7 @@
 import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig, parseConfig } from "./config/load.ts";
-import type { GuardianConfig } from "./config/schema.ts";
+import type { Config, GuardianConfig } from "./config/schema.ts";
 import {
   EXIT_BIND,
   EXIT_CONFIG,
@@ -85,6 +85,21 @@ export function childCommand(childArgs: string[]): { command: string; args: stri
     }
   }
   return { command: Deno.execPath(), args: [...flags, Deno.mainModule, "--child", ...childArgs] };
+}
+
+/**
+ * Reads and parses the configuration once: the model, and the file's text (none for the embedded
+ * default). Throws the file's error, with its position.
+ */
+function readConfig(path?: string): { config: Config; text?: string } {
+  if (!path) return { config: loadConfig() };
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch {
+    return { config: loadConfig(path) }; // throws the read error as a ConfigError
+  }
+  return { config: parseConfig(text, path), text };
 }
 
 /** Says how a process ended. */
@@ -234,12 +249,15 @@ class Guardian {
   private fallbackPath?: string;
   private readonly fallbackFile: string;
 
+  /** @param configText the configuration file's text as validated at start (the first last good one) */
   constructor(
     private readonly configPath: string | undefined,
     private readonly verbose: boolean,
     private readonly config: GuardianConfig,
     private readonly crashDir: string | undefined,
+    configText?: string,
   ) {
+    if (configText !== undefined) this.lastGood = { text: configText, time: new Date().toISOString() };
     const dir = crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
     this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
     const extension = /\.[a-z]+$/i.exec(configPath ?? "")?.[0] ?? "";
@@ -251,15 +269,8 @@ class Guardian {
    * Throws the file's error otherwise.
    */
   validate(): void {
-    if (!this.configPath) return void loadConfig();
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(this.configPath);
-    } catch {
-      return void loadConfig(this.configPath); // throws the read error with its position
-    }
-    parseConfig(text, this.configPath);
-    this.lastGood = { text, time: new Date().toISOString() };
+    const { text } = readConfig(this.configPath);
+    if (text !== undefined) this.lastGood = { text, time: new Date().toISOString() };
   }
 
   /** The arguments for a child: the configuration file (or its last good copy) and -v. */
@@ -537,9 +548,11 @@ class Guardian {
  */
 export async function runGuardian(options: GuardianOptions): Promise<number> {
   let guardianConfig: GuardianConfig;
+  let configText: string | undefined;
   let level;
   try {
-    const config = loadConfig(options.configPath);
+    const { config, text } = readConfig(options.configPath);
+    configText = text;
     guardianConfig = config.guardian;
     level = options.verbose
       ? "debug" as const
@@ -554,13 +567,7 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
   const crashDir = options.pidFile
     ? options.pidFile.slice(0, options.pidFile.lastIndexOf("/")) || "."
     : undefined;
-  const guardian = new Guardian(options.configPath, options.verbose, guardianConfig, crashDir);
-  try {
-    guardian.validate(); // remembers the text as the last good configuration
-  } catch (e) {
-    console.error(`keeldns: ${e instanceof ConfigError ? e.message : String(e)}`);
-    return 1;
-  }
+  const guardian = new Guardian(options.configPath, options.verbose, guardianConfig, crashDir, configText);
 
   let control: ControlServer | undefined;
   const controlPath = resolveControlPath(options.controlPath, options.pidFile);
