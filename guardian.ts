@@ -141,14 +141,15 @@ class ChildHandle {
   readonly output = new LineRing(50);
   /** True once ready; false if it exited first. */
   readonly ready: Promise<boolean>;
+  /** Resolves once everything the child wrote on stdout and stderr has been read. */
+  readonly drained: Promise<void>;
   private markReady!: (ready: boolean) => void;
   private checkpointWaiter?: (entries: number) => void;
 
   constructor(readonly process: Deno.ChildProcess) {
     this.ready = new Promise((resolve) => this.markReady = resolve);
     process.status.then(() => this.markReady(false));
-    this.readMessages();
-    this.mirrorOutput();
+    this.drained = Promise.all([this.readMessages(), this.mirrorOutput()]).then(() => {});
   }
 
   get pid(): number {
@@ -308,6 +309,8 @@ class Guardian {
         this.current ??= this.spawn(false);
         const child = this.current;
         const status = await child.process.status;
+        // The child's last words (its fatal reason, its last lines) may still be in the pipes.
+        await Promise.race([child.drained, new Promise((r) => setTimeout(r, 1000))]);
         if (this.stopping) break;
         if (child.planned || child !== this.current) continue; // replaced on purpose
         this.current = undefined;
