@@ -7,7 +7,8 @@
  * latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
- * --memory-names N (default 100000, 0 skips), --record.
+ * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
+ * forwarding, latency, memory; default all), --record.
  *
  * @module
  */
@@ -22,6 +23,7 @@ const { values: opts } = parseArgs({
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
     "memory-names": { type: "string", default: "100000" },
+    only: { type: "string", default: "hits,forwarding,latency,memory" },
     record: { type: "boolean", default: false },
   },
 });
@@ -29,6 +31,12 @@ const SECONDS = Number(opts.seconds);
 const NAMES = Number(opts.names);
 const CLIENTS = Number(opts.clients);
 const MEMORY_NAMES = Number(opts["memory-names"]);
+const ONLY = new Set(opts.only.split(",").map((w) => w.trim()));
+for (const w of ONLY) {
+  if (!["hits", "forwarding", "latency", "memory"].includes(w)) {
+    throw new Error(`--only: unknown workload ${w}`);
+  }
+}
 
 const work = await Deno.makeTempDir({ prefix: "keeldns-bench-" });
 
@@ -301,10 +309,10 @@ const upstream = await startUpstream();
 const rows: Row[] = [];
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
-  const workloads: [string, boolean][] = [["cache hits (all names cached)", true], [
-    "forwarding, caches off",
-    false,
-  ]];
+  const workloads: [string, boolean][] = [
+    ...(ONLY.has("hits") ? [["cache hits (all names cached)", true] as [string, boolean]] : []),
+    ...(ONLY.has("forwarding") ? [["forwarding, caches off", false] as [string, boolean]] : []),
+  ];
   for (const [workload, cache] of workloads) {
     const starters = [
       startKeeldns,
@@ -332,7 +340,7 @@ try {
     }
   }
   const latencyWorkload = "latency at a fixed 20k QPS (cached names)";
-  for (const start of [startKeeldns, startSmartdns, startDnsmasqServer]) {
+  for (const start of ONLY.has("latency") ? [startKeeldns, startSmartdns, startDnsmasqServer] : []) {
     const server = await start(upstream.port, true);
     try {
       rows.push(await measure(latencyWorkload, server, file, true, 20_000));
@@ -340,7 +348,7 @@ try {
       await stop(server);
     }
   }
-  if (MEMORY_NAMES > 0) {
+  if (MEMORY_NAMES > 0 && ONLY.has("memory")) {
     const big = `${work}/queries-${MEMORY_NAMES}.txt`;
     await Deno.writeTextFile(
       big,

@@ -45,17 +45,47 @@ const TTL_ENTRY = 6;
  */
 export class StoredAnswer {
   /**
-   * @param bytes the response without its OPT record, then the TTL table
-   * @param wireLength how many of `bytes` are the response
+   * @param bytes holds, from `start` to `end`, the response without its OPT record, then the TTL table
+   * @param start where the response starts in `bytes`
+   * @param wireLength how many bytes from `start` are the response
+   * @param end where the TTL table ends
    * @param storedAt when the TTLs were read (ms since the epoch)
    * @param lifetime seconds this answer may be served from a cache (0 = do not cache)
    */
   private constructor(
     private readonly bytes: Uint8Array,
+    private readonly start: number,
     readonly wireLength: number,
+    private readonly end: number,
     readonly storedAt: number,
     readonly lifetime: number,
   ) {}
+
+  /**
+   * A stored answer whose response and TTL table ({@link storedLength} bytes, as {@link copyTo}
+   * wrote them) sit at `start` in `bytes`. The view shares `bytes`: it is valid while they are.
+   */
+  static view(
+    bytes: Uint8Array,
+    start: number,
+    wireLength: number,
+    storedLength: number,
+    storedAt: number,
+    lifetime: number,
+  ): StoredAnswer {
+    return new StoredAnswer(bytes, start, wireLength, start + storedLength, storedAt, lifetime);
+  }
+
+  /** Bytes of the response plus its TTL table, as {@link copyTo} writes them. */
+  get storedLength(): number {
+    return this.end - this.start;
+  }
+
+  /** Copies the response and its TTL table into `out` at `offset` (see {@link view}). */
+  copyTo(out: Uint8Array, offset: number): void {
+    const src = this.bytes;
+    for (let i = this.start, o = offset; i < this.end; i++, o++) out[o] = src[i];
+  }
 
   /** Builds a stored answer from a response and the TTL at each of `offsets`. */
   static create(
@@ -70,7 +100,7 @@ export class StoredAnswer {
     for (let i = 0; i < offsets.length; i++) {
       StoredAnswer.writeTtl(bytes, wire.length, i, offsets[i], ttls[i]);
     }
-    return new StoredAnswer(bytes, wire.length, storedAt, lifetime);
+    return new StoredAnswer(bytes, 0, wire.length, bytes.length, storedAt, lifetime);
   }
 
   /** Writes entry `i` of the TTL table that starts at `table`, and the TTL itself into the response. */
@@ -84,28 +114,28 @@ export class StoredAnswer {
 
   /** The response bytes (a view; for tools and tests, not the hot path). */
   get wire(): Uint8Array {
-    return this.bytes.subarray(0, this.wireLength);
+    return this.bytes.subarray(this.start, this.start + this.wireLength);
   }
 
   /** Number of records with a TTL. */
   get ttlCount(): number {
-    return (this.bytes.length - this.wireLength) / TTL_ENTRY;
+    return (this.end - this.start - this.wireLength) / TTL_ENTRY;
   }
 
   /** Where record `i`'s TTL field sits in the response. */
   ttlOffset(i: number): number {
-    const p = this.wireLength + i * TTL_ENTRY;
+    const p = this.start + this.wireLength + i * TTL_ENTRY;
     return (this.bytes[p] << 8) | this.bytes[p + 1];
   }
 
   /** The TTL record `i` counts down from. */
   ttl(i: number): number {
-    return readU32(this.bytes, this.wireLength + i * TTL_ENTRY + 2);
+    return readU32(this.bytes, this.start + this.wireLength + i * TTL_ENTRY + 2);
   }
 
   /** Response code of the stored answer. */
   get rcode(): number {
-    return this.bytes[3] & 0x0f;
+    return this.bytes[this.start + 3] & 0x0f;
   }
 
   /** When this answer stops being fresh (ms since the epoch). */
@@ -161,7 +191,7 @@ export class StoredAnswer {
     ) {
       lifetime = policy.rrTtlMax > 0 ? Math.min(layout.negativeTtl, policy.rrTtlMax) : layout.negativeTtl;
     }
-    return new StoredAnswer(bytes, wireLength, now, lifetime);
+    return new StoredAnswer(bytes, 0, wireLength, bytes.length, now, lifetime);
   }
 
   /** The bytes {@link renderInto} writes for `q`, before any truncation. */
@@ -177,19 +207,20 @@ export class StoredAnswer {
    */
   renderInto(q: Question, now: number, maxSize: number, out: Uint8Array, offset: number): number {
     const src = this.bytes;
+    const start = this.start;
     const wireLength = this.wireLength;
     const length = this.renderedLength(q);
     if (length > maxSize) return writeEmptyAnswer(q, this.rcode, true, out, offset);
-    for (let i = 0; i < wireLength; i++) out[offset + i] = src[i];
+    for (let i = 0; i < wireLength; i++) out[offset + i] = src[start + i];
     out[offset] = q.wire[0];
     out[offset + 1] = q.wire[1];
-    out[offset + 2] = (src[2] & 0xfe) | (q.wire[2] & 0x01);
+    out[offset + 2] = (src[start + 2] & 0xfe) | (q.wire[2] & 0x01);
     // Echo the client's spelling of the name (0x20 case randomisation) when the layout matches.
-    if (q.questionEnd <= wireLength && src[q.questionEnd - 4] === q.wire[q.questionEnd - 4]) {
-      out.set(q.wire.subarray(HEADER_LENGTH, q.questionEnd), offset + HEADER_LENGTH);
+    if (q.questionEnd <= wireLength && src[start + q.questionEnd - 4] === q.wire[q.questionEnd - 4]) {
+      for (let i = HEADER_LENGTH; i < q.questionEnd; i++) out[offset + i] = q.wire[i];
     }
     const elapsed = Math.floor((now - this.storedAt) / 1000);
-    for (let p = wireLength; p < src.length; p += TTL_ENTRY) {
+    for (let p = start + wireLength; p < this.end; p += TTL_ENTRY) {
       const ttl = readU32(src, p + 2) - elapsed;
       writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl > 0 ? ttl : 0);
     }
@@ -212,6 +243,6 @@ export class StoredAnswer {
 
   /** Wraps a locally built answer (error or synthetic) that is never cached. */
   static local(wire: Uint8Array, now: number): StoredAnswer {
-    return new StoredAnswer(wire, wire.length, now, 0);
+    return new StoredAnswer(wire, 0, wire.length, wire.length, now, 0);
   }
 }

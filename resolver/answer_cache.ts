@@ -2,13 +2,57 @@
  * The answer cache: stored wire answers keyed by (name, type, class, DO), bounded by entry count
  * with least-recently-used eviction. Expired entries are dropped when looked up.
  *
+ * No JavaScript object per entry: keys and answers live in a {@link ByteArena}, and the hash
+ * index, LRU links and timestamps in typed arrays indexed by slot. A cache of 100k names is then
+ * ~130 bytes a name the garbage collector never visits, instead of a Map entry, a key string, an
+ * answer object and an ArrayBuffer each.
+ *
  * @module
  */
-import type { StoredAnswer } from "../dns/stored_answer.ts";
+import { StoredAnswer } from "../dns/stored_answer.ts";
+import { ByteArena } from "./byte_arena.ts";
 
-/** An LRU map of {@link StoredAnswer}s. */
+const NONE = -1;
+const FIRST_SLOTS = 1024;
+/** Longest key kept (a 255-byte name escaped plus type and class is well under this). */
+const MAX_KEY_LENGTH = 1100;
+
+/** FNV-1a over the char codes of `key`. */
+function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Whether `key` can be stored as one byte per character. */
+function storableKey(key: string): boolean {
+  if (key.length > MAX_KEY_LENGTH) return false;
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0xff) return false;
+  return true;
+}
+
+/** An LRU cache of {@link StoredAnswer}s held in shared buffers. */
 export class AnswerCache {
-  private readonly byKey = new Map<string, StoredAnswer>();
+  private readonly arena = new ByteArena();
+  private slots = 0;
+  private count = 0;
+  // Per slot: where its record is, how it splits, when it was stored, and its links.
+  private address = new Float64Array(0);
+  private hash = new Uint32Array(0);
+  private keyLength = new Uint16Array(0);
+  private wireLength = new Uint16Array(0);
+  private storedLength = new Uint32Array(0);
+  private storedAt = new Float64Array(0);
+  private lifetime = new Uint32Array(0);
+  /** LRU list: `newer`/`older` neighbours; the free slots are chained through `older`. */
+  private newer = new Int32Array(0);
+  private older = new Int32Array(0);
+  /** Hash chains: bucket heads and the next slot of the same bucket. */
+  private buckets = new Int32Array(0);
+  private chain = new Int32Array(0);
+  private newest = NONE;
+  private oldest = NONE;
+  private freeSlot = NONE;
 
   /** @param capacity the most entries kept (0 keeps none) */
   constructor(private capacityLimit: number) {}
@@ -18,48 +62,209 @@ export class AnswerCache {
     return this.capacityLimit;
   }
 
+  /** Number of entries held (fresh or not yet found expired). */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Bytes the cache holds in buffers: its index and its records' chunks. */
+  get reservedBytes(): number {
+    return this.slots * 44 + this.buckets.length * 4 + this.arena.reservedBytes;
+  }
+
   /** Changes the capacity (on reload), evicting the least recently used entries beyond it. */
   resize(capacity: number): void {
     this.capacityLimit = capacity;
-    this.evict();
+    while (this.count > this.capacityLimit) this.remove(this.oldest);
   }
 
-  private evict(): void {
-    while (this.byKey.size > this.capacityLimit) {
-      this.byKey.delete(this.byKey.keys().next().value!);
-    }
-  }
-
-  /** Number of entries held (fresh or not yet found expired). */
-  get size(): number {
-    return this.byKey.size;
-  }
-
-  /** Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined. */
+  /**
+   * Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined.
+   * The answer is a view into the cache's buffers: use it before the cache is next changed.
+   */
   get(key: string, now: number): StoredAnswer | undefined {
-    const entry = this.byKey.get(key);
-    if (entry === undefined) return undefined;
-    this.byKey.delete(key);
-    if (now >= entry.expiresAt) return undefined;
-    this.byKey.set(key, entry);
-    return entry;
+    const slot = this.find(key, hashKey(key));
+    if (slot === NONE) return undefined;
+    if (now >= this.storedAt[slot] + this.lifetime[slot] * 1000) {
+      this.remove(slot);
+      return undefined;
+    }
+    this.touch(slot);
+    const address = this.address[slot];
+    return StoredAnswer.view(
+      this.arena.chunkOf(address),
+      ByteArena.offsetOf(address) + this.keyLength[slot],
+      this.wireLength[slot],
+      this.storedLength[slot],
+      this.storedAt[slot],
+      this.lifetime[slot],
+    );
   }
 
-  /** Stores `answer` if it may be cached, evicting the least recently used entries over capacity. */
+  /** Stores a copy of `answer` if it may be cached, evicting the least recently used entries over capacity. */
   set(key: string, answer: StoredAnswer): void {
-    if (this.capacity <= 0 || answer.lifetime <= 0) return;
-    this.byKey.delete(key);
-    this.byKey.set(key, answer);
-    this.evict();
+    if (this.capacityLimit <= 0 || answer.lifetime <= 0 || !storableKey(key)) return;
+    const h = hashKey(key);
+    const existing = this.find(key, h);
+    if (existing !== NONE) this.remove(existing);
+    while (this.count >= this.capacityLimit) this.remove(this.oldest);
+    const slot = this.takeSlot();
+    const length = key.length + answer.storedLength;
+    const address = this.arena.allocate(length);
+    const chunk = this.arena.chunkOf(address);
+    const at = ByteArena.offsetOf(address);
+    for (let i = 0; i < key.length; i++) chunk[at + i] = key.charCodeAt(i);
+    answer.copyTo(chunk, at + key.length);
+    this.address[slot] = address;
+    this.hash[slot] = h;
+    this.keyLength[slot] = key.length;
+    this.wireLength[slot] = answer.wireLength;
+    this.storedLength[slot] = answer.storedLength;
+    this.storedAt[slot] = answer.storedAt;
+    this.lifetime[slot] = answer.lifetime;
+    const bucket = h & (this.buckets.length - 1);
+    this.chain[slot] = this.buckets[bucket];
+    this.buckets[bucket] = slot;
+    this.linkNewest(slot);
+    this.count++;
   }
 
-  /** Every entry, least recently used first (expired ones included until looked up). */
-  entries(): IterableIterator<[string, StoredAnswer]> {
-    return this.byKey.entries();
+  /**
+   * Every entry, least recently used first (expired ones included until looked up). The answers
+   * are views (see {@link get}): the cache must not change while they are used.
+   */
+  *entries(): IterableIterator<[string, StoredAnswer]> {
+    for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
+      const address = this.address[slot];
+      const chunk = this.arena.chunkOf(address);
+      const at = ByteArena.offsetOf(address);
+      const keyLength = this.keyLength[slot];
+      yield [
+        String.fromCharCode(...chunk.subarray(at, at + keyLength)),
+        StoredAnswer.view(
+          chunk,
+          at + keyLength,
+          this.wireLength[slot],
+          this.storedLength[slot],
+          this.storedAt[slot],
+          this.lifetime[slot],
+        ),
+      ];
+    }
   }
 
   /** Drops every entry. */
   clear(): void {
-    this.byKey.clear();
+    this.arena.clear();
+    this.slots = 0;
+    this.count = 0;
+    this.newest = this.oldest = this.freeSlot = NONE;
+    this.resizeSlots(0);
+  }
+
+  /** The slot holding `key` (with hash `h`), or NONE. */
+  private find(key: string, h: number): number {
+    if (this.count === 0) return NONE;
+    for (let slot = this.buckets[h & (this.buckets.length - 1)]; slot !== NONE; slot = this.chain[slot]) {
+      if (this.hash[slot] === h && this.keyIs(slot, key)) return slot;
+    }
+    return NONE;
+  }
+
+  private keyIs(slot: number, key: string): boolean {
+    if (this.keyLength[slot] !== key.length) return false;
+    const address = this.address[slot];
+    const chunk = this.arena.chunkOf(address);
+    const at = ByteArena.offsetOf(address);
+    for (let i = 0; i < key.length; i++) if (chunk[at + i] !== key.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** Unlinks `slot`, frees its record and returns it to the free slots. */
+  private remove(slot: number): void {
+    const bucket = this.hash[slot] & (this.buckets.length - 1);
+    if (this.buckets[bucket] === slot) {
+      this.buckets[bucket] = this.chain[slot];
+    } else {
+      let s = this.buckets[bucket];
+      while (this.chain[s] !== slot) s = this.chain[s];
+      this.chain[s] = this.chain[slot];
+    }
+    this.unlink(slot);
+    this.arena.free(this.address[slot], this.keyLength[slot] + this.storedLength[slot]);
+    this.older[slot] = this.freeSlot;
+    this.freeSlot = slot;
+    this.count--;
+  }
+
+  /** Makes `slot` the most recently used. */
+  private touch(slot: number): void {
+    if (this.newest === slot) return;
+    this.unlink(slot);
+    this.linkNewest(slot);
+  }
+
+  private unlink(slot: number): void {
+    const newer = this.newer[slot];
+    const older = this.older[slot];
+    if (newer === NONE) this.newest = older;
+    else this.older[newer] = older;
+    if (older === NONE) this.oldest = newer;
+    else this.newer[older] = newer;
+  }
+
+  private linkNewest(slot: number): void {
+    this.older[slot] = this.newest;
+    this.newer[slot] = NONE;
+    if (this.newest !== NONE) this.newer[this.newest] = slot;
+    else this.oldest = slot;
+    this.newest = slot;
+  }
+
+  /** A free slot, growing the slot arrays (by doubling, up to the capacity) when none is left. */
+  private takeSlot(): number {
+    if (this.freeSlot === NONE) {
+      const used = this.slots;
+      this.resizeSlots(Math.max(used + 1, Math.min(Math.max(FIRST_SLOTS, used * 2), this.capacityLimit)));
+      for (let s = this.slots - 1; s >= used; s--) {
+        this.older[s] = this.freeSlot;
+        this.freeSlot = s;
+      }
+    }
+    const slot = this.freeSlot;
+    this.freeSlot = this.older[slot];
+    return slot;
+  }
+
+  /** Reallocates the per-slot arrays for `slots` slots, and the buckets to match (rehashing). */
+  private resizeSlots(slots: number): void {
+    const grow = <T extends Float64Array | Uint32Array | Uint16Array | Int32Array>(
+      old: T,
+      make: (n: number) => T,
+    ): T => {
+      const next = make(slots);
+      next.set(old.subarray(0, Math.min(old.length, slots)) as never);
+      return next;
+    };
+    this.address = grow(this.address, (n) => new Float64Array(n));
+    this.hash = grow(this.hash, (n) => new Uint32Array(n));
+    this.keyLength = grow(this.keyLength, (n) => new Uint16Array(n));
+    this.wireLength = grow(this.wireLength, (n) => new Uint16Array(n));
+    this.storedLength = grow(this.storedLength, (n) => new Uint32Array(n));
+    this.storedAt = grow(this.storedAt, (n) => new Float64Array(n));
+    this.lifetime = grow(this.lifetime, (n) => new Uint32Array(n));
+    this.newer = grow(this.newer, (n) => new Int32Array(n));
+    this.older = grow(this.older, (n) => new Int32Array(n));
+    this.chain = grow(this.chain, (n) => new Int32Array(n));
+    this.slots = slots;
+    // One bucket per slot, a power of two; every live slot is rechained.
+    let buckets = 1;
+    while (buckets < slots) buckets *= 2;
+    this.buckets = new Int32Array(slots === 0 ? 0 : buckets).fill(NONE);
+    for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
+      const bucket = this.hash[slot] & (buckets - 1);
+      this.chain[slot] = this.buckets[bucket];
+      this.buckets[bucket] = slot;
+    }
   }
 }
