@@ -99,8 +99,8 @@ export interface GuardianConfig {
   /** Crash reports kept next to the pid file. */
   readonly crashFiles: number;
   /**
-   * What the child's JavaScript engine favours: `speed` (V8's defaults) or `memory`
-   * (`--optimize-for-size`: about half the RSS with a large cache, about a third fewer QPS).
+   * What the child's JavaScript engine favours: `speed` (2 MB semi-spaces, old space capped at
+   * 128 MB) or `memory` (`--optimize-for-size`, 1 MB semi-spaces, 64 MB old space).
    */
   readonly optimizeFor: "speed" | "memory";
 }
