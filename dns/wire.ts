@@ -64,36 +64,70 @@ export interface Question {
   readonly udpSize: number;
   /** Whether recursion was desired (RD bit). */
   readonly recursionDesired: boolean;
-  /** Cache key: name, type, class and DO bit. */
+  /** Key for in-flight lookups and logs: name, type, class and DO bit. */
   readonly key: string;
 }
 
 /**
- * Reads the name at `offset` without following pointers (queries carry none in their question).
- * Returns the lower-cased dotted name and the offset after it.
+ * Checks the name at `offset` without following pointers (queries carry none in their question)
+ * and returns the offset after it. Builds nothing: the hot path never needs the name as a string.
  */
-function readQuestionName(buf: Uint8Array, offset: number): { name: string; end: number } {
-  let name = "";
+function scanQuestionName(buf: Uint8Array, offset: number): number {
   let pos = offset;
-  let total = 0;
   for (;;) {
     if (pos >= buf.length) throw new MalformedQuery("question name runs past the end", Rcode.FORMERR);
     const len = buf[pos];
-    if (len === 0) return { name, end: pos + 1 };
+    if (len === 0) return pos + 1;
     if (len & 0xc0) throw new MalformedQuery("compressed or extended label in question", Rcode.FORMERR);
-    total += len + 1;
-    if (total > 254) throw new MalformedQuery("question name longer than 255 bytes", Rcode.FORMERR);
+    if (pos + len + 2 - offset > 255) {
+      throw new MalformedQuery("question name longer than 255 bytes", Rcode.FORMERR);
+    }
     if (pos + 1 + len > buf.length) throw new MalformedQuery("label runs past the end", Rcode.FORMERR);
+    pos += len + 1;
+  }
+}
+
+/**
+ * The lower-cased dotted form of the (uncompressed, already checked) name at `offset`; dots,
+ * backslashes and unprintable bytes inside labels are written as `\DDD`.
+ */
+function dottedName(buf: Uint8Array, offset: number): string {
+  let name = "";
+  for (let pos = offset; buf[pos] !== 0; pos += buf[pos] + 1) {
     if (name.length > 0) name += ".";
-    for (let i = pos + 1; i <= pos + len; i++) {
+    for (let i = pos + 1; i <= pos + buf[pos]; i++) {
       let c = buf[i];
       if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-      // Keep dots and backslashes inside labels unambiguous in the key.
       name += c === 0x2e || c === 0x5c || c < 0x21 || c > 0x7e
         ? "\\" + c.toString(10).padStart(3, "0")
         : String.fromCharCode(c);
     }
-    pos += len + 1;
+  }
+  return name;
+}
+
+/** A parsed query; `name` and `key` are only built when something asks for them. */
+class ParsedQuestion implements Question {
+  private dotted?: string;
+
+  constructor(
+    public wire: Uint8Array,
+    readonly id: number,
+    readonly qtype: number,
+    readonly qclass: number,
+    readonly questionEnd: number,
+    readonly edns: boolean,
+    readonly dnssecOk: boolean,
+    readonly udpSize: number,
+    readonly recursionDesired: boolean,
+  ) {}
+
+  get name(): string {
+    return this.dotted ??= dottedName(this.wire, HEADER_LENGTH);
+  }
+
+  get key(): string {
+    return `${this.name}|${this.qtype}|${this.qclass}${this.dnssecOk ? "|do" : ""}`;
   }
 }
 
@@ -125,7 +159,7 @@ export function parseQuery(wire: Uint8Array): Question {
   if (opcode !== 0) throw new MalformedQuery(`opcode ${opcode} not implemented`, Rcode.NOTIMP);
   const qdcount = (wire[4] << 8) | wire[5];
   if (qdcount !== 1) throw new MalformedQuery(`${qdcount} questions`, Rcode.FORMERR);
-  const { name, end } = readQuestionName(wire, HEADER_LENGTH);
+  const end = scanQuestionName(wire, HEADER_LENGTH);
   if (end + 4 > wire.length) throw new MalformedQuery("question truncated", Rcode.FORMERR);
   const qtype = (wire[end] << 8) | wire[end + 1];
   const qclass = (wire[end + 2] << 8) | wire[end + 3];
@@ -159,19 +193,17 @@ export function parseQuery(wire: Uint8Array): Question {
       pos = nameEnd + 10 + rdlen;
     }
   }
-  return {
+  return new ParsedQuestion(
     wire,
-    id: (wire[0] << 8) | wire[1],
-    name,
+    (wire[0] << 8) | wire[1],
     qtype,
     qclass,
     questionEnd,
     edns,
     dnssecOk,
     udpSize,
-    recursionDesired: (wire[2] & FLAG_RD) !== 0,
-    key: `${name}|${qtype}|${qclass}${dnssecOk ? "|do" : ""}`,
-  };
+    (wire[2] & FLAG_RD) !== 0,
+  );
 }
 
 /** Gives `q` its own copy of the query bytes, for a question answered after its buffer is reused. */

@@ -231,7 +231,27 @@ export class MmsgVector {
   setSendLength(i: number, length: number, name: Uint8Array): void {
     this.names.set(name, i * NAME_SIZE);
     this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, name.length, true);
-    this.iovView.setBigUint64(i * IOVEC_SIZE + 8, BigInt(length), true);
+    this.setIovLength(i, length);
+  }
+
+  /**
+   * Makes entry `i` send the `length` bytes already written at its slot back to where entry `j`
+   * of `received` came from (no intermediate view of the address).
+   */
+  setReplyLength(i: number, length: number, received: MmsgVector, j: number): void {
+    const nameLength = received.nameLength(j);
+    const from = received.names;
+    for (let k = 0, src = j * NAME_SIZE, dst = i * NAME_SIZE; k < nameLength; k++) {
+      this.names[dst + k] = from[src + k];
+    }
+    this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, nameLength, true);
+    this.setIovLength(i, length);
+  }
+
+  /** Sets iov_len of entry `i` (a size_t; written as two halves to avoid a BigInt per packet). */
+  private setIovLength(i: number, length: number): void {
+    this.iovView.setUint32(i * IOVEC_SIZE + 8, length, true);
+    this.iovView.setUint32(i * IOVEC_SIZE + 12, 0, true);
   }
 
   /** Fills entry `i` for sending `payload` to the address `name`. Returns false if it does not fit. */
@@ -240,7 +260,7 @@ export class MmsgVector {
     this.data.set(payload, i * this.slotSize);
     this.names.set(name, i * NAME_SIZE);
     this.view.setUint32(i * MMSGHDR_SIZE + MsgOffset.namelen, name.length, true);
-    this.iovView.setBigUint64(i * IOVEC_SIZE + 8, BigInt(payload.length), true);
+    this.setIovLength(i, payload.length);
     return true;
   }
 }

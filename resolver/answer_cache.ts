@@ -1,6 +1,7 @@
 /**
- * The answer cache: stored wire answers keyed by (name, type, class, DO), bounded by entry count
- * with least-recently-used eviction. Expired entries are dropped when looked up.
+ * The answer cache: stored wire answers keyed by the question as it is on the wire (name lower-cased,
+ * type, class) and the DO bit, bounded by entry count with least-recently-used eviction. Expired
+ * entries are dropped when looked up. A lookup reads the query's bytes: no string is built.
  *
  * No JavaScript object per entry: keys and answers live in a {@link ByteArena}, and the hash
  * index, LRU links and timestamps in typed arrays indexed by slot. A cache of 100k names is then
@@ -10,25 +11,25 @@
  * @module
  */
 import { StoredAnswer } from "../dns/stored_answer.ts";
+import { HEADER_LENGTH, type Question } from "../dns/wire.ts";
 import { ByteArena } from "./byte_arena.ts";
 
 const NONE = -1;
 const FIRST_SLOTS = 1024;
-/** Longest key kept (a 255-byte name escaped plus type and class is well under this). */
-const MAX_KEY_LENGTH = 1100;
-
-/** FNV-1a over the char codes of `key`. */
-function hashKey(key: string): number {
+/**
+ * A key is the question section (name, type, class) with the name lower-cased, then one byte for
+ * the DO bit: `end - start + 1` bytes. Label length bytes are below "A", so lower-casing every
+ * byte of the name leaves them alone; type and class are taken as they are.
+ */
+function hashKey(src: Uint8Array, start: number, end: number, dnssecOk: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-/** Whether `key` can be stored as one byte per character. */
-function storableKey(key: string): boolean {
-  if (key.length > MAX_KEY_LENGTH) return false;
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0xff) return false;
-  return true;
+  const nameEnd = end - 4;
+  for (let i = start; i < end; i++) {
+    let c = src[i];
+    if (i < nameEnd && c >= 0x41 && c <= 0x5a) c |= 0x20;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  return Math.imul(h ^ dnssecOk, 0x01000193) >>> 0;
 }
 
 /** An LRU cache of {@link StoredAnswer}s held in shared buffers. */
@@ -82,8 +83,15 @@ export class AnswerCache {
    * Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined.
    * The answer is a view into the cache's buffers: use it before the cache is next changed.
    */
-  get(key: string, now: number): StoredAnswer | undefined {
-    const slot = this.find(key, hashKey(key));
+  get(q: Question, now: number): StoredAnswer | undefined {
+    const dnssecOk = q.dnssecOk ? 1 : 0;
+    const slot = this.find(
+      q.wire,
+      HEADER_LENGTH,
+      q.questionEnd,
+      dnssecOk,
+      hashKey(q.wire, HEADER_LENGTH, q.questionEnd, dnssecOk),
+    );
     if (slot === NONE) return undefined;
     if (now >= this.storedAt[slot] + this.lifetime[slot] * 1000) {
       this.remove(slot);
@@ -101,23 +109,38 @@ export class AnswerCache {
     );
   }
 
-  /** Stores a copy of `answer` if it may be cached, evicting the least recently used entries over capacity. */
-  set(key: string, answer: StoredAnswer): void {
-    if (this.capacityLimit <= 0 || answer.lifetime <= 0 || !storableKey(key)) return;
-    const h = hashKey(key);
-    const existing = this.find(key, h);
+  /** Stores a copy of `answer` for `q` if it may be cached, evicting the least recently used entries over capacity. */
+  set(q: Question, answer: StoredAnswer): void {
+    this.store(q.wire, HEADER_LENGTH, q.questionEnd, q.dnssecOk ? 1 : 0, answer);
+  }
+
+  /** {@link set} with a key as {@link entries} gives it (for a cache file); a malformed key is ignored. */
+  setWithKey(key: Uint8Array, answer: StoredAnswer): void {
+    if (key.length < 6 || key.length > 261) return;
+    this.store(key, 0, key.length - 1, key[key.length - 1], answer);
+  }
+
+  private store(src: Uint8Array, start: number, end: number, dnssecOk: number, answer: StoredAnswer): void {
+    if (this.capacityLimit <= 0 || answer.lifetime <= 0) return;
+    const h = hashKey(src, start, end, dnssecOk);
+    const existing = this.find(src, start, end, dnssecOk, h);
     if (existing !== NONE) this.remove(existing);
     while (this.count >= this.capacityLimit) this.remove(this.oldest);
     const slot = this.takeSlot();
-    const length = key.length + answer.storedLength;
-    const address = this.arena.allocate(length);
+    const keyLength = end - start + 1;
+    const address = this.arena.allocate(keyLength + answer.storedLength);
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
-    for (let i = 0; i < key.length; i++) chunk[at + i] = key.charCodeAt(i);
-    answer.copyTo(chunk, at + key.length);
+    const nameEnd = end - 4;
+    for (let i = start, o = at; i < end; i++, o++) {
+      const c = src[i];
+      chunk[o] = i < nameEnd && c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
+    chunk[at + keyLength - 1] = dnssecOk;
+    answer.copyTo(chunk, at + keyLength);
     this.address[slot] = address;
     this.hash[slot] = h;
-    this.keyLength[slot] = key.length;
+    this.keyLength[slot] = keyLength;
     this.wireLength[slot] = answer.wireLength;
     this.storedLength[slot] = answer.storedLength;
     this.storedAt[slot] = answer.storedAt;
@@ -133,14 +156,14 @@ export class AnswerCache {
    * Every entry, least recently used first (expired ones included until looked up). The answers
    * are views (see {@link get}): the cache must not change while they are used.
    */
-  *entries(): IterableIterator<[string, StoredAnswer]> {
+  *entries(): IterableIterator<[Uint8Array, StoredAnswer]> {
     for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
       const address = this.address[slot];
       const chunk = this.arena.chunkOf(address);
       const at = ByteArena.offsetOf(address);
       const keyLength = this.keyLength[slot];
       yield [
-        String.fromCharCode(...chunk.subarray(at, at + keyLength)),
+        chunk.slice(at, at + keyLength),
         StoredAnswer.view(
           chunk,
           at + keyLength,
@@ -162,22 +185,27 @@ export class AnswerCache {
     this.resizeSlots(0);
   }
 
-  /** The slot holding `key` (with hash `h`), or NONE. */
-  private find(key: string, h: number): number {
+  /** The slot holding the key read from `src` (see {@link hashKey}), whose hash is `h`; or NONE. */
+  private find(src: Uint8Array, start: number, end: number, dnssecOk: number, h: number): number {
     if (this.count === 0) return NONE;
     for (let slot = this.buckets[h & (this.buckets.length - 1)]; slot !== NONE; slot = this.chain[slot]) {
-      if (this.hash[slot] === h && this.keyIs(slot, key)) return slot;
+      if (this.hash[slot] === h && this.keyIs(slot, src, start, end, dnssecOk)) return slot;
     }
     return NONE;
   }
 
-  private keyIs(slot: number, key: string): boolean {
-    if (this.keyLength[slot] !== key.length) return false;
+  private keyIs(slot: number, src: Uint8Array, start: number, end: number, dnssecOk: number): boolean {
+    const keyLength = end - start + 1;
+    if (this.keyLength[slot] !== keyLength) return false;
     const address = this.address[slot];
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
-    for (let i = 0; i < key.length; i++) if (chunk[at + i] !== key.charCodeAt(i)) return false;
-    return true;
+    const nameEnd = end - 4;
+    for (let i = start, o = at; i < end; i++, o++) {
+      const c = src[i];
+      if (chunk[o] !== (i < nameEnd && c >= 0x41 && c <= 0x5a ? c | 0x20 : c)) return false;
+    }
+    return chunk[at + keyLength - 1] === dnssecOk;
   }
 
   /** Unlinks `slot`, frees its record and returns it to the free slots. */

@@ -1,37 +1,64 @@
 import { assertEquals } from "../tests/helpers/assert.ts";
+import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
+import { parseQuery, type Question } from "../dns/wire.ts";
 import { AnswerCache } from "./answer_cache.ts";
 
 function answer(lifetime: number, storedAt = 0): StoredAnswer {
   return StoredAnswer.create(new Uint8Array(12), [], [], storedAt, lifetime);
 }
 
+/** The question a client sends for `name` and `type` (a name, or a number). */
+function q(name: string, type: string | number = "A", dnssecOk = false): Question {
+  const wire = buildQuery(name, typeof type === "number" ? "A" : type, dnssecOk ? { edns: 1232 } : {});
+  const typeAt = 12 + name.length + 2;
+  if (typeof type === "number") [wire[typeAt], wire[typeAt + 1]] = [type >> 8, type & 0xff];
+  if (dnssecOk) wire[wire.length - 4] |= 0x80; // DO in the OPT record's TTL flags
+  return parseQuery(wire);
+}
+
 Deno.test("AnswerCache evicts the least recently used entry beyond capacity", () => {
   const cache = new AnswerCache(2);
-  cache.set("a", answer(60));
-  cache.set("b", answer(60));
-  cache.get("a", 0); // a is now the most recent
-  cache.set("c", answer(60));
+  cache.set(q("a"), answer(60));
+  cache.set(q("b"), answer(60));
+  cache.get(q("a"), 0); // a is now the most recent
+  cache.set(q("c"), answer(60));
   assertEquals(cache.size, 2);
-  assertEquals(cache.get("b", 0), undefined);
-  assertEquals(cache.get("a", 0) !== undefined, true);
-  assertEquals(cache.get("c", 0) !== undefined, true);
+  assertEquals(cache.get(q("b"), 0), undefined);
+  assertEquals(cache.get(q("a"), 0) !== undefined, true);
+  assertEquals(cache.get(q("c"), 0) !== undefined, true);
+});
+
+Deno.test("AnswerCache keys on name (any case), type, class and the DO bit", () => {
+  const cache = new AnswerCache(10);
+  cache.set(q("Www.Example.COM"), answer(60));
+  assertEquals(q("a", "A", true).dnssecOk, true);
+  assertEquals(cache.get(q("www.example.com"), 0) !== undefined, true);
+  assertEquals(cache.get(q("WWW.EXAMPLE.COM"), 0) !== undefined, true);
+  assertEquals(cache.get(q("www.example.com", "AAAA"), 0), undefined);
+  assertEquals(cache.get(q("www.example.com", "A", true), 0), undefined);
+  assertEquals(cache.get(q("www.example.co"), 0), undefined);
+  // Type 65 (HTTPS) is 0x0041, "A": type bytes are not lower-cased into type 97.
+  cache.set(q("x.test", 65), answer(60));
+  assertEquals([q("x.test", 65).qtype, q("x.test", 97).qtype], [65, 97]);
+  assertEquals(cache.get(q("x.test", 97), 0), undefined);
+  assertEquals(cache.get(q("x.test", 65), 0) !== undefined, true);
 });
 
 Deno.test("AnswerCache drops entries once their lifetime is over", () => {
   const cache = new AnswerCache(10);
-  cache.set("a", answer(2, 1000));
-  assertEquals(cache.get("a", 2999) !== undefined, true);
-  assertEquals(cache.get("a", 3000), undefined);
+  cache.set(q("a"), answer(2, 1000));
+  assertEquals(cache.get(q("a"), 2999) !== undefined, true);
+  assertEquals(cache.get(q("a"), 3000), undefined);
   assertEquals(cache.size, 0);
 });
 
 Deno.test("AnswerCache keeps nothing with capacity 0 or lifetime 0", () => {
   const none = new AnswerCache(0);
-  none.set("a", answer(60));
+  none.set(q("a"), answer(60));
   assertEquals(none.size, 0);
   const cache = new AnswerCache(10);
-  cache.set("a", answer(0));
+  cache.set(q("a"), answer(0));
   assertEquals(cache.size, 0);
 });
 
@@ -47,19 +74,24 @@ Deno.test("AnswerCache keeps each answer's bytes and TTL table whole through chu
   // A plain Map with the same LRU rule is the model; sizes vary so records share and reuse chunks.
   const cache = new AnswerCache(300);
   const model = new Map<string, { n: number; size: number }>();
+  const questions = Array.from(
+    { length: 600 },
+    (_, i) => q(`name${i >> 2}.example`, ["A", "AAAA", "MX", "TXT"][i & 3]),
+  );
   let seed = 7;
   const random = (m: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % m;
   for (let step = 0; step < 20_000; step++) {
-    const key = `name${random(600)}.example|${1 + random(3)}|1`;
+    const question = questions[random(questions.length)];
+    const key = question.key;
     if (random(3) === 0) {
       const n = step;
       const size = 16 + random(700);
-      cache.set(key, numbered(n, size));
+      cache.set(question, numbered(n, size));
       model.delete(key);
       model.set(key, { n, size });
       while (model.size > 300) model.delete(model.keys().next().value!);
     } else {
-      const got = cache.get(key, 0);
+      const got = cache.get(question, 0);
       const want = model.get(key);
       assertEquals(got !== undefined, want !== undefined, `presence of ${key} at step ${step}`);
       if (got && want) {
@@ -72,18 +104,23 @@ Deno.test("AnswerCache keeps each answer's bytes and TTL table whole through chu
     }
     assertEquals(cache.size, model.size);
   }
-  assertEquals([...cache.entries()].map(([k]) => k), [...model.keys()]);
+  // entries() gives keys back in LRU order, and they round-trip through setWithKey.
+  const copy = new AnswerCache(300);
+  for (const [key, a] of cache.entries()) copy.setWithKey(key, a);
+  const order = (c: AnswerCache) => [...c.entries()].map(([k]) => k.join(","));
+  assertEquals(order(copy), order(cache));
+  assertEquals(copy.get(questions[0], 0)?.wire.length, cache.get(questions[0], 0)?.wire.length);
 });
 
-Deno.test("AnswerCache resize evicts the oldest; clear empties; keys beyond one byte a char are not kept", () => {
+Deno.test("AnswerCache resize evicts the oldest; clear empties", () => {
   const cache = new AnswerCache(5000);
-  for (let i = 0; i < 5000; i++) cache.set(`k${i}`, numbered(i, 40));
+  for (let i = 0; i < 5000; i++) cache.set(q(`k${i}`), numbered(i, 40));
   cache.resize(10);
   assertEquals(cache.size, 10);
-  assertEquals([...cache.entries()].map(([k]) => k), Array.from({ length: 10 }, (_, i) => `k${4990 + i}`));
+  assertEquals(cache.get(q("k4989"), 0), undefined);
+  assertEquals(cache.get(q("k4990"), 0)?.wire.length, 40);
   cache.clear();
-  assertEquals([cache.size, cache.get("k4999", 0)], [0, undefined]);
-  cache.set("k1", numbered(1, 40));
-  cache.set("\u0101", numbered(2, 40));
-  assertEquals([cache.size, cache.get("k1", 0)?.wire.length], [1, 40]);
+  assertEquals([cache.size, cache.get(q("k4999"), 0)], [0, undefined]);
+  cache.set(q("k1"), numbered(1, 40));
+  assertEquals([cache.size, cache.get(q("k1"), 0)?.wire.length], [1, 40]);
 });

@@ -4,7 +4,7 @@
  * read back skipping expired entries. A truncated, corrupt or foreign file is reported, never fatal.
  *
  * Layout: "KEELDNS-CACHE\n" magic, u32 version, u32 entry count, then per entry: u16 key length, key
- * (UTF-8), f64 storedAt, u32 lifetime, u16 wire length, wire, u16 TTL count, u32 offsets, u32 TTLs;
+ * (as {@link AnswerCache.entries} gives it: the question section, then a DO byte), f64 storedAt, u32 lifetime, u16 wire length, wire, u16 TTL count, u32 offsets, u32 TTLs;
  * last a u32 FNV-1a checksum of everything before it. All little-endian.
  *
  * @module
@@ -13,7 +13,8 @@ import { StoredAnswer } from "../dns/stored_answer.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 
 const MAGIC = new TextEncoder().encode("KEELDNS-CACHE\n");
-const VERSION = 1;
+/** 2: keys are question bytes (1 had strings). */
+const VERSION = 2;
 
 /** The cache file could not be used; `message` says why. */
 export class CacheFileError extends Error {
@@ -35,14 +36,12 @@ function fnv1a(bytes: Uint8Array): number {
 
 /** Encodes the fresh entries of `cache` (oldest use first) at time `now`. */
 export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
-  const encoder = new TextEncoder();
   const parts: { key: Uint8Array; answer: StoredAnswer }[] = [];
   let size = MAGIC.length + 8 + 4;
   for (const [key, answer] of cache.entries()) {
     if (answer.expiresAt <= now) continue;
-    const k = encoder.encode(key);
-    parts.push({ key: k, answer });
-    size += 2 + k.length + 8 + 4 + 2 + answer.wireLength + 2 + answer.ttlCount * 8;
+    parts.push({ key, answer });
+    size += 2 + key.length + 8 + 4 + 2 + answer.wireLength + 2 + answer.ttlCount * 8;
   }
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
@@ -98,15 +97,14 @@ export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, 
     fail(`unknown version ${view.getUint32(MAGIC.length, true)}`);
   }
   const count = view.getUint32(MAGIC.length + 4, true);
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  const entries: [string, StoredAnswer][] = [];
+  const entries: [Uint8Array, StoredAnswer][] = [];
   let pos = MAGIC.length + 8;
   const need = (n: number) => pos + n <= body || fail("entry runs past the end");
   for (let i = 0; i < count; i++) {
     need(2);
     const keyLength = view.getUint16(pos, true);
     need(2 + keyLength + 14);
-    const key = decoder.decode(bytes.subarray(pos + 2, pos + 2 + keyLength));
+    const key = bytes.subarray(pos + 2, pos + 2 + keyLength);
     pos += 2 + keyLength;
     const storedAt = view.getFloat64(pos, true);
     const lifetime = view.getUint32(pos + 8, true);
@@ -134,7 +132,7 @@ export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, 
     if (answer.expiresAt <= now) {
       expired++;
     } else {
-      cache.set(key, answer);
+      cache.setWithKey(key, answer);
       loaded++;
     }
   }

@@ -18,11 +18,16 @@ function answer(name: string, ttl: number, storedAt: number): StoredAnswer {
   return StoredAnswer.fromResponse(wire, scanResponse(wire)!, policy, storedAt);
 }
 
+/** The question for `name` type A, as a client would send it. */
+function q(name: string) {
+  return parseQuery(buildQuery(name, "A", { id: 3 }));
+}
+
 function filled(now: number): AnswerCache {
   const cache = new AnswerCache(10);
-  cache.set("a.test|1|1", answer("a.test", 300, now - 100_000)); // 200 s left
-  cache.set("b.test|1|1", answer("b.test", 60, now - 100_000)); // expired
-  cache.set("c.test|1|1", answer("c.test", 600, now));
+  cache.set(q("a.test"), answer("a.test", 300, now - 100_000)); // 200 s left
+  cache.set(q("b.test"), answer("b.test", 60, now - 100_000)); // expired
+  cache.set(q("c.test"), answer("c.test", 600, now));
   return cache;
 }
 
@@ -32,10 +37,10 @@ Deno.test("a saved cache loads back with its TTLs still counting down, expired e
   const restored = new AnswerCache(10);
   const later = now + 10_000;
   assertEquals(decodeCache(bytes, restored, later, "x"), { loaded: 2, expired: 0 });
-  const hit = restored.get("a.test|1|1", later)!;
-  const reply = decodeReply(hit.render(parseQuery(buildQuery("a.test", "A", { id: 3 })), later, 512));
+  const hit = restored.get(q("a.TEST"), later)!;
+  const reply = decodeReply(hit.render(q("a.test"), later, 512));
   assertEquals(reply.answers[0].ttl, 190);
-  assertEquals(restored.get("b.test|1|1", later), undefined);
+  assertEquals(restored.get(q("b.TEST"), later), undefined);
   assertEquals(decodeCache(bytes, new AnswerCache(10), now + 250_000, "x"), { loaded: 1, expired: 1 });
 });
 
@@ -71,7 +76,7 @@ Deno.test("a failed save leaves the previous file whole; a missing file loads no
     // Make the temporary file impossible to create, as a full or read-only disk would.
     await Deno.mkdir(`${path}.${Deno.pid}.tmp`);
     const bigger = filled(now);
-    bigger.set("d.test|1|1", answer("d.test", 600, now));
+    bigger.set(q("d.test"), answer("d.test", 600, now));
     let failed = false;
     await saveCache(bigger, path, now).catch(() => failed = true);
     assert(failed, "the save must fail");

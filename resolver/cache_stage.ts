@@ -23,7 +23,7 @@ export class CacheStage implements Stage {
 
   /** Answers from the cache, or from `next` (then stores the answer). */
   resolve(q: Question, next: Next): MaybePromise<StoredAnswer> {
-    const hit = this.cache.get(q.key, this.now());
+    const hit = this.cache.get(q, this.now());
     if (hit !== undefined) {
       this.counters.hits++;
       return hit;
@@ -32,11 +32,11 @@ export class CacheStage implements Stage {
     const answer = next(q);
     if (answer instanceof Promise) {
       return answer.then((a) => {
-        this.cache.set(q.key, a);
+        this.cache.set(q, a);
         return a;
       });
     }
-    this.cache.set(q.key, answer);
+    this.cache.set(q, answer);
     return answer;
   }
 }

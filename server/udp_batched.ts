@@ -75,7 +75,7 @@ export class BatchedUdpListener implements Listener {
         } else {
           const answer = dispatcher.answerInto(rx.payload(i), tx.data, tx.slotOffset(out));
           if (typeof answer === "number") {
-            tx.setSendLength(out++, answer, rx.name(i));
+            tx.setReplyLength(out++, answer, rx, i);
           } else if (answer) {
             const name = rx.name(i).slice();
             answer.then((bytes) => this.late.push(bytes, name));
