@@ -72,17 +72,17 @@ export interface Question {
  * Checks the name at `offset` without following pointers (queries carry none in their question)
  * and returns the offset after it. Builds nothing: the hot path never needs the name as a string.
  */
-function scanQuestionName(buf: Uint8Array, offset: number): number {
+function scanQuestionName(buf: Uint8Array, offset: number, length: number): number {
   let pos = offset;
   for (;;) {
-    if (pos >= buf.length) throw new MalformedQuery("question name runs past the end", Rcode.FORMERR);
+    if (pos >= length) throw new MalformedQuery("question name runs past the end", Rcode.FORMERR);
     const len = buf[pos];
     if (len === 0) return pos + 1;
     if (len & 0xc0) throw new MalformedQuery("compressed or extended label in question", Rcode.FORMERR);
     if (pos + len + 2 - offset > 255) {
       throw new MalformedQuery("question name longer than 255 bytes", Rcode.FORMERR);
     }
-    if (pos + 1 + len > buf.length) throw new MalformedQuery("label runs past the end", Rcode.FORMERR);
+    if (pos + 1 + len > length) throw new MalformedQuery("label runs past the end", Rcode.FORMERR);
     pos += len + 1;
   }
 }
@@ -135,13 +135,13 @@ class ParsedQuestion implements Question {
  * Skips the (possibly compressed) name at `offset`; returns the offset after it or -1 if it is
  * malformed. A pointer ends the name, so this never loops.
  */
-export function skipName(buf: Uint8Array, offset: number): number {
+export function skipName(buf: Uint8Array, offset: number, length = buf.length): number {
   let pos = offset;
   for (let labels = 0; labels < 128; labels++) {
-    if (pos >= buf.length) return -1;
+    if (pos >= length) return -1;
     const len = buf[pos];
     if (len === 0) return pos + 1;
-    if ((len & 0xc0) === 0xc0) return pos + 2 <= buf.length ? pos + 2 : -1;
+    if ((len & 0xc0) === 0xc0) return pos + 2 <= length ? pos + 2 : -1;
     if (len & 0xc0) return -1;
     pos += len + 1;
   }
@@ -149,18 +149,19 @@ export function skipName(buf: Uint8Array, offset: number): number {
 }
 
 /**
- * Parses the header and question of a client query. Throws {@link MalformedQuery} with the rcode
- * to answer (or `null` when the message must be dropped: too short to answer, or a response).
+ * Parses the header and question of a client query, the first `length` bytes of `wire`. Throws
+ * {@link MalformedQuery} with the rcode to answer (or `null` when the message must be dropped: too
+ * short to answer, or a response).
  */
-export function parseQuery(wire: Uint8Array): Question {
-  if (wire.length < HEADER_LENGTH) throw new MalformedQuery("shorter than a DNS header", null);
+export function parseQuery(wire: Uint8Array, length = wire.length): Question {
+  if (length < HEADER_LENGTH) throw new MalformedQuery("shorter than a DNS header", null);
   if (wire[2] & FLAG_QR) throw new MalformedQuery("a response, not a query", null);
   const opcode = (wire[2] >> 3) & 0x0f;
   if (opcode !== 0) throw new MalformedQuery(`opcode ${opcode} not implemented`, Rcode.NOTIMP);
   const qdcount = (wire[4] << 8) | wire[5];
   if (qdcount !== 1) throw new MalformedQuery(`${qdcount} questions`, Rcode.FORMERR);
-  const end = scanQuestionName(wire, HEADER_LENGTH);
-  if (end + 4 > wire.length) throw new MalformedQuery("question truncated", Rcode.FORMERR);
+  const end = scanQuestionName(wire, HEADER_LENGTH, length);
+  if (end + 4 > length) throw new MalformedQuery("question truncated", Rcode.FORMERR);
   const qtype = (wire[end] << 8) | wire[end + 1];
   const qclass = (wire[end + 2] << 8) | wire[end + 3];
   const questionEnd = end + 4;
@@ -174,13 +175,13 @@ export function parseQuery(wire: Uint8Array): Question {
   if (arcount > 0 && ancount === 0 && nscount === 0) {
     let pos = questionEnd;
     for (let i = 0; i < arcount; i++) {
-      const nameEnd = skipName(wire, pos);
-      if (nameEnd < 0 || nameEnd + 10 > wire.length) {
+      const nameEnd = skipName(wire, pos, length);
+      if (nameEnd < 0 || nameEnd + 10 > length) {
         throw new MalformedQuery("additional record malformed", Rcode.FORMERR);
       }
       const type = (wire[nameEnd] << 8) | wire[nameEnd + 1];
       const rdlen = (wire[nameEnd + 8] << 8) | wire[nameEnd + 9];
-      if (nameEnd + 10 + rdlen > wire.length) {
+      if (nameEnd + 10 + rdlen > length) {
         throw new MalformedQuery("additional record runs past the end", Rcode.FORMERR);
       }
       if (type === TYPE_OPT) {

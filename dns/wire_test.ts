@@ -170,3 +170,23 @@ Deno.test("buildEmptyAnswer answers with the question, rcode, TC and OPT as aske
   assertEquals(out[11], 1);
   assertEquals(scanResponse(out)!.opt!.end, out.length);
 });
+
+Deno.test("parseQuery reads only the first `length` bytes of a larger receive slot", () => {
+  const query = buildQuery("slot.example", "A", { edns: 1232 });
+  const slot = new Uint8Array(4096).fill(0xff);
+  slot.set(query);
+  const q = parseQuery(slot, query.length);
+  assertEquals([q.name, q.qtype, q.edns, q.udpSize], ["slot.example", 1, true, 1232]);
+  // Cut inside the OPT record, then inside the question: the rest of the slot must not count.
+  assertEquals(errorOf(() => parseQuery(slot, query.length - 3)), Rcode.FORMERR);
+  assertEquals(errorOf(() => parseQuery(slot, 20)), Rcode.FORMERR);
+});
+
+function errorOf(parse: () => unknown): number | null | undefined {
+  try {
+    parse();
+  } catch (e) {
+    return (e as MalformedQuery).rcode;
+  }
+  return undefined;
+}

@@ -165,6 +165,8 @@ export class MmsgVector {
   readonly data: Uint8Array<ArrayBuffer>;
   readonly names: Uint8Array<ArrayBuffer>;
   private readonly iovecs: Uint8Array<ArrayBuffer>;
+  /** A view of each whole slot, made once, so the hot path needs no new view per datagram. */
+  private readonly slots: Uint8Array<ArrayBuffer>[] = [];
 
   constructor(readonly count: number, readonly slotSize: number) {
     this.headers = new Uint8Array(count * MMSGHDR_SIZE);
@@ -184,6 +186,7 @@ export class MmsgVector {
       this.view.setUint32(h + MsgOffset.namelen, NAME_SIZE, true);
       this.view.setBigUint64(h + MsgOffset.iov, iovBase + BigInt(i * IOVEC_SIZE), true);
       this.view.setBigUint64(h + MsgOffset.iovlen, 1n, true);
+      this.slots.push(this.data.subarray(i * slotSize, (i + 1) * slotSize));
     }
     this.iovView = iov;
   }
@@ -198,6 +201,11 @@ export class MmsgVector {
   /** The msg_flags the kernel set on entry `i`. */
   flags(i: number): number {
     return this.view.getInt32(i * MMSGHDR_SIZE + MsgOffset.flags, true);
+  }
+
+  /** Entry `i`'s whole slot (the same view each time); its first {@link length} bytes are the payload. */
+  slot(i: number): Uint8Array {
+    return this.slots[i];
   }
 
   /** The payload of entry `i` (a view, valid until the slot is reused). */

@@ -53,29 +53,35 @@ export class QueryDispatcher {
 
   /**
    * {@link answer} for UDP without allocating on a cache hit: an answer ready now is rendered into
-   * `out` at `offset` (which must have room for 1536 bytes) and its length returned.
+   * `out` at `offset` (which must have room for 1536 bytes) and its length returned. The query is
+   * the first `length` bytes of `wire`.
    */
-  answerInto(wire: Uint8Array, out: Uint8Array, offset: number): number | Promise<Uint8Array> | null {
-    const q = this.parse(wire);
+  answerInto(
+    wire: Uint8Array,
+    out: Uint8Array,
+    offset: number,
+    length = wire.length,
+  ): number | Promise<Uint8Array> | null {
+    const q = this.parse(wire, length);
     if (q === null) return null;
     if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
     const answer = this.resolveOrFail(q);
     if (answer instanceof Promise) return this.later(q, answer, true);
     if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
-    const length = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
+    const written = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
     this.counted(out, offset);
-    return length;
+    return written;
   }
 
   /** Parses the question; a malformed message yields its error answer, or null to drop it. */
-  private parse(wire: Uint8Array): Question | Uint8Array | null {
+  private parse(wire: Uint8Array, length = wire.length): Question | Uint8Array | null {
     this.stats.received++;
     try {
-      return parseQuery(wire);
+      return parseQuery(wire, length);
     } catch (e) {
       this.stats.malformed++;
       if (e instanceof MalformedQuery && e.rcode !== null) {
-        const answer = buildHeaderOnlyAnswer(wire, e.rcode);
+        const answer = buildHeaderOnlyAnswer(wire.subarray(0, length), e.rcode);
         if (answer) this.stats.answered++;
         return answer;
       }

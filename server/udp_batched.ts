@@ -73,7 +73,7 @@ export class BatchedUdpListener implements Listener {
           dispatcher.stats.received++;
           dispatcher.stats.malformed++;
         } else {
-          const answer = dispatcher.answerInto(rx.payload(i), tx.data, tx.slotOffset(out));
+          const answer = dispatcher.answerInto(rx.slot(i), tx.data, tx.slotOffset(out), rx.length(i));
           if (typeof answer === "number") {
             tx.setReplyLength(out++, answer, rx, i);
           } else if (answer) {
