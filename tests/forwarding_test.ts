@@ -149,6 +149,22 @@ level = "info"
           const without = await udpQuery(k.port, "a.test", "A");
           assertEquals(without.additionals.length, 0);
         });
+        await t.step("the same name with another type is its own cache entry", async () => {
+          assertEquals((await udpQuery(k.port, "a.test", "AAAA")).answers[0].data, "2001:db8::1");
+          assertEquals(fake.count("a.test"), 2);
+          assertEquals((await udpQuery(k.port, "A.TEST", "AAAA")).answers[0].data, "2001:db8::1");
+          assertEquals(fake.count("a.test"), 2);
+        });
+        await t.step("1,200 names through a 1,000-entry cache: the least recently used go", async () => {
+          for (let i = 0; i < 1200; i++) {
+            assertEquals((await udpQuery(k.port, `n${i}.churn.test`, "A")).rcode, "NOERROR");
+          }
+          await udpQuery(k.port, "n1199.churn.test", "A");
+          assertEquals(fake.count("n1199.churn.test"), 1, "a recent name is still cached");
+          const again = await udpQuery(k.port, "n0.churn.test", "A");
+          assertEquals(again.answers.map((a) => a.data), ["192.0.2.1"]);
+          assertEquals(fake.count("n0.churn.test"), 2, "the oldest name was evicted and asked again");
+        });
       } finally {
         const status = await k.stop();
         await fake.close();
