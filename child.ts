@@ -113,6 +113,7 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
     cacheHits: resolver.cache?.counters.hits ?? 0,
     cacheMisses: resolver.cache?.counters.misses ?? 0,
     cacheEntries: resolver.cache?.cache.size ?? 0,
+    cacheBytes: resolver.cache?.cache.reservedBytes ?? 0,
     coalesced: resolver.coalesce.joined,
     upstreamQueries: resolver.race.counters.queries,
     upstreamFailures: resolver.race.counters.failures,
