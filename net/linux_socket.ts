@@ -20,6 +20,8 @@ const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 /** recvmmsg: block for the first datagram only, then take what is queued. */
 export const MSG_WAITFORONE = 0x10000;
+/** recvmmsg: do not block; return what is queued now. */
+export const MSG_DONTWAIT = 0x40;
 /** msg_flags: the datagram was longer than the buffer. */
 export const MSG_TRUNC = 0x20;
 
@@ -47,6 +49,8 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32", nonblocking: true },
+  /** The same call on the calling thread, for MSG_DONTWAIT receives that must not block. */
+  recvmmsgNow: { name: "recvmmsg", parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -330,6 +334,14 @@ export class LinuxUdpSocket {
    */
   receive(vector: MmsgVector): Promise<number> {
     return this.lib.recvmmsg(this.fd, vector.headers, vector.count, MSG_WAITFORONE, null);
+  }
+
+  /**
+   * Takes up to `vector.count` datagrams already queued, on this thread and without waiting: no
+   * worker-thread hop. Returns how many, or -1 when none was queued (or on error).
+   */
+  receiveNow(vector: MmsgVector): number {
+    return this.lib.recvmmsgNow(this.fd, vector.headers, vector.count, MSG_DONTWAIT, null);
   }
 
   /** Sends the first `count` entries of `vector`; returns how many the kernel took, or -1. */

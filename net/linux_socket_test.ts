@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../tests/helpers/assert.ts";
+import { assertEquals, assertLess, assertThrows } from "../tests/helpers/assert.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -76,6 +76,43 @@ Deno.test({
       assertEquals(socket.send(tx, 1), 1);
       assertEquals([...(await reply)!], [4, 3, 2, 1]);
       assertEquals(await socket.receive(rx), -1, "an idle receive times out");
+    } finally {
+      socket.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "receiveNow takes what is queued without blocking, and replies go back to each sender",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 200 });
+    const rx = new MmsgVector(8, 512);
+    const tx = new MmsgVector(8, 512);
+    try {
+      const started = performance.now();
+      assertEquals(socket.receiveNow(rx), -1, "nothing queued");
+      assertLess(performance.now() - started, 100);
+      const port = socket.localPort();
+      const replies = [1, 2, 3].map((b) => udpExchangeRaw(port, new Uint8Array([b]), 2000));
+      let n = 0;
+      for (let tries = 0; n < 3 && tries < 200; tries++) {
+        const got = socket.receiveNow(rx);
+        if (got > 0) {
+          for (let i = 0; i < got; i++) {
+            tx.data[tx.slotOffset(i)] = rx.payload(i)[0] + 10;
+            tx.setReplyLength(i, 1, rx, i);
+            rx.resetForReceive(i);
+          }
+          assertEquals(socket.send(tx, got), got);
+          n += got;
+        } else {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      assertEquals(n, 3);
+      assertEquals((await Promise.all(replies)).map((r) => r![0]), [11, 12, 13]);
     } finally {
       socket.close();
     }
