@@ -17,12 +17,20 @@ import { ByteArena } from "./byte_arena.ts";
 const NONE = -1;
 const FIRST_SLOTS = 1024;
 /**
+ * FNV-1a's offset basis mixed with a per-process random value, so that clients cannot choose names
+ * whose keys all land in one hash chain.
+ */
+const HASH_SEED = (0x811c9dc5 ^ crypto.getRandomValues(new Uint32Array(1))[0]) >>> 0;
+/** Chunk bytes allowed beyond twice the live records before the arena is compacted. */
+const COMPACT_SLACK = 4 << 20;
+
+/**
  * A key is the question section (name, type, class) with the name lower-cased, then one byte for
  * the DO bit: `end - start + 1` bytes. Label length bytes are below "A", so lower-casing every
  * byte of the name leaves them alone; type and class are taken as they are.
  */
 function hashKey(src: Uint8Array, start: number, end: number, dnssecOk: number): number {
-  let h = 0x811c9dc5;
+  let h = HASH_SEED;
   const nameEnd = end - 4;
   for (let i = start; i < end; i++) {
     let c = src[i];
@@ -34,7 +42,9 @@ function hashKey(src: Uint8Array, start: number, end: number, dnssecOk: number):
 
 /** An LRU cache of {@link StoredAnswer}s held in shared buffers. */
 export class AnswerCache {
-  private readonly arena = new ByteArena();
+  private arena = new ByteArena();
+  /** Bytes of the live records (rounded as the arena rounds them). */
+  private liveBytes = 0;
   private slots = 0;
   private count = 0;
   // Per slot: where its record is, how it splits, when it was stored, and its links.
@@ -128,7 +138,10 @@ export class AnswerCache {
     while (this.count >= this.capacityLimit) this.remove(this.oldest);
     const slot = this.takeSlot();
     const keyLength = end - start + 1;
-    const address = this.arena.allocate(keyLength + answer.storedLength);
+    const recordLength = keyLength + answer.storedLength;
+    if (this.arena.reservedBytes > 2 * (this.liveBytes + recordLength) + COMPACT_SLACK) this.compact();
+    const address = this.arena.allocate(recordLength);
+    this.liveBytes += ByteArena.roundedLength(recordLength);
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
     const nameEnd = end - 4;
@@ -179,10 +192,31 @@ export class AnswerCache {
   /** Drops every entry. */
   clear(): void {
     this.arena.clear();
+    this.liveBytes = 0;
     this.slots = 0;
     this.count = 0;
     this.newest = this.oldest = this.freeSlot = NONE;
     this.resizeSlots(0);
+  }
+
+  /**
+   * Copies every live record into a fresh arena, dropping the old one: free lists of sizes no
+   * longer asked for (the answers of one size replaced by answers of another) would otherwise keep
+   * their chunks. Runs when the chunks exceed twice the live records, so rarely and in O(entries).
+   */
+  private compact(): void {
+    const fresh = new ByteArena();
+    for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
+      const length = this.keyLength[slot] + this.storedLength[slot];
+      const from = this.address[slot];
+      const to = fresh.allocate(length);
+      fresh.chunkOf(to).set(
+        this.arena.chunkOf(from).subarray(ByteArena.offsetOf(from), ByteArena.offsetOf(from) + length),
+        ByteArena.offsetOf(to),
+      );
+      this.address[slot] = to;
+    }
+    this.arena = fresh;
   }
 
   /** The slot holding the key read from `src` (see {@link hashKey}), whose hash is `h`; or NONE. */
@@ -219,7 +253,9 @@ export class AnswerCache {
       this.chain[s] = this.chain[slot];
     }
     this.unlink(slot);
-    this.arena.free(this.address[slot], this.keyLength[slot] + this.storedLength[slot]);
+    const recordLength = this.keyLength[slot] + this.storedLength[slot];
+    this.arena.free(this.address[slot], recordLength);
+    this.liveBytes -= ByteArena.roundedLength(recordLength);
     this.older[slot] = this.freeSlot;
     this.freeSlot = slot;
     this.count--;

@@ -124,3 +124,24 @@ Deno.test("AnswerCache resize evicts the oldest; clear empties", () => {
   cache.set(q("k1"), numbered(1, 40));
   assertEquals([cache.size, cache.get(q("k1"), 0)?.wire.length], [1, 40]);
 });
+
+Deno.test("AnswerCache compacts its chunks when answers of one size are replaced by another", () => {
+  // 2,000 names cycle through 40 answer sizes: each size's freed records could only be reused by
+  // that size, so without compaction the chunks would grow with every size seen.
+  const cache = new AnswerCache(2000);
+  const questions = Array.from({ length: 2000 }, (_, i) => q(`c${i}.test`));
+  let peak = 0;
+  for (let round = 0; round < 40; round++) {
+    const size = 100 + round * 64;
+    questions.forEach((question, i) => cache.set(question, numbered(i, size)));
+    peak = Math.max(peak, cache.reservedBytes);
+    const live = 2000 * (size + 20);
+    assertEquals(cache.reservedBytes < 2 * live + (4 << 20) + (2 << 20), true, `round ${round}`);
+  }
+  for (const [i, question] of questions.entries()) {
+    const got = cache.get(question, 0)!;
+    assertEquals(new DataView(got.wire.buffer, got.wire.byteOffset).getUint32(12), i);
+    assertEquals(got.wire.length, 100 + 39 * 64);
+  }
+  assertEquals(peak < 20 << 20, true, `peak ${peak} bytes`);
+});
