@@ -44,11 +44,15 @@ export class QueryDispatcher {
    * of `wire` may be reused by the caller as soon as this returns: a deferred answer keeps a copy.
    */
   answer(wire: Uint8Array, udp: boolean): DispatchResult {
-    const q = this.parse(wire);
-    if (q === null || q instanceof Uint8Array) return q;
-    const answer = this.resolveOrFail(q);
-    if (answer instanceof Promise) return this.later(q, answer, udp);
-    return answer instanceof Uint8Array ? answer : this.render(q, answer, udp);
+    try {
+      const q = this.parse(wire);
+      if (q === null || q instanceof Uint8Array) return q;
+      const answer = this.resolveOrFail(q);
+      if (answer instanceof Promise) return this.later(q, answer, udp);
+      return answer instanceof Uint8Array ? answer : this.render(q, answer, udp);
+    } catch (error) {
+      return this.dropped(error);
+    }
   }
 
   /**
@@ -62,15 +66,26 @@ export class QueryDispatcher {
     offset: number,
     length = wire.length,
   ): number | Promise<Uint8Array> | null {
-    const q = this.parse(wire, length);
-    if (q === null) return null;
-    if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
-    const answer = this.resolveOrFail(q);
-    if (answer instanceof Promise) return this.later(q, answer, true);
-    if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
-    const written = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
-    this.counted(out, offset);
-    return written;
+    try {
+      const q = this.parse(wire, length);
+      if (q === null) return null;
+      if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
+      const answer = this.resolveOrFail(q);
+      if (answer instanceof Promise) return this.later(q, answer, true);
+      if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
+      const written = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
+      this.counted(out, offset);
+      return written;
+    } catch (error) {
+      return this.dropped(error);
+    }
+  }
+
+  /** A bug met while answering costs that one message (logged, counted), never the listener. */
+  private dropped(error: unknown): null {
+    this.stats.internalErrors++;
+    this.log.error("a received message was dropped: {error}", { error });
+    return null;
   }
 
   /** Parses the question; a malformed message yields its error answer, or null to drop it. */

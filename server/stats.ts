@@ -14,7 +14,7 @@ export class ServerStats {
   malformed = 0;
   /** Answers sent with TC set because they did not fit the client's UDP size. */
   truncated = 0;
-  /** Errors thrown while resolving (answered SERVFAIL). */
+  /** Errors thrown while resolving (answered SERVFAIL) or rendering (that message dropped). */
   internalErrors = 0;
   /** TCP connections accepted. */
   tcpAccepted = 0;
