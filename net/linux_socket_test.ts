@@ -56,65 +56,66 @@ Deno.test("MmsgVector points every header at its own iovec, slot and address roo
   assertEquals(v.nameLength(1), 16);
 });
 
-Deno.test({
-  name: "a batched socket receives datagrams with their sender and answers them",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 200 });
-    const rx = new MmsgVector(8, 512);
-    const tx = new MmsgVector(8, 512);
-    try {
-      const port = socket.localPort();
-      const reply = udpExchangeRaw(port, new Uint8Array([1, 2, 3, 4]), 2000);
-      let n = -1;
-      while (n <= 0) n = await socket.receive(rx);
-      assertEquals(n, 1);
-      assertEquals([...rx.payload(0)], [1, 2, 3, 4]);
-      assertEquals(decodeSockaddr(rx.name(0)).host, "127.0.0.1");
-      tx.setForSend(0, new Uint8Array([4, 3, 2, 1]), rx.name(0));
-      assertEquals(socket.send(tx, 1), 1);
-      assertEquals([...(await reply)!], [4, 3, 2, 1]);
-      assertEquals(await socket.receive(rx), -1, "an idle receive times out");
-    } finally {
-      socket.close();
-    }
-  },
-});
-
-Deno.test({
-  name: "receiveNow takes what is queued without blocking, and replies go back to each sender",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 200 });
-    const rx = new MmsgVector(8, 512);
-    const tx = new MmsgVector(8, 512);
-    try {
-      const started = performance.now();
-      assertEquals(socket.receiveNow(rx), -1, "nothing queued");
-      assertLess(performance.now() - started, 100);
-      const port = socket.localPort();
-      const replies = [1, 2, 3].map((b) => udpExchangeRaw(port, new Uint8Array([b]), 2000));
-      let n = 0;
-      for (let tries = 0; n < 3 && tries < 200; tries++) {
-        const got = socket.receiveNow(rx);
-        if (got > 0) {
-          for (let i = 0; i < got; i++) {
-            tx.data[tx.slotOffset(i)] = rx.payload(i)[0] + 10;
-            tx.setReplyLength(i, 1, rx, i);
-            rx.resetForReceive(i);
-          }
-          assertEquals(socket.send(tx, got), got);
-          n += got;
-        } else {
-          await new Promise((r) => setTimeout(r, 5));
-        }
+/** A loopback socket with receive and send vectors of 8 × 512 bytes, closed after `fn`. */
+function socketTest(
+  name: string,
+  fn: (socket: LinuxUdpSocket, rx: MmsgVector, tx: MmsgVector) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 200 });
+      try {
+        await fn(socket, new MmsgVector(8, 512), new MmsgVector(8, 512));
+      } finally {
+        socket.close();
       }
-      assertEquals(n, 3);
-      assertEquals((await Promise.all(replies)).map((r) => r![0]), [11, 12, 13]);
-    } finally {
-      socket.close();
-    }
+    },
+  });
+}
+
+socketTest(
+  "a batched socket receives datagrams with their sender and answers them",
+  async (socket, rx, tx) => {
+    const reply = udpExchangeRaw(socket.localPort(), new Uint8Array([1, 2, 3, 4]), 2000);
+    let n = -1;
+    while (n <= 0) n = await socket.receive(rx);
+    assertEquals(n, 1);
+    assertEquals([...rx.payload(0)], [1, 2, 3, 4]);
+    assertEquals(decodeSockaddr(rx.name(0)).host, "127.0.0.1");
+    tx.setForSend(0, new Uint8Array([4, 3, 2, 1]), rx.name(0));
+    assertEquals(socket.send(tx, 1), 1);
+    assertEquals([...(await reply)!], [4, 3, 2, 1]);
+    assertEquals(await socket.receive(rx), -1, "an idle receive times out");
   },
-});
+);
+
+socketTest(
+  "receiveNow takes what is queued without blocking, and replies go back to each sender",
+  async (socket, rx, tx) => {
+    const started = performance.now();
+    assertEquals(socket.receiveNow(rx), -1, "nothing queued");
+    assertLess(performance.now() - started, 100);
+    const port = socket.localPort();
+    const replies = [1, 2, 3].map((b) => udpExchangeRaw(port, new Uint8Array([b]), 2000));
+    let n = 0;
+    for (let tries = 0; n < 3 && tries < 200; tries++) {
+      const got = socket.receiveNow(rx);
+      if (got > 0) {
+        for (let i = 0; i < got; i++) {
+          tx.data[tx.slotOffset(i)] = rx.payload(i)[0] + 10;
+          tx.setReplyLength(i, 1, rx, i);
+          rx.resetForReceive(i);
+        }
+        assertEquals(socket.send(tx, got), got);
+        n += got;
+      } else {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    assertEquals(n, 3);
+    assertEquals((await Promise.all(replies)).map((r) => r![0]), [11, 12, 13]);
+  },
+);
