@@ -5,7 +5,7 @@
  *
  * No JavaScript object per entry: keys and answers live in a {@link ByteArena}, and the hash
  * index, LRU links and timestamps in typed arrays indexed by slot. A cache of 100k names is then
- * ~130 bytes a name the garbage collector never visits, instead of a Map entry, a key string, an
+ * ~180 bytes a name the garbage collector never visits, instead of a Map entry, a key string, an
  * answer object and an ArrayBuffer each.
  *
  * @module
