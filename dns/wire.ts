@@ -109,6 +109,7 @@ function dottedName(buf: Uint8Array, offset: number): string {
 /** A parsed query; `name` and `key` are only built when something asks for them. */
 class ParsedQuestion implements Question {
   private dotted?: string;
+  private keyText?: string;
 
   constructor(
     public wire: Uint8Array,
@@ -122,12 +123,14 @@ class ParsedQuestion implements Question {
     readonly recursionDesired: boolean,
   ) {}
 
+  /** The query name, lower-cased and dotted (built on first use). */
   get name(): string {
     return this.dotted ??= dottedName(this.wire, HEADER_LENGTH);
   }
 
+  /** Name, type, class and DO bit as one string (built on first use). */
   get key(): string {
-    return `${this.name}|${this.qtype}|${this.qclass}${this.dnssecOk ? "|do" : ""}`;
+    return this.keyText ??= `${this.name}|${this.qtype}|${this.qclass}${this.dnssecOk ? "|do" : ""}`;
   }
 }
 
