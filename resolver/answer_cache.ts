@@ -24,19 +24,24 @@ const HASH_SEED = (0x811c9dc5 ^ crypto.getRandomValues(new Uint32Array(1))[0]) >
 /** Chunk bytes allowed beyond twice the live records before the arena is compacted. */
 const COMPACT_SLACK = 4 << 20;
 
+/** Bytes of index per slot: the per-slot typed arrays of {@link AnswerCache}, one element each. */
+const SLOT_BYTES = 8 + 4 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4;
+
 /**
  * A key is the question section (name, type, class) with the name lower-cased, then one byte for
- * the DO bit: `end - start + 1` bytes. Label length bytes are below "A", so lower-casing every
- * byte of the name leaves them alone; type and class are taken as they are.
+ * the DO bit: `end - start + 1` bytes. This is byte `i` of it, read from `src` where the name ends
+ * at `nameEnd`. Label length bytes are below "A", so lower-casing every byte of the name leaves
+ * them alone; type and class are taken as they are.
  */
+function keyByte(src: Uint8Array, i: number, nameEnd: number): number {
+  const c = src[i];
+  return i < nameEnd && c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+}
+
+/** FNV-1a (seeded) over the key read from `src[start, end)` and the DO byte. */
 function hashKey(src: Uint8Array, start: number, end: number, dnssecOk: number): number {
   let h = HASH_SEED;
-  const nameEnd = end - 4;
-  for (let i = start; i < end; i++) {
-    let c = src[i];
-    if (i < nameEnd && c >= 0x41 && c <= 0x5a) c |= 0x20;
-    h = Math.imul(h ^ c, 0x01000193);
-  }
+  for (let i = start; i < end; i++) h = Math.imul(h ^ keyByte(src, i, end - 4), 0x01000193);
   return Math.imul(h ^ dnssecOk, 0x01000193) >>> 0;
 }
 
@@ -80,7 +85,7 @@ export class AnswerCache {
 
   /** Bytes the cache holds in buffers: its index and its records' chunks. */
   get reservedBytes(): number {
-    return this.slots * 44 + this.buckets.length * 4 + this.arena.reservedBytes;
+    return this.slots * SLOT_BYTES + this.buckets.length * 4 + this.arena.reservedBytes;
   }
 
   /** Changes the capacity (on reload), evicting the least recently used entries beyond it. */
@@ -90,7 +95,7 @@ export class AnswerCache {
   }
 
   /**
-   * Returns the fresh entry for `key` at time `now`, marking it recently used; else undefined.
+   * Returns the fresh entry for `q` at time `now`, marking it recently used; else undefined.
    * The answer is a view into the cache's buffers: use it before the cache is next changed.
    */
   get(q: Question, now: number): StoredAnswer | undefined {
@@ -108,15 +113,7 @@ export class AnswerCache {
       return undefined;
     }
     this.touch(slot);
-    const address = this.address[slot];
-    return StoredAnswer.view(
-      this.arena.chunkOf(address),
-      ByteArena.offsetOf(address) + this.keyLength[slot],
-      this.wireLength[slot],
-      this.storedLength[slot],
-      this.storedAt[slot],
-      this.lifetime[slot],
-    );
+    return this.answerAt(slot);
   }
 
   /** Stores a copy of `answer` for `q` if it may be cached, evicting the least recently used entries over capacity. */
@@ -144,11 +141,7 @@ export class AnswerCache {
     this.liveBytes += ByteArena.roundedLength(recordLength);
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
-    const nameEnd = end - 4;
-    for (let i = start, o = at; i < end; i++, o++) {
-      const c = src[i];
-      chunk[o] = i < nameEnd && c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
-    }
+    for (let i = start, o = at; i < end; i++, o++) chunk[o] = keyByte(src, i, end - 4);
     chunk[at + keyLength - 1] = dnssecOk;
     answer.copyTo(chunk, at + keyLength);
     this.address[slot] = address;
@@ -172,21 +165,22 @@ export class AnswerCache {
   *entries(): IterableIterator<[Uint8Array, StoredAnswer]> {
     for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
       const address = this.address[slot];
-      const chunk = this.arena.chunkOf(address);
       const at = ByteArena.offsetOf(address);
-      const keyLength = this.keyLength[slot];
-      yield [
-        chunk.slice(at, at + keyLength),
-        StoredAnswer.view(
-          chunk,
-          at + keyLength,
-          this.wireLength[slot],
-          this.storedLength[slot],
-          this.storedAt[slot],
-          this.lifetime[slot],
-        ),
-      ];
+      yield [this.arena.chunkOf(address).slice(at, at + this.keyLength[slot]), this.answerAt(slot)];
     }
+  }
+
+  /** A view of the answer stored in `slot` (valid until the cache next changes). */
+  private answerAt(slot: number): StoredAnswer {
+    const address = this.address[slot];
+    return StoredAnswer.view(
+      this.arena.chunkOf(address),
+      ByteArena.offsetOf(address) + this.keyLength[slot],
+      this.wireLength[slot],
+      this.storedLength[slot],
+      this.storedAt[slot],
+      this.lifetime[slot],
+    );
   }
 
   /** Drops every entry. */
@@ -209,11 +203,9 @@ export class AnswerCache {
     for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
       const length = this.keyLength[slot] + this.storedLength[slot];
       const from = this.address[slot];
+      const at = ByteArena.offsetOf(from);
       const to = fresh.allocate(length);
-      fresh.chunkOf(to).set(
-        this.arena.chunkOf(from).subarray(ByteArena.offsetOf(from), ByteArena.offsetOf(from) + length),
-        ByteArena.offsetOf(to),
-      );
+      fresh.chunkOf(to).set(this.arena.chunkOf(from).subarray(at, at + length), ByteArena.offsetOf(to));
       this.address[slot] = to;
     }
     this.arena = fresh;
@@ -234,11 +226,7 @@ export class AnswerCache {
     const address = this.address[slot];
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
-    const nameEnd = end - 4;
-    for (let i = start, o = at; i < end; i++, o++) {
-      const c = src[i];
-      if (chunk[o] !== (i < nameEnd && c >= 0x41 && c <= 0x5a ? c | 0x20 : c)) return false;
-    }
+    for (let i = start, o = at; i < end; i++, o++) if (chunk[o] !== keyByte(src, i, end - 4)) return false;
     return chunk[at + keyLength - 1] === dnssecOk;
   }
 

@@ -4,7 +4,8 @@
  *
  * Records are rounded up to a 16-byte granule and carved from 1 MiB chunks; a freed record goes
  * on the free list of its rounded size and is reused by the next record of that size. Chunks are
- * allocated when needed and kept (the cache they serve stays near its high-water mark anyway).
+ * allocated when needed and kept; a user whose record sizes drift copies its live records into a
+ * fresh arena (as `AnswerCache` compacts) to give the rest back.
  *
  * @module
  */
