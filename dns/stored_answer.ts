@@ -5,6 +5,8 @@
  * @module
  */
 import {
+  appendAnswerOpt,
+  buildBareAnswer,
   HEADER_LENGTH,
   OPT_RECORD_LENGTH,
   type Question,
@@ -12,7 +14,6 @@ import {
   readU32,
   type ResponseLayout,
   writeEmptyAnswer,
-  writeOpt,
   writeU32,
 } from "./wire.ts";
 
@@ -224,12 +225,7 @@ export class StoredAnswer {
       const ttl = readU32(src, p + 2) - elapsed;
       writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl > 0 ? ttl : 0);
     }
-    if (q.edns) {
-      writeOpt(out, offset + wireLength, q.dnssecOk);
-      const arcount = ((out[offset + 10] << 8) | out[offset + 11]) + 1;
-      out[offset + 10] = arcount >> 8;
-      out[offset + 11] = arcount & 0xff;
-    }
+    appendAnswerOpt(q, out, offset, offset + wireLength);
     return length;
   }
 
@@ -241,8 +237,16 @@ export class StoredAnswer {
     return written === out.length ? out : out.subarray(0, written);
   }
 
-  /** Wraps a locally built answer (error or synthetic) that is never cached. */
+  /**
+   * Wraps a locally made answer that is never cached. `wire` is the stored form: without an OPT
+   * record, which rendering adds for the client that asked.
+   */
   static local(wire: Uint8Array, now: number): StoredAnswer {
     return new StoredAnswer(wire, 0, wire.length, wire.length, now, 0);
+  }
+
+  /** A locally made answer with no records and the given rcode (e.g. SERVFAIL), never cached. */
+  static empty(q: Question, rcode: number, now: number): StoredAnswer {
+    return StoredAnswer.local(buildBareAnswer(q, rcode), now);
   }
 }

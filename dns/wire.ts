@@ -332,7 +332,7 @@ export function writeId(buf: Uint8Array, id: number): void {
 export const OPT_RECORD_LENGTH = 11;
 
 /** Writes a minimal OPT record (root owner, our UDP size, no options) at `offset`. */
-export function writeOpt(buf: Uint8Array, offset: number, dnssecOk: boolean): void {
+function writeOpt(buf: Uint8Array, offset: number, dnssecOk: boolean): void {
   buf[offset] = 0;
   buf[offset + 1] = 0;
   buf[offset + 2] = TYPE_OPT;
@@ -344,6 +344,22 @@ export function writeOpt(buf: Uint8Array, offset: number, dnssecOk: boolean): vo
   buf[offset + 8] = 0;
   buf[offset + 9] = 0; // rdlength
   buf[offset + 10] = 0;
+}
+
+/**
+ * The one place that decides the OPT record of an answer keeldns sends, whatever made the answer
+ * (upstream, cache, local rule, error): an EDNS0 client gets exactly one, ours, with its DO bit; a
+ * client without EDNS0 gets none. Answers are always kept without an OPT record (the stored form),
+ * and this appends it at `at` to the message that starts at `messageStart` in `out`, counting it in
+ * ARCOUNT. Returns the bytes written (0 or {@link OPT_RECORD_LENGTH}).
+ */
+export function appendAnswerOpt(q: Question, out: Uint8Array, messageStart: number, at: number): number {
+  if (!q.edns) return 0;
+  writeOpt(out, at, q.dnssecOk);
+  const arcount = ((out[messageStart + 10] << 8) | out[messageStart + 11]) + 1;
+  out[messageStart + 10] = arcount >> 8;
+  out[messageStart + 11] = arcount & 0xff;
+  return OPT_RECORD_LENGTH;
 }
 
 /**
@@ -361,17 +377,18 @@ export function buildUpstreamQuery(q: Question, id: number): Uint8Array {
     out[8] =
     out[9] =
     out[10] =
+    out[11] =
       0;
-  out[11] = 1;
   writeOpt(out, q.questionEnd, q.dnssecOk);
+  out[11] = 1;
   return out;
 }
 
 /**
- * Writes an answer with no records at `out[offset]`: just the question, the given rcode, and an
- * OPT record if the client sent one. Returns its length (at most questionEnd + 11 bytes).
+ * Writes the stored form of an answer with no records at `out[offset]`: the header and question
+ * only, no OPT record. Returns its length (`q.questionEnd`).
  */
-export function writeEmptyAnswer(
+function writeBareAnswer(
   q: Question,
   rcode: number,
   truncated: boolean,
@@ -386,19 +403,43 @@ export function writeEmptyAnswer(
     out[offset + 8] =
     out[offset + 9] =
     out[offset + 10] =
+    out[offset + 11] =
       0;
-  out[offset + 11] = q.edns ? 1 : 0;
-  if (q.edns) writeOpt(out, offset + q.questionEnd, q.dnssecOk);
-  return q.questionEnd + (q.edns ? OPT_RECORD_LENGTH : 0);
+  return q.questionEnd;
 }
 
 /**
- * Builds an answer with no records (see {@link writeEmptyAnswer}). Used for errors (SERVFAIL,
- * REFUSED …) and for TC=1 truncation.
+ * Writes an answer with no records at `out[offset]`, ready to send: the question, the given rcode,
+ * and the OPT record {@link appendAnswerOpt} decides. Returns its length (at most questionEnd + 11).
+ */
+export function writeEmptyAnswer(
+  q: Question,
+  rcode: number,
+  truncated: boolean,
+  out: Uint8Array,
+  offset: number,
+): number {
+  const length = writeBareAnswer(q, rcode, truncated, out, offset);
+  return length + appendAnswerOpt(q, out, offset, offset + length);
+}
+
+/**
+ * Builds an answer with no records, ready to send (see {@link writeEmptyAnswer}). Used for errors
+ * (SERVFAIL, REFUSED …) answered outside the resolver chain.
  */
 export function buildEmptyAnswer(q: Question, rcode: number, truncated = false): Uint8Array {
   const out = new Uint8Array(q.questionEnd + (q.edns ? OPT_RECORD_LENGTH : 0));
   writeEmptyAnswer(q, rcode, truncated, out, 0);
+  return out;
+}
+
+/**
+ * Builds the stored form (no OPT record) of an answer with no records, for answers made inside the
+ * resolver chain and rendered like any other.
+ */
+export function buildBareAnswer(q: Question, rcode: number): Uint8Array {
+  const out = new Uint8Array(q.questionEnd);
+  writeBareAnswer(q, rcode, false, out, 0);
   return out;
 }
 

@@ -1,19 +1,24 @@
 /**
  * Upstream race: asks every server of the group at once; the first usable answer (NOERROR or
- * NXDOMAIN, well-formed) wins and the others are cancelled. If none is usable, an upstream's
+ * NXDOMAIN, and well-formed by {@link messageProblem}) wins and the others are cancelled. If none is usable, an upstream's
  * REFUSED or SERVFAIL is passed on, else SERVFAIL is made locally.
  *
  * @module
  */
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
-import { buildEmptyAnswer, type Question, Rcode, scanResponse } from "../dns/wire.ts";
+import { messageProblem } from "../dns/message_check.ts";
+import { type Question, Rcode, scanResponse } from "../dns/wire.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { TerminalStage } from "./stage.ts";
 
 /** Counters the race keeps. */
 export interface RaceCounters {
+  /** Questions raced. */
   queries: number;
+  /** Questions no upstream answered usably (answered SERVFAIL or an upstream's error). */
   failures: number;
+  /** Upstream answers refused as malformed (each one counts as that upstream failing). */
+  invalidAnswers: number;
 }
 
 /** Reports an upstream that failed one exchange. */
@@ -21,7 +26,7 @@ export type UpstreamFailureListener = (upstream: Upstream, error: unknown) => vo
 
 /** Resolves questions by racing the group's upstream servers. */
 export class UpstreamRace implements TerminalStage {
-  readonly counters: RaceCounters = { queries: 0, failures: 0 };
+  readonly counters: RaceCounters = { queries: 0, failures: 0, invalidAnswers: 0 };
 
   constructor(
     private readonly upstreams: readonly Upstream[],
@@ -53,14 +58,20 @@ export class UpstreamRace implements TerminalStage {
       const oneDone = () => {
         if (--remaining > 0 || finished) return;
         this.counters.failures++;
-        settle(fallback ?? StoredAnswer.local(buildEmptyAnswer(q, Rcode.SERVFAIL), Date.now()));
+        settle(fallback ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
       };
       for (const upstream of this.upstreams) {
         upstream.exchange(q, controller.signal).then((response) => {
           if (finished) return;
-          const layout = scanResponse(response);
+          // Checked once here, before it may win or be cached: nothing malformed reaches a client.
+          const problem = messageProblem(response);
+          const layout = problem === null ? scanResponse(response) : null;
           if (layout === null) {
-            this.onFailure(upstream, new Error("malformed response"));
+            this.counters.invalidAnswers++;
+            this.onFailure(
+              upstream,
+              new Error(`malformed answer refused: ${problem ?? "unreadable records"}`),
+            );
             return oneDone();
           }
           const answer = StoredAnswer.fromResponse(response, layout, this.ttlPolicy, Date.now());

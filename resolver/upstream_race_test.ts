@@ -1,5 +1,6 @@
 import { assertEquals } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
+import { messageProblem } from "../dns/message_check.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { parseQuery, type Question, Rcode } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "../upstream/upstream.ts";
@@ -108,4 +109,37 @@ Deno.test("the chain answers hits synchronously and coalesces concurrent misses"
   const hit = resolve(question());
   assertEquals(hit instanceof Promise, false, "a hit needs no promise");
   assertEquals(cacheStage.counters, { hits: 1, misses: 3 });
+});
+
+Deno.test("a malformed answer never wins: it counts as that server failing, and a valid one is awaited", async () => {
+  const calls: string[] = [];
+  const good = fakeUpstream("good", 30, 0, calls);
+  /** Answers fast, with the answer's owner name a compression pointer to itself. */
+  const selfPointer: Upstream = {
+    address: "loop",
+    exchange(q) {
+      const wire = reply(q, 0);
+      const at = q.questionEnd;
+      wire[at] = 0xc0 | (at >> 8);
+      wire[at + 1] = at & 0xff;
+      return Promise.resolve(wire);
+    },
+  };
+  const failures: string[] = [];
+  const race = new UpstreamRace(
+    [selfPointer, good],
+    policy,
+    1000,
+    (u, e) => failures.push(`${u.address}: ${e}`),
+  );
+  const answer = await race.resolve(question());
+  assertEquals(answer.rcode, Rcode.NOERROR);
+  assertEquals(messageProblem(answer.wire), null);
+  assertEquals(race.counters.invalidAnswers, 1);
+  assertEquals(failures, [
+    "loop: Error: malformed answer refused: answer record 1: compression pointer that does not point backwards",
+  ]);
+  // Alone, it ends in SERVFAIL, not in the broken bytes.
+  const alone = new UpstreamRace([selfPointer], policy, 1000);
+  assertEquals((await alone.resolve(question())).rcode, Rcode.SERVFAIL);
 });
