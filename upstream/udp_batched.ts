@@ -4,7 +4,7 @@
  * `recvmmsg` on a worker thread. A small pool of sockets, each on a random port and retired after
  * `ROTATE_AFTER` queries, is shared by every upstream; each query carries a fresh random ID, and a
  * response is accepted only from the server's address and port, for an ID pending on that socket,
- * with the same question. A truncated answer is retried over TCP.
+ * with the same question. A truncated answer, or one larger than the receive slot, is retried over TCP.
  *
  * @module
  */
@@ -64,15 +64,16 @@ class OutgoingSocket implements ExchangeSocket {
         continue;
       }
       for (let i = 0; i < n; i++) {
-        const length = rx.length(i);
-        if (!(rx.flags(i) & MSG_TRUNC) && length >= 12) {
+        if (rx.length(i) >= 12) {
           const payload = rx.payload(i);
           const pending = (payload[2] & 0x80) ? this.pending.get(readId(payload)) : undefined;
           if (
             pending?.server && sameSockaddr(rx.name(i), pending.server) &&
             sameQuestion(pending.query, pending.questionEnd, payload)
           ) {
-            pending.done(null, payload.slice(), (payload[2] & 0x02) !== 0);
+            // An answer too large for the slot was cut by the kernel: ask again over TCP, as for TC.
+            const cut = (rx.flags(i) & MSG_TRUNC) !== 0;
+            pending.done(null, cut ? undefined : payload.slice(), cut || (payload[2] & 0x02) !== 0);
           }
         }
         rx.resetForReceive(i);

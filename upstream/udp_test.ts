@@ -6,6 +6,7 @@ import { UdpUpstream } from "./udp.ts";
 import { BatchedUdpUpstream, OutgoingSocketPool, sameSockaddr } from "./udp_batched.ts";
 import type { Upstream } from "./upstream.ts";
 import { encodeSockaddr } from "../net/linux_socket.ts";
+import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 
 /** Both UDP upstream implementations, each with what it needs to be torn down. */
 const IMPLEMENTATIONS: {
@@ -155,6 +156,56 @@ for (const impl of IMPLEMENTATIONS) {
       } finally {
         close();
         server.close();
+      }
+    },
+  });
+  Deno.test({
+    name: `UDP upstream (${impl.name}) gets an answer larger than its receive slot in full (over TCP if cut)`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const server = await socketOn();
+      const port = server.address().port;
+      const tcp = Deno.listen({ hostname: "127.0.0.1", port });
+      /** 60 TXT records of 100 bytes: about 6.6 KB, more than the 4096-byte receive slot. */
+      const big = (query: Uint8Array) => {
+        const p = decodePacket(query);
+        return encodePacket({
+          type: "response",
+          id: p.id,
+          flags: 0x8180,
+          questions: p.questions,
+          answers: Array.from({ length: 60 }, (_, i) => ({
+            name: "big.test",
+            type: "TXT",
+            ttl: 60,
+            data: [String(i).padStart(100, "x")],
+          })),
+        });
+      };
+      server.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+        server.send(big(msg), rinfo.port, rinfo.address);
+      });
+      const serving = (async () => {
+        for await (const conn of tcp) {
+          const reader = new FramedReader(conn);
+          const query = await reader.next().catch(() => null);
+          if (query) await writeAll(conn, frame(big(query))).catch(() => {});
+          conn.close();
+        }
+      })();
+      const { upstream, close } = impl.make(port);
+      try {
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(), 3000);
+        const answer = await upstream.exchange(parseQuery(buildQuery("big.test", "TXT")), controller.signal);
+        clearTimeout(timer);
+        assertEquals(decodePacket(answer).answers!.length, 60);
+      } finally {
+        close();
+        server.close();
+        tcp.close();
+        await serving.catch(() => {});
       }
     },
   });
