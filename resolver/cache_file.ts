@@ -1,7 +1,9 @@
 /**
  * The cache on disk (SmartDNS's `cache-persist`, `cache-file`, `cache-checkpoint-time`): written
  * atomically (temporary file, then rename) so a crash or a full disk leaves the previous file whole;
- * read back skipping expired entries. A truncated, corrupt or foreign file is reported, never fatal.
+ * read back skipping expired entries. A truncated, corrupt or foreign file is reported, never fatal;
+ * so is a file whose checksum holds but one of whose entries is not a well-formed answer to its own
+ * key (every entry is checked as strictly as an upstream answer: a crafted file serves nothing).
  *
  * Layout: "KEELDNS-CACHE\n" magic, u32 version, u32 entry count, then per entry: u16 key length, key
  * (as {@link AnswerCache.entries} gives it: the question section, then a DO byte), f64 storedAt, u32 lifetime, u16 wire length, wire, u16 TTL count, u32 offsets, u32 TTLs;
@@ -9,7 +11,9 @@
  *
  * @module
  */
+import { messageProblem } from "../dns/message_check.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
+import { HEADER_LENGTH, scanResponse, skipName } from "../dns/wire.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 
 const MAGIC = new TextEncoder().encode("KEELDNS-CACHE\n");
@@ -69,6 +73,33 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
   return out;
 }
 
+/**
+ * Why a stored entry may not be served, or null: its wire must be a well-formed message in the
+ * stored form (no OPT record) with one question equal to its key's, and its TTL table must list
+ * exactly the TTL fields of its records.
+ */
+function entryProblem(key: Uint8Array, wire: Uint8Array, offsets: Uint32Array): string | null {
+  const problem = messageProblem(wire);
+  if (problem) return `not a well-formed answer (${problem})`;
+  const layout = scanResponse(wire);
+  if (!layout || layout.opt) return "not in the stored form";
+  if (((wire[4] << 8) | wire[5]) !== 1 || !(wire[2] & 0x80)) return "not an answer to one question";
+  const questionLength = key.length - 1;
+  if (skipName(wire, HEADER_LENGTH) + 4 - HEADER_LENGTH !== questionLength || key[questionLength] > 1) {
+    return "key is not the answer's question";
+  }
+  for (let i = 0; i < questionLength; i++) {
+    let c = wire[HEADER_LENGTH + i];
+    if (i < questionLength - 4 && c >= 0x41 && c <= 0x5a) c |= 0x20;
+    if (c !== key[i]) return "answer to a question other than its key";
+  }
+  const expected = layout.ttlOffsets;
+  if (expected.length !== offsets.length || expected.some((o, j) => o !== offsets[j])) {
+    return "TTL table does not match its records";
+  }
+  return null;
+}
+
 /** What reading a cache file did. */
 export interface LoadResult {
   /** Entries put into the cache. */
@@ -122,7 +153,8 @@ export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, 
     pos += ttlCount * 4;
     for (let j = 0; j < ttlCount; j++) ttls[j] = view.getUint32(pos + j * 4, true);
     pos += ttlCount * 4;
-    if (wireLength < 12 || offsets.some((o) => o + 4 > wireLength)) fail("entry with a bad record layout");
+    const problem = entryProblem(key, wire, offsets);
+    if (problem) fail(`entry ${i + 1}: ${problem}`);
     entries.push([key, StoredAnswer.create(wire, offsets, ttls, storedAt, lifetime)]);
   }
   if (pos !== body) fail("trailing bytes");

@@ -87,3 +87,59 @@ Deno.test("a failed save leaves the previous file whole; a missing file loads no
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a file whose checksum holds but whose entries are crafted is refused whole", async (t) => {
+  const now = Date.now();
+  const good = encodeCache(filled(now), now);
+  /** Re-seals `bytes` with a valid checksum, as someone crafting a file would. */
+  const sealed = (bytes: Uint8Array) => {
+    const out = bytes.slice();
+    const body = out.length - 4;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < body; i++) h = Math.imul(h ^ out[i], 0x01000193);
+    new DataView(out.buffer).setUint32(body, h >>> 0, true);
+    return out;
+  };
+  // The first entry's layout: magic (14) + version, count (8), key length (2), key, 14 bytes, wire.
+  const keyLength = new DataView(good.buffer).getUint16(22, true);
+  const wireAt = 24 + keyLength + 14;
+  const wireLength = new DataView(good.buffer).getUint16(24 + keyLength + 12, true);
+  const ttlTable = wireAt + wireLength + 2;
+  const crafted: [string, (b: Uint8Array) => void, RegExp][] = [
+    ["owner name pointing at itself", (b) => {
+      const at = wireAt + wireLength - 16; // the A record: 2 bytes of owner pointer, 10 fixed, 4 rdata
+      b[at] = 0xc0;
+      b[at + 1] = wireLength - 16;
+    }, /entry 1: not a well-formed answer/],
+    ["TTL offset into the header (would overwrite the client's ID)", (b) => {
+      new DataView(b.buffer).setUint32(ttlTable, 0, true);
+    }, /entry 1: TTL table does not match/],
+    ["an answer to another question", (b) => {
+      b[wireAt + 13] = 0x7a; // a.test -> z.test in the wire, key unchanged
+    }, /entry 1: answer to a question other than its key/],
+    ["a query instead of an answer", (b) => {
+      b[wireAt + 2] &= 0x7f;
+    }, /entry 1: not an answer to one question/],
+  ];
+  for (const [what, craft, reason] of crafted) {
+    await t.step(what, () => {
+      const bytes = good.slice();
+      craft(bytes);
+      const cache = new AnswerCache(10);
+      let error: unknown;
+      try {
+        decodeCache(sealed(bytes), cache, now, "/x.cache");
+      } catch (e) {
+        error = e;
+      }
+      assert(error instanceof CacheFileError, `${what}: refused`);
+      assert(reason.test((error as Error).message), `${what}: ${(error as Error).message}`);
+      assertEquals(cache.size, 0, what);
+    });
+  }
+  assertEquals(
+    decodeCache(sealed(good.slice()), new AnswerCache(10), now, "x").loaded,
+    2,
+    "resealing alone changes nothing",
+  );
+});
