@@ -5,12 +5,29 @@
  */
 import type { SourcePosition } from "./schema.ts";
 
-/** A configuration problem at a position in a file; `message` reads `file:line:col: reason`. */
+/**
+ * A configuration problem at a position in a file; `message` reads `file:line:col: reason`, or
+ * `file: reason` for a problem with the file as a whole (line 0: it cannot be read, it lacks
+ * something).
+ */
 export class ConfigError extends Error {
   constructor(readonly reason: string, readonly position: SourcePosition) {
-    super(`${position.file}:${position.line}:${position.col}: ${reason}`);
+    super(
+      position.line > 0
+        ? `${position.file}:${position.line}:${position.col}: ${reason}`
+        : `${position.file}: ${reason}`,
+    );
     this.name = "ConfigError";
   }
+}
+
+/** Says in a few words why a file could not be read (no OS error numbers, no call names). */
+export function readFailure(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "is a directory, not a file";
+  if (error instanceof TypeError || (error as Error)?.name === "InvalidData") return "not UTF-8 text";
+  return ((error as Error)?.message ?? String(error)).replace(/ \(os error \d+\)/, "").replace(/: \w+ '.*'$/, "");
 }
 
 /** Edit distance between two short strings (for "did you mean"). */

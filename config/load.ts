@@ -4,7 +4,7 @@
  * @module
  */
 import { EMBEDDED_CONFIG_NAME, EMBEDDED_CONFIG_TOML } from "./defaults.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, readFailure } from "./errors.ts";
 import type { Config } from "./schema.ts";
 import { parseSmartdnsConf } from "./smartdns_conf.ts";
 import { parseTomlConfig } from "./toml.ts";
@@ -35,7 +35,7 @@ export function loadConfig(path?: string): Config {
   try {
     text = Deno.readTextFileSync(path);
   } catch (e) {
-    throw new ConfigError(`cannot read the config file: ${(e as Error).message}`, {
+    throw new ConfigError(`cannot read the configuration file: ${readFailure(e)}`, {
       file: path,
       line: 0,
       col: 0,

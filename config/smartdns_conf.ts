@@ -12,7 +12,7 @@ import {
   DEFAULT_TCP_IDLE_TIME,
 } from "./defaults.ts";
 import { DEFAULT_GUARDIAN, DEFAULT_UPSTREAM_TIMEOUT, DNS_PORT } from "./defaults.ts";
-import { ConfigError, didYouMean } from "./errors.ts";
+import { ConfigError, didYouMean, readFailure } from "./errors.ts";
 import type {
   BindConfig,
   CacheConfig,
@@ -204,6 +204,7 @@ class SmartdnsConfReader {
     try {
       return parse(text);
     } catch (e) {
+      if (e instanceof ConfigError) throw e; // already placed (a parser that reads further words)
       this.fail(l, word, `${l.words[0]}: ${(e as Error).message}`);
     }
   }
@@ -321,8 +322,9 @@ class SmartdnsConfReader {
 
   server(l: Line, transport: Transport): void {
     let address: UpstreamAddress;
+    const text = this.value(l, 1, (t) => t);
     try {
-      address = parseUpstreamAddress(this.value(l, 1, (t) => t), transport);
+      address = parseUpstreamAddress(text, transport);
     } catch (e) {
       const reason = (e as Error).message;
       if (reason.includes("not supported yet") && reason.includes("://")) {
@@ -389,7 +391,7 @@ class SmartdnsConfReader {
       try {
         text = this.readFile(path);
       } catch (e) {
-        this.fail(l, 1, `conf-file: cannot read "${path}": ${(e as Error).message}`);
+        this.fail(l, 1, `conf-file: cannot read "${path}": ${readFailure(e)}`);
       }
       this.read(text, path);
     }
@@ -402,8 +404,8 @@ class SmartdnsConfReader {
       text = this.readFile(this.resolvFile);
     } catch (e) {
       throw new ConfigError(
-        `no server lines, and resolv-file "${this.resolvFile}" cannot be read: ${(e as Error).message}`,
-        { file, line: 1, col: 1 },
+        `no server lines, and resolv-file "${this.resolvFile}" cannot be read: ${readFailure(e)}`,
+        { file, line: 0, col: 0 },
       );
     }
     const found: UpstreamConfig[] = [];
@@ -419,8 +421,8 @@ class SmartdnsConfReader {
     if (found.length === 0) {
       throw new ConfigError(`no server lines, and no usable nameserver in "${this.resolvFile}"`, {
         file,
-        line: 1,
-        col: 1,
+        line: 0,
+        col: 0,
       });
     }
     return found;

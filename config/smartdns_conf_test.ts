@@ -91,6 +91,15 @@ Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
   }
 });
 
+Deno.test("smartdns.conf: each message says its position once, and a whole-file problem has none", () => {
+  const e = assertThrows(() => parse("bind :53\nserver"), /^\/etc\/smartdns\/smartdns.conf:2:1: server: missing value$/);
+  assertEquals(e.message.match(/smartdns\.conf/g)?.length, 1, e.message);
+  assertThrows(
+    () => parse("bind :53\nresolv-file /nowhere/resolv.conf"),
+    /^\/etc\/smartdns\/smartdns.conf: no server lines, and resolv-file "\/nowhere\/resolv.conf" cannot be read: No such file$/,
+  );
+});
+
 Deno.test("smartdns.conf: conf-file includes relative to the including file, and loops are caught", () => {
   files["/etc/smartdns/extra.conf"] = "server 8.8.4.4\n";
   const c = parse("server 9.9.9.9\nconf-file extra.conf\n");

@@ -44,6 +44,17 @@ Deno.test("check detects TOML by content and points at a bad value", async () =>
   });
 });
 
+Deno.test("a config file that cannot be read is named once, with the reason in plain words", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await runKeeldns(["check", "-c", `${dir}/missing.conf`]);
+    assertEquals(r.code, 1);
+    assertEquals(r.stderr.trim(), `${dir}/missing.conf: cannot read the configuration file: no such file`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("run with a bad config exits non-zero at once with the reason", async () => {
   await withFile(
     "bad.toml",
