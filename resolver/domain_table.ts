@@ -1,0 +1,352 @@
+/**
+ * The domain matcher every domain rule shares (SmartDNS's `/domain/` argument): a trie of
+ * reversed labels (`com` → `example` → `www`) kept as one hash table of edges in typed arrays,
+ * with the labels in one byte store, so a million names cost a few typed arrays and no object per
+ * name. A lookup reads the question's wire bytes in place and builds no string.
+ *
+ * Matching follows SmartDNS (`src/dns_conf/domain_rule.c` and its test-rule.cc):
+ * - `/example.com/` (scope `both`) covers example.com and every name below it;
+ * - `/*.example.com/` (`sub`) covers the names below only, `/-.example.com/` (`self`) the name only;
+ * - `/*a.com/` (a `*` not followed by a dot) is a string-suffix wildcard over the label that
+ *   precedes `com`: a.com, xa.com and b.a.com, not ab.com;
+ * - the most specific rule wins, kind by kind: values are merged along the path by the caller's
+ *   `merge(outer, inner)`, the inner (deeper) one overriding. Merges are done once in
+ *   {@link DomainTable.finish}, so a lookup only walks to the deepest node the name reaches.
+ *
+ * @module
+ */
+import { HEADER_LENGTH } from "../dns/wire.ts";
+
+/** No rule applies. */
+export const NO_RULE = -1;
+
+/** Which names a rule on a domain covers: the domain and below, only below, only the domain. */
+export type RuleScope = "both" | "sub" | "self";
+
+/** Combines two rule values, `inner` (the more specific) overriding `outer`; either may be NO_RULE. */
+export type RuleMerge = (outer: number, inner: number) => number;
+
+const NONE = -1;
+const ROOT = 0;
+/** Most labels a name can have (255 bytes). */
+const MAX_LABELS = 128;
+/** Offsets of the labels of the name being matched (module scratch: lookups never overlap). */
+const LABELS = new Int32Array(MAX_LABELS);
+const encoder = new TextEncoder();
+
+/** A string-suffix wildcard (`*a.com`) hanging off the node of `com`. */
+interface SuffixRule {
+  readonly suffix: Uint8Array;
+  readonly value: number;
+}
+
+/** Lower-cases an ASCII letter. */
+function lower(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+}
+
+/** A reversed-label trie of domain rules; build with {@link add}, then {@link finish}, then match. */
+export class DomainTable {
+  private count = 1; // node 0 is the root
+  private parent = new Int32Array(1024);
+  private labelAt = new Uint32Array(1024);
+  private labelLength = new Uint8Array(1024);
+  private chain = new Int32Array(1024);
+  private buckets = new Int32Array(1024).fill(NONE);
+  /** Per node: its own `both` rule; the rarer `sub` and `self` rules are kept aside by node. */
+  private both = new Int32Array(1024).fill(NO_RULE);
+  private readonly sub = new Map<number, number>();
+  private readonly self = new Map<number, number>();
+  /**
+   * After finish, per node: an index into `merged`, whose pairs are the value for names strictly
+   * below the node and the value for the node's own name. Few distinct pairs exist (a million
+   * names of one list share one), so a node costs 4 bytes for them.
+   */
+  private effective = new Int32Array(0);
+  private merged = new Int32Array(0);
+  private labels = new Uint8Array(16384);
+  private labelBytes = 0;
+  private readonly suffixRules = new Map<number, SuffixRule[]>();
+  private finished = false;
+
+  constructor(private readonly merge: RuleMerge) {
+    this.parent[ROOT] = NONE;
+  }
+
+  /** Nodes in the trie, the root included. */
+  get nodes(): number {
+    return this.count;
+  }
+
+  /** Bytes held by the trie's arrays (for memory figures). */
+  get byteSize(): number {
+    const perNode = 4 + 4 + 1 + 4 + 4;
+    return this.parent.length * perNode + this.effective.length * 4 + this.merged.length * 4 +
+      this.buckets.length * 4 + this.labels.length + (this.sub.size + this.self.size) * 40;
+  }
+
+  /**
+   * Adds a rule for `domain`, given as SmartDNS writes it inside `/…/`: dotted, optionally with a
+   * `*.`, `-.` or `*` prefix (which set the scope and override `scope`); "" or "." is every name.
+   * A second rule on the same domain and scope is merged over the first. Throws on a bad name.
+   */
+  add(domain: string, value: number, scope: RuleScope = "both"): void {
+    let name = domain.trim().toLowerCase();
+    if (name.startsWith("*-.")) {
+      this.add(name.slice(3), value, "sub");
+      this.add(name.slice(3), value, "self");
+      return;
+    }
+    if (name.startsWith("*.")) [name, scope] = [name.slice(2), "sub"];
+    else if (name.startsWith("-.")) [name, scope] = [name.slice(2), "self"];
+    else if (name.startsWith("*")) return this.addSuffix(name.slice(1), value);
+    const bytes = encoder.encode(name);
+    const problem = this.addBytes(bytes, 0, bytes.length, value, scope);
+    if (problem) throw new Error(`"${domain}": ${problem}`);
+  }
+
+  /**
+   * Adds a rule for the dotted name in `src[start, end)` (no prefix; leading dots and one trailing
+   * dot are ignored; an empty name is every name), reading the bytes in place: the fast way for
+   * list files. Returns why the name is unusable, or null.
+   */
+  addBytes(
+    src: Uint8Array,
+    start: number,
+    end: number,
+    value: number,
+    scope: RuleScope = "both",
+  ): string | null {
+    while (start < end && src[start] === 0x2e) start++;
+    if (end > start && src[end - 1] === 0x2e) end--;
+    if (end - start > 253) return "name longer than 253 characters";
+    let node = ROOT;
+    let labelEnd = end;
+    for (let i = end - 1; start < end && i >= start - 1; i--) {
+      if (i >= start && src[i] !== 0x2e) continue;
+      const length = labelEnd - i - 1;
+      if (length === 0) return "empty label";
+      if (length > 63) return "label longer than 63 bytes";
+      const found = this.find(node, src, i + 1, length);
+      node = found !== NONE ? found : this.create(node, src, i + 1, length);
+      labelEnd = i;
+    }
+    if (scope === "both") {
+      this.both[node] = this.both[node] === NO_RULE ? value : this.merge(this.both[node], value);
+    } else {
+      const own = scope === "sub" ? this.sub : this.self;
+      own.set(node, this.merge(own.get(node) ?? NO_RULE, value));
+    }
+    this.finished = false;
+    return null;
+  }
+
+  /** `*a.com`: names whose label before `com` ends with `a` (a.com, xa.com, b.xa.com). */
+  private addSuffix(rest: string, value: number): void {
+    const dot = rest.indexOf(".");
+    const partial = dot < 0 ? rest : rest.slice(0, dot);
+    const parentName = dot < 0 ? "" : rest.slice(dot + 1);
+    if (partial === "") return this.add(parentName, value, "sub");
+    const node = this.nodeFor(parentName === "" ? [] : parentName.split("."));
+    const list = this.suffixRules.get(node) ?? [];
+    list.push({ suffix: encoder.encode(partial), value });
+    this.suffixRules.set(node, list);
+    this.finished = false;
+  }
+
+  /** The node for `labels` (left to right as written), creating it and its parents as needed. */
+  private nodeFor(labels: string[]): number {
+    let node = ROOT;
+    for (let i = labels.length - 1; i >= 0; i--) {
+      const bytes = encoder.encode(labels[i]);
+      if (bytes.length === 0) throw new Error(`"${labels.join(".")}" has an empty label`);
+      if (bytes.length > 63) throw new Error(`"${labels[i]}" is longer than 63 bytes`);
+      const found = this.find(node, bytes, 0, bytes.length);
+      node = found !== NONE ? found : this.create(node, bytes, 0, bytes.length);
+    }
+    return node;
+  }
+
+  /** The child of `parent` whose label is `src[start, start + length)` (any case), or NONE. */
+  private find(parent: number, src: Uint8Array, start: number, length: number): number {
+    let h = (Math.imul(parent, 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
+    for (let i = start; i < start + length; i++) h = Math.imul(h ^ lower(src[i]), 0x01000193);
+    for (let n = this.buckets[(h >>> 0) & (this.buckets.length - 1)]; n !== NONE; n = this.chain[n]) {
+      if (this.parent[n] !== parent || this.labelLength[n] !== length) continue;
+      const at = this.labelAt[n];
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (this.labels[at + i] !== lower(src[start + i])) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return n;
+    }
+    return NONE;
+  }
+
+  /** Bucket of the edge into node `n`. */
+  private bucketOf(n: number): number {
+    let h = (Math.imul(this.parent[n], 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
+    const at = this.labelAt[n];
+    for (let i = at; i < at + this.labelLength[n]; i++) h = Math.imul(h ^ this.labels[i], 0x01000193);
+    return (h >>> 0) & (this.buckets.length - 1);
+  }
+
+  private create(parent: number, src: Uint8Array, start: number, length: number): number {
+    if (this.count === this.parent.length) this.grow();
+    if (this.labelBytes + length > this.labels.length) {
+      const bigger = new Uint8Array(Math.max(this.labels.length * 2, this.labelBytes + length, 1024));
+      bigger.set(this.labels);
+      this.labels = bigger;
+    }
+    const n = this.count++;
+    this.parent[n] = parent;
+    this.labelAt[n] = this.labelBytes;
+    this.labelLength[n] = length;
+    for (let i = 0; i < length; i++) this.labels[this.labelBytes + i] = lower(src[start + i]);
+    this.labelBytes += length;
+    if (this.count > this.buckets.length * 0.75) this.rehash(this.buckets.length * 2);
+    else {
+      const b = this.bucketOf(n);
+      this.chain[n] = this.buckets[b];
+      this.buckets[b] = n;
+    }
+    return n;
+  }
+
+  private grow(): void {
+    const size = this.parent.length * 2;
+    const widen = <T extends Int32Array | Uint32Array | Uint8Array>(a: T, fill?: number): T => {
+      const b = new (a.constructor as { new (n: number): T })(size);
+      if (fill !== undefined) b.fill(fill);
+      b.set(a);
+      return b;
+    };
+    this.parent = widen(this.parent);
+    this.labelAt = widen(this.labelAt);
+    this.labelLength = widen(this.labelLength);
+    this.chain = widen(this.chain);
+    this.both = widen(this.both, NO_RULE);
+  }
+
+  private rehash(size: number): void {
+    this.buckets = new Int32Array(size).fill(NONE);
+    for (let n = 1; n < this.count; n++) {
+      const b = this.bucketOf(n);
+      this.chain[n] = this.buckets[b];
+      this.buckets[b] = n;
+    }
+  }
+
+  /**
+   * Merges each node's rules with its ancestors' (parents are always created before children),
+   * and trims the arrays to what the trie holds.
+   */
+  finish(): void {
+    const merge = this.merge;
+    const count = this.count;
+    this.trim(count);
+    const effective = new Int32Array(count);
+    const pairs: number[] = [];
+    const index = new Map<number, Map<number, number>>();
+    const below = new Int32Array(count);
+    for (let n = 0; n < count; n++) {
+      const outer = n === ROOT ? NO_RULE : below[this.parent[n]];
+      const both = merge(outer, this.both[n]);
+      const deeper = merge(both, this.sub.get(n) ?? NO_RULE);
+      const own = merge(both, this.self.get(n) ?? NO_RULE);
+      below[n] = deeper;
+      let byOwn = index.get(deeper);
+      if (!byOwn) index.set(deeper, byOwn = new Map());
+      let pair = byOwn.get(own);
+      if (pair === undefined) {
+        pair = pairs.length / 2;
+        pairs.push(deeper, own);
+        byOwn.set(own, pair);
+      }
+      effective[n] = pair;
+    }
+    this.effective = effective;
+    this.merged = Int32Array.from(pairs);
+    this.finished = true;
+  }
+
+  /** Shrinks the per-node arrays to `count` entries (a later add grows them again). */
+  private trim(count: number): void {
+    if (this.parent.length === count) return;
+    this.parent = this.parent.slice(0, count);
+    this.labelAt = this.labelAt.slice(0, count);
+    this.labelLength = this.labelLength.slice(0, count);
+    this.chain = this.chain.slice(0, count);
+    this.both = this.both.slice(0, count);
+    this.labels = this.labels.slice(0, this.labelBytes);
+  }
+
+  /**
+   * The merged rule value for the uncompressed name at `wire[start]` (a question's name), or
+   * NO_RULE. Reads bytes only; the name must have been checked (labels within the message).
+   */
+  match(wire: Uint8Array, start = HEADER_LENGTH): number {
+    if (!this.finished) this.finish();
+    let n = 0;
+    for (let p = start; wire[p] !== 0 && n < MAX_LABELS; p += wire[p] + 1) LABELS[n++] = p;
+    let node = ROOT;
+    const suffixes = this.suffixRules.size > 0;
+    for (let i = n - 1; i >= 0; i--) {
+      if (suffixes && this.suffixRules.has(node)) return this.matchWithSuffixes(wire, n);
+      const child = this.find(node, wire, LABELS[i] + 1, wire[LABELS[i]]);
+      if (child === NONE) return this.merged[this.effective[node] * 2];
+      node = child;
+    }
+    return this.merged[this.effective[node] * 2 + 1];
+  }
+
+  /**
+   * The slow path for tables with `*a.com` wildcards: folds the rules along the name's path one
+   * by one, with a matching suffix rule ranked between its node and the node below it.
+   */
+  private matchWithSuffixes(wire: Uint8Array, n: number): number {
+    const merge = this.merge;
+    let value = NO_RULE;
+    let node = ROOT;
+    for (let i = n - 1; i >= -1; i--) {
+      const last = i === -1;
+      value = merge(value, this.both[node]);
+      value = merge(value, (last ? this.self : this.sub).get(node) ?? NO_RULE);
+      if (last) return value;
+      const label = LABELS[i] + 1;
+      const length = wire[LABELS[i]];
+      for (const rule of this.suffixRules.get(node) ?? []) {
+        if (endsWith(wire, label, length, rule.suffix)) value = merge(value, rule.value);
+      }
+      const child = this.find(node, wire, label, length);
+      if (child === NONE) return value;
+      node = child;
+    }
+    return value;
+  }
+
+  /** {@link match} for a dotted name (tools, `explain`, tests); not for the hot path. */
+  matchName(name: string): number {
+    const labels = name.replace(/\.$/, "").split(".").filter((l) => l !== "");
+    const wire = new Uint8Array(labels.reduce((sum, l) => sum + l.length + 1, 1) + HEADER_LENGTH);
+    let p = HEADER_LENGTH;
+    for (const label of labels) {
+      const bytes = encoder.encode(label);
+      wire[p] = bytes.length;
+      wire.set(bytes, p + 1);
+      p += bytes.length + 1;
+    }
+    return this.match(wire, HEADER_LENGTH);
+  }
+}
+
+/** Whether the label at `wire[start, start + length)` ends with `suffix` (ASCII case ignored). */
+function endsWith(wire: Uint8Array, start: number, length: number, suffix: Uint8Array): boolean {
+  if (suffix.length > length) return false;
+  const from = start + length - suffix.length;
+  for (let i = 0; i < suffix.length; i++) if (lower(wire[from + i]) !== suffix[i]) return false;
+  return true;
+}
