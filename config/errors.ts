@@ -27,7 +27,10 @@ export function readFailure(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.IsADirectory) return "is a directory, not a file";
   if (error instanceof TypeError || (error as Error)?.name === "InvalidData") return "not UTF-8 text";
-  return ((error as Error)?.message ?? String(error)).replace(/ \(os error \d+\)/, "").replace(/: \w+ '.*'$/, "");
+  return ((error as Error)?.message ?? String(error)).replace(/ \(os error \d+\)/, "").replace(
+    /: \w+ '.*'$/,
+    "",
+  );
 }
 
 /** Edit distance between two short strings (for "did you mean"). */

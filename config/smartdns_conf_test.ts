@@ -92,7 +92,10 @@ Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
 });
 
 Deno.test("smartdns.conf: each message says its position once, and a whole-file problem has none", () => {
-  const e = assertThrows(() => parse("bind :53\nserver"), /^\/etc\/smartdns\/smartdns.conf:2:1: server: missing value$/);
+  const e = assertThrows(
+    () => parse("bind :53\nserver"),
+    /^\/etc\/smartdns\/smartdns.conf:2:1: server: missing value$/,
+  );
   assertEquals(e.message.match(/smartdns\.conf/g)?.length, 1, e.message);
   assertThrows(
     () => parse("bind :53\nresolv-file /nowhere/resolv.conf"),
