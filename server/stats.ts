@@ -20,4 +20,8 @@ export class ServerStats {
   tcpAccepted = 0;
   /** TCP connections refused because the cap was reached. */
   tcpRefused = 0;
+  /** TCP connections closed because they stayed over their budget without taking answers. */
+  tcpClosedOverBudget = 0;
+  /** TCP connections closed because a write took no byte within the write timeout. */
+  tcpWriteTimeouts = 0;
 }

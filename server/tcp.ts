@@ -1,15 +1,19 @@
 /**
  * The TCP listener (RFC 7766): 2-byte framing, several queries per connection answered as they
- * complete, an idle timeout, and a cap on open connections.
+ * complete, an idle timeout, a cap on open connections, and per-connection backpressure
+ * ({@link StreamBudget}): reading stops while a connection has too many answers in flight or too
+ * many bytes waiting to be written, and a connection whose socket stops taking its answers is
+ * closed and counted (`tcpClosedOverBudget`, `tcpWriteTimeouts`).
  *
  * @module
  */
 import type { BindConfig } from "../config/schema.ts";
-import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
+import { frame, FramedReader } from "../dns/stream_framing.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
 import { DRAIN_MS, type Listener } from "./listener.ts";
+import { StreamBudget, type StreamCloseReason, type StreamLimits } from "./stream_budget.ts";
 
 /**
  * Listens with SO_REUSEPORT so a successor can bind the same port during a planned restart. That
@@ -34,22 +38,27 @@ export class TcpListener implements Listener {
     private readonly dispatcher: QueryDispatcher,
     private readonly idleMs: number,
     private readonly maxConnections: number,
+    private readonly limits: Partial<StreamLimits>,
     private readonly log: Logger,
   ) {
     this.address = `tcp://${authority(bind.host, bind.port)}`;
     this.accepting = this.acceptLoop();
   }
 
-  /** Binds `bind` and starts serving. Throws if the port cannot be bound. */
+  /**
+   * Binds `bind` and starts serving. Throws if the port cannot be bound. `budget` overrides the
+   * per-connection limits of {@link StreamBudget} (the defaults suit every deployment so far).
+   */
   static listen(
     bind: BindConfig,
     dispatcher: QueryDispatcher,
-    options: { idleSeconds: number; maxConnections: number },
+    options: { idleSeconds: number; maxConnections: number; budget?: Partial<StreamLimits> },
     log: Logger,
   ): TcpListener {
     const listener = listenShared(bind);
     const idleMs = (options.idleSeconds > 0 ? options.idleSeconds : 3600) * 1000;
-    return new TcpListener(listener, bind, dispatcher, idleMs, options.maxConnections, log);
+    const { maxConnections, budget = {} } = options;
+    return new TcpListener(listener, bind, dispatcher, idleMs, maxConnections, budget, log);
   }
 
   private async acceptLoop(): Promise<void> {
@@ -86,37 +95,45 @@ export class TcpListener implements Listener {
   private async serve(conn: Deno.TcpConn): Promise<void> {
     conn.setNoDelay(true);
     const reader = new FramedReader(conn);
-    let writing = Promise.resolve();
-    let idle = setTimeout(() => conn.close(), this.idleMs);
-    let pending = 0;
-    let drained: (() => void) | undefined;
-    const reply = (answer: Uint8Array) => {
-      const framed = frame(answer);
-      writing = writing.then(() => writeAll(conn, framed)).catch(() => {});
-      if (--pending === 0) drained?.();
+    const closeConn = () => {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
     };
+    const budget = new StreamBudget(conn, (reason) => {
+      this.countClosed(reason);
+      closeConn();
+    }, this.limits);
+    let idle = setTimeout(closeConn, this.idleMs);
     try {
-      for (;;) {
+      // Reads only while under budget: a client that does not read its answers stops being read.
+      while (await budget.ready()) {
         const message = await reader.next();
         if (message === null) break;
         clearTimeout(idle);
-        idle = setTimeout(() => conn.close(), this.idleMs);
+        idle = setTimeout(closeConn, this.idleMs);
+        budget.admit();
         const answer = this.dispatcher.answer(message, false);
-        if (answer instanceof Uint8Array) {
-          pending++;
-          reply(answer);
-        } else if (answer) {
-          pending++;
-          answer.then(reply);
-        }
+        if (answer instanceof Uint8Array) budget.send(frame(answer));
+        else if (answer) answer.then((a) => budget.send(frame(a)));
+        else budget.release();
       }
     } catch {
       // reset, idle close, or a message cut off mid-way: the connection is simply done
     }
-    // The client may half-close after its last query: answer what is still being resolved.
-    if (pending > 0 && !this.closed) await new Promise<void>((resolve) => drained = resolve);
+    // The client may half-close after its last query: answer what is still being resolved. The
+    // budget's write clocks bound this wait.
+    if (!this.closed) await budget.drained();
     clearTimeout(idle);
-    await writing;
+    budget.close();
+  }
+
+  /** Counts a connection a budget rule closed. */
+  private countClosed(reason: StreamCloseReason): void {
+    if (reason === "over-budget") this.dispatcher.stats.tcpClosedOverBudget++;
+    else this.dispatcher.stats.tcpWriteTimeouts++;
   }
 
   /** Stops accepting, lets answers under way go out, then closes open connections. */
