@@ -15,7 +15,9 @@ import {
   EXIT_CRASH,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
+  TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
+import { yieldToEventLoop } from "./ops/event_loop.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import { loadCache, saveCache } from "./resolver/cache_file.ts";
@@ -48,6 +50,35 @@ function tell(message: ChildMessage): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Tells the guardian (when it started us) that a start-up step begins: how far a child that never
+ * becomes ready got. Then gives the event loop a turn, so a due heartbeat goes out first.
+ */
+async function startupStage(
+  options: ChildOptions,
+  stage: string,
+  done?: number,
+  total?: number,
+): Promise<void> {
+  if (options.guarded) tell({ progress: done === undefined ? { stage } : { stage, done, total } });
+  await yieldToEventLoop();
+}
+
+/**
+ * Test-only: with {@link TEST_STARTUP_DELAY_ENV} set, start-up takes that many milliseconds more
+ * (before the listeners are bound), beating and reporting progress meanwhile as a long load does,
+ * so end-to-end tests can play a slow board.
+ */
+async function testOnlyStartupDelay(options: ChildOptions): Promise<void> {
+  const ms = Number(Deno.env.get(TEST_STARTUP_DELAY_ENV) ?? 0);
+  if (!(ms > 0)) return;
+  const started = Date.now();
+  for (let waited = 0; waited < ms; waited = Date.now() - started) {
+    await startupStage(options, `test-only start-up delay (${TEST_STARTUP_DELAY_ENV})`, waited, ms);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, ms - waited)));
   }
 }
 
@@ -121,8 +152,9 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
 }
 
 /** Loads the saved cache before serving, when persistence is on; an unusable file is only logged. */
-async function restoreCache(config: Config, resolver: Resolver): Promise<void> {
+async function restoreCache(options: ChildOptions, config: Config, resolver: Resolver): Promise<void> {
   if (!config.cache.persist || !resolver.cache) return;
+  await startupStage(options, "loading the cache file");
   try {
     const { loaded, expired } = await loadCache(resolver.cache.cache, config.cache.file);
     log.info("cache: {loaded} entries loaded from {file} ({expired} had expired)", {
@@ -136,9 +168,10 @@ async function restoreCache(config: Config, resolver: Resolver): Promise<void> {
 }
 
 /** Loads the cache a predecessor handed over in a planned restart, then deletes the file. */
-async function takeOverCache(resolver: Resolver): Promise<void> {
+async function takeOverCache(options: ChildOptions, resolver: Resolver): Promise<void> {
   const file = Deno.env.get(HANDOVER_FILE_ENV);
   if (!file || Deno.env.get(HANDOVER_LOAD_ENV) !== "1" || !resolver.cache) return;
+  await startupStage(options, "taking over the previous child's cache");
   try {
     const { loaded } = await loadCache(resolver.cache.cache, file);
     log.info("cache: {loaded} entries taken over from the previous child", { loaded });
@@ -247,6 +280,7 @@ async function serve(
   setReport: (report: () => Record<string, number>) => void,
 ): Promise<number> {
   let config: Config;
+  await startupStage(options, "reading the configuration");
   try {
     config = loadConfig(options.configPath);
   } catch (e) {
@@ -265,6 +299,7 @@ async function serve(
     });
   }
 
+  await startupStage(options, "building the resolver");
   const stats = new ServerStats();
   let batched: boolean;
   try {
@@ -276,10 +311,12 @@ async function serve(
   }
   const udpPool = batched ? new OutgoingSocketPool() : undefined;
   let resolver = buildResolver(config, getLogger("resolver"), undefined, udpPool);
-  await restoreCache(config, resolver);
-  await takeOverCache(resolver);
+  await restoreCache(options, config, resolver);
+  await takeOverCache(options, resolver);
+  await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   let listeners: Listener[];
+  await startupStage(options, "binding listeners");
   try {
     listeners = await bindAll(config, dispatcher, batched);
   } catch (e) {

@@ -1,6 +1,7 @@
 /**
  * The guardian: starts the child (this same program with `--child`), replaces it at once when it
- * dies or stops beating, restarts it on purpose without dropping queries (the new child binds the
+ * dies, is not ready by the start-up deadline or, once ready, stops beating (the policies are in
+ * `guardian/`), restarts it on purpose without dropping queries (the new child binds the
  * same ports beside the old one, takes over its cache, then the old one drains), forwards signals,
  * answers `keeldns status|reload|stop|restart` on its control socket, and writes a crash report
  * for every child that died. It exits only when told to stop, or when the configuration is invalid
@@ -10,14 +11,17 @@
  */
 import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
-import { loadConfig, parseConfig } from "./config/load.ts";
-import type { Config, GuardianConfig } from "./config/schema.ts";
+import type { GuardianConfig } from "./config/schema.ts";
+import { LastGoodConfig, readConfig } from "./guardian/last_good_config.ts";
+import { RestartBackoff } from "./guardian/restart_backoff.ts";
+import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
 import {
   EXIT_BIND,
   EXIT_CONFIG,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
   parseChildMessage,
+  type ProgressMessage,
 } from "./ops/child_messages.ts";
 import {
   type ControlCommand,
@@ -30,6 +34,9 @@ import { writeCrashReport } from "./ops/crash_report.ts";
 import { LineRing, readLines } from "./ops/lines.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { removePidFile, writePidFile } from "./ops/pid_file.ts";
+import { loaderCommand } from "./ops/runtime_loader.ts";
+
+export { HEALTHY_AFTER_MS, MAX_RESTART_DELAY_MS, restartDelay } from "./guardian/restart_backoff.ts";
 
 /** How the guardian was started. */
 export interface GuardianOptions {
@@ -40,24 +47,8 @@ export interface GuardianOptions {
   readonly verbose: boolean;
 }
 
-/** Restart delays: the first restart is immediate, then doubling from 100 ms up to this cap. */
-export const MAX_RESTART_DELAY_MS = 5000;
-/**
- * A child that served (was ready) this long before it died was not stuck in a start-up loop: its
- * restart is immediate again. Children dying before or right after ready back off.
- */
-export const HEALTHY_AFTER_MS = 1000;
 /** How long a stopping child may take before it is killed. */
 const STOP_GRACE_MS = 10_000;
-/** How long a new child may take to become ready in a planned restart. */
-const READY_TIMEOUT_MS = 20_000;
-/** At most one restart for exceeding max-memory in this period. */
-const MEMORY_RESTART_INTERVAL_MS = 60_000;
-
-/** Delay before restart number `failures` (1 = the first failure in a row). */
-export function restartDelay(failures: number): number {
-  return failures <= 1 ? 0 : Math.min(100 * 2 ** (failures - 2), MAX_RESTART_DELAY_MS);
-}
 
 /** The permissions the child needs when it runs under `deno run`. */
 const CHILD_FLAGS = [
@@ -87,21 +78,6 @@ export function childCommand(childArgs: string[]): { command: string; args: stri
   return { command: Deno.execPath(), args: [...flags, Deno.mainModule, "--child", ...childArgs] };
 }
 
-/**
- * Reads and parses the configuration once: the model, and the file's text (none for the embedded
- * default). Throws the file's error, with its position.
- */
-function readConfig(path?: string): { config: Config; text?: string } {
-  if (!path) return { config: loadConfig() };
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch {
-    return { config: loadConfig(path) }; // throws the read error as a ConfigError
-  }
-  return { config: parseConfig(text, path), text };
-}
-
 /** Says how a process ended. */
 function describeExit(status: Deno.CommandStatus): string {
   if (status.signal) return `was killed by ${status.signal}`;
@@ -126,11 +102,26 @@ function residentBytes(pid: number): number {
 const log = getLogger("guardian");
 const stderrEncoder = new TextEncoder();
 
+/** A progress message as one phrase: "loading rules (1200/50000)". */
+function stageOf(progress: ProgressMessage["progress"]): string {
+  const count = progress.done === undefined
+    ? ""
+    : progress.total === undefined
+    ? ` (${progress.done})`
+    : ` (${progress.done}/${progress.total})`;
+  return `${progress.stage}${count}`;
+}
+
 /** One child process and what the guardian knows of it. */
-class ChildHandle {
+class ChildHandle implements WatchedChild {
   readonly startedAt = Date.now();
   readyAt = 0;
-  lastBeat = Date.now();
+  /** When it last beat or reported progress; 0 until it first does. */
+  lastHeard = 0;
+  /** The start-up stage it last reported. */
+  stage?: string;
+  /** Why the guardian killed it, if it did. */
+  killedFor?: string;
   listeners: readonly string[] = [];
   /** The child's latest counters (queries, cache, memory), sent every few seconds. */
   stats: Record<string, number> = {};
@@ -152,8 +143,15 @@ class ChildHandle {
     this.drained = Promise.all([this.readMessages(), this.mirrorOutput()]).then(() => {});
   }
 
+  /** The child's process id. */
   get pid(): number {
     return this.process.pid;
+  }
+
+  /** Kills the child at once (SIGKILL), remembering why for the log and the crash report. */
+  kill(reason: string): void {
+    this.killedFor = reason;
+    this.signal("SIGKILL");
   }
 
   /**
@@ -196,9 +194,13 @@ class ChildHandle {
       const message = parseChildMessage(line);
       if (!message) continue;
       if ("beat" in message) {
-        this.lastBeat = Date.now();
+        this.lastHeard = Date.now();
+      } else if ("progress" in message) {
+        this.lastHeard = Date.now();
+        this.stage = stageOf(message.progress);
+        log.debug("child {pid} starting: {stage}", { pid: this.pid, stage: this.stage });
       } else if ("ready" in message) {
-        this.lastBeat = this.readyAt = Date.now();
+        this.lastHeard = this.readyAt = Date.now();
         this.listeners = message.ready.listeners;
         log.info("child {pid} ready on {listeners}", { pid: this.pid, listeners: this.listeners.join(", ") });
         this.markReady(true);
@@ -244,24 +246,23 @@ export function childV8Flags(optimizeFor: "speed" | "memory", inherited?: string
   return [...ours, ...(inherited ? [inherited] : [])].join(",");
 }
 
-/** Supervises the child. */
+/**
+ * Keeps one child serving: starts it, replaces it when it dies or the watchdog condemns it,
+ * replaces it on purpose without dropping queries, and answers the control commands. The
+ * policies it applies are its parts: {@link RestartBackoff} (how soon), {@link LastGoodConfig}
+ * (on which configuration), {@link Watchdog} (when a child counts as stuck).
+ */
 class Guardian {
   private current?: ChildHandle;
   private readonly live = new Set<ChildHandle>();
   private stopping = false;
   private restarting?: Promise<ControlReply>;
-  private failures = 0;
   private restarts = 0;
   private lastCrash?: LastCrash;
-  private nextStartAt = 0;
-  private lastMemoryRestart = 0;
-  private wake?: () => void;
+  private readonly backoff = new RestartBackoff();
+  private readonly lastGood: LastGoodConfig;
+  private readonly watchdog: Watchdog;
   private readonly handoverFile: string;
-  /** The configuration text last validated, to fall back on if the file turns bad under us. */
-  private lastGood?: { text: string; time: string };
-  /** Set while children run on the last good configuration because the file is invalid. */
-  private fallbackPath?: string;
-  private readonly fallbackFile: string;
 
   /** @param configText the configuration file's text as validated at start (the first last good one) */
   constructor(
@@ -271,47 +272,16 @@ class Guardian {
     private readonly crashDir: string | undefined,
     configText?: string,
   ) {
-    if (configText !== undefined) this.lastGood = { text: configText, time: new Date().toISOString() };
     const dir = crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
     this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
-    const extension = /\.[a-z]+$/i.exec(configPath ?? "")?.[0] ?? "";
-    this.fallbackFile = `${dir}/keeldns-lastgood-${Deno.pid}${extension}`;
-  }
-
-  /**
-   * Reads and validates the configuration file; a valid one becomes the last good configuration.
-   * Throws the file's error otherwise.
-   */
-  validate(): void {
-    const { text } = readConfig(this.configPath);
-    if (text !== undefined) this.lastGood = { text, time: new Date().toISOString() };
+    this.lastGood = new LastGoodConfig(configPath, dir, configText);
+    this.watchdog = new Watchdog(config);
   }
 
   /** The arguments for a child: the configuration file (or its last good copy) and -v. */
   private childArgs(): string[] {
-    const path = this.fallbackPath ?? this.configPath;
+    const path = this.lastGood.pathForChild();
     return [...(path ? ["-c", path] : []), ...(this.verbose ? ["-v"] : [])];
-  }
-
-  /**
-   * After a child refused the configuration file: if a good version of it was seen before (and it
-   * includes no other files, so a copy means the same), run children on that copy until the file
-   * is fixed. Returns true if it switched.
-   */
-  private fallBack(): boolean {
-    const good = this.lastGood;
-    if (!this.configPath || !good || this.fallbackPath || /^\s*conf-file\s/m.test(good.text)) return false;
-    try {
-      Deno.writeTextFileSync(this.fallbackFile, good.text, { mode: 0o600 });
-    } catch {
-      return false;
-    }
-    this.fallbackPath = this.fallbackFile;
-    log.error("{path} is invalid now; serving its last good version (validated {time}) until it is fixed", {
-      path: this.configPath,
-      time: good.time,
-    });
-    return true;
   }
 
   /** Runs children until `stop()`; resolves with the guardian's exit code. */
@@ -334,22 +304,24 @@ class Guardian {
     } finally {
       clearInterval(watch);
       await Deno.remove(this.handoverFile).catch(() => {});
-      await Deno.remove(this.fallbackFile).catch(() => {});
+      await this.lastGood.remove();
     }
     return 0;
   }
 
+  /** Starts a child (the one place children are started); `takeOverCache` has it load the hand-over file. */
   private spawn(takeOverCache: boolean): ChildHandle {
-    if (this.fallbackPath) {
+    if (this.lastGood.servingLastGood()) {
       try {
-        this.validate();
-        this.fallbackPath = undefined;
-        log.info("{path} is valid again; children use it", { path: this.configPath });
+        if (this.lastGood.recover()) {
+          log.info("{path} is valid again; children use it", { path: this.configPath });
+        }
       } catch {
         // still broken: stay on the last good version
       }
     }
-    const { command, args } = childCommand(this.childArgs());
+    const child = childCommand(this.childArgs());
+    const { command, args } = loaderCommand(child.command, child.args);
     const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
     if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
     env.DENO_V8_FLAGS = childV8Flags(this.config.optimizeFor, Deno.env.get("DENO_V8_FLAGS"));
@@ -361,18 +333,18 @@ class Guardian {
       stderr: "piped",
       detached: true,
     }).spawn();
-    const child = new ChildHandle(process);
-    this.live.add(child);
-    process.status.then(() => this.live.delete(child));
-    return child;
+    const handle = new ChildHandle(process);
+    this.live.add(handle);
+    process.status.then(() => this.live.delete(handle));
+    return handle;
   }
 
   /** Logs and reports a child that died on its own, then waits out the backoff. */
   private async recordFailure(child: ChildHandle, status: Deno.CommandStatus): Promise<void> {
     const now = Date.now();
-    const served = child.readyAt > 0 && now - child.readyAt >= HEALTHY_AFTER_MS;
-    this.failures = served ? 1 : this.failures + 1;
-    const how = describeExit(status) + (child.fatal ? `: ${child.fatal}` : "");
+    this.backoff.failed(child.readyAt > 0 ? now - child.readyAt : 0);
+    const how = describeExit(status) + (child.killedFor ? `: ${child.killedFor}` : "") +
+      (child.fatal ? `: ${child.fatal}` : "");
     this.lastCrash = { time: new Date(now).toISOString(), pid: child.pid, reason: how };
     const tail = child.output.toArray();
     log.error("child {pid} {how} after {up} s (restart #{n}); its last output:\n{tail}", {
@@ -388,6 +360,8 @@ class Guardian {
         pid: child.pid,
         how,
         uptimeMs: now - child.startedAt,
+        readyAfterMs: child.readyAt > 0 ? child.readyAt - child.startedAt : undefined,
+        lastStage: child.stage,
         restarts: this.restarts,
         config: this.configPath ?? EMBEDDED_CONFIG_NAME,
         output: tail,
@@ -398,41 +372,38 @@ class Guardian {
       );
     }
     this.restarts++;
-    if (status.code === EXIT_CONFIG && this.fallBack()) this.failures = 1;
-    const delay = this.restarting ? 0 : restartDelay(this.failures);
-    if (delay > 0 && !this.stopping) {
-      log.warn("restarting the child in {delay} ms (failure {n} in a row)", { delay, n: this.failures });
-      this.nextStartAt = Date.now() + delay;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
+    if (status.code === EXIT_CONFIG && this.lastGood.fallBack()) {
+      log.error("{path} is invalid now; serving its last good version (validated {time}) until it is fixed", {
+        path: this.configPath,
+        time: this.lastGood.servingLastGood(),
       });
-      this.wake = undefined;
-      this.nextStartAt = 0;
+      this.backoff.forgive();
+    }
+    const delay = this.restarting ? 0 : this.backoff.delayMs;
+    if (delay > 0 && !this.stopping) {
+      log.warn("restarting the child in {delay} ms (failure {n} in a row)", {
+        delay,
+        n: this.backoff.failures,
+      });
+      await this.backoff.wait(delay);
     }
   }
 
-  /** Every 250 ms: the heartbeat watchdog and the memory ceiling. */
+  /** Every 250 ms: the watchdog (start-up deadline, heartbeat) and the memory ceiling. */
   private watch(): void {
     const child = this.current;
     if (!child || this.stopping || child.planned) return;
-    const silent = Date.now() - child.lastBeat;
-    if (silent > this.config.watchdogTimeout * 1000) {
-      log.error("child {pid} hung: no heartbeat for {ms} ms; killing it", { pid: child.pid, ms: silent });
-      child.lastBeat = Date.now();
-      child.signal("SIGKILL");
+    const now = Date.now();
+    const verdict = this.watchdog.check(child, now);
+    if (verdict?.action === "kill") {
+      log.error("child {pid} {reason}; killing it", { pid: child.pid, reason: verdict.reason });
+      child.kill(verdict.reason);
       return;
     }
-    if (this.config.maxMemory > 0 && child.readyAt > 0 && !this.restarting) {
-      const rss = residentBytes(child.pid);
-      if (rss > this.config.maxMemory && Date.now() - this.lastMemoryRestart > MEMORY_RESTART_INTERVAL_MS) {
-        this.lastMemoryRestart = Date.now();
-        const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
-        this.restart(`child RSS ${mb(rss)} MB is over max-memory ${mb(this.config.maxMemory)} MB`);
-      }
+    if (verdict) log.warn("child {pid} {reason}", { pid: child.pid, reason: verdict.reason });
+    if (this.watchdog.limitsMemory && child.readyAt > 0 && !this.restarting) {
+      const reason = this.watchdog.checkMemory(residentBytes(child.pid), now);
+      if (reason) this.restart(reason);
     }
   }
 
@@ -448,8 +419,7 @@ class Guardian {
 
   private async replaceChild(reason: string): Promise<ControlReply> {
     try {
-      this.validate();
-      this.fallbackPath = undefined;
+      this.lastGood.recover();
     } catch (e) {
       return { ok: false, error: `the configuration is invalid, nothing changed: ${(e as Error).message}` };
     }
@@ -461,18 +431,21 @@ class Guardian {
       pid: old?.pid ?? "none",
     });
     const next = this.spawn(handover);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const ready = await Promise.race([
       next.ready,
-      new Promise<boolean>((r) => setTimeout(() => r(false), READY_TIMEOUT_MS)),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), this.watchdog.startupMs)),
     ]);
+    clearTimeout(timer);
     if (!ready || this.stopping) {
       next.planned = true;
       next.terminate();
-      return { ok: false, error: "the new child did not become ready; the old one keeps serving" };
+      const stage = next.readyAt ? "" : ` (last start-up stage: ${describeStage(next)})`;
+      return { ok: false, error: `the new child did not become ready${stage}; the old one keeps serving` };
     }
     this.current = next;
     this.restarts++;
-    this.failures = 0;
+    this.backoff.reset();
     if (old) {
       old.planned = true;
       await old.terminate();
@@ -484,13 +457,13 @@ class Guardian {
   /** Validates the configuration, then has the child reload it (SIGHUP). */
   async reload(): Promise<ControlReply> {
     try {
-      this.validate();
+      this.lastGood.validate();
     } catch (e) {
       const message = e instanceof ConfigError ? e.message : String(e);
       return { ok: false, error: `the configuration is invalid, the running one stays: ${message}` };
     }
     // A child on the last good copy would re-read the copy: give it a successor on the real file.
-    if (this.fallbackPath) return await this.restart("configuration fixed");
+    if (this.lastGood.servingLastGood()) return await this.restart("configuration fixed");
     if (!this.current?.signal("SIGHUP")) return { ok: false, error: "no child is running right now" };
     log.info("SIGHUP forwarded to child {pid}", { pid: this.current.pid });
     return { ok: true };
@@ -514,12 +487,13 @@ class Guardian {
       childPid: child?.pid ?? null,
       childUptimeSeconds: child ? Math.round((Date.now() - child.startedAt) / 1000) : null,
       listeners: child?.listeners ?? [],
+      startupStage: child && !child.readyAt ? describeStage(child) : null,
       restarts: this.restarts,
-      failuresInARow: this.failures,
-      nextStartInMs: this.nextStartAt ? Math.max(0, this.nextStartAt - Date.now()) : null,
+      failuresInARow: this.backoff.failures,
+      nextStartInMs: this.backoff.remainingMs(),
       lastCrash: this.lastCrash ?? null,
       config: this.configPath ?? EMBEDDED_CONFIG_NAME,
-      servingLastGoodConfig: this.fallbackPath ? this.lastGood?.time ?? true : null,
+      servingLastGoodConfig: this.lastGood.servingLastGood(),
       childStats: child?.stats ?? {},
     };
   }
@@ -544,7 +518,7 @@ class Guardian {
     if (this.stopping) return;
     this.stopping = true;
     log.info("{why}: stopping", { why });
-    this.wake?.();
+    this.backoff.wake();
     for (const child of this.live) child.terminate();
   }
 

@@ -31,9 +31,14 @@ export const DEFAULT_CACHE: CacheConfig = {
 /** Log defaults (SmartDNS: level error, 128k × 8 files). */
 export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };
 
-/** Guardian defaults: 5 s watchdog, no memory ceiling, 5 crash reports kept, V8 tuned for speed. */
+/**
+ * Guardian defaults: 5 s watchdog, 60 s to start (a slow board or emulator needs more than 5 s
+ * just to load the program, and large rule lists take tens of seconds there; a wedged start is
+ * still replaced within a minute), no memory ceiling, 5 crash reports kept, V8 tuned for speed.
+ */
 export const DEFAULT_GUARDIAN: GuardianConfig = {
   watchdogTimeout: 5,
+  startupTimeout: 60,
   maxMemory: 0,
   crashFiles: 5,
   optimizeFor: "speed",

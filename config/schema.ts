@@ -92,8 +92,13 @@ export interface ServerConfig {
 
 /** How the guardian watches the child. */
 export interface GuardianConfig {
-  /** Seconds without a heartbeat before the child counts as hung and is replaced. */
+  /** Seconds without a heartbeat before a child that is serving counts as hung and is replaced. */
   readonly watchdogTimeout: number;
+  /**
+   * Seconds a new child may take to report ready (loading the program, the configuration, the
+   * cache file, rule lists) before it counts as stuck and is replaced.
+   */
+  readonly startupTimeout: number;
   /** Child RSS in bytes above which it is replaced by a planned restart (0 = no limit). */
   readonly maxMemory: number;
   /** Crash reports kept next to the pid file. */

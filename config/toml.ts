@@ -31,7 +31,7 @@ type Table = Record<string, unknown>;
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
   "": ["server", "upstream", "cache", "log", "guardian"],
-  guardian: ["watchdog-timeout", "max-memory", "crash-files", "optimize-for"],
+  guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for"],
   server: [
     "bind",
     "bind-udp",
@@ -255,6 +255,14 @@ class TomlConfigReader {
           1,
           3600,
           DEFAULT_GUARDIAN.watchdogTimeout,
+        ),
+        startupTimeout: this.integer(
+          guardian,
+          "startup-timeout",
+          "guardian",
+          1,
+          3600,
+          DEFAULT_GUARDIAN.startupTimeout,
         ),
         maxMemory: this.size(guardian, "max-memory", "guardian", DEFAULT_GUARDIAN.maxMemory),
         crashFiles: this.integer(guardian, "crash-files", "guardian", 0, 1000, DEFAULT_GUARDIAN.crashFiles),

@@ -96,12 +96,13 @@ Deno.test("TOML: errors point at file:line:col", () => {
 
 Deno.test("TOML: [guardian] settings, with a suggestion for a misspelt choice", () => {
   const c = parseTomlConfig(
-    '[[upstream]]\naddress = "1.1.1.1"\n[guardian]\nwatchdog-timeout = 2\nmax-memory = "256m"\n' +
+    '[[upstream]]\naddress = "1.1.1.1"\n[guardian]\nwatchdog-timeout = 2\nstartup-timeout = 90\nmax-memory = "256m"\n' +
       'crash-files = 3\noptimize-for = "memory"\n',
     "k.toml",
   );
   assertEquals(c.guardian, {
     watchdogTimeout: 2,
+    startupTimeout: 90,
     maxMemory: 256 * 1024 * 1024,
     crashFiles: 3,
     optimizeFor: "memory",

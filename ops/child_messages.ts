@@ -14,6 +14,21 @@ export interface BeatMessage {
   readonly beat: number;
 }
 
+/**
+ * Sent during start-up as each step begins ("reading the configuration", "loading the cache
+ * file", …), and by long loads now and then with how far they are. The guardian keeps the last one
+ * to say how far a child that never became ready got.
+ */
+export interface ProgressMessage {
+  readonly progress: {
+    readonly stage: string;
+    /** Items done so far in a long step, when it counts them. */
+    readonly done?: number;
+    /** Items the step has in all, when known. */
+    readonly total?: number;
+  };
+}
+
 /** Sent now and then with the child's counters. */
 export interface StatsMessage {
   readonly stats: Record<string, number>;
@@ -30,14 +45,27 @@ export interface CheckpointedMessage {
 }
 
 /** Anything the child tells the guardian. */
-export type ChildMessage = ReadyMessage | BeatMessage | StatsMessage | FatalMessage | CheckpointedMessage;
+export type ChildMessage =
+  | ReadyMessage
+  | BeatMessage
+  | ProgressMessage
+  | StatsMessage
+  | FatalMessage
+  | CheckpointedMessage;
 
 /** Environment variable naming the file a child writes its cache to on SIGUSR2 (planned restart). */
 export const HANDOVER_FILE_ENV = "KEELDNS_HANDOVER_FILE";
 /** Environment variable telling a new child to load (then delete) that file before it is ready. */
 export const HANDOVER_LOAD_ENV = "KEELDNS_HANDOVER_LOAD";
 
-/** Seconds between heartbeats. */
+/**
+ * Test-only: milliseconds the child spends in an extra start-up step before it binds and reports
+ * ready, still beating and reporting progress, so tests can play a slow board. Never set it in
+ * production.
+ */
+export const TEST_STARTUP_DELAY_ENV = "KEELDNS_TEST_STARTUP_DELAY_MS";
+
+/** Milliseconds between heartbeats. */
 export const BEAT_INTERVAL_MS = 1000;
 
 /** Parses one line from the child; returns null for anything that is not a message. */

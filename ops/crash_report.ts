@@ -11,6 +11,10 @@ export interface CrashReport {
   /** e.g. "exited with code 1 (could not bind its sockets)" or "was killed by SIGKILL". */
   readonly how: string;
   readonly uptimeMs: number;
+  /** Milliseconds from its start to ready; undefined if it never became ready. */
+  readonly readyAfterMs?: number;
+  /** The start-up stage it last reported (what it was doing if it never became ready). */
+  readonly lastStage?: string;
   readonly restarts: number;
   readonly config: string;
   /** The child's last lines of output, oldest first. */
@@ -27,6 +31,9 @@ export function formatCrashReport(r: CrashReport): string {
     `child pid: ${r.pid}`,
     `how: ${r.how}`,
     `uptime: ${(r.uptimeMs / 1000).toFixed(1)} s`,
+    r.readyAfterMs === undefined
+      ? `ready: never (last start-up stage: ${r.lastStage ?? "none reported"})`
+      : `ready: after ${(r.readyAfterMs / 1000).toFixed(1)} s`,
     `restarts before this one: ${r.restarts}`,
     `config: ${r.config}`,
     `last ${r.output.length} lines of the child's output:`,

@@ -6,12 +6,14 @@ import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import {
   freePort,
+  keeldnsCommand,
   KeeldnsProcess,
   processExists,
   runKeeldns,
   testConfig,
   withKeeldns,
 } from "./helpers/keeldns_process.ts";
+import { TEST_STARTUP_DELAY_ENV } from "../ops/child_messages.ts";
 
 const config = (upstreamPort: number) => `
 [server]
@@ -212,5 +214,160 @@ Deno.test({
       assert(!guardianEnv.some((v) => v.includes("--optimize-for-size")), "only the child is tuned");
       assertEquals((await udpQuery(k.port, "small.test", "A")).rcode, "NOERROR");
     });
+  },
+});
+
+/**
+ * A guardian whose children take `delayMs` longer to start (the test-only hook in child.ts, set
+ * through the environment the children inherit): its log lines, a waitFor, and stop.
+ */
+async function startSlowKeeldns(config: string, delayMs: number) {
+  const port = await freePort();
+  const dir = await Deno.makeTempDir({ prefix: "keeldns-slow-" });
+  const configPath = `${dir}/keeldns.toml`;
+  await Deno.writeTextFile(configPath, config.replaceAll("{port}", String(port)));
+  const { command, args } = keeldnsCommand(["run", "-c", configPath, "-p", `${dir}/keeldns.pid`]);
+  const process = new Deno.Command(command, {
+    args,
+    env: { [TEST_STARTUP_DELAY_ENV]: String(delayMs) },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const pumped = (async () => {
+    let rest = "";
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      lines.push(...parts);
+    }
+    if (rest) lines.push(rest);
+  })();
+  const waitFor = async (pattern: RegExp, timeoutMs: number): Promise<string> => {
+    const until = performance.now() + timeoutMs;
+    while (performance.now() < until) {
+      const line = lines.find((l) => pattern.test(l));
+      if (line) return line;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${lines.join("\n")}`);
+  };
+  const stop = async () => {
+    try {
+      process.kill("SIGTERM");
+    } catch { /* gone */ }
+    const status = await process.status;
+    await pumped;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    return status;
+  };
+  return { port, dir, lines, waitFor, stop };
+}
+
+Deno.test({
+  name: "a slow start-up (well past watchdog-timeout) is not taken for a hang: the child serves once ready",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fake = await FakeUpstream.start();
+    const k = await startSlowKeeldns(
+      testConfig(fake.port, "[guardian]\nwatchdog-timeout = 1\nstartup-timeout = 30\n"),
+      3500,
+    );
+    try {
+      await k.waitFor(/child \d+ ready/, 20_000);
+      const log = k.lines.join("\n");
+      assert(!/killing it|hung|was killed by|restarting the child/.test(log), `no kill, no restart:\n${log}`);
+      assert(!/has not beaten/.test(log), `beats kept flowing during the start-up:\n${log}`);
+      assertEquals(k.lines.filter((l) => /child \d+ ready/.test(l)).length, 1);
+      assertEquals((await udpQuery(k.port, "slow-start.test", "A")).rcode, "NOERROR");
+      // and once ready, watchdog-timeout = 1 holds: it beats, so it stays.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert(!k.lines.some((l) => /killing it/.test(l)), "a beating ready child stays");
+    } finally {
+      await k.stop();
+      await fake.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a child that never becomes ready is replaced at startup-timeout; log and crash report name its stage",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fake = await FakeUpstream.start();
+    const k = await startSlowKeeldns(
+      testConfig(fake.port, "[guardian]\nwatchdog-timeout = 5\nstartup-timeout = 2\n"),
+      60_000,
+    );
+    try {
+      const status = await runKeeldns(["status", "-p", `${k.dir}/keeldns.pid`]).then(async (r) => {
+        // the control socket may not be up yet in the first few milliseconds
+        if (r.code === 0) return r;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return await runKeeldns(["status", "-p", `${k.dir}/keeldns.pid`]);
+      });
+      assertEquals(status.code, 0, status.stderr);
+      assertMatch(status.stdout, /^state: starting$/m);
+      assertMatch(status.stdout, /^startupStage: /m);
+      const killed = await k.waitFor(/child \d+ never became ready in 2 s .*killing it/, 10_000);
+      assertMatch(
+        killed,
+        /never became ready in 2 s \(last start-up stage: test-only start-up delay \(KEELDNS_TEST_STARTUP_DELAY_MS\)/,
+      );
+      await k.waitFor(/was killed by SIGKILL: never became ready in 2 s/, 5000);
+      await k.waitFor(/crash report written to/, 5000);
+      const reports = [...Deno.readDirSync(k.dir)].filter((e) => e.name.startsWith("keeldns-crash-"));
+      assert(reports.length >= 1, "a crash report beside the pid file");
+      const report = await Deno.readTextFile(`${k.dir}/${reports[0].name}`);
+      assertMatch(report, /^how: was killed by SIGKILL: never became ready in 2 s/m);
+      assertMatch(report, /^ready: never \(last start-up stage: test-only start-up delay/m);
+      // it is replaced, and the replacement is judged the same way
+      const kills = () => k.lines.filter((l) => /never became ready in 2 s .*killing it/.test(l)).length;
+      const until = performance.now() + 8000;
+      while (kills() < 2 && performance.now() < until) await new Promise((r) => setTimeout(r, 100));
+      assert(kills() >= 2, `the replacement was started and judged too:\n${k.lines.join("\n")}`);
+      assert(!k.lines.some((l) => /hung: no heartbeat/.test(l)), "it beat all along: not a hang");
+    } finally {
+      await k.stop();
+      await fake.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a child frozen while starting (SIGSTOP) is reported as silent, then replaced at the start-up deadline",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fake = await FakeUpstream.start();
+    const k = await startSlowKeeldns(
+      testConfig(fake.port, "[guardian]\nwatchdog-timeout = 1\nstartup-timeout = 6\n"),
+      60_000,
+    );
+    try {
+      await k.waitFor(/UDP transport:/, 10_000); // the child is running its start-up
+      const status = await runKeeldns(["status", "-p", `${k.dir}/keeldns.pid`]);
+      assertMatch(status.stdout, /^state: starting$/m);
+      const pid = Number(/^childPid: (\d+)$/m.exec(status.stdout)?.[1]);
+      assert(pid > 0, status.stdout);
+      Deno.kill(pid, "SIGSTOP");
+      const warned = await k.waitFor(
+        new RegExp(`child ${pid} has not beaten for \\d+ ms while starting`),
+        5000,
+      );
+      assertMatch(warned, /stage: test-only start-up delay/);
+      assert(!k.lines.some((l) => /killing it/.test(l)), "silence alone does not kill a starting child");
+      await k.waitFor(new RegExp(`child ${pid} never became ready in 6 s .*killing it`), 8000);
+      await k.waitFor(new RegExp(`child ${pid} was killed by SIGKILL: never became ready`), 3000);
+    } finally {
+      await k.stop();
+      await fake.close();
+    }
   },
 });
