@@ -10,15 +10,29 @@
  *
  * `--kind auto` (default) takes the compiled executable when it exists, else the runtime build.
  *
+ * Deno links glibc, and stock OpenWrt is musl: so the runtime packages (.deb, .ipk, and the
+ * "copy onto the router" tarball `keeldns-<version>-<target>.tar.gz`) carry the glibc loader and
+ * exactly the libraries the runtime's ELF header names (`DT_NEEDED`), from Debian's installed
+ * `libc6`/`libgcc-s1` (x86_64) or `libc6-arm64-cross`/`libgcc-s1-arm64-cross` (aarch64), with
+ * those packages' copyright files, in `/usr/lib/keeldns/glibc/`. The launcher always starts the
+ * runtime through that loader (`ld-linux-*.so.* --library-path DIR deno …`). A compiled build
+ * gets the same wrapper in the .ipk and the tarball; its .deb keeps the executable as
+ * `/usr/bin/keeldns` (Debian has glibc).
+ *
  * Usage: deno task package [--target x86_64|aarch64 ...] [--kind auto|compiled|runtime]
+ *        [--format deb|ipk ...] [--out DIR]
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
+import { elfLinkage } from "./elf.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const DIST = `${ROOT}dist`;
+/** Where packages go: dist/, or `--out DIR` (tests build into their own directories). */
+let DIST = `${ROOT}dist`;
+/** Where the npm runtime downloads are kept between builds, whatever `--out` says. */
+const CACHE = `${ROOT}dist/cache`;
 const HERE = `${ROOT}packaging`;
 /** The Deno release the runtime build ships: the one this project pins. */
 const DENO_VERSION = "2.9.6";
@@ -33,6 +47,13 @@ interface Target {
   readonly debArch: string;
   readonly ipkArchs: readonly string[];
   readonly npmRuntime: string;
+  /** ELF `e_machine` of the target. */
+  readonly machine: number;
+  /**
+   * Where this target's glibc is installed, in order of preference: the native multiarch
+   * directory (libc6, kept current by security updates), then Debian's cross packages.
+   */
+  readonly glibcDirs: readonly string[];
 }
 
 /** The targets Deno ships for (glibc only). */
@@ -43,6 +64,8 @@ export const TARGETS: readonly Target[] = [
     debArch: "amd64",
     ipkArchs: ["x86_64"],
     npmRuntime: "@deno/linux-x64-glibc",
+    machine: 62,
+    glibcDirs: ["/lib/x86_64-linux-gnu", "/usr/x86_64-linux-gnu/lib"],
   },
   {
     name: "aarch64",
@@ -50,6 +73,8 @@ export const TARGETS: readonly Target[] = [
     debArch: "arm64",
     ipkArchs: ["aarch64_generic", "aarch64_cortex-a53"],
     npmRuntime: "@deno/linux-arm64-glibc",
+    machine: 183,
+    glibcDirs: ["/lib/aarch64-linux-gnu", "/usr/aarch64-linux-gnu/lib"],
   },
 ];
 
@@ -90,7 +115,7 @@ async function bundle(): Promise<string> {
 /** The Deno runtime binary for `target`: this one if it fits, else from the npm registry (cached). */
 async function runtimeFor(target: Target): Promise<string> {
   if (Deno.build.arch === target.name && Deno.version.deno === DENO_VERSION) return Deno.execPath();
-  const cache = `${DIST}/cache/${target.npmRuntime.replace("/", "_")}-${DENO_VERSION}`;
+  const cache = `${CACHE}/${target.npmRuntime.replace("/", "_")}-${DENO_VERSION}`;
   const binary = `${cache}/package/deno`;
   if (await exists(binary)) return binary;
   await Deno.mkdir(cache, { recursive: true });
@@ -101,31 +126,149 @@ async function runtimeFor(target: Target): Promise<string> {
   return binary;
 }
 
+/** Where the bundled glibc goes: beside the runtime, one directory for loader and libraries. */
+const GLIBC_DIR = "/usr/lib/keeldns/glibc";
+
+/** The glibc loader and libraries one executable needs, as found on this build machine. */
+export interface GlibcBundle {
+  /** The loader's file name (from `PT_INTERP`), e.g. `ld-linux-aarch64.so.1`. */
+  readonly loader: string;
+  /** Source path of every file to bundle (the loader too), by file name. */
+  readonly files: ReadonlyMap<string, string>;
+  /** The Debian packages the files come from: name → copyright file and `SOURCES` line. */
+  readonly packages: ReadonlyMap<string, { copyright: string; source: string }>;
+}
+
+/**
+ * Finds the glibc loader and every library `executable` links (`DT_NEEDED`, transitively) in the
+ * first of `target.glibcDirs` that has them all, and the Debian packages that installed them.
+ */
+export async function glibcFor(target: Target, executable: string): Promise<GlibcBundle> {
+  const linkage = elfLinkage(await Deno.readFile(executable));
+  if (linkage.machine !== target.machine) throw new Error(`${executable} is not a ${target.name} executable`);
+  if (!linkage.interpreter) throw new Error(`${executable} is static: nothing to bundle`);
+  const loader = linkage.interpreter.slice(linkage.interpreter.lastIndexOf("/") + 1);
+  const tried: string[] = [];
+  for (const dir of target.glibcDirs) {
+    const files = new Map<string, string>();
+    const queue = [loader, ...linkage.needed];
+    let complete = true;
+    while (queue.length > 0) {
+      const name = queue.shift()!;
+      if (files.has(name)) continue;
+      const path = `${dir}/${name}`;
+      if (!await exists(path)) {
+        complete = false;
+        break;
+      }
+      files.set(name, path);
+      queue.push(...elfLinkage(await Deno.readFile(path)).needed);
+    }
+    tried.push(dir);
+    if (!complete) continue;
+    const packages = new Map<string, { copyright: string; source: string }>();
+    const owners = new Map<string, string[]>();
+    for (const [name, path] of files) {
+      // "libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6"
+      const owner = (await run("dpkg-query", ["-S", path])).split(":")[0].trim();
+      owners.set(owner, [...owners.get(owner) ?? [], name]);
+    }
+    for (const [pkg, names] of owners) {
+      const version = (await run("dpkg-query", [
+        "-W",
+        "-f",
+        "${Version} ${source:Package} ${source:Version}",
+        pkg,
+      ])).trim().split(" ");
+      const copyright = `/usr/share/doc/${pkg}/copyright`;
+      if (!await exists(copyright)) throw new Error(`${copyright} is missing: reinstall ${pkg}`);
+      packages.set(pkg, {
+        copyright,
+        source: `${names.sort().join(" ")}: Debian package ${pkg} ${version[0]}, ` +
+          `built from Debian source package ${version[1]} ${version[2]}`,
+      });
+    }
+    return { loader, files, packages };
+  }
+  const debs = target.name === "x86_64" ? "libc6 libgcc-s1" : "libc6-arm64-cross libgcc-s1-arm64-cross";
+  throw new Error(
+    `no complete ${target.name} glibc (${[loader, ...linkage.needed].join(", ")}) in ${
+      tried.join(" or ")
+    }: ` +
+      `apt-get install ${debs}`,
+  );
+}
+
+/** Lays the glibc bundle out in `root` + GLIBC_DIR, with the packages' copyright files. */
+async function installGlibc(root: string, glibc: GlibcBundle): Promise<void> {
+  for (const [name, path] of glibc.files) {
+    const mode = name === glibc.loader ? 0o755 : (await Deno.stat(path)).mode! & 0o755;
+    await place(path, `${root}${GLIBC_DIR}/${name}`, mode);
+  }
+  const sources = [...glibc.packages.values()].map((p) => p.source).join("\n");
+  for (const [pkg, { copyright }] of glibc.packages) {
+    await place(copyright, `${root}${GLIBC_DIR}/copyright.${pkg}`, 0o644);
+  }
+  await write(
+    `${root}${GLIBC_DIR}/SOURCES`,
+    `The GNU C Library and libgcc_s, unmodified, as Debian built them:\n${sources}\n`,
+    0o644,
+  );
+}
+
+/** The launcher script for `program` (in /usr/lib/keeldns) run with `args` before the user's. */
+async function launcher(glibc: GlibcBundle, program: string, args: string): Promise<string> {
+  return (await Deno.readTextFile(`${HERE}/common/launcher.sh`))
+    .replaceAll("@LIBDIR@", () => "/usr/lib/keeldns")
+    .replaceAll("@LOADER@", () => glibc.loader)
+    .replaceAll("@PROGRAM@", () => program)
+    .replaceAll(" @ARGS@", () => args ? ` ${args}` : "");
+}
+
+/** Where a package goes: a Debian system (glibc), or OpenWrt and other musl systems. */
+type Destination = "deb" | "openwrt";
+
 /** What goes into `/usr` for one target, and how it was built. */
 interface Payload {
   readonly kind: "compiled" | "runtime";
-  /** Lays the program's files out under `root` (a staging directory). */
-  install(root: string): Promise<void>;
+  /** The glibc loader's name when the .deb carries the bundled glibc (runtime build). */
+  readonly debLoader?: string;
+  /** Lays the program's files out under `root` (a staging directory) for `destination`. */
+  install(root: string, destination: Destination): Promise<void>;
 }
 
+/** `deno run` flags of the runtime build's launcher (the same permissions as `deno compile`). */
+const RUN_ARGS = "run --quiet --no-prompt --allow-net --allow-read --allow-write --allow-env --allow-sys " +
+  '--allow-run --allow-ffi --unstable-net "$LIBDIR/keeldns.js"';
+
 async function payloadFor(target: Target, kind: string, bundled: () => Promise<string>): Promise<Payload> {
-  const compiled = `${DIST}/keeldns-${target.triple}`;
+  const compiled = `${ROOT}dist/keeldns-${target.triple}`;
   if (kind === "compiled" || (kind === "auto" && await exists(compiled))) {
     if (!await exists(compiled)) throw new Error(`${compiled} is missing: run deno task compile first`);
-    return { kind: "compiled", install: (root) => place(compiled, `${root}/usr/bin/keeldns`, 0o755) };
+    const glibc = await glibcFor(target, compiled);
+    const wrapper = await launcher(glibc, "keeldns", "");
+    return {
+      kind: "compiled",
+      install: async (root, destination) => {
+        if (destination === "deb") return await place(compiled, `${root}/usr/bin/keeldns`, 0o755);
+        await place(compiled, `${root}/usr/lib/keeldns/keeldns`, 0o755);
+        await installGlibc(root, glibc);
+        await write(`${root}/usr/bin/keeldns`, wrapper, 0o755);
+      },
+    };
   }
   const runtime = await runtimeFor(target);
+  const glibc = await glibcFor(target, runtime);
   const js = await bundled();
-  const launcher = (await Deno.readTextFile(`${HERE}/common/launcher.sh`)).replaceAll(
-    "@LIBDIR@",
-    "/usr/lib/keeldns",
-  );
+  const script = await launcher(glibc, "deno", RUN_ARGS);
   return {
     kind: "runtime",
+    debLoader: glibc.loader,
     install: async (root) => {
       await place(runtime, `${root}/usr/lib/keeldns/deno`, 0o755);
       await place(js, `${root}/usr/lib/keeldns/keeldns.js`, 0o644);
-      await write(`${root}/usr/bin/keeldns`, launcher, 0o755);
+      await installGlibc(root, glibc);
+      await write(`${root}/usr/bin/keeldns`, script, 0o755);
     },
   };
 }
@@ -151,8 +294,8 @@ const DESCRIPTION = `SmartDNS-class DNS forwarder with a self-healing guardian
  restarts it on request without dropping a query.`;
 
 /** Files both package formats share, under `root`. */
-async function installCommon(root: string, payload: Payload): Promise<void> {
-  await payload.install(root);
+async function installCommon(root: string, payload: Payload, destination: Destination): Promise<void> {
+  await payload.install(root, destination);
   await place(`${HERE}/common/keeldns.toml`, `${root}/etc/keeldns/keeldns.toml`, 0o644);
 }
 
@@ -161,7 +304,7 @@ async function buildDeb(target: Target, payload: Payload): Promise<string> {
   const stage = await Deno.makeTempDir({ prefix: "keeldns-deb-" });
   try {
     await Deno.chmod(stage, 0o755);
-    await installCommon(stage, payload);
+    await installCommon(stage, payload, "deb");
     await place(`${HERE}/systemd/keeldns.service`, `${stage}/lib/systemd/system/keeldns.service`, 0o644);
     const doc = `${stage}/usr/share/doc/keeldns`;
     await place(`${HERE}/common/copyright`, `${doc}/copyright`, 0o644);
@@ -181,6 +324,14 @@ async function buildDeb(target: Target, payload: Payload): Promise<string> {
         (payload.kind === "compiled"
           ? `# deno compile appends the program to the runtime: stripping would cut it off.\n` +
             `keeldns: unstripped-binary-or-object [${binary}]\n`
+          : "") +
+        (payload.debLoader
+          ? `# The bundled glibc (usr/lib/keeldns/glibc) is deliberate: the launcher runs the runtime\n` +
+            `# through it everywhere, as on musl systems. The loader is run as a program, so it is\n` +
+            `# executable, and needs nothing else (as in Debian's own libc6).\n` +
+            `keeldns: embedded-library libm [usr/lib/keeldns/glibc/libm.so.6]\n` +
+            `keeldns: shared-library-is-executable 0755 [usr/lib/keeldns/glibc/${payload.debLoader}]\n` +
+            `keeldns: shared-library-lacks-prerequisites [usr/lib/keeldns/glibc/${payload.debLoader}]\n`
           : ""),
       0o644,
     );
@@ -241,7 +392,10 @@ async function tarGz(dir: string, out: string, entries = ["."]): Promise<void> {
   ]);
 }
 
-/** Builds one .ipk per OpenWrt arch name of `target`; returns their paths. */
+/**
+ * Builds one .ipk per OpenWrt arch name of `target`, and the tarball of the same files for copying
+ * onto a router by hand (`tar -xzf keeldns-<version>-<target>.tar.gz -C /`); returns their paths.
+ */
 async function buildIpks(target: Target, payload: Payload): Promise<string[]> {
   const stage = await Deno.makeTempDir({ prefix: "keeldns-ipk-" });
   const outs: string[] = [];
@@ -249,14 +403,19 @@ async function buildIpks(target: Target, payload: Payload): Promise<string[]> {
     const data = `${stage}/data`;
     await Deno.mkdir(data, { mode: 0o755 });
     await Deno.chmod(data, 0o755);
-    await installCommon(data, payload);
+    await installCommon(data, payload, "openwrt");
     await place(`${HERE}/openwrt/keeldns.init`, `${data}/etc/init.d/keeldns`, 0o755);
     await place(`${HERE}/common/crontab.example`, `${data}/usr/share/keeldns/crontab.example`, 0o644);
+    await place(`${HERE}/common/copyright`, `${data}/usr/share/keeldns/copyright`, 0o644);
     const size = (await installedSize(data)) * 1024;
     const outer = `${stage}/outer`;
     await Deno.mkdir(outer);
     await Deno.chmod(outer, 0o755);
     await tarGz(data, `${outer}/data.tar.gz`);
+    // The tarball is the .ipk's data archive itself: the same files, paths relative to /.
+    const tarball = `${DIST}/keeldns-${VERSION}-${target.name}.tar.gz`;
+    await Deno.copyFile(`${outer}/data.tar.gz`, tarball);
+    outs.push(tarball);
     await write(`${outer}/debian-binary`, "2.0\n", 0o644);
     for (const arch of target.ipkArchs) {
       const control = `${stage}/control-${arch}`;
@@ -275,7 +434,7 @@ async function buildIpks(target: Target, payload: Payload): Promise<string[]> {
           `Installed-Size: ${size}`,
           `Description: ${
             DESCRIPTION.replaceAll("\n ", "\n  ")
-          }\n  Needs glibc (Deno has no musl build): stock OpenWrt needs a glibc runtime beside it.`,
+          }\n  Carries the glibc loader and libraries its runtime links (Debian's), so it runs on\n  musl systems such as stock OpenWrt.`,
           "",
         ].join("\n"),
         0o644,
@@ -300,8 +459,16 @@ if (import.meta.main) {
     options: {
       target: { type: "string", multiple: true },
       kind: { type: "string", default: "auto" },
+      format: { type: "string", multiple: true },
+      out: { type: "string" },
     },
   });
+  const formats = values.format ?? ["deb", "ipk"];
+  if (formats.some((f) => f !== "deb" && f !== "ipk")) {
+    console.error(`package: --format must be deb or ipk (the ipk brings the tarball)`);
+    Deno.exit(64);
+  }
+  if (values.out) DIST = values.out.replace(/\/$/, "");
   if (!["auto", "compiled", "runtime"].includes(values.kind)) {
     console.error(`package: --kind must be auto, compiled or runtime, not "${values.kind}"`);
     Deno.exit(64);
@@ -316,8 +483,8 @@ if (import.meta.main) {
   let bundled: Promise<string> | undefined;
   for (const target of targets) {
     const payload = await payloadFor(target, values.kind, () => bundled ??= bundle());
-    const deb = await buildDeb(target, payload);
-    const ipks = await buildIpks(target, payload);
-    for (const out of [deb, ...ipks]) console.log(`package: ${out} (${payload.kind} build)`);
+    const deb = formats.includes("deb") ? [await buildDeb(target, payload)] : [];
+    const ipks = formats.includes("ipk") ? await buildIpks(target, payload) : [];
+    for (const out of [...deb, ...ipks]) console.log(`package: ${out} (${payload.kind} build)`);
   }
 }

@@ -1,9 +1,12 @@
 /**
- * Packaging: `deno task package` builds a .deb and an .ipk (runtime build: bundle + Deno runtime);
- * their files, modes, control fields and conffiles are inspected; the procd init script runs
- * against a stub procd library; and the .deb is installed on this machine, its program started
- * from the installed path on the packaged config, health-checked, and purged.
+ * Packaging: `deno task package` builds a .deb, an .ipk and a tarball (runtime build: bundle +
+ * Deno runtime + the glibc it links); their files, modes, control fields and conffiles are
+ * inspected; the procd init script runs against a stub procd library; and the .deb is installed
+ * on this machine, its program started from the installed path on the packaged config (through
+ * the bundled glibc loader), health-checked, and purged. tests/musl_root_test.ts and
+ * tests/aarch64_test.ts run the packages on a root without glibc and under emulation.
  */
+import { elfLinkage } from "../packaging/elf.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import {
@@ -18,6 +21,8 @@ import {
 const VERSION = JSON.parse(Deno.readTextFileSync(`${REPO_ROOT}deno.json`)).version;
 const DEB = `${REPO_ROOT}dist/keeldns_${VERSION}_amd64.deb`;
 const IPK = `${REPO_ROOT}dist/keeldns_${VERSION}_x86_64.ipk`;
+const TARBALL = `${REPO_ROOT}dist/keeldns-${VERSION}-x86_64.tar.gz`;
+const GLIBC = "/usr/lib/keeldns/glibc";
 const onX64 = Deno.build.arch === "x86_64";
 
 async function sh(
@@ -88,6 +93,25 @@ Deno.test({
     assertEquals(files.get("/etc/keeldns/keeldns.toml"), "-rw-r--r-- root/root");
     assertEquals(files.get("/lib/systemd/system/keeldns.service"), "-rw-r--r-- root/root");
     assert(files.has("/usr/share/doc/keeldns/copyright") && files.has("/usr/share/man/man8/keeldns.8.gz"));
+    // The bundled glibc: the loader and exactly the libraries the runtime links, with licences.
+    const runtime = elfLinkage(await Deno.readFile(Deno.execPath()));
+    const loader = runtime.interpreter!.slice(runtime.interpreter!.lastIndexOf("/") + 1);
+    const bundled = [...files.keys()].filter((f) => f.startsWith(`${GLIBC}/`)).map((f) =>
+      f.slice(GLIBC.length + 1)
+    );
+    assertEquals(
+      bundled.sort(),
+      [...new Set([loader, ...runtime.needed, "SOURCES", "copyright.libc6", "copyright.libgcc-s1"])].sort(),
+    );
+    assertEquals(files.get(`${GLIBC}/${loader}`), "-rwxr-xr-x root/root");
+    const launcher = await sh("sh", ["-c", `dpkg-deb --fsys-tarfile '${DEB}' | tar -xO ./usr/bin/keeldns`]);
+    assert(
+      launcher.out.includes(
+        '\n  exec "$KEELDNS_LOADER" --library-path "$KEELDNS_LIBRARY_PATH" "$KEELDNS_DENO"',
+      ),
+      launcher.out,
+    );
+    assert(launcher.out.includes(`$LIBDIR/glibc/${loader}`), launcher.out);
     const control = await sh("sh", ["-c", `dpkg-deb --ctrl-tarfile '${DEB}' | tar -xO ./conffiles`]);
     assertEquals(control.out, "/etc/keeldns/keeldns.toml\n");
     const unit = await sh("sh", [
@@ -143,6 +167,16 @@ Deno.test({
     assertEquals(data.get("/etc/init.d/keeldns"), "-rwxr-xr-x 0/0");
     assertEquals(data.get("/usr/bin/keeldns"), "-rwxr-xr-x 0/0");
     assertEquals(data.get("/etc/keeldns/keeldns.toml"), "-rw-r--r-- 0/0");
+    assertEquals(data.get(`${GLIBC}/ld-linux-x86-64.so.2`), "-rwxr-xr-x 0/0");
+    assertEquals(data.get(`${GLIBC}/copyright.libc6`), "-rw-r--r-- 0/0");
+    assertEquals(data.get(`${GLIBC}/copyright.libgcc-s1`), "-rw-r--r-- 0/0");
+    assertMatch(
+      await inner("data.tar.gz", `-xzO .${GLIBC}/SOURCES`),
+      /^libgcc_s\.so\.1: Debian package libgcc-s1 /m,
+    );
+    // The tarball for copying onto a router by hand holds exactly the .ipk's files.
+    const tarball = listing((await sh("tar", ["-tzvf", TARBALL])).out);
+    assertEquals([...tarball.entries()].sort(), [...data.entries()].sort());
 
     // The init script's logic, against a stub of OpenWrt's procd library.
     const dir = await Deno.makeTempDir({ prefix: "keeldns-procd-" });
@@ -211,7 +245,18 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "keeldns-installed-" });
     let keeldns: Deno.ChildProcess | undefined;
     try {
-      assertMatch((await sh("/usr/bin/keeldns", ["version"])).out, /^keeldns .* runtime build\)$/m);
+      const version = (await sh("/usr/bin/keeldns", ["version"])).out;
+      assertMatch(version, /^keeldns .* runtime build\)$/m);
+      assertMatch(
+        version,
+        new RegExp(`^runs on the bundled glibc loader ${GLIBC}/ld-linux-x86-64\\.so\\.2$`, "m"),
+      );
+      const system = await new Deno.Command("/usr/bin/keeldns", {
+        args: ["version"],
+        env: { KEELDNS_SYSTEM_GLIBC: "1" },
+        stdout: "piped",
+      }).output();
+      assertMatch(new TextDecoder().decode(system.stdout), /^runs on the system loader$/m);
       if (hasProgram("systemd-analyze")) {
         const verify = await sh("systemd-analyze", ["verify", "/lib/systemd/system/keeldns.service"]);
         assertEquals(verify.code, 0, verify.err);
