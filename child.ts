@@ -20,7 +20,12 @@ import {
 import { yieldToEventLoop } from "./ops/event_loop.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
-import { loadCache, saveCache } from "./resolver/cache_file.ts";
+import {
+  checkpointCache,
+  handOverTo,
+  restoreSavedCache,
+  takeOverHandedCache,
+} from "./resolver/cache_persistence.ts";
 import { QueryDispatcher } from "./server/dispatcher.ts";
 import type { Listener } from "./server/listener.ts";
 import { ServerStats } from "./server/stats.ts";
@@ -141,13 +146,7 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
     heapUsedBytes: memory.heapUsed,
     heapTotalBytes: memory.heapTotal,
     externalBytes: memory.external,
-    cacheHits: resolver.cache?.counters.hits ?? 0,
-    cacheMisses: resolver.cache?.counters.misses ?? 0,
-    cacheEntries: resolver.cache?.cache.size ?? 0,
-    cacheBytes: resolver.cache?.cache.reservedBytes ?? 0,
-    coalesced: resolver.coalesce.joined,
-    upstreamQueries: resolver.race.counters.queries,
-    upstreamFailures: resolver.race.counters.failures,
+    ...resolver.counters(),
   };
 }
 
@@ -155,16 +154,7 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
 async function restoreCache(options: ChildOptions, config: Config, resolver: Resolver): Promise<void> {
   if (!config.cache.persist || !resolver.cache) return;
   await startupStage(options, "loading the cache file");
-  try {
-    const { loaded, expired } = await loadCache(resolver.cache.cache, config.cache.file);
-    log.info("cache: {loaded} entries loaded from {file} ({expired} had expired)", {
-      loaded,
-      expired,
-      file: config.cache.file,
-    });
-  } catch (e) {
-    log.warn("{message}; starting with an empty cache", { message: (e as Error).message });
-  }
+  await restoreSavedCache(resolver.cache.cache, config.cache, log);
 }
 
 /** Loads the cache a predecessor handed over in a planned restart, then deletes the file. */
@@ -172,43 +162,20 @@ async function takeOverCache(options: ChildOptions, resolver: Resolver): Promise
   const file = Deno.env.get(HANDOVER_FILE_ENV);
   if (!file || Deno.env.get(HANDOVER_LOAD_ENV) !== "1" || !resolver.cache) return;
   await startupStage(options, "taking over the previous child's cache");
-  try {
-    const { loaded } = await loadCache(resolver.cache.cache, file);
-    log.info("cache: {loaded} entries taken over from the previous child", { loaded });
-  } catch (e) {
-    log.warn("{message}; the hand-over is skipped", { message: (e as Error).message });
-  } finally {
-    await Deno.remove(file).catch(() => {});
-  }
+  await takeOverHandedCache(resolver.cache.cache, file, log);
 }
 
 /** Writes the cache to the hand-over file (SIGUSR2 from the guardian before a planned restart). */
-async function handOverCache(resolver: Resolver): Promise<number> {
+function handOverCache(resolver: Resolver): Promise<number> {
   const file = Deno.env.get(HANDOVER_FILE_ENV);
-  if (!file) return -1;
-  if (!resolver.cache) return 0;
-  try {
-    return await saveCache(resolver.cache.cache, file);
-  } catch (e) {
-    log.warn("cache hand-over to {file} failed: {error}", { file, error: (e as Error).message });
-    return -1;
-  }
+  if (!file) return Promise.resolve(-1);
+  return handOverTo(resolver.cache?.cache, file, log);
 }
 
 /** Saves the cache when persistence is on; a failure (disk full …) leaves the previous file and is logged. */
 async function persistCache(config: Config, resolver: Resolver): Promise<void> {
   if (!config.cache.persist || !resolver.cache) return;
-  try {
-    const dir = config.cache.file.slice(0, config.cache.file.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true });
-    const saved = await saveCache(resolver.cache.cache, config.cache.file);
-    log.debug("cache: {saved} entries saved to {file}", { saved, file: config.cache.file });
-  } catch (e) {
-    log.warn("cache: saving to {file} failed, the previous file stays: {error}", {
-      file: config.cache.file,
-      error: (e as Error).message,
-    });
-  }
+  await checkpointCache(resolver.cache.cache, config.cache, log);
 }
 
 /**
@@ -239,8 +206,15 @@ function reload(
   ) {
     log.warn("reload: listener changes take effect on restart; the current listeners stay");
   }
-  const next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
+  let next: Resolver;
+  try {
+    next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
+  } catch (e) {
+    log.error("reload failed, the running configuration stays: {message}", { message: String(e) });
+    return null;
+  }
   dispatcher.useResolver(next.resolve);
+  resolver.close();
   log.info("reloaded {path}: {upstreams} upstream servers, cache {size} ({entries} entries kept)", {
     path: config.path,
     upstreams: config.upstreams.length,
@@ -291,11 +265,15 @@ async function serve(
     return EXIT_CONFIG;
   }
   setupLogging(options.verbose ? { ...config.log, level: "debug" } : config.log);
+  for (const w of config.warnings) {
+    log.warn("{file}:{line}: {message}", { file: w.source.file, line: w.source.line, message: w.message });
+  }
   for (const u of config.unsupported) {
-    log.warn("{file}:{line}: {name} is not supported yet; ignored", {
+    log.warn("{file}:{line}: {name} is not supported yet: {reason}", {
       file: u.source.file,
       line: u.source.line,
       name: u.name,
+      reason: u.reason ?? "ignored",
     });
   }
 

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { ConfigError } from "./config/errors.ts";
+import { checkLists } from "./config/list_check.ts";
 import { loadConfig } from "./config/load.ts";
 import { CONTROL_COMMANDS, type ControlCommand, sendControl } from "./ops/control_channel.ts";
 import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts";
@@ -14,6 +15,7 @@ import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts"
 // The guardian, the child and the health probe are imported when their command runs: the guardian
 // process then never loads the child's code (about 9 MB of its resident memory, measured).
 import { setupLogging } from "./ops/log.ts";
+import { loaderInUse } from "./ops/runtime_loader.ts";
 import { parseHostPort } from "./config/values.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -117,14 +119,17 @@ function commandCheck(args: string[]): number {
   if (!values.config) return fail("check needs -c FILE");
   try {
     const config = loadConfig(values.config);
+    const at = (p: { file: string; line: number; col: number }) => `${p.file}:${p.line}:${p.col}`;
+    for (const w of config.warnings) console.log(`${at(w.source)}: warning: ${w.message}`);
     for (const u of config.unsupported) {
-      console.log(
-        `${u.source.file}:${u.source.line}:${u.source.col}: warning: ${u.name} is not supported yet`,
-      );
+      console.log(`${at(u.source)}: not supported yet: ${u.name}${u.reason ? ` (${u.reason})` : ""}`);
     }
+    const lists = checkLists(config);
+    for (const p of lists.problems) console.log(`${p.line > 0 ? at(p) : p.file}: warning: ${p.reason}`);
     console.log(
       `${config.path}: OK (${config.format}; ${config.server.binds.length} listeners, ` +
-        `${config.upstreams.length} upstream servers, cache ${config.cache.size})`,
+        `${config.upstreams.length} upstream servers, cache ${config.cache.size}, ` +
+        `${config.rules.domainRules.length} domain rules, ${lists.domains} domains in lists)`,
     );
     return 0;
   } catch (e) {
@@ -222,6 +227,7 @@ async function commandControl(command: ControlCommand, args: string[]): Promise<
 function commandVersion(args: string[]): number {
   if (args.includes("--help") || args.includes("-h")) return console.log(USAGE.version), 0;
   console.log(`keeldns ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target}, ${buildKind()} build)`);
+  console.log(`runs on the ${loaderInUse()}`);
   return 0;
 }
 

@@ -114,7 +114,93 @@ export interface GuardianConfig {
 export interface UnsupportedDirective {
   readonly name: string;
   readonly source: SourcePosition;
+  /** What keeldns does instead, or which part is missing. */
+  readonly reason?: string;
 }
+
+/** Something in the file that was read with a change (a value clamped, an option ignored). */
+export interface ConfigWarning {
+  readonly message: string;
+  readonly source: SourcePosition;
+}
+
+/** Which address families a block or an exemption is for. */
+export type Families = "both" | "v4" | "v6";
+
+/** What an `address` rule does (SmartDNS `address /d/…`). */
+export type AddressAction =
+  /** Answer with these addresses (the other family gets an empty answer unless it has its own). */
+  | { readonly kind: "ips"; readonly v4: readonly string[]; readonly v6: readonly string[] }
+  /** `#` (NXDOMAIN for every type), `#4` / `#6` (an empty answer for that family). */
+  | { readonly kind: "block"; readonly families: Families }
+  /** `-`, `-4`, `-6`: no address rule for this domain (an exemption from an outer one). */
+  | { readonly kind: "exempt"; readonly families: Families };
+
+/** A local SRV record (`srv-record /d/target,port,priority,weight`). */
+export interface SrvRecordConfig {
+  readonly target: string;
+  readonly port: number;
+  readonly priority: number;
+  readonly weight: number;
+}
+
+/**
+ * One domain rule: what a line (`address`, `nameserver`, `cname`, `domain-rules` …) sets for its
+ * domains. Options of the same kind on a more specific domain win; see resolver/rule_set.ts.
+ */
+export interface DomainRule {
+  /**
+   * The domains as written inside `/…/`, IDN names in punycode: `a.com` (and below), `*.a.com`
+   * (below only), `-.a.com` (only), `*a.com` (suffix), "" (every name), `domain-set:NAME`.
+   */
+  readonly domains: readonly string[];
+  readonly source: SourcePosition;
+  /** The directive as written, for logs and `explain`. */
+  readonly text: string;
+  readonly address?: AddressAction;
+  /** The upstream group that answers these domains; "-" sends them back to the default group. */
+  readonly nameserver?: string;
+  /** Answer with a CNAME to this name, resolved further; "-" is an exemption. */
+  readonly cname?: string;
+  readonly srv?: readonly SrvRecordConfig[];
+  readonly txt?: readonly string[];
+  /** Options read and kept for features not built yet (speed-check-mode, nftset …), by name. */
+  readonly deferred?: readonly string[];
+}
+
+/** A named list of domains (`domain-set -name N -type list -file F`). */
+export interface DomainSetConfig {
+  readonly name: string;
+  readonly file: string;
+  readonly source: SourcePosition;
+}
+
+/** Domain rules, local records and forced answers. */
+export interface RulesConfig {
+  readonly domainRules: readonly DomainRule[];
+  readonly domainSets: readonly DomainSetConfig[];
+  /** TTL of local answers (0: SmartDNS's 60 s, then rr-ttl-min/max). */
+  readonly localTtl: number;
+  /** Answer every AAAA question with an empty answer (SOA). */
+  readonly forceAAAASOA: boolean;
+  /** Question types answered with an empty answer (SOA). */
+  readonly forceQtypeSoa: readonly number[];
+  /** hosts-format files whose names are answered locally. */
+  readonly hostsFiles: readonly string[];
+  /** Answer PTR questions for the addresses of `address` rules. */
+  readonly expandPtrFromAddress: boolean;
+}
+
+/** No rules at all. */
+export const NO_RULES: RulesConfig = Object.freeze({
+  domainRules: [],
+  domainSets: [],
+  localTtl: 0,
+  forceAAAASOA: false,
+  forceQtypeSoa: [],
+  hostsFiles: [],
+  expandPtrFromAddress: false,
+});
 
 /** The whole configuration. */
 export interface Config {
@@ -126,6 +212,9 @@ export interface Config {
   readonly cache: CacheConfig;
   readonly log: LogConfig;
   readonly guardian: GuardianConfig;
+  readonly rules: RulesConfig;
   /** Directives seen but not supported yet, each reported once with its first position. */
   readonly unsupported: readonly UnsupportedDirective[];
+  /** Lines read with a change (SmartDNS carries on where it can; so does keeldns, and says so). */
+  readonly warnings: readonly ConfigWarning[];
 }

@@ -73,11 +73,13 @@ Deno.test("smartdns.conf: every not-yet-supported directive is reported once, wi
 
 Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
   const cases: [string, RegExp][] = [
-    ["sever 1.1.1.1", /:1:1: unknown directive "sever" \(did you mean "server"\?\)/],
+    [
+      "sever 1.1.1.1",
+      /:1:1: unknown directive "sever" ignored \(did you mean "server"\?\); with no server line/,
+    ],
     ["server 1.1.1.1\nbind 127.0.0.1:http", /:2:6: bind: "http" is not a port number/],
     ["server dns.google", /:1:8: server: "dns.google" is not an IP address \(host names need bootstrap/],
-    ["server 1.1.1.1 -grop x", /:1:16: server: unknown option "-grop" \(did you mean "group"\?\)/],
-    ["server 1.1.1.1\ncache-size lots", /:2:12: cache-size: "lots" is not an integer/],
+    ["server 1.1.1.1\ncache-size lots", /:2:12: cache-size: "lots" is not a size/],
     ["server 1.1.1.1\nlog-level loud", /:2:11: log-level: "loud" is not a level/],
     [
       "server 1.1.1.1\nconf-file missing.conf",
@@ -152,6 +154,104 @@ Deno.test("smartdns.conf: cache-persist is auto (on when a cache-file is named) 
 Deno.test("smartdns.conf: restart-on-crash yes and no-daemon are what keeldns does anyway", () => {
   assertEquals(parse("server 9.9.9.9\nrestart-on-crash yes\nno-daemon yes\n").unsupported, []);
   assertEquals(parse("server 9.9.9.9\nrestart-on-crash no\n").unsupported.map((u) => u.name), [
-    "restart-on-crash no (use --no-guardian)",
+    "restart-on-crash no",
   ]);
+});
+
+Deno.test("smartdns.conf: values read as SmartDNS reads them, with a warning where they change", () => {
+  const c = parse(`server 9.9.9.9 -grop x
+cache-size 128k
+tcp-idle-time 10ms
+rr-ttl-max 99999999999
+log-size 8M
+`);
+  assertEquals(c.cache.size, 128 * 1024);
+  assertEquals(c.server.tcpIdleTime, 10);
+  assertEquals(c.cache.rrTtlMax, 2 ** 31 - 1);
+  assertEquals(c.log.size, 8 * 1024 * 1024);
+  assertEquals(c.warnings.map((w) => `${w.source.line}:${w.source.col} ${w.message}`), [
+    '1:16 server: unknown option "-grop" ignored (did you mean "group"?)',
+    '3:15 tcp-idle-time: "10ms" read as 10',
+    "4:12 rr-ttl-max: 99999999999 is out of range (0..2147483647), using 2147483647",
+  ]);
+  assertEquals(parse("server 9.9.9.9\ncache-size 8M\n").cache.size, 8 * 1024 * 1024);
+});
+
+Deno.test("smartdns.conf: never a silent change of where queries go", () => {
+  // Only servers keeldns cannot use yet: no fall-back to resolv.conf.
+  assertThrows(
+    () => parse("server-tls 1.1.1.1\nserver https://dns.example/dns-query\n"),
+    /:1:12: every server line is of a kind keeldns cannot use yet \(.*:1:12, .*:2:8\); it will not fall back/,
+  );
+  // A directive that would route or filter differently without it refuses the file, naming the line.
+  assertThrows(
+    () => parse("server 9.9.9.9\nbogus-nxdomain 1.2.3.4\n"),
+    /:2:1: bogus-nxdomain is not supported yet, and without it hijacked answers would pass/,
+  );
+  assertThrows(
+    () => parse("server 9.9.9.9 -proxy socks\nproxy-server socks5://127.0.0.1:1080 -name socks\n"),
+    /:1:1: server -proxy is not supported yet.*\(also: proxy-server at .*:2:1\)/,
+  );
+  // A nameserver rule to a group without a usable server would send its domains to the default group.
+  assertThrows(
+    () => parse("server 9.9.9.9\nserver-tls 1.1.1.1 -group secure\nnameserver /bank.example/secure\n"),
+    /:3:12: nameserver: no usable server is in group "secure"/,
+  );
+  assertThrows(() => parse("server 9.9.9.9\naddress /domain-set:ads/#\n"), /no domain-set named "ads"/);
+});
+
+Deno.test("smartdns.conf: address, nameserver, cname, domain-rules and domain-set become rules", () => {
+  const c = parse(`server 9.9.9.9
+server 10.0.0.1 -group office -exclude-default-group
+address /ads.example/tracker.example/#
+address /v6.example/#6
+address /mixed.example/192.0.2.1,2001:db8::1
+address #6
+address /-.bücher.example/-
+nameserver /corp.example/office
+cname /alias.example/target.example
+domain-rules /multi.example/ -a 192.0.2.9 -n office -speed-check-mode none
+domain-set -name ads -type list -file lists/ads.txt
+address /domain-set:ads/#
+srv-record /_sip._tcp.example/sip.example,5060,1,2
+force-qtype-SOA 65 28,64-66 -,64
+force-AAAA-SOA yes
+local-ttl 300
+`);
+  const rules = c.rules.domainRules;
+  assertEquals(rules.map((r) => r.domains), [
+    ["ads.example", "tracker.example"],
+    ["v6.example"],
+    ["mixed.example"],
+    [""],
+    ["-.xn--bcher-kva.example"],
+    ["corp.example"],
+    ["alias.example"],
+    ["multi.example"],
+    ["domain-set:ads"],
+    ["_sip._tcp.example"],
+  ]);
+  assertEquals(rules[0].address, { kind: "block", families: "both" });
+  assertEquals(rules[1].address, { kind: "block", families: "v6" });
+  assertEquals(rules[2].address, { kind: "ips", v4: ["192.0.2.1"], v6: ["2001:db8::1"] });
+  assertEquals(rules[4].address, { kind: "exempt", families: "both" });
+  assertEquals(rules[5].nameserver, "office");
+  assertEquals(rules[6].cname, "target.example");
+  assertEquals(rules[7].address, { kind: "ips", v4: ["192.0.2.9"], v6: [] });
+  assertEquals(rules[7].nameserver, "office");
+  assertEquals(rules[7].deferred, ["speed-check-mode"]);
+  assertEquals(rules[9].srv, [{ target: "sip.example", port: 5060, priority: 1, weight: 2 }]);
+  assertEquals(c.rules.domainSets, [{
+    name: "ads",
+    file: "/etc/smartdns/lists/ads.txt",
+    source: { file: "/etc/smartdns/smartdns.conf", line: 11, col: 1 },
+  }]);
+  assertEquals(c.rules.forceQtypeSoa, [28, 65, 66]);
+  assert(c.rules.forceAAAASOA);
+  assertEquals(c.rules.localTtl, 300);
+  assertEquals(rules[0].source.line, 3);
+  assertThrows(
+    () => parse("server 9.9.9.9\naddress /x.example/not-an-ip\n"),
+    /:2:9: address: "not-an-ip" is not an IP/,
+  );
 });

@@ -17,20 +17,36 @@ import { didYouMean } from "./errors.ts";
 import type {
   BindConfig,
   Config,
+  DomainRule,
+  DomainSetConfig,
   LogLevel,
+  RulesConfig,
   Transport,
   UdpTransportChoice,
   UpstreamConfig,
 } from "./schema.ts";
 import { LOG_LEVELS } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
-import { AUTO_CACHE_SIZE, parseHostPort, parseSize, parseUpstreamAddress } from "./values.ts";
+import { checkRuleReferences } from "./rule_references.ts";
+import { asciiDomain } from "./smartdns/reader.ts";
+import {
+  AUTO_CACHE_SIZE,
+  parseAddressAction,
+  parseHostPort,
+  parseSize,
+  parseSrvRecord,
+  parseTargetName,
+  parseUpstreamAddress,
+} from "./values.ts";
 
 type Table = Record<string, unknown>;
 
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
-  "": ["server", "upstream", "cache", "log", "guardian"],
+  "": ["server", "upstream", "cache", "log", "guardian", "rules", "rule", "domain-set"],
+  rules: ["local-ttl", "force-aaaa-soa", "force-qtype-soa", "hosts-files", "expand-ptr-from-address"],
+  rule: ["domains", "address", "nameserver", "cname", "srv", "txt"],
+  "domain-set": ["name", "file"],
   guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for"],
   server: [
     "bind",
@@ -181,6 +197,75 @@ class TomlConfigReader {
     });
   }
 
+  /** A list of tables (`[[rule]]`), or none. */
+  private list(value: unknown, path: string): unknown[] {
+    if (value === undefined) return [];
+    if (!Array.isArray(value)) this.src.fail(path, `${path} must be a list of tables ([[${path}]])`);
+    return value;
+  }
+
+  /** `[rules]`, `[[domain-set]]` and `[[rule]]`. */
+  rules(root: Table, upstreams: readonly UpstreamConfig[]): RulesConfig {
+    const t = this.table(root.rules, "rules", "rules");
+    const dir = this.src.file.includes("/") ? this.src.file.slice(0, this.src.file.lastIndexOf("/") + 1) : "";
+    const relative = (f: string) => f.startsWith("/") ? f : dir + f;
+    const domainSets: DomainSetConfig[] = this.list(root["domain-set"], "domain-set").map((item, i) => {
+      const path = `domain-set[${i}]`;
+      const set = this.table(item, path, "domain-set");
+      const name = this.string(set, "name", path);
+      const file = this.string(set, "file", path);
+      if (!name || !file) this.src.fail(path, `[[domain-set]] #${i + 1} needs a name and a file`);
+      return { name, file: relative(file), source: this.src.position(`${path}.name`) };
+    });
+    const domainRules: DomainRule[] = this.list(root.rule, "rule").map((item, i) => {
+      const path = `rule[${i}]`;
+      const r = this.table(item, path, "rule");
+      const domains = this.strings(r, "domains", path).map((d) =>
+        this.parsed(`${path}.domains`, "domains", () => asciiDomain(d))
+      );
+      if (domains.length === 0) this.src.fail(path, `[[rule]] #${i + 1} has no domains ("" is every name)`);
+      const rule: { -readonly [K in keyof DomainRule]: DomainRule[K] } = {
+        domains,
+        source: this.src.position(`${path}.domains`),
+        text: `[[rule]] #${i + 1}`,
+      };
+      if (r.address !== undefined) {
+        const text = Array.isArray(r.address)
+          ? this.strings(r, "address", path).join(",")
+          : this.string(r, "address", path)!;
+        rule.address = this.parsed(`${path}.address`, "address", () => parseAddressAction(text));
+      }
+      rule.nameserver = this.string(r, "nameserver", path);
+      const cname = this.string(r, "cname", path);
+      if (cname !== undefined) {
+        rule.cname = this.parsed(`${path}.cname`, "cname", () => parseTargetName(cname));
+      }
+      const srv = this.strings(r, "srv", path);
+      if (srv.length > 0) {
+        rule.srv = srv.map((x) => this.parsed(`${path}.srv`, "srv", () => parseSrvRecord(x)));
+      }
+      const txt = this.strings(r, "txt", path);
+      if (txt.length > 0) rule.txt = txt;
+      return rule;
+    });
+    checkRuleReferences(domainRules, domainSets, upstreams);
+    const qtypes = t["force-qtype-soa"];
+    if (
+      qtypes !== undefined && (!Array.isArray(qtypes) || qtypes.some((q) => !Number.isInteger(Number(q))))
+    ) {
+      this.src.fail("rules.force-qtype-soa", "force-qtype-soa must be an array of type numbers");
+    }
+    return {
+      domainRules,
+      domainSets,
+      localTtl: this.integer(t, "local-ttl", "rules", 0, 2 ** 31 - 1, 0),
+      forceAAAASOA: this.boolean(t, "force-aaaa-soa", "rules", false),
+      forceQtypeSoa: ((qtypes as number[] | undefined) ?? []).map(Number).sort((a, b) => a - b),
+      hostsFiles: this.strings(t, "hosts-files", "rules").map(relative),
+      expandPtrFromAddress: this.boolean(t, "expand-ptr-from-address", "rules", false),
+    };
+  }
+
   read(): Config {
     const root = this.table(this.src.data, "", "");
     const server = this.table(root.server, "server", "server");
@@ -200,12 +285,15 @@ class TomlConfigReader {
     const rrTtlMax = this.integer(cache, "rr-ttl-max", "cache", 0, u32, 0);
     let rrTtlMin = this.integer(cache, "rr-ttl-min", "cache", 0, u32, 0);
     if (rrTtlMax > 0 && rrTtlMin > rrTtlMax) rrTtlMin = rrTtlMax;
+    const binds = this.binds(server);
+    const udpTransport = this.udpTransport(server);
+    const upstreams = this.upstreams(root.upstream);
     return {
       path: this.src.file,
       format: "toml",
       server: {
-        binds: this.binds(server),
-        udpTransport: this.udpTransport(server),
+        binds,
+        udpTransport,
         tcpIdleTime: this.integer(server, "tcp-idle-time", "server", 0, 3600, DEFAULT_TCP_IDLE_TIME),
         maxTcpConnections: this.integer(
           server,
@@ -224,7 +312,7 @@ class TomlConfigReader {
           DEFAULT_UPSTREAM_TIMEOUT,
         ),
       },
-      upstreams: this.upstreams(root.upstream),
+      upstreams,
       cache: {
         size: cacheSize < 0 ? AUTO_CACHE_SIZE : cacheSize,
         rrTtl: this.integer(cache, "rr-ttl", "cache", 0, u32, 0),
@@ -274,7 +362,9 @@ class TomlConfigReader {
           DEFAULT_GUARDIAN.optimizeFor,
         ),
       },
+      rules: this.rules(root, upstreams),
       unsupported: [],
+      warnings: [],
     };
   }
 }

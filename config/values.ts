@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Transport } from "./schema.ts";
+import type { AddressAction, Families, SrvRecordConfig, Transport } from "./schema.ts";
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -118,3 +118,46 @@ export function parseYesNo(text: string): boolean {
 
 /** Default cache entries when the config says "auto" (SmartDNS's `cache-size -1`). */
 export const AUTO_CACHE_SIZE = 16384;
+
+/** Reads the value of `address /d/VALUE`: `#`, `#4`, `#6`, `-`, `-4`, `-6` or a comma list of IPs. */
+export function parseAddressAction(text: string): AddressAction {
+  const families = (suffix: string): Families => suffix === "4" ? "v4" : suffix === "6" ? "v6" : "both";
+  const block = /^#([46]?)$/.exec(text);
+  if (block) return { kind: "block", families: families(block[1]) };
+  const exempt = /^-([46]?)$/.exec(text);
+  if (exempt) return { kind: "exempt", families: families(exempt[1]) };
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const ip of text.split(",").map((t) => t.trim()).filter((t) => t !== "")) {
+    if (isIPv4(ip)) v4.push(ip);
+    else if (isIPv6(ip)) v6.push(ip);
+    else throw new Error(`"${ip}" is not an IP address, "#", "#4", "#6", "-", "-4" or "-6"`);
+  }
+  if (v4.length + v6.length === 0) throw new Error(`"${text}" gives no address`);
+  return { kind: "ips", v4, v6 };
+}
+
+/** Reads a CNAME/SRV target: a domain name, or "-" (an exemption). */
+export function parseTargetName(text: string): string {
+  const name = text.replace(/\.$/, "");
+  if (name === "-") return name;
+  if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/i.test(name) || name.length > 253) {
+    throw new Error(`"${text}" is not a domain name`);
+  }
+  return name.toLowerCase();
+}
+
+/** `srv-record /d/target[,port[,priority[,weight]]]`. */
+export function parseSrvRecord(text: string): SrvRecordConfig {
+  const [target, port = "0", priority = "0", weight = "0"] = text.split(",").map((t) => t.trim());
+  const number = (t: string, what: string) => {
+    if (!/^\d+$/.test(t) || Number(t) > 65535) throw new Error(`${what} "${t}" is not a number 0..65535`);
+    return Number(t);
+  };
+  return {
+    target: target === "" ? "" : parseTargetName(target),
+    port: number(port, "port"),
+    priority: number(priority, "priority"),
+    weight: number(weight, "weight"),
+  };
+}

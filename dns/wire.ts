@@ -106,8 +106,12 @@ function dottedName(buf: Uint8Array, offset: number): string {
   return name;
 }
 
-/** A parsed query; `name` and `key` are only built when something asks for them. */
-class ParsedQuestion implements Question {
+/**
+ * A parsed query; `name` and `key` are only built when something asks for them. Layers above may
+ * extend it with per-query state (the resolver's query context), so one object per query carries
+ * both: see {@link parseQuery}'s `kind`.
+ */
+export class ParsedQuestion implements Question {
   private dotted?: string;
   private keyText?: string;
 
@@ -134,6 +138,19 @@ class ParsedQuestion implements Question {
   }
 }
 
+/** The class {@link parseQuery} makes: {@link ParsedQuestion} or a subclass with the same constructor. */
+export type QuestionKind<T extends ParsedQuestion> = new (
+  wire: Uint8Array,
+  id: number,
+  qtype: number,
+  qclass: number,
+  questionEnd: number,
+  edns: boolean,
+  dnssecOk: boolean,
+  udpSize: number,
+  recursionDesired: boolean,
+) => T;
+
 /**
  * Skips the (possibly compressed) name at `offset`; returns the offset after it or -1 if it is
  * malformed. A pointer ends the name, so this never loops.
@@ -156,7 +173,11 @@ export function skipName(buf: Uint8Array, offset: number, length = buf.length): 
  * {@link MalformedQuery} with the rcode to answer (or `null` when the message must be dropped: too
  * short to answer, or a response).
  */
-export function parseQuery(wire: Uint8Array, length = wire.length): Question {
+export function parseQuery<T extends ParsedQuestion = ParsedQuestion>(
+  wire: Uint8Array,
+  length = wire.length,
+  kind: QuestionKind<T> = ParsedQuestion as QuestionKind<T>,
+): T {
   if (length < HEADER_LENGTH) throw new MalformedQuery("shorter than a DNS header", null);
   if (wire[2] & FLAG_QR) throw new MalformedQuery("a response, not a query", null);
   const opcode = (wire[2] >> 3) & 0x0f;
@@ -197,7 +218,7 @@ export function parseQuery(wire: Uint8Array, length = wire.length): Question {
       pos = nameEnd + 10 + rdlen;
     }
   }
-  return new ParsedQuestion(
+  return new kind(
     wire,
     (wire[0] << 8) | wire[1],
     qtype,

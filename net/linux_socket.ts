@@ -6,6 +6,9 @@
  *
  * @module
  */
+import { ipBytes } from "./address.ts";
+
+export { ipBytes };
 
 /** Linux constants (identical on x86_64 and aarch64: asm-generic). */
 export const AF_INET = 2;
@@ -84,47 +87,6 @@ function lastError(lib: Libc): string {
   const errno = errnoPtr ? new Deno.UnsafePointerView(errnoPtr).getInt32() : 0;
   const text = lib.strerror(errno);
   return text ? new Deno.UnsafePointerView(text).getCString() : `errno ${errno}`;
-}
-
-/** Parses a literal IPv4 or IPv6 address to its 4 or 16 bytes. */
-export function ipBytes(ip: string): Uint8Array {
-  if (!ip.includes(":")) {
-    const parts = ip.split(".").map(Number);
-    if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-      throw new Error(`"${ip}" is not an IPv4 address`);
-    }
-    return new Uint8Array(parts);
-  }
-  let text = ip;
-  const out = new Uint8Array(16);
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = ipBytes(v4[1]);
-    const hi = ((b[0] << 8) | b[1]).toString(16);
-    const lo = ((b[2] << 8) | b[3]).toString(16);
-    text = text.slice(0, -v4[1].length) + `${hi}:${lo}`;
-  }
-  const halves = text.split("::");
-  if (halves.length > 2) throw new Error(`"${ip}" is not an IPv6 address`);
-  const [head, tail] = halves.length === 2 ? halves : [text, undefined];
-  const headGroups = head ? head.split(":") : [];
-  const tailGroups = tail ? tail.split(":") : [];
-  if (tail === undefined && headGroups.length !== 8) throw new Error(`"${ip}" is not an IPv6 address`);
-  if (headGroups.length + tailGroups.length > (tail === undefined ? 8 : 7)) {
-    throw new Error(`"${ip}" is not an IPv6 address`);
-  }
-  const groups = [
-    ...headGroups,
-    ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
-    ...tailGroups,
-  ];
-  groups.forEach((g, i) => {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`"${ip}" is not an IPv6 address`);
-    const v = parseInt(g, 16);
-    out[i * 2] = v >> 8;
-    out[i * 2 + 1] = v & 0xff;
-  });
-  return out;
 }
 
 /** Encodes a `sockaddr_in` (16 bytes) or `sockaddr_in6` (28 bytes) for host and port. */

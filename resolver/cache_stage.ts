@@ -1,12 +1,14 @@
 /**
  * Cache stage: answers from the {@link AnswerCache} when it can, and stores what the rest of the
- * chain answers. Owns SmartDNS's `cache-size`.
+ * chain answers (upstream answers only: local answers are made again for free). Owns SmartDNS's
+ * `cache-size`.
  *
  * @module
  */
-import type { StoredAnswer } from "../dns/stored_answer.ts";
-import type { Question } from "../dns/wire.ts";
+import type { Answer } from "../dns/answer.ts";
+import { StoredAnswer } from "../dns/stored_answer.ts";
 import type { AnswerCache } from "./answer_cache.ts";
+import { type QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
 /** Counters the cache stage keeps. */
@@ -22,21 +24,22 @@ export class CacheStage implements Stage {
   constructor(readonly cache: AnswerCache, private readonly now: () => number = Date.now) {}
 
   /** Answers from the cache, or from `next` (then stores the answer). */
-  resolve(q: Question, next: Next): MaybePromise<StoredAnswer> {
-    const hit = this.cache.get(q, this.now());
+  resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
+    const hit = this.cache.get(ctx, this.now());
     if (hit !== undefined) {
       this.counters.hits++;
+      ctx.reason = Reason.CACHE;
       return hit;
     }
     this.counters.misses++;
-    const answer = next(q);
+    const answer = next(ctx);
     if (answer instanceof Promise) {
       return answer.then((a) => {
-        this.cache.set(q, a);
+        if (a instanceof StoredAnswer) this.cache.set(ctx, a);
         return a;
       });
     }
-    this.cache.set(q, answer);
+    if (answer instanceof StoredAnswer) this.cache.set(ctx, answer);
     return answer;
   }
 }

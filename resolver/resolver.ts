@@ -1,32 +1,70 @@
 /**
  * Builds the resolver chain from the configuration: the one place that decides which stages run
- * and in what order (cache → coalescing → upstream race).
+ * and in what order — rules (only when there are any) → cache → coalescing → the upstream race of
+ * the query's server group.
  *
  * @module
  */
 import type { Config } from "../config/schema.ts";
+import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
+import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
+import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
+import { RuleSet } from "./rule_set.ts";
+import { RulesStage } from "./rules_stage.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
 
-/** A ready resolver chain and the parts whose counters are worth reporting. */
+/** A ready resolver chain and its parts. */
 export interface Resolver {
-  /** Resolves a question through the whole chain. */
+  /** Resolves a query through the whole chain. */
   readonly resolve: Next;
+  readonly rules?: RulesStage;
   readonly cache?: CacheStage;
   readonly coalesce: CoalesceStage;
-  readonly race: UpstreamRace;
+  readonly router: GroupRouter;
+  /** Every stage's counters, merged (for the guardian's stats and `keeldns status`). */
+  counters(): Record<string, number>;
+  /** Frees the upstreams' sockets (after a reload; queries under way finish). */
+  close(): void;
 }
 
 /**
- * Builds the chain for `config`; servers in the default group are raced for every question. Pass
- * the `previous` resolver on reload to keep its cache (resized to the new `cache-size`), and a
- * `udpPool` to send UDP queries through batched sockets.
+ * The server groups: the default one (every server without `-exclude-default-group`; all servers
+ * if none is left), then each `-group` name in the order first seen.
+ */
+function groupsOf(
+  config: Config,
+  upstreams: Upstream[],
+  log: Logger,
+): { names: string[]; members: Upstream[][] } {
+  const names = [DEFAULT_GROUP];
+  const members: Upstream[][] = [[]];
+  config.upstreams.forEach((u, i) => {
+    if (!u.excludeDefault) members[0].push(upstreams[i]);
+    for (const g of u.groups) {
+      let index = names.indexOf(g);
+      if (index < 0) index = names.push(g) - 1, members.push([]);
+      members[index].push(upstreams[i]);
+    }
+  });
+  if (members[0].length === 0) {
+    log.warn("every server excludes the default group; using all {count} servers", {
+      count: upstreams.length,
+    });
+    members[0] = [...upstreams];
+  }
+  return { names, members };
+}
+
+/**
+ * Builds the chain for `config`. Pass the `previous` resolver on reload to keep its cache
+ * (resized to the new `cache-size`), and a `udpPool` to send UDP queries through batched sockets.
  */
 export function buildResolver(
   config: Config,
@@ -34,29 +72,64 @@ export function buildResolver(
   previous?: Resolver,
   udpPool?: OutgoingSocketPool,
 ): Resolver {
-  let members = config.upstreams.filter((u) => !u.excludeDefault);
-  if (members.length === 0) {
-    log.warn("every server excludes the default group; using all {count} servers", {
-      count: config.upstreams.length,
-    });
-    members = [...config.upstreams];
-  }
-  const upstreams = members.map((u) => createUpstream(u, udpPool));
-  const race = new UpstreamRace(
-    upstreams,
-    config.cache,
-    config.server.upstreamTimeout,
-    (upstream, error) =>
-      log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
+  const upstreams = config.upstreams.map((u) => createUpstream(u, udpPool));
+  const { names, members } = groupsOf(config, upstreams, log);
+  const races = members.map((group) =>
+    new UpstreamRace(
+      group,
+      config.cache,
+      config.server.upstreamTimeout,
+      (upstream, error) =>
+        log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
+    )
   );
+  const router = new GroupRouter(races, names);
   const stages: Stage[] = [];
+  const ruleSet = new RuleSet(config.rules, {
+    groupIndex: (name) => router.indexOf(name),
+    ttl: config.cache,
+    warn: (message) => log.warn("rules: {message}", { message }),
+  });
+  let rules: RulesStage | undefined;
+  if (!ruleSet.empty) {
+    const cnameTtl = config.rules.localTtl > 0 ? config.rules.localTtl : clampTtl(60, config.cache);
+    rules = new RulesStage(ruleSet, cnameTtl);
+    stages.push(rules);
+    log.info("rules: {rules} rule lines, {domains} domains from lists, {nodes} names in the table", {
+      rules: ruleSet.rules.length,
+      domains: ruleSet.listDomains,
+      nodes: ruleSet.nodes,
+    });
+  }
   let cache: CacheStage | undefined;
   if (config.cache.size > 0) {
     cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
     cache.cache.resize(config.cache.size);
+    stages.push(cache);
   }
-  if (cache) stages.push(cache);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);
-  return { resolve: chain(stages, race), cache, coalesce, race };
+  return {
+    resolve: chain(stages, router),
+    rules,
+    cache,
+    coalesce,
+    router,
+    counters: () => ({
+      ruleLocal: rules?.counters.local ?? 0,
+      ruleBlocked: rules?.counters.blocked ?? 0,
+      ruleRouted: rules?.counters.routed ?? 0,
+      cacheHits: cache?.counters.hits ?? 0,
+      cacheMisses: cache?.counters.misses ?? 0,
+      cacheEntries: cache?.cache.size ?? 0,
+      cacheBytes: cache?.cache.reservedBytes ?? 0,
+      coalesced: coalesce.joined,
+      upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
+      upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),
+      upstreamInvalidAnswers: races.reduce((sum, r) => sum + r.counters.invalidAnswers, 0),
+    }),
+    close: () => {
+      for (const u of upstreams) u.close();
+    },
+  };
 }

@@ -7,8 +7,9 @@
  */
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { messageProblem } from "../dns/message_check.ts";
-import { type Question, Rcode, scanResponse } from "../dns/wire.ts";
+import { Rcode, scanResponse } from "../dns/wire.ts";
 import type { Upstream } from "../upstream/upstream.ts";
+import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
 
 /** Counters the race keeps. */
@@ -36,7 +37,7 @@ export class UpstreamRace implements TerminalStage {
   ) {}
 
   /** Asks all upstreams in parallel and answers with the first usable response. */
-  resolve(q: Question): Promise<StoredAnswer> {
+  resolve(q: QueryContext): Promise<StoredAnswer> {
     this.counters.queries++;
     const controller = new AbortController();
     let timedOut = false;
@@ -58,6 +59,7 @@ export class UpstreamRace implements TerminalStage {
       const oneDone = () => {
         if (--remaining > 0 || finished) return;
         this.counters.failures++;
+        q.reason = Reason.SERVFAIL;
         settle(fallback ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
       };
       for (const upstream of this.upstreams) {

@@ -2,9 +2,10 @@ import { assertEquals } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { messageProblem } from "../dns/message_check.ts";
 import { encodePacket } from "../dns/packet.ts";
-import { parseQuery, type Question, Rcode } from "../dns/wire.ts";
+import { type Question, Rcode } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "../upstream/upstream.ts";
 import { UpstreamRace } from "./upstream_race.ts";
+import { parseContext } from "./query_context.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { AnswerCache } from "./answer_cache.ts";
@@ -26,6 +27,7 @@ function reply(q: Question, rcode: number, ip = "192.0.2.1"): Uint8Array {
 function fakeUpstream(name: string, delay: number, outcome: number | "fail", calls: string[]): Upstream {
   return {
     address: name,
+    close() {},
     exchange(q, signal) {
       calls.push(name);
       return new Promise((resolve, reject) => {
@@ -45,7 +47,7 @@ function fakeUpstream(name: string, delay: number, outcome: number | "fail", cal
   };
 }
 
-const question = () => parseQuery(buildQuery("a.test", "A"));
+const question = () => parseContext(buildQuery("a.test", "A"));
 
 Deno.test("the first usable answer wins and the rest are cancelled", async () => {
   const calls: string[] = [];
@@ -117,6 +119,7 @@ Deno.test("a malformed answer never wins: it counts as that server failing, and 
   /** Answers fast, with the answer's owner name a compression pointer to itself. */
   const selfPointer: Upstream = {
     address: "loop",
+    close() {},
     exchange(q) {
       const wire = reply(q, 0);
       const at = q.questionEnd;

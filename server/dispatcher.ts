@@ -5,17 +5,21 @@
  *
  * @module
  */
-import type { StoredAnswer } from "../dns/stored_answer.ts";
+import type { Answer } from "../dns/answer.ts";
 import {
   buildEmptyAnswer,
   buildHeaderOnlyAnswer,
   detachQuestion,
   MalformedQuery,
-  parseQuery,
-  type Question,
   Rcode,
 } from "../dns/wire.ts";
 import type { Logger } from "../ops/log.ts";
+import {
+  INTERNAL_LISTENER,
+  type ListenerProfile,
+  parseContext,
+  type QueryContext,
+} from "../resolver/query_context.ts";
 import type { Next } from "../resolver/stage.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -40,12 +44,13 @@ export class QueryDispatcher {
   }
 
   /**
-   * Answers one received message. `udp` applies the client's UDP size limit (else 65535). The bytes
-   * of `wire` may be reused by the caller as soon as this returns: a deferred answer keeps a copy.
+   * Answers one message received on `listener`. `udp` applies the client's UDP size limit (else
+   * 65535). The bytes of `wire` may be reused by the caller as soon as this returns: a deferred
+   * answer keeps a copy.
    */
-  answer(wire: Uint8Array, udp: boolean): DispatchResult {
+  answer(wire: Uint8Array, udp: boolean, listener: ListenerProfile = INTERNAL_LISTENER): DispatchResult {
     try {
-      const q = this.parse(wire);
+      const q = this.parse(wire, wire.length, listener);
       if (q === null || q instanceof Uint8Array) return q;
       const answer = this.resolveOrFail(q);
       if (answer instanceof Promise) return this.later(q, answer, udp);
@@ -58,16 +63,17 @@ export class QueryDispatcher {
   /**
    * {@link answer} for UDP without allocating on a cache hit: an answer ready now is rendered into
    * `out` at `offset` (which must have room for 1536 bytes) and its length returned. The query is
-   * the first `length` bytes of `wire`.
+   * the first `length` bytes of `wire`, received on `listener`.
    */
   answerInto(
     wire: Uint8Array,
     out: Uint8Array,
     offset: number,
     length = wire.length,
+    listener: ListenerProfile = INTERNAL_LISTENER,
   ): number | Promise<Uint8Array> | null {
     try {
-      const q = this.parse(wire, length);
+      const q = this.parse(wire, length, listener);
       if (q === null) return null;
       if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
       const answer = this.resolveOrFail(q);
@@ -89,10 +95,16 @@ export class QueryDispatcher {
   }
 
   /** Parses the question; a malformed message yields its error answer, or null to drop it. */
-  private parse(wire: Uint8Array, length = wire.length): Question | Uint8Array | null {
+  private parse(
+    wire: Uint8Array,
+    length: number,
+    listener: ListenerProfile,
+  ): QueryContext | Uint8Array | null {
     this.stats.received++;
     try {
-      return parseQuery(wire, length);
+      const ctx = parseContext(wire, length);
+      ctx.listener = listener;
+      return ctx;
     } catch (e) {
       this.stats.malformed++;
       if (e instanceof MalformedQuery && e.rcode !== null) {
@@ -105,7 +117,7 @@ export class QueryDispatcher {
   }
 
   /** Runs the chain; a throw becomes a rendered SERVFAIL. */
-  private resolveOrFail(q: Question): StoredAnswer | Promise<StoredAnswer> | Uint8Array {
+  private resolveOrFail(q: QueryContext): Answer | Promise<Answer> | Uint8Array {
     try {
       return this.resolve(q);
     } catch (e) {
@@ -114,7 +126,7 @@ export class QueryDispatcher {
   }
 
   /** Renders a deferred answer once it is there; the question gets its own copy of the query. */
-  private later(q: Question, answer: Promise<StoredAnswer>, udp: boolean): Promise<Uint8Array> {
+  private later(q: QueryContext, answer: Promise<Answer>, udp: boolean): Promise<Uint8Array> {
     detachQuestion(q);
     this.inFlight++;
     return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() => this.settled());
@@ -137,7 +149,7 @@ export class QueryDispatcher {
     });
   }
 
-  private render(q: Question, answer: StoredAnswer, udp: boolean): Uint8Array {
+  private render(q: QueryContext, answer: Answer, udp: boolean): Uint8Array {
     const out = answer.render(q, Date.now(), udp ? q.udpSize : 65535);
     this.counted(out, 0);
     return out;
@@ -149,7 +161,7 @@ export class QueryDispatcher {
     this.stats.answered++;
   }
 
-  private fail(q: Question, error: unknown): Uint8Array {
+  private fail(q: QueryContext, error: unknown): Uint8Array {
     this.stats.internalErrors++;
     this.stats.answered++;
     this.log.error("resolving {name} type {type} failed: {error}", { name: q.name, type: q.qtype, error });

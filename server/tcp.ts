@@ -115,7 +115,7 @@ export class TcpListener implements Listener {
         clearTimeout(idle);
         idle = setTimeout(closeConn, this.idleMs);
         budget.admit();
-        const answer = this.dispatcher.answer(message, false);
+        const answer = this.dispatcher.answer(message, false, this);
         if (answer instanceof Uint8Array) budget.send(frame(answer));
         else if (answer) answer.then((a) => budget.send(frame(a)));
         else budget.release();

@@ -43,7 +43,7 @@ export class UdpListener implements Listener {
     const send = (answer: Uint8Array, rinfo: dgram.RemoteInfo) =>
       socket.send(answer, rinfo.port, rinfo.address);
     socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      const answer = dispatcher.answer(msg, true);
+      const answer = dispatcher.answer(msg, true, listener);
       if (answer instanceof Uint8Array) send(answer, rinfo);
       else if (answer) answer.then((bytes) => send(bytes, rinfo));
     });

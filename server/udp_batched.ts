@@ -92,7 +92,7 @@ export class BatchedUdpListener implements Listener {
         dispatcher.stats.received++;
         dispatcher.stats.malformed++;
       } else {
-        const answer = dispatcher.answerInto(rx.slot(i), tx.data, tx.slotOffset(out), rx.length(i));
+        const answer = dispatcher.answerInto(rx.slot(i), tx.data, tx.slotOffset(out), rx.length(i), this);
         if (typeof answer === "number") {
           tx.setReplyLength(out++, answer, rx, i);
         } else if (answer) {

@@ -16,6 +16,9 @@ export class TcpUpstream implements Upstream {
     this.address = `tcp://${authority(host, port)}`;
   }
 
+  /** Nothing to free: each exchange has its own connection. */
+  close(): void {}
+
   /** Sends `q` over a new connection and returns the first response that matches it. */
   async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) throw new UpstreamError(this.address, "aborted");

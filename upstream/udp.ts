@@ -90,6 +90,14 @@ export class UdpUpstream implements Upstream {
     return out;
   }
 
+  /** Retires every socket of the pool; each closes once its pending queries settle. */
+  close(): void {
+    for (let i = 0; i < POOL_SIZE; i++) {
+      this.pool[i]?.retire();
+      this.pool[i] = undefined;
+    }
+  }
+
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));

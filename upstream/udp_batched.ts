@@ -137,6 +137,9 @@ export class BatchedUdpUpstream implements Upstream {
     this.tcp = new TcpUpstream(host, port);
   }
 
+  /** Nothing of its own to free: the sockets belong to the shared pool, closed with the child. */
+  close(): void {}
+
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));

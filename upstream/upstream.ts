@@ -15,6 +15,8 @@ export interface Upstream {
    * on network failure, or when `signal` aborts (timeout or a faster server already answered).
    */
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array>;
+  /** Frees what the server holds (sockets); exchanges under way finish or fail. Idempotent. */
+  close(): void;
 }
 
 /** An upstream exchange that failed; `message` says which server and why. */

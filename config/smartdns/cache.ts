@@ -1,0 +1,58 @@
+/**
+ * SmartDNS's cache directives: `cache-size`, `cache-persist`, `cache-file`,
+ * `cache-checkpoint-time` and the TTL rewrites `rr-ttl*`. The model half is `CacheConfig` in
+ * config/schema.ts.
+ *
+ * @module
+ */
+import { AUTO_CACHE_SIZE } from "../values.ts";
+import { type DirectiveTable, relativeTo } from "./reader.ts";
+
+const TTL_MAX = 2 ** 31 - 1;
+
+/** The cache directives. */
+export const CACHE: DirectiveTable = {
+  "cache-size": {
+    toml: "cache.size",
+    status: "supported",
+    handle: (d, l) => {
+      const text = d.text(l, 1);
+      // SmartDNS reads a size here (128k, 8M); -1 is "auto".
+      const n = /^-\d/.test(text) ? d.integer(l, 1, -1, -1) : d.size(l, 1);
+      d.cache.size = n < 0 ? AUTO_CACHE_SIZE : Math.min(n, TTL_MAX);
+    },
+  },
+  "cache-persist": {
+    toml: "cache.persist",
+    status: "supported",
+    handle: (d, l) => d.persistSet = d.yesNo(l, 1),
+  },
+  "cache-file": {
+    toml: "cache.file",
+    status: "supported",
+    handle: (d, l) => {
+      d.cache.file = relativeTo(l.file, d.text(l, 1));
+      d.cacheFileSet = true;
+    },
+  },
+  "cache-checkpoint-time": {
+    toml: "cache.checkpoint-time",
+    status: "supported",
+    handle: (d, l) => d.cache.checkpointTime = d.integer(l, 1, 0, 7 * 86400),
+  },
+  "rr-ttl": {
+    toml: "cache.rr-ttl",
+    status: "supported",
+    handle: (d, l) => d.cache.rrTtl = d.integer(l, 1, 0, TTL_MAX),
+  },
+  "rr-ttl-min": {
+    toml: "cache.rr-ttl-min",
+    status: "supported",
+    handle: (d, l) => d.cache.rrTtlMin = d.integer(l, 1, 0, TTL_MAX),
+  },
+  "rr-ttl-max": {
+    toml: "cache.rr-ttl-max",
+    status: "supported",
+    handle: (d, l) => d.cache.rrTtlMax = d.integer(l, 1, 0, TTL_MAX),
+  },
+};

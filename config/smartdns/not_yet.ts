@@ -1,0 +1,100 @@
+/**
+ * SmartDNS directives keeldns reads but does not honour yet, each with what that means. A
+ * `critical` one would change where queries go or what is filtered if keeldns went on without it,
+ * so a file that uses it is refused (`check` and start-up name the line); the others are reported
+ * and the service runs without them.
+ *
+ * @module
+ */
+
+/** What keeldns does about a directive it does not honour yet. */
+export interface NotYet {
+  /** What happens without it (or why it does not matter). */
+  readonly reason: string;
+  /** Starting is refused: going on would send queries elsewhere or leave something unfiltered. */
+  readonly critical?: boolean;
+}
+
+const ENCRYPTED_LISTENER = "no encrypted listener is opened (plain UDP/TCP listeners work)";
+const LATER = "not built yet; the service runs without it";
+
+/** Every directive of SmartDNS's table that no handler table takes (yet). */
+export const NOT_YET: Readonly<Record<string, NotYet>> = {
+  "server-name": { reason: "the server's own name is not answered yet" },
+  "resolv-hostname": { reason: "the machine's host name is not answered locally yet" },
+  "bind-tls": { reason: ENCRYPTED_LISTENER },
+  "bind-https": { reason: ENCRYPTED_LISTENER },
+  "bind-http": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-root-key-file": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-generate": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-san": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-validity-days": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-file": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-key-file": { reason: ENCRYPTED_LISTENER },
+  "bind-cert-key-pass": { reason: ENCRYPTED_LISTENER },
+  "mdns-lookup": { reason: "local names are not looked up over mDNS" },
+  "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
+  "https-record": { reason: "HTTPS records are not made locally; upstream answers pass unchanged" },
+  "proxy-server": { reason: "servers would be asked directly, not through the proxy", critical: true },
+  "ipset-timeout": { reason: LATER },
+  "ipset": { reason: "answer addresses would not be added to the set", critical: true },
+  "ipset-no-speed": { reason: LATER },
+  "nftset-timeout": { reason: LATER },
+  "nftset-debug": { reason: LATER },
+  "nftset": { reason: "answer addresses would not be added to the set", critical: true },
+  "nftset-no-speed": { reason: LATER },
+  "speed-check-mode": { reason: "the first usable answer is sent, without a speed check" },
+  "cache-mem-size": { reason: "the cache is bounded by cache-size entries only" },
+  "data-dir": { reason: "the cache file path is taken from cache-file" },
+  "prefetch-domain": { reason: "expiring names are not refreshed ahead of time" },
+  "serve-expired": { reason: "expired answers are not served; the client waits for the upstream" },
+  "serve-expired-ttl": { reason: "expired answers are not served" },
+  "serve-expired-reply-ttl": { reason: "expired answers are not served" },
+  "serve-expired-prefetch-time": { reason: "expired answers are not served" },
+  "dualstack-ip-selection": { reason: "A and AAAA answers are sent as the upstreams give them" },
+  "dualstack-ip-allow-force-AAAA": { reason: "A and AAAA answers are sent as the upstreams give them" },
+  "dualstack-ip-selection-threshold": { reason: "A and AAAA answers are sent as the upstreams give them" },
+  "dns64": { reason: "no AAAA records are synthesized" },
+  "log-color": { reason: LATER },
+  "log-console": { reason: "the log goes to stderr and log-file as configured" },
+  "log-syslog": { reason: "the log goes to stderr and log-file" },
+  "log-file-mode": { reason: "the log file is created with the default mode" },
+  "audit-enable": { reason: "no audit log is written yet" },
+  "audit-SOA": { reason: "no audit log is written yet" },
+  "audit-file": { reason: "no audit log is written yet" },
+  "audit-file-mode": { reason: "no audit log is written yet" },
+  "audit-size": { reason: "no audit log is written yet" },
+  "audit-num": { reason: "no audit log is written yet" },
+  "audit-console": { reason: "no audit log is written yet" },
+  "audit-syslog": { reason: "no audit log is written yet" },
+  "acl-enable": { reason: "clients outside the ACL would be answered", critical: true },
+  "rr-ttl-reply-max": { reason: "answers carry their cached TTL" },
+  "max-reply-ip-num": { reason: "every address of an answer is sent" },
+  "max-query-limit": { reason: "clients are not rate-limited" },
+  "response-mode": { reason: "the first usable answer is sent (fastest-response)" },
+  "force-no-CNAME": { reason: "CNAME records are kept in answers" },
+  "blacklist-ip": { reason: "answers with those addresses would be accepted", critical: true },
+  "whitelist-ip": { reason: "answers outside the whitelist would be accepted", critical: true },
+  "ip-alias": { reason: "answer addresses are sent as the upstream gives them" },
+  "ip-rules": { reason: "answers would not be filtered by address", critical: true },
+  "ip-set": { reason: "address lists are not read yet", critical: true },
+  "bogus-nxdomain": { reason: "hijacked answers would pass instead of becoming NXDOMAIN", critical: true },
+  "ignore-ip": { reason: "answers with those addresses would be accepted", critical: true },
+  "edns-client-subnet": { reason: "no client subnet is sent upstream" },
+  "ddns-domain": { reason: "the DDNS name is not answered locally" },
+  "local-domain": { reason: "hosts names without a dot are not expanded with a local domain" },
+  "dnsmasq-lease-file": { reason: "DHCP lease names are not answered locally yet" },
+  "odhcpd-lease-file": { reason: "DHCP lease names are not answered locally yet" },
+  "group-begin": { reason: "its rules would apply to every client", critical: true },
+  "group-end": { reason: "its rules would apply to every client", critical: true },
+  "group-match": { reason: "its rules would apply to every client", critical: true },
+  "client-rules": { reason: "every client would get the default policy", critical: true },
+  "ca-file": { reason: "encrypted upstreams are not built yet" },
+  "ca-path": { reason: "encrypted upstreams are not built yet" },
+  "user": { reason: "the service keeps running as the user that started it" },
+  "debug-save-fail-packet": { reason: LATER },
+  "debug-save-fail-packet-dir": { reason: LATER },
+  "no-pidfile": { reason: "a pid file is written only when -p names one" },
+  "socket-buff-size": { reason: "sockets keep the kernel's buffer sizes" },
+  "plugin": { reason: "plugins are not loaded (the dashboard's smartdns-ui lines included)" },
+};

@@ -1,0 +1,257 @@
+/**
+ * SmartDNS's domain-rule directives: `address`, `nameserver`, `cname`, `srv-record`,
+ * `txt-record`, `domain-rules`, `domain-set`, and the forced answers `force-AAAA-SOA`,
+ * `force-qtype-SOA`, with `local-ttl`, `hosts-file` and `expand-ptr-from-address`. The model
+ * half is `RulesConfig` in config/schema.ts; the stage that answers them is resolver/rules_stage.ts.
+ *
+ * @module
+ */
+import type { DomainRule } from "../schema.ts";
+import { parseAddressAction, parseSrvRecord as srvRecord, parseTargetName as targetName } from "../values.ts";
+import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
+
+/** Addresses an `address` rule may give per family (SmartDNS keeps 8). */
+export const MAX_ADDRESSES = 8;
+
+/** Adds a rule for the domains of word `word` (SmartDNS's `/a.com/b.com/` form). */
+function rule(
+  d: Draft,
+  l: Line,
+  domains: string[],
+  options: Omit<DomainRule, "domains" | "source" | "text">,
+): void {
+  d.domainRules.push({ domains, source: d.at(l, 1), text: l.words.join(" "), ...options });
+}
+
+/** `address /d/VALUE`. */
+function address(d: Draft, l: Line): void {
+  const { domains, value } = d.domains(l, 1);
+  const action = d.value(l, 1, () => parseAddressAction(value));
+  if (action.kind === "ips" && (action.v4.length > MAX_ADDRESSES || action.v6.length > MAX_ADDRESSES)) {
+    d.warn(
+      l,
+      1,
+      `address: more than ${MAX_ADDRESSES} addresses of a family; the first ${MAX_ADDRESSES} are used`,
+    );
+    rule(d, l, domains, {
+      address: { kind: "ips", v4: action.v4.slice(0, MAX_ADDRESSES), v6: action.v6.slice(0, MAX_ADDRESSES) },
+    });
+    return;
+  }
+  rule(d, l, domains, { address: action });
+}
+
+/** `force-qtype-SOA`: `65 28`, `65,28`, `65-68`; `-` clears all; `-,65-68` clears those. */
+function forceQtypeSoa(d: Draft, l: Line): void {
+  for (let i = 1; i < l.words.length; i++) {
+    const word = l.words[i];
+    if (word.startsWith("#")) break;
+    const parts = word.split(",").map((p) => p.trim()).filter((p) => p !== "");
+    const clearing = parts[0] === "-";
+    if (clearing && parts.length === 1) {
+      d.forceQtypeSoa.clear();
+      continue;
+    }
+    for (const part of clearing ? parts.slice(1) : parts) {
+      const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+      if (!m) d.fail(l, i, `force-qtype-SOA: "${part}" is not a type number or range (e.g. 65, 64-66)`);
+      const from = Number(m[1]);
+      const to = m[2] === undefined ? from : Number(m[2]);
+      if (from > 65535 || to > 65535 || to < from) {
+        d.fail(l, i, `force-qtype-SOA: "${part}" is not a range of 0..65535`);
+      }
+      for (let t = from; t <= to; t++) clearing ? d.forceQtypeSoa.delete(t) : d.forceQtypeSoa.add(t);
+    }
+  }
+}
+
+/** `domain-rules` options that take a value. */
+const RULE_OPTIONS_WITH_VALUE = new Set([
+  "address",
+  "a",
+  "nameserver",
+  "n",
+  "cname",
+  "A",
+  "speed-check-mode",
+  "c",
+  "response-mode",
+  "r",
+  "dualstack-ip-selection",
+  "d",
+  "ipset",
+  "p",
+  "nftset",
+  "t",
+  "https-record",
+  "h",
+  "txt-record",
+  "T",
+  "group",
+  "g",
+  "rr-ttl",
+  "rr-ttl-min",
+  "rr-ttl-max",
+]);
+/** `domain-rules` options that are flags. */
+const RULE_FLAGS = new Set([
+  "no-serve-expired",
+  "no-cache",
+  "enable-cache",
+  "no-ip-alias",
+  "no-ignore-ip",
+  "delete",
+]);
+/** Options kept for features not built yet; the rule works without them. */
+const RULE_DEFERRED = new Set([
+  "speed-check-mode",
+  "c",
+  "response-mode",
+  "r",
+  "dualstack-ip-selection",
+  "d",
+  "https-record",
+  "h",
+  "rr-ttl",
+  "rr-ttl-min",
+  "rr-ttl-max",
+  "no-serve-expired",
+  "no-cache",
+  "enable-cache",
+  "no-ip-alias",
+  "no-ignore-ip",
+]);
+/** Options without which the rule would route or block differently. */
+const RULE_CRITICAL = new Map([
+  ["ipset", "answer addresses would not be added to the set"],
+  ["p", "answer addresses would not be added to the set"],
+  ["nftset", "answer addresses would not be added to the set"],
+  ["t", "answer addresses would not be added to the set"],
+  ["group", "the rule would apply to every client, not the group"],
+  ["g", "the rule would apply to every client, not the group"],
+  ["delete", "the rules it deletes would still apply"],
+]);
+
+/** `domain-rules /d/ -option value …`: several rules of one domain at once. */
+function domainRules(d: Draft, l: Line): void {
+  const { domains, value } = d.domains(l, 1);
+  if (value !== "") {
+    d.fail(l, 1, `domain-rules: the domains end with "/", options follow ("${value}" is left over)`);
+  }
+  const options: { -readonly [K in keyof DomainRule]?: DomainRule[K] } = {};
+  const deferred: string[] = [];
+  d.options(l, 2, { withValue: RULE_OPTIONS_WITH_VALUE, flags: RULE_FLAGS }, (opt, v) => {
+    const text = v ?? "";
+    if (opt === "address" || opt === "a") options.address = d.value(l, 2, () => parseAddressAction(text));
+    else if (opt === "nameserver" || opt === "n") options.nameserver = text;
+    else if (opt === "cname" || opt === "A") options.cname = d.value(l, 2, () => targetName(text));
+    else if (opt === "txt-record" || opt === "T") options.txt = [...(options.txt ?? []), text];
+    else if (RULE_CRITICAL.has(opt)) {
+      d.notSupportedCritical(`domain-rules -${opt}`, l, RULE_CRITICAL.get(opt)!);
+    } else if (RULE_DEFERRED.has(opt)) {
+      deferred.push(opt);
+      d.notSupported(`domain-rules -${opt}`, l, 0, "read and kept; the feature is not built yet");
+    }
+  });
+  rule(d, l, domains, { ...options, deferred });
+}
+
+/** The domain-rule directives. */
+export const RULES: DirectiveTable = {
+  "address": {
+    toml: "rule.address",
+    status: "supported",
+    handle: address,
+  },
+  "nameserver": {
+    toml: "rule.nameserver",
+    status: "supported",
+    handle: (d, l) => {
+      const { domains, value } = d.domains(l, 1);
+      if (value === "") d.fail(l, 1, `nameserver: a group name (or "-") must follow the domains`);
+      rule(d, l, domains, { nameserver: value });
+    },
+  },
+  "cname": {
+    toml: "rule.cname",
+    status: "supported",
+    handle: (d, l) => {
+      const { domains, value } = d.domains(l, 1);
+      rule(d, l, domains, { cname: d.value(l, 1, () => targetName(value)) });
+    },
+  },
+  "srv-record": {
+    toml: "rule.srv",
+    status: "supported",
+    handle: (d, l) => {
+      const { domains, value } = d.domains(l, 1);
+      rule(d, l, domains, { srv: [d.value(l, 1, () => srvRecord(value))] });
+    },
+  },
+  "txt-record": {
+    toml: "rule.txt",
+    status: "supported",
+    handle: (d, l) => {
+      const { domains, value } = d.domains(l, 1);
+      if (new TextEncoder().encode(value).length > 255) {
+        d.fail(l, 1, "txt-record: a text longer than 255 bytes");
+      }
+      rule(d, l, domains, { txt: [value] });
+    },
+  },
+  "domain-rules": {
+    toml: "rule.*",
+    status: "partly",
+    note: "-address, -nameserver, -cname, -txt-record; the others are read and kept for later features",
+    handle: domainRules,
+  },
+  "domain-set": {
+    toml: "domain-set",
+    status: "supported",
+    handle: (d, l) => {
+      let name = "";
+      let file = "";
+      let type = "list";
+      d.options(
+        l,
+        1,
+        { withValue: new Set(["name", "n", "type", "t", "file", "f"]), flags: new Set() },
+        (o, v) => {
+          if (o === "name" || o === "n") name = v ?? "";
+          else if (o === "type" || o === "t") type = v ?? "";
+          else file = v ?? "";
+        },
+      );
+      if (name === "") d.fail(l, 0, "domain-set: -name is missing");
+      if (file === "") d.fail(l, 0, "domain-set: -file is missing");
+      if (type !== "list") d.fail(l, 0, `domain-set: -type "${type}" is not known (SmartDNS has "list")`);
+      if (d.domainSets.some((s) => s.name === name)) d.fail(l, 0, `domain-set: "${name}" is defined twice`);
+      d.domainSets.push({ name, file: relativeTo(l.file, file), source: d.at(l, 0) });
+    },
+  },
+  "force-AAAA-SOA": {
+    toml: "rules.force-aaaa-soa",
+    status: "supported",
+    handle: (d, l) => d.forceAAAASOA = d.yesNo(l, 1),
+  },
+  "force-qtype-SOA": {
+    toml: "rules.force-qtype-soa",
+    status: "supported",
+    handle: forceQtypeSoa,
+  },
+  "local-ttl": {
+    toml: "rules.local-ttl",
+    status: "supported",
+    handle: (d, l) => d.localTtl = d.integer(l, 1, 0, 2 ** 31 - 1),
+  },
+  "hosts-file": {
+    toml: "rules.hosts-files",
+    status: "supported",
+    handle: (d, l) => d.hostsFiles.push(relativeTo(l.file, d.text(l, 1))),
+  },
+  "expand-ptr-from-address": {
+    toml: "rules.expand-ptr-from-address",
+    status: "supported",
+    handle: (d, l) => d.expandPtrFromAddress = d.yesNo(l, 1),
+  },
+};

@@ -1,0 +1,61 @@
+/**
+ * The query context: one object per query, carried down the resolver chain instead of a bare
+ * question. It is the parsed question itself (a {@link ParsedQuestion} subclass made by
+ * {@link parseQuery}), so a cache hit allocates nothing more than it did before; a miss keeps the
+ * same object (its query bytes copied by `detachQuestion`) while it waits.
+ *
+ * Why not one reused context per listener, copied on a miss: stages that go asynchronous (cache
+ * store, coalescing, the race) hold the context past their synchronous return, so a reused one
+ * would have to be copied before the first of them, in every stage that might; the question
+ * object already exists per query, and putting the context on it costs a few field stores.
+ *
+ * @module
+ */
+import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
+
+/** Why an answer is what it is (for counters, the audit log, `explain`). */
+export const Reason = {
+  /** Raced upstream. */
+  UPSTREAM: 0,
+  /** Served from the cache. */
+  CACHE: 1,
+  /** Joined an identical query already on its way upstream. */
+  COALESCED: 2,
+  /** Answered by a local rule (address, hosts, local records). */
+  RULE: 3,
+  /** Blocked by a rule (`address /d/#`, a block list). */
+  BLOCKED: 4,
+  /** Answered SOA by a forced-SOA rule (`force-AAAA-SOA`, `force-qtype-SOA`, `#4`/`#6`). */
+  SOA: 5,
+  /** No usable upstream answer: SERVFAIL made locally. */
+  SERVFAIL: 6,
+} as const;
+
+/** One of {@link Reason}'s values. */
+export type ReasonCode = typeof Reason[keyof typeof Reason];
+
+/** What the chain knows of the listener a query came in on. */
+export interface ListenerProfile {
+  /** The listener as a URL, e.g. `udp://127.0.0.1:53`. */
+  readonly address: string;
+}
+
+/** The profile of a query made by keeldns itself or a test, not received on a listener. */
+export const INTERNAL_LISTENER: ListenerProfile = { address: "internal" };
+
+/** One query on its way down the chain: the parsed question and what the stages decide about it. */
+export class QueryContext extends ParsedQuestion {
+  /** The listener it came in on. */
+  listener: ListenerProfile = INTERNAL_LISTENER;
+  /** The upstream server group that answers it (0 = the default group). */
+  upstreamGroup = 0;
+  /** The rule that decided it (an index into the rule set's rules), or -1. */
+  rule = -1;
+  /** Why the answer is what it is. */
+  reason: ReasonCode = Reason.UPSTREAM;
+}
+
+/** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */
+export function parseContext(wire: Uint8Array, length = wire.length): QueryContext {
+  return parseQuery(wire, length, QueryContext);
+}

@@ -1,0 +1,419 @@
+/**
+ * The domain rules of a configuration, compiled once when it loads: every rule line and every
+ * domain of every domain set goes into one {@link DomainTable}, whose values are ids of merged
+ * rule records. A record says, kind by kind (IPv4 address, IPv6 address, other types, upstream
+ * group, CNAME, SRV, TXT, hosts names), what the most specific rule of that kind is, as SmartDNS's
+ * rule walk does (`_dns_server_get_rules` keeps the deepest rule of each kind); merges of two
+ * records are made once and shared, so a million-name list costs one record. Local answers are
+ * built once per record and type.
+ *
+ * @module
+ */
+import { scanDomainList } from "../config/domain_list.ts";
+import { readFailure } from "../config/errors.ts";
+import { parseHostsFile } from "../config/hosts_file.ts";
+import { expandInclude } from "../config/smartdns/reader.ts";
+import type {
+  AddressAction,
+  CacheConfig,
+  DomainRule,
+  RulesConfig,
+  SourcePosition,
+} from "../config/schema.ts";
+import type { Answer } from "../dns/answer.ts";
+import { encodeName, LocalAnswer, type LocalRecord, RecordType } from "../dns/local_answer.ts";
+import { clampTtl } from "../dns/stored_answer.ts";
+import { Rcode } from "../dns/wire.ts";
+import { ipBytes, reverseName } from "../net/address.ts";
+import { DomainTable, NO_RULE } from "./domain_table.ts";
+import { Reason, type ReasonCode } from "./query_context.ts";
+
+/** SmartDNS's base TTL of local records (DNS_SERVER_ADDR_TTL), before rr-ttl-min/max. */
+const LOCAL_TTL = 60;
+
+/** One kind of one rule: what it decides, and which rule line said so. */
+interface Decision<T> {
+  readonly value: T;
+  /** Index into {@link RuleSet.rules}. */
+  readonly rule: number;
+}
+
+/** What an address kind decides for its family: addresses, NXDOMAIN, an empty answer, or nothing. */
+type AddressDecision =
+  | { readonly kind: "ips"; readonly records: readonly LocalRecord[] }
+  | { readonly kind: "nxdomain" }
+  | { readonly kind: "empty" }
+  | { readonly kind: "exempt" };
+
+/** The kinds of a rule record; each is the deepest rule of that kind on the name's path. */
+interface RuleRecord {
+  readonly v4?: Decision<AddressDecision>;
+  readonly v6?: Decision<AddressDecision>;
+  /** For every other type: `#` makes it NXDOMAIN, `-` exempts. */
+  readonly other?: Decision<AddressDecision>;
+  /** Upstream group index (0 = default). */
+  readonly group?: Decision<number>;
+  /** CNAME target, or "" for an exemption. */
+  readonly cname?: Decision<string>;
+  readonly srv?: Decision<readonly LocalRecord[]>;
+  readonly txt?: Decision<readonly LocalRecord[]>;
+  readonly ptr?: Decision<readonly LocalRecord[]>;
+}
+
+const KINDS = ["v4", "v6", "other", "group", "cname", "srv", "txt", "ptr"] as const;
+
+/** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
+export interface RuleSource {
+  readonly text: string;
+  readonly source: SourcePosition;
+}
+
+/** What the rules say for one question. */
+export interface RuleVerdict {
+  /** A local answer, or undefined to go on resolving. */
+  readonly answer?: Answer;
+  /** Why (set with `answer`). */
+  readonly reason: ReasonCode;
+  /** The upstream group to ask (0 = default). */
+  readonly group: number;
+  /** A CNAME target to resolve instead, with the rule that said so. */
+  readonly cname?: string;
+  /** The rule that decided (index into {@link RuleSet.rules}), or -1. */
+  readonly rule: number;
+}
+
+/** Everything a rule set needs from around it. */
+export interface RuleSetOptions {
+  /** The index of an upstream group by name, -1 if it has no servers. */
+  readonly groupIndex: (name: string) => number;
+  /** The TTL policy local answers are clamped by when `local-ttl` is not set. */
+  readonly ttl: Pick<CacheConfig, "rrTtl" | "rrTtlMin" | "rrTtlMax">;
+  /** Reports a problem met while loading (a list file missing, a bad line). */
+  readonly warn: (message: string) => void;
+  /** Reads a list or hosts file (injectable for tests). */
+  readonly readFile?: (path: string) => Uint8Array;
+}
+
+const NO_VERDICT: RuleVerdict = Object.freeze({ reason: Reason.UPSTREAM, group: 0, rule: -1 });
+
+/** The compiled domain rules of one configuration. */
+export class RuleSet {
+  /** The rule lines, by index. */
+  readonly rules: RuleSource[] = [];
+  private readonly table: DomainTable;
+  private readonly records: RuleRecord[] = [{}];
+  private readonly merges = new Map<number, Map<number, number>>();
+  private readonly answers: Map<number, Answer | null>[] = [];
+  private readonly verdicts: Map<number, RuleVerdict>[] = [];
+  private readonly forced: ReadonlySet<number>;
+  private readonly soa = LocalAnswer.soa(Rcode.NOERROR);
+  private readonly nxdomain = LocalAnswer.soa(Rcode.NXDOMAIN);
+  private readonly ttl: number;
+  /** Domains loaded from domain sets and hosts files. */
+  listDomains = 0;
+
+  constructor(private readonly config: RulesConfig, private readonly options: RuleSetOptions) {
+    this.table = new DomainTable((outer, inner) => this.merge(outer, inner));
+    this.ttl = config.localTtl > 0 ? config.localTtl : clampTtl(LOCAL_TTL, options.ttl);
+    const forced = new Set(config.forceQtypeSoa);
+    if (config.forceAAAASOA) forced.add(RecordType.AAAA);
+    this.forced = forced;
+    this.load();
+  }
+
+  /** Whether there is anything to match at all (an empty set is left out of the chain). */
+  get empty(): boolean {
+    return this.table.nodes === 1 && this.records.length === 1 && this.forced.size === 0;
+  }
+
+  /** Nodes in the domain table (for memory figures). */
+  get nodes(): number {
+    return this.table.nodes;
+  }
+
+  /** Bytes the domain table holds. */
+  get tableBytes(): number {
+    return this.table.byteSize;
+  }
+
+  private load(): void {
+    const setUsers = new Map<string, number[]>();
+    this.config.domainRules.forEach((rule) => {
+      const index = this.rules.push({ text: rule.text, source: rule.source }) - 1;
+      const id = this.addRecord(this.recordOf(rule, index));
+      for (const domain of rule.domains) {
+        const set = /^domain-set:(.*)$/.exec(domain)?.[1];
+        if (set !== undefined) setUsers.set(set, [...(setUsers.get(set) ?? []), id]);
+        else this.table.add(domain, id);
+      }
+    });
+    for (const set of this.config.domainSets) {
+      const users = setUsers.get(set.name);
+      if (users) this.loadSet(set.name, set.file, users);
+    }
+    for (const pattern of this.config.hostsFiles) this.loadHosts(pattern);
+    if (this.config.expandPtrFromAddress) this.expandPtr();
+    this.table.finish();
+  }
+
+  /** Adds the domains of one list file with the record of every rule that names the set. */
+  private loadSet(name: string, file: string, users: number[]): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = (this.options.readFile ?? Deno.readFileSync)(file);
+    } catch (e) {
+      this.options.warn(
+        `domain-set "${name}": ${file}: ${readFailure(e)}; the set is empty until it can be read`,
+      );
+      return;
+    }
+    const exempt = this.exemptionOf(users);
+    const scan = scanDomainList(bytes, file, (src, start, end, kind, scope) => {
+      if (kind === "exception") this.table.addBytes(src, start, end, exempt, scope);
+      else for (const id of users) this.table.addBytes(src, start, end, id, scope);
+    });
+    this.listDomains += scan.domains + scan.exceptions;
+    for (const p of scan.problems) this.options.warn(`${p.file}:${p.line}:${p.col}: ${p.reason}`);
+    if (scan.problemCount > scan.problems.length) {
+      this.options.warn(`${file}: ${scan.problemCount - scan.problems.length} more lines could not be read`);
+    }
+  }
+
+  /** The record an adblock `@@` exception gets: every kind the set's rules set, exempted. */
+  private exemptionOf(users: number[]): number {
+    const exempt: { -readonly [K in keyof RuleRecord]: RuleRecord[K] } = {};
+    for (const id of users) {
+      const r = this.records[id];
+      const rule = (r.v4 ?? r.v6 ?? r.other ?? r.group)?.rule ?? -1;
+      if (r.v4 || r.v6 || r.other) {
+        exempt.v4 = exempt.v6 = exempt.other = { value: { kind: "exempt" }, rule };
+      }
+      if (r.group) exempt.group = { value: 0, rule };
+    }
+    return this.addRecord(exempt);
+  }
+
+  /** hosts-file: each name answers its addresses (and the other family empty); PTRs for each address. */
+  private loadHosts(pattern: string): void {
+    let files: string[];
+    try {
+      files = expandInclude(pattern);
+    } catch (e) {
+      this.options.warn(`hosts-file ${pattern}: ${readFailure(e)}`);
+      return;
+    }
+    for (const file of files) {
+      let text: string;
+      try {
+        text = new TextDecoder().decode((this.options.readFile ?? Deno.readFileSync)(file));
+      } catch (e) {
+        this.options.warn(`hosts-file ${file}: ${readFailure(e)}`);
+        continue;
+      }
+      const { entries, problems } = parseHostsFile(text, file);
+      for (const p of problems) this.options.warn(`${p.file}:${p.line}:${p.col}: ${p.reason}`);
+      const byName = new Map<string, { v4: string[]; v6: string[] }>();
+      for (const e of entries) {
+        const ips = byName.get(e.name) ?? { v4: [], v6: [] };
+        (e.ip.includes(":") ? ips.v6 : ips.v4).push(e.ip);
+        byName.set(e.name, ips);
+        if (e.canonical) this.addPtr(e.ip, e.name, -1);
+      }
+      const index = this.rules.push({ text: `hosts-file ${file}`, source: { file, line: 0, col: 0 } }) - 1;
+      for (const [name, ips] of byName) {
+        const id = this.addRecord(this.addressKinds({ kind: "ips", ...ips }, index));
+        this.table.add(`-.${name}`, id);
+      }
+      this.listDomains += byName.size;
+    }
+  }
+
+  /** expand-ptr-from-address: a PTR for each address of an `address` rule on a plain name. */
+  private expandPtr(): void {
+    this.config.domainRules.forEach((rule, index) => {
+      if (rule.address?.kind !== "ips") return;
+      for (const domain of rule.domains) {
+        if (/^[*\-.]|^domain-set:|^$/.test(domain)) continue;
+        for (const ip of [...rule.address.v4, ...rule.address.v6]) this.addPtr(ip, domain, index);
+      }
+    });
+  }
+
+  private addPtr(ip: string, name: string, rule: number): void {
+    const id = this.addRecord({
+      ptr: { value: [{ type: RecordType.PTR, ttl: this.ttl, rdata: encodeName(name) }], rule },
+    });
+    this.table.add(`-.${reverseName(ip)}`, id);
+  }
+
+  /** The record of one rule line (its index `rule`). */
+  private recordOf(r: DomainRule, rule: number): RuleRecord {
+    const record: { -readonly [K in keyof RuleRecord]: RuleRecord[K] } = {};
+    if (r.address) Object.assign(record, this.addressKinds(r.address, rule));
+    if (r.nameserver !== undefined) {
+      const group = r.nameserver === "-" ? 0 : this.options.groupIndex(r.nameserver);
+      if (group >= 0) record.group = { value: group, rule };
+    }
+    if (r.cname !== undefined) record.cname = { value: r.cname === "-" ? "" : r.cname, rule };
+    if (r.srv) {
+      record.srv = {
+        value: r.srv.map((s) => ({ type: RecordType.SRV, ttl: this.ttl, rdata: srvRdata(s) })),
+        rule,
+      };
+    }
+    if (r.txt) {
+      record.txt = {
+        value: r.txt.map((t) => ({ type: RecordType.TXT, ttl: this.ttl, rdata: txtRdata(t) })),
+        rule,
+      };
+    }
+    return record;
+  }
+
+  /** How an address action sets the v4, v6 and other kinds. */
+  private addressKinds(a: AddressAction, rule: number): Partial<RuleRecord> {
+    const d = (value: AddressDecision) => ({ value, rule });
+    switch (a.kind) {
+      case "block":
+        if (a.families === "v4") return { v4: d({ kind: "empty" }) };
+        if (a.families === "v6") return { v6: d({ kind: "empty" }) };
+        return { v4: d({ kind: "nxdomain" }), v6: d({ kind: "nxdomain" }), other: d({ kind: "nxdomain" }) };
+      case "exempt":
+        if (a.families === "v4") return { v4: d({ kind: "exempt" }) };
+        if (a.families === "v6") return { v6: d({ kind: "exempt" }) };
+        return { v4: d({ kind: "exempt" }), v6: d({ kind: "exempt" }), other: d({ kind: "exempt" }) };
+      case "ips": {
+        const out: { v4?: Decision<AddressDecision>; v6?: Decision<AddressDecision> } = {};
+        if (a.v4.length > 0) {
+          out.v4 = d({
+            kind: "ips",
+            records: a.v4.map((ip) => ({ type: RecordType.A, ttl: this.ttl, rdata: ipBytes(ip) })),
+          });
+        }
+        if (a.v6.length > 0) {
+          out.v6 = d({
+            kind: "ips",
+            records: a.v6.map((ip) => ({ type: RecordType.AAAA, ttl: this.ttl, rdata: ipBytes(ip) })),
+          });
+        }
+        return out;
+      }
+    }
+  }
+
+  private addRecord(record: RuleRecord): number {
+    return this.records.push(record) - 1;
+  }
+
+  /** The record of `inner` laid over `outer`, kind by kind; made once per pair. */
+  private merge(outer: number, inner: number): number {
+    if (outer === NO_RULE || outer === inner) return inner;
+    if (inner === NO_RULE) return outer;
+    let byInner = this.merges.get(outer);
+    if (!byInner) this.merges.set(outer, byInner = new Map());
+    const known = byInner.get(inner);
+    if (known !== undefined) return known;
+    const a = this.records[outer];
+    const b = this.records[inner];
+    const merged: Record<string, unknown> = {};
+    for (const kind of KINDS) {
+      const value = b[kind] ?? a[kind];
+      if (value !== undefined) merged[kind] = value;
+    }
+    const id = this.addRecord(merged as RuleRecord);
+    byInner.set(inner, id);
+    return id;
+  }
+
+  /**
+   * What the rules say for the question whose name is at `wire[12]` and whose type is `qtype`.
+   * Reads bytes only; the verdict is shared (one per record and type), so a hit allocates nothing.
+   */
+  judge(wire: Uint8Array, qtype: number): RuleVerdict {
+    if (this.forced.has(qtype)) return this.verdict(0, qtype);
+    const id = this.table.match(wire, 12);
+    return id === NO_RULE ? NO_VERDICT : this.verdict(id, qtype);
+  }
+
+  /** The verdict of record `id` for `qtype` (id 0 with a forced type: the forced SOA). */
+  private verdict(id: number, qtype: number): RuleVerdict {
+    let byType = this.verdicts[id];
+    if (!byType) byType = this.verdicts[id] = new Map();
+    const known = byType.get(qtype);
+    if (known) return known;
+    const made = this.makeVerdict(id, qtype);
+    byType.set(qtype, made);
+    return made;
+  }
+
+  private makeVerdict(id: number, qtype: number): RuleVerdict {
+    const r = this.records[id];
+    const group = r.group?.value ?? 0;
+    if (this.forced.has(qtype)) return { answer: this.soa, reason: Reason.SOA, group, rule: -1 };
+    const local = (answer: Answer, reason: ReasonCode, rule: number): RuleVerdict => ({
+      answer,
+      reason,
+      group,
+      rule,
+    });
+    const address = (
+      own?: Decision<AddressDecision>,
+      other?: Decision<AddressDecision>,
+    ): RuleVerdict | null => {
+      const v = own?.value;
+      if (v?.kind === "ips") return local(new LocalAnswer(Rcode.NOERROR, v.records), Reason.RULE, own!.rule);
+      if (v?.kind === "nxdomain") return local(this.nxdomain, Reason.BLOCKED, own!.rule);
+      if (v?.kind === "empty") return local(this.soa, Reason.BLOCKED, own!.rule);
+      // An address for the other family only: this one gets an empty answer (SmartDNS HEAD).
+      if (v === undefined && other?.value.kind === "ips") return local(this.soa, Reason.RULE, other.rule);
+      return null;
+    };
+    let decided: RuleVerdict | null = null;
+    if (qtype === RecordType.A) decided = address(r.v4, r.v6);
+    else if (qtype === RecordType.AAAA) decided = address(r.v6, r.v4);
+    else if (r.other?.value.kind === "nxdomain") decided = local(this.nxdomain, Reason.BLOCKED, r.other.rule);
+    else if (qtype === RecordType.SRV && r.srv) {
+      decided = local(new LocalAnswer(Rcode.NOERROR, r.srv.value), Reason.RULE, r.srv.rule);
+    } else if (qtype === RecordType.TXT && r.txt) {
+      decided = local(new LocalAnswer(Rcode.NOERROR, r.txt.value), Reason.RULE, r.txt.rule);
+    } else if (qtype === RecordType.PTR && r.ptr) {
+      decided = local(new LocalAnswer(Rcode.NOERROR, r.ptr.value), Reason.RULE, r.ptr.rule);
+    }
+    if (decided) return decided;
+    if (r.cname && r.cname.value !== "") {
+      return { reason: Reason.RULE, group, cname: r.cname.value, rule: r.cname.rule };
+    }
+    return { reason: Reason.UPSTREAM, group, rule: r.group?.rule ?? -1 };
+  }
+
+  /** {@link judge} for a dotted name (tools, `explain`, tests). */
+  judgeName(name: string, qtype: number): RuleVerdict {
+    const encoded = encodeName(name);
+    const wire = new Uint8Array(12 + encoded.length + 4);
+    wire.set(encoded, 12);
+    return this.judge(wire, qtype);
+  }
+}
+
+/** SRV rdata: priority, weight, port, target. */
+function srvRdata(s: { target: string; port: number; priority: number; weight: number }): Uint8Array {
+  const target = encodeName(s.target);
+  const out = new Uint8Array(6 + target.length);
+  out[0] = s.priority >> 8;
+  out[1] = s.priority & 0xff;
+  out[2] = s.weight >> 8;
+  out[3] = s.weight & 0xff;
+  out[4] = s.port >> 8;
+  out[5] = s.port & 0xff;
+  out.set(target, 6);
+  return out;
+}
+
+/** TXT rdata: one character-string. */
+function txtRdata(text: string): Uint8Array {
+  const bytes = new TextEncoder().encode(text);
+  const out = new Uint8Array(1 + bytes.length);
+  out[0] = bytes.length;
+  out.set(bytes, 1);
+  return out;
+}

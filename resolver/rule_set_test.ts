@@ -1,0 +1,131 @@
+import { assert, assertEquals } from "../tests/helpers/assert.ts";
+import { decodeReply } from "../tests/helpers/dns_client.ts";
+import { buildQuery } from "../tests/helpers/dns_client.ts";
+import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
+import { Rcode } from "../dns/wire.ts";
+import { parseContext, Reason } from "./query_context.ts";
+import { RuleSet } from "./rule_set.ts";
+
+const files: Record<string, string> = {};
+
+/** A rule set from smartdns.conf lines (group "office" exists), with list files from `files`. */
+function rules(text: string): { set: RuleSet; warnings: string[] } {
+  const config = parseSmartdnsConf(
+    `server 9.9.9.9\nserver 10.0.0.1 -group office\n${text}`,
+    "/etc/smartdns.conf",
+  );
+  const warnings: string[] = [];
+  const set = new RuleSet(config.rules, {
+    groupIndex: (name) => name === "office" ? 1 : -1,
+    ttl: config.cache,
+    warn: (m) => warnings.push(m),
+    readFile: (path) => {
+      if (!(path in files)) throw new Deno.errors.NotFound(path);
+      return new TextEncoder().encode(files[path]);
+    },
+  });
+  return { set, warnings };
+}
+
+/** Renders the verdict's answer for `name type` and decodes it. */
+function answer(set: RuleSet, name: string, type: string) {
+  // dns-packet has no HTTPS type: patch the type number in.
+  const wire = buildQuery(name, type === "HTTPS" ? "A" : type, { id: 77 });
+  if (type === "HTTPS") wire[wire.length - 3] = 65;
+  const q = parseContext(wire);
+  const v = set.judge(q.wire, q.qtype);
+  return { v, reply: v.answer ? decodeReply(v.answer.render(q, Date.now(), 65535)) : undefined };
+}
+
+Deno.test("address IPs answer their family; the other family gets an empty answer; other types go on", () => {
+  const { set } = rules("address /a.example/192.0.2.1,192.0.2.2\naddress /six.example/2001:db8::1");
+  const a = answer(set, "www.A.example", "A");
+  assertEquals(a.reply!.id, 77);
+  assertEquals(a.reply!.questions[0].name, "www.A.example");
+  assertEquals(a.reply!.answers.map((r) => r.data), ["192.0.2.1", "192.0.2.2"]);
+  assertEquals(a.reply!.answers[0].ttl, 60);
+  assertEquals(a.v.reason, Reason.RULE);
+  const aaaa = answer(set, "a.example", "AAAA");
+  assertEquals([aaaa.reply!.rcode, aaaa.reply!.answers.length, aaaa.reply!.authorities[0].type], [
+    "NOERROR",
+    0,
+    "SOA",
+  ]);
+  assertEquals(answer(set, "a.example", "MX").v.answer, undefined);
+  assertEquals(answer(set, "six.example", "AAAA").reply!.answers[0].data, "2001:db8::1");
+  assertEquals(answer(set, "aa.example", "A").v.answer, undefined);
+});
+
+Deno.test("# is NXDOMAIN for every type; #4/#6 an empty answer for one family; - exempts", () => {
+  const { set } = rules(
+    "address /ads.example/#\naddress /ok.ads.example/-\naddress /v4.example/#4\naddress #6\naddress /-.keep6.example/-6",
+  );
+  for (const type of ["A", "AAAA", "MX", "HTTPS"]) {
+    const r = answer(set, "x.ads.example", type).v.answer!.rcode;
+    assertEquals(r, Rcode.NXDOMAIN, type);
+    if (type !== "HTTPS") {
+      const reply = answer(set, "x.ads.example", type).reply!;
+      assertEquals([reply.rcode, reply.authorities[0]?.type, reply.authorities[0]?.ttl], [
+        "NXDOMAIN",
+        "SOA",
+        30,
+      ], type);
+    }
+  }
+  assertEquals(answer(set, "ok.ads.example", "A").v.answer, undefined);
+  assertEquals(answer(set, "v4.example", "A").reply!.rcode, "NOERROR");
+  assertEquals(answer(set, "v4.example", "A").reply!.authorities[0].type, "SOA");
+  // address #6 applies everywhere; -.keep6.example/-6 exempts that name only (SmartDNS Rule.root).
+  assertEquals(answer(set, "other.test", "AAAA").reply!.answers.length, 0);
+  assertEquals(answer(set, "keep6.example", "AAAA").v.answer, undefined);
+  assertEquals(answer(set, "a.keep6.example", "AAAA").reply!.authorities[0].type, "SOA");
+  assertEquals(answer(set, "other.test", "A").v.answer, undefined);
+});
+
+Deno.test("nameserver routes to a group, - sends back to the default; kinds merge by specificity", () => {
+  const { set } = rules(
+    "nameserver /corp.example/office\nnameserver /public.corp.example/-\naddress /db.corp.example/192.0.2.5",
+  );
+  assertEquals(answer(set, "x.corp.example", "A").v.group, 1);
+  assertEquals(answer(set, "x.public.corp.example", "A").v.group, 0);
+  const db = answer(set, "db.corp.example", "A");
+  assertEquals(db.reply!.answers[0].data, "192.0.2.5");
+  assertEquals(answer(set, "db.corp.example", "MX").v.group, 1, "the outer nameserver rule still routes MX");
+});
+
+Deno.test("domain sets: plain, hosts and adblock lists, exceptions, a missing file warns and is empty", () => {
+  files["/etc/ads.txt"] = "# ads\nads.example\n||tracker.example^\n@@||ok.tracker.example^\n";
+  const { set, warnings } = rules(
+    "domain-set -name ads -file /etc/ads.txt\naddress /domain-set:ads/#\ndomain-set -name gone -file /etc/gone.txt\nnameserver /domain-set:gone/office",
+  );
+  assertEquals(answer(set, "x.ads.example", "A").reply!.rcode, "NXDOMAIN");
+  assertEquals(answer(set, "tracker.example", "AAAA").reply!.rcode, "NXDOMAIN");
+  assertEquals(answer(set, "ok.tracker.example", "A").v.answer, undefined);
+  assertEquals(set.listDomains, 3);
+  assertEquals(warnings.length, 1);
+  assert(warnings[0].includes('domain-set "gone"'), warnings[0]);
+});
+
+Deno.test("forced SOA types, local SRV/TXT, hosts files and PTRs", () => {
+  files["/etc/hosts.lan"] = "192.0.2.10 nas nas.lan\n2001:db8::10 nas\n";
+  const { set } = rules(
+    "force-qtype-SOA 65\nforce-AAAA-SOA yes\nsrv-record /_ldap._tcp.example/ldap.example,389\ntxt-record /t.example/hello\nhosts-file /etc/hosts.lan\nexpand-ptr-from-address yes\naddress /printer.lan/192.0.2.20",
+  );
+  assertEquals(answer(set, "any.example", "HTTPS").v.reason, Reason.SOA);
+  assertEquals(answer(set, "any.example", "AAAA").v.reason, Reason.SOA);
+  const srv = answer(set, "_ldap._tcp.example", "SRV").reply!;
+  assertEquals(srv.answers[0].data, { priority: 0, weight: 0, port: 389, target: "ldap.example" });
+  assertEquals(answer(set, "t.example", "TXT").reply!.answers[0].data.map(String), ["hello"]);
+  assertEquals(answer(set, "nas", "A").reply!.answers[0].data, "192.0.2.10");
+  assertEquals(answer(set, "nas.lan", "A").reply!.answers[0].data, "192.0.2.10");
+  assertEquals(answer(set, "sub.nas", "A").v.answer, undefined, "a hosts name is that name only");
+  assertEquals(answer(set, "10.2.0.192.in-addr.arpa", "PTR").reply!.answers[0].data, "nas");
+  assertEquals(answer(set, "20.2.0.192.in-addr.arpa", "PTR").reply!.answers[0].data, "printer.lan");
+});
+
+Deno.test("a rule set with nothing in it says so (the stage is left out of the chain)", () => {
+  assert(rules("").set.empty);
+  assert(!rules("force-qtype-SOA 65").set.empty);
+  assertEquals(answer(rules("").set, "x.test", "A").v.rule, -1);
+  assertEquals(Rcode.NXDOMAIN, 3);
+});

@@ -1,0 +1,91 @@
+/**
+ * The rules stage, first in the chain (before the cache: local answers are made again for free
+ * and never enter it): answers what a domain rule answers (addresses, blocks, forced SOA, local
+ * SRV/TXT/PTR, hosts names), routes the rest to its rule's upstream group, and resolves a
+ * `cname` rule's target through the rest of the chain. Owns SmartDNS's `address`, `nameserver`,
+ * `cname`, `srv-record`, `txt-record`, `domain-rules`, `domain-set`, `hosts-file`,
+ * `force-AAAA-SOA`, `force-qtype-SOA`, `local-ttl` and `expand-ptr-from-address`.
+ *
+ * @module
+ */
+import type { Answer } from "../dns/answer.ts";
+import { decodePacket, encodePacket, type Packet } from "../dns/packet.ts";
+import { StoredAnswer } from "../dns/stored_answer.ts";
+import { Rcode, scanResponse } from "../dns/wire.ts";
+import { parseContext, type QueryContext, Reason } from "./query_context.ts";
+import type { RuleSet } from "./rule_set.ts";
+import type { MaybePromise, Next, Stage } from "./stage.ts";
+
+/** CNAME rules followed for one question at most (a rule loop ends in SERVFAIL). */
+const MAX_CNAME_DEPTH = 8;
+
+/** Counters the rules stage keeps. */
+export interface RuleCounters {
+  /** Questions answered by a rule (addresses, local records, forced SOA). */
+  local: number;
+  /** Questions blocked (`#`, a block list). */
+  blocked: number;
+  /** Questions sent to a named upstream group. */
+  routed: number;
+}
+
+/** Answers by the domain rules, or passes the question on with its upstream group set. */
+export class RulesStage implements Stage {
+  readonly counters: RuleCounters = { local: 0, blocked: 0, routed: 0 };
+
+  constructor(readonly rules: RuleSet, private readonly ttlOfCname: number) {}
+
+  /** Applies the rules to `ctx`. */
+  resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
+    return this.apply(ctx, next, 0);
+  }
+
+  private apply(ctx: QueryContext, next: Next, depth: number): MaybePromise<Answer> {
+    const verdict = this.rules.judge(ctx.wire, ctx.qtype);
+    ctx.rule = verdict.rule;
+    if (verdict.answer) {
+      ctx.reason = verdict.reason;
+      if (verdict.reason === Reason.BLOCKED) this.counters.blocked++;
+      else this.counters.local++;
+      return verdict.answer;
+    }
+    ctx.upstreamGroup = verdict.group;
+    if (verdict.group !== 0) this.counters.routed++;
+    if (verdict.cname !== undefined) return this.viaCname(ctx, verdict.cname, next, depth);
+    return next(ctx);
+  }
+
+  /**
+   * `cname /name/target`: resolves `target` (its own rules apply) and answers `name` with the
+   * CNAME record followed by the target's answer, as SmartDNS does.
+   */
+  private async viaCname(ctx: QueryContext, target: string, next: Next, depth: number): Promise<Answer> {
+    ctx.reason = Reason.RULE;
+    if (depth >= MAX_CNAME_DEPTH) return StoredAnswer.empty(ctx, Rcode.SERVFAIL, Date.now());
+    const query = encodePacket({
+      type: "query",
+      id: 0,
+      flags: 0x0100,
+      questions: [{ name: target, type: ctx.qtype as unknown as "A", class: "IN" }],
+      additionals: ctx.edns
+        ? [{ type: "OPT", name: ".", udpPayloadSize: 1232, flags: ctx.dnssecOk ? 0x8000 : 0 } as never]
+        : [],
+    });
+    const inner = parseContext(query);
+    inner.listener = ctx.listener;
+    const answer = await this.apply(inner, next, depth + 1);
+    const reply = decodePacket(answer.render(inner, Date.now(), 65535)) as Packet & { rcode?: string };
+    const cname = { name: ctx.name, type: "CNAME" as const, ttl: this.ttlOfCname, data: target };
+    const wire = encodePacket({
+      type: "response",
+      id: ctx.id,
+      flags: 0x8180 | (answer.rcode & 0x0f),
+      questions: [{ name: ctx.name, type: ctx.qtype as unknown as "A", class: "IN" }],
+      answers: [cname, ...(reply.answers ?? [])],
+      authorities: reply.authorities ?? [],
+    });
+    const layout = scanResponse(wire);
+    if (!layout) return StoredAnswer.empty(ctx, Rcode.SERVFAIL, Date.now());
+    return StoredAnswer.fromResponse(wire, layout, { rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 }, Date.now());
+  }
+}
