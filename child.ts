@@ -18,6 +18,7 @@ import {
   TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
 import { yieldToEventLoop } from "./ops/event_loop.ts";
+import { FileWatcher } from "./ops/file_watch.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import {
@@ -86,6 +87,9 @@ async function testOnlyStartupDelay(options: ChildOptions): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, Math.min(1000, ms - waited)));
   }
 }
+
+/** How often the rules' files are looked at for changes. */
+const RULE_FILE_POLL_MS = 5000;
 
 /** Whether UDP listeners can use batched syscalls here; logs the choice once. */
 function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
@@ -322,10 +326,32 @@ async function serve(
     e.preventDefault();
     crash("uncaught exception", e.error);
   });
+  // Lists, hosts and lease files are read again when they change (a cron job updating a block
+  // list, new DHCP leases), on the running configuration.
+  let watcher: FileWatcher | undefined;
+  const watch = () => {
+    watcher?.stop();
+    watcher = new FileWatcher(resolver.files, (changed) => {
+      log.info("rules: {files} changed; reading the rules again", { files: changed.join(", ") });
+      try {
+        const next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
+        dispatcher.useResolver(next.resolve);
+        resolver.close();
+        resolver = next;
+        watch();
+      } catch (e) {
+        log.error("rules: reading them again failed, the running rules stay: {error}", { error: String(e) });
+      }
+    }).start(RULE_FILE_POLL_MS);
+  };
+  watch();
   const onStop = () => stop(0);
   const onHangup = () => {
     const next = reload(options, config, resolver, dispatcher, udpPool);
-    if (next) ({ config, resolver } = next);
+    if (next) {
+      ({ config, resolver } = next);
+      watch();
+    }
   };
   const onHandOver = () => handOverCache(resolver).then((n) => options.guarded && tell({ checkpointed: n }));
   Deno.addSignalListener("SIGTERM", onStop);
@@ -342,6 +368,7 @@ async function serve(
 
   const code = await stopped;
   clearInterval(checkpoint);
+  watcher?.stop();
   Deno.removeSignalListener("SIGTERM", onStop);
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGHUP", onHangup);

@@ -189,6 +189,16 @@ export interface RulesConfig {
   readonly hostsFiles: readonly string[];
   /** Answer PTR questions for the addresses of `address` rules. */
   readonly expandPtrFromAddress: boolean;
+  /** dnsmasq lease files whose host names are answered locally (and re-read when they change). */
+  readonly leaseFiles: readonly string[];
+  /**
+   * Names answered with this machine's own addresses: `smartdns` and the server name (SmartDNS's
+   * `server-name`, the host name when unset) when `selfNames` is on, and the host name when
+   * `resolvHostname` is on.
+   */
+  readonly selfNames: boolean;
+  readonly serverName?: string;
+  readonly resolvHostname: boolean;
 }
 
 /** No rules at all. */
@@ -200,6 +210,9 @@ export const NO_RULES: RulesConfig = Object.freeze({
   forceQtypeSoa: [],
   hostsFiles: [],
   expandPtrFromAddress: false,
+  leaseFiles: [],
+  selfNames: false,
+  resolvHostname: false,
 });
 
 /** The whole configuration. */

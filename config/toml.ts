@@ -44,7 +44,16 @@ type Table = Record<string, unknown>;
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
   "": ["server", "upstream", "cache", "log", "guardian", "rules", "rule", "domain-set"],
-  rules: ["local-ttl", "force-aaaa-soa", "force-qtype-soa", "hosts-files", "expand-ptr-from-address"],
+  rules: [
+    "local-ttl",
+    "force-aaaa-soa",
+    "force-qtype-soa",
+    "hosts-files",
+    "expand-ptr-from-address",
+    "lease-files",
+    "server-name",
+    "resolv-hostname",
+  ],
   rule: ["domains", "address", "nameserver", "cname", "srv", "txt"],
   "domain-set": ["name", "file"],
   guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for"],
@@ -263,6 +272,10 @@ class TomlConfigReader {
       forceQtypeSoa: ((qtypes as number[] | undefined) ?? []).map(Number).sort((a, b) => a - b),
       hostsFiles: this.strings(t, "hosts-files", "rules").map(relative),
       expandPtrFromAddress: this.boolean(t, "expand-ptr-from-address", "rules", false),
+      leaseFiles: this.strings(t, "lease-files", "rules").map(relative),
+      serverName: this.string(t, "server-name", "rules"),
+      selfNames: this.string(t, "server-name", "rules") !== undefined,
+      resolvHostname: this.boolean(t, "resolv-hostname", "rules", false),
     };
   }
 

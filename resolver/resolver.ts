@@ -32,6 +32,24 @@ export interface Resolver {
   counters(): Record<string, number>;
   /** Frees the upstreams' sockets (after a reload; queries under way finish). */
   close(): void;
+  /** The files the rules were read from (lists, hosts, leases): a change means a rebuild. */
+  readonly files: readonly string[];
+}
+
+/** This machine's host name and addresses, for the names answered with them (empty if unknown). */
+function selfAddresses(): { hostname: string; v4: string[]; v6: string[] } {
+  try {
+    const all = Deno.networkInterfaces().filter((i) => !i.address.startsWith("fe80:"));
+    const outside = all.filter((i) => i.address !== "127.0.0.1" && i.address !== "::1");
+    const use = outside.length > 0 ? outside : all;
+    return {
+      hostname: Deno.hostname(),
+      v4: use.filter((i) => i.family === "IPv4").map((i) => i.address),
+      v6: use.filter((i) => i.family === "IPv6").map((i) => i.address),
+    };
+  } catch {
+    return { hostname: "", v4: [], v6: [] }; // no --allow-sys: these names go upstream
+  }
 }
 
 /**
@@ -89,6 +107,7 @@ export function buildResolver(
     groupIndex: (name) => router.indexOf(name),
     ttl: config.cache,
     warn: (message) => log.warn("rules: {message}", { message }),
+    self: config.rules.selfNames || config.rules.resolvHostname ? selfAddresses() : undefined,
   });
   let rules: RulesStage | undefined;
   if (!ruleSet.empty) {
@@ -131,5 +150,6 @@ export function buildResolver(
     close: () => {
       for (const u of upstreams) u.close();
     },
+    files: [...ruleSet.files],
   };
 }

@@ -11,7 +11,8 @@
  */
 import { scanDomainList } from "../config/domain_list.ts";
 import { readFailure } from "../config/errors.ts";
-import { parseHostsFile } from "../config/hosts_file.ts";
+import { type HostEntry, parseHostsFile } from "../config/hosts_file.ts";
+import { parseDnsmasqLeases } from "../config/lease_file.ts";
 import { expandInclude } from "../config/smartdns/reader.ts";
 import type {
   AddressAction,
@@ -92,6 +93,12 @@ export interface RuleSetOptions {
   readonly warn: (message: string) => void;
   /** Reads a list or hosts file (injectable for tests). */
   readonly readFile?: (path: string) => Uint8Array;
+  /** This machine's name and addresses (for `smartdns`, `server-name`, `resolv-hostname`). */
+  readonly self?: {
+    readonly hostname: string;
+    readonly v4: readonly string[];
+    readonly v6: readonly string[];
+  };
 }
 
 const NO_VERDICT: RuleVerdict = Object.freeze({ reason: Reason.UPSTREAM, group: 0, rule: -1 });
@@ -111,6 +118,8 @@ export class RuleSet {
   private readonly ttl: number;
   /** Domains loaded from domain sets and hosts files. */
   listDomains = 0;
+  /** Files the rules were read from, to be watched for changes. */
+  readonly files = new Set<string>();
 
   constructor(private readonly config: RulesConfig, private readonly options: RuleSetOptions) {
     this.table = new DomainTable((outer, inner) => this.merge(outer, inner));
@@ -152,21 +161,74 @@ export class RuleSet {
       if (users) this.loadSet(set.name, set.file, users);
     }
     for (const pattern of this.config.hostsFiles) this.loadHosts(pattern);
+    for (const file of this.config.leaseFiles) this.loadLeases(file);
+    this.loadSelfNames();
     if (this.config.expandPtrFromAddress) this.expandPtr();
     this.table.finish();
   }
 
+  /** Reads a file as bytes, remembering it for the watcher; undefined (and a warning) if it cannot. */
+  private read(file: string, what: string): Uint8Array | undefined {
+    this.files.add(file);
+    try {
+      return (this.options.readFile ?? Deno.readFileSync)(file);
+    } catch (e) {
+      this.options.warn(`${what}: ${file}: ${readFailure(e)}; nothing from it until it can be read`);
+      return undefined;
+    }
+  }
+
+  /** Names with their addresses (hosts files, leases, this machine): each name only, with PTRs. */
+  private addHosts(entries: readonly HostEntry[], text: string, source: SourcePosition): void {
+    const byName = new Map<string, { v4: string[]; v6: string[] }>();
+    for (const e of entries) {
+      const ips = byName.get(e.name) ?? { v4: [], v6: [] };
+      (e.ip.includes(":") ? ips.v6 : ips.v4).push(e.ip);
+      byName.set(e.name, ips);
+      if (e.canonical) this.addPtr(e.ip, e.name, -1);
+    }
+    const index = this.rules.push({ text, source }) - 1;
+    for (const [name, ips] of byName) {
+      this.table.add(`-.${name}`, this.addRecord(this.addressKinds({ kind: "ips", ...ips }, index)));
+    }
+    this.listDomains += byName.size;
+  }
+
+  /** dnsmasq-lease-file: the leases' host names. */
+  private loadLeases(file: string): void {
+    const bytes = this.read(file, "dnsmasq-lease-file");
+    if (!bytes) return;
+    this.addHosts(parseDnsmasqLeases(new TextDecoder().decode(bytes)), `dnsmasq-lease-file ${file}`, {
+      file,
+      line: 0,
+      col: 0,
+    });
+  }
+
+  /** `smartdns`, the server name and (resolv-hostname) the host name: this machine's addresses. */
+  private loadSelfNames(): void {
+    const self = this.options.self;
+    const { selfNames, serverName, resolvHostname } = this.config;
+    if (!self || (!selfNames && !resolvHostname) || self.v4.length + self.v6.length === 0) return;
+    const names = new Set<string>();
+    if (selfNames) names.add("smartdns").add((serverName ?? self.hostname).toLowerCase());
+    if (resolvHostname && self.hostname) names.add(self.hostname.toLowerCase());
+    const entries: HostEntry[] = [];
+    for (const name of names) {
+      if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(name)) continue;
+      for (const ip of [...self.v4, ...self.v6]) entries.push({ name, ip, canonical: false });
+    }
+    this.addHosts(entries, "this machine's names (server-name, resolv-hostname)", {
+      file: "",
+      line: 0,
+      col: 0,
+    });
+  }
+
   /** Adds the domains of one list file with the record of every rule that names the set. */
   private loadSet(name: string, file: string, users: number[]): void {
-    let bytes: Uint8Array;
-    try {
-      bytes = (this.options.readFile ?? Deno.readFileSync)(file);
-    } catch (e) {
-      this.options.warn(
-        `domain-set "${name}": ${file}: ${readFailure(e)}; the set is empty until it can be read`,
-      );
-      return;
-    }
+    const bytes = this.read(file, `domain-set "${name}"`);
+    if (!bytes) return;
     const exempt = this.exemptionOf(users);
     const scan = scanDomainList(bytes, file, (src, start, end, kind, scope) => {
       if (kind === "exception") this.table.addBytes(src, start, end, exempt, scope);
@@ -203,28 +265,11 @@ export class RuleSet {
       return;
     }
     for (const file of files) {
-      let text: string;
-      try {
-        text = new TextDecoder().decode((this.options.readFile ?? Deno.readFileSync)(file));
-      } catch (e) {
-        this.options.warn(`hosts-file ${file}: ${readFailure(e)}`);
-        continue;
-      }
-      const { entries, problems } = parseHostsFile(text, file);
+      const bytes = this.read(file, "hosts-file");
+      if (!bytes) continue;
+      const { entries, problems } = parseHostsFile(new TextDecoder().decode(bytes), file);
       for (const p of problems) this.options.warn(`${p.file}:${p.line}:${p.col}: ${p.reason}`);
-      const byName = new Map<string, { v4: string[]; v6: string[] }>();
-      for (const e of entries) {
-        const ips = byName.get(e.name) ?? { v4: [], v6: [] };
-        (e.ip.includes(":") ? ips.v6 : ips.v4).push(e.ip);
-        byName.set(e.name, ips);
-        if (e.canonical) this.addPtr(e.ip, e.name, -1);
-      }
-      const index = this.rules.push({ text: `hosts-file ${file}`, source: { file, line: 0, col: 0 } }) - 1;
-      for (const [name, ips] of byName) {
-        const id = this.addRecord(this.addressKinds({ kind: "ips", ...ips }, index));
-        this.table.add(`-.${name}`, id);
-      }
-      this.listDomains += byName.size;
+      this.addHosts(entries, `hosts-file ${file}`, { file, line: 0, col: 0 });
     }
   }
 

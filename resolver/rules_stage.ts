@@ -9,7 +9,7 @@
  * @module
  */
 import type { Answer } from "../dns/answer.ts";
-import { decodePacket, encodePacket, type Packet } from "../dns/packet.ts";
+import { decodePacket, encodePacket, type Packet, typeName } from "../dns/packet.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
 import { parseContext, type QueryContext, Reason } from "./query_context.ts";
@@ -66,7 +66,7 @@ export class RulesStage implements Stage {
       type: "query",
       id: 0,
       flags: 0x0100,
-      questions: [{ name: target, type: ctx.qtype as unknown as "A", class: "IN" }],
+      questions: [{ name: target, type: typeName(ctx.qtype) as "A", class: "IN" }],
       additionals: ctx.edns
         ? [{ type: "OPT", name: ".", udpPayloadSize: 1232, flags: ctx.dnssecOk ? 0x8000 : 0 } as never]
         : [],
@@ -80,7 +80,7 @@ export class RulesStage implements Stage {
       type: "response",
       id: ctx.id,
       flags: 0x8180 | (answer.rcode & 0x0f),
-      questions: [{ name: ctx.name, type: ctx.qtype as unknown as "A", class: "IN" }],
+      questions: [{ name: ctx.name, type: typeName(ctx.qtype) as "A", class: "IN" }],
       answers: [cname, ...(reply.answers ?? [])],
       authorities: reply.authorities ?? [],
     });

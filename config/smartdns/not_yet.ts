@@ -20,8 +20,6 @@ const LATER = "not built yet; the service runs without it";
 
 /** Every directive of SmartDNS's table that no handler table takes (yet). */
 export const NOT_YET: Readonly<Record<string, NotYet>> = {
-  "server-name": { reason: "the server's own name is not answered yet" },
-  "resolv-hostname": { reason: "the machine's host name is not answered locally yet" },
   "bind-tls": { reason: ENCRYPTED_LISTENER },
   "bind-https": { reason: ENCRYPTED_LISTENER },
   "bind-http": { reason: ENCRYPTED_LISTENER },
@@ -83,7 +81,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "edns-client-subnet": { reason: "no client subnet is sent upstream" },
   "ddns-domain": { reason: "the DDNS name is not answered locally" },
   "local-domain": { reason: "hosts names without a dot are not expanded with a local domain" },
-  "dnsmasq-lease-file": { reason: "DHCP lease names are not answered locally yet" },
   "odhcpd-lease-file": { reason: "DHCP lease names are not answered locally yet" },
   "group-begin": { reason: "its rules would apply to every client", critical: true },
   "group-end": { reason: "its rules would apply to every client", critical: true },

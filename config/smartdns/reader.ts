@@ -139,6 +139,10 @@ export class Draft {
   readonly forceQtypeSoa = new Set<number>();
   readonly hostsFiles: string[] = [];
   expandPtrFromAddress = false;
+  readonly leaseFiles: string[] = [];
+  serverName?: string;
+  /** SmartDNS's default: the machine's host name is answered with its addresses. */
+  resolvHostname = true;
   readonly unsupported = new Map<string, UnsupportedDirective>();
   /** Directives whose absence would change where queries go or what is blocked (start is refused). */
   readonly critical: UnsupportedDirective[] = [];

@@ -249,6 +249,21 @@ export const RULES: DirectiveTable = {
     status: "supported",
     handle: (d, l) => d.hostsFiles.push(relativeTo(l.file, d.text(l, 1))),
   },
+  "dnsmasq-lease-file": {
+    toml: "rules.lease-files",
+    status: "supported",
+    handle: (d, l) => d.leaseFiles.push(relativeTo(l.file, d.text(l, 1))),
+  },
+  "server-name": {
+    toml: "rules.server-name",
+    status: "supported",
+    handle: (d, l) => d.serverName = d.value(l, 1, (t) => targetName(t)),
+  },
+  "resolv-hostname": {
+    toml: "rules.resolv-hostname",
+    status: "supported",
+    handle: (d, l) => d.resolvHostname = d.yesNo(l, 1),
+  },
   "expand-ptr-from-address": {
     toml: "rules.expand-ptr-from-address",
     status: "supported",
