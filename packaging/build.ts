@@ -429,6 +429,7 @@ async function buildIpks(target: Target, payload: Payload): Promise<string[]> {
           "Depends: libc",
           "Source: keeldns",
           "SourceName: keeldns",
+          "License: Apache-2.0",
           "Section: net",
           `Architecture: ${arch}`,
           `Installed-Size: ${size}`,

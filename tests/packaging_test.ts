@@ -112,6 +112,11 @@ Deno.test({
       launcher.out,
     );
     assert(launcher.out.includes(`$LIBDIR/glibc/${loader}`), launcher.out);
+    const copyright = await sh("sh", [
+      "-c",
+      `dpkg-deb --fsys-tarfile '${DEB}' | tar -xO ./usr/share/doc/keeldns/copyright`,
+    ]);
+    assertMatch(copyright.out, /^Files: \*\nCopyright: .*\nLicense: Apache-2.0$/m);
     const control = await sh("sh", ["-c", `dpkg-deb --ctrl-tarfile '${DEB}' | tar -xO ./conffiles`]);
     assertEquals(control.out, "/etc/keeldns/keeldns.toml\n");
     const unit = await sh("sh", [
@@ -161,6 +166,7 @@ Deno.test({
     const control = await inner("control.tar.gz", "-xzO ./control");
     assertMatch(control, /^Package: keeldns$/m);
     assertMatch(control, /^Architecture: x86_64$/m);
+    assertMatch(control, /^License: Apache-2.0$/m);
     assertMatch(control, new RegExp(`^Version: ${VERSION.replaceAll(".", "\\.")}$`, "m"));
     assertEquals(await inner("control.tar.gz", "-xzO ./conffiles"), "/etc/keeldns/keeldns.toml\n");
     const data = listing(await inner("data.tar.gz", "-tzv"));
