@@ -108,6 +108,7 @@ export function buildResolver(
     ttl: config.cache,
     warn: (message) => log.warn("rules: {message}", { message }),
     self: config.rules.selfNames || config.rules.resolvHostname ? selfAddresses() : undefined,
+    strict: previous !== undefined,
   });
   let rules: RulesStage | undefined;
   if (!ruleSet.empty) {

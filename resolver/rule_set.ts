@@ -32,6 +32,14 @@ import { Reason, type ReasonCode } from "./query_context.ts";
 /** SmartDNS's base TTL of local records (DNS_SERVER_ADDR_TTL), before rr-ttl-min/max. */
 const LOCAL_TTL = 60;
 
+/** A rule file could not be used while rebuilding rules that are already serving. */
+export class RuleFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RuleFileError";
+  }
+}
+
 /** One kind of one rule: what it decides, and which rule line said so. */
 interface Decision<T> {
   readonly value: T;
@@ -93,6 +101,12 @@ export interface RuleSetOptions {
   readonly warn: (message: string) => void;
   /** Reads a list or hosts file (injectable for tests). */
   readonly readFile?: (path: string) => Uint8Array;
+  /**
+   * A list file that cannot be read, or is not text, fails the whole build instead of leaving its
+   * rules empty: on a reload or a rebuild the running rules then stay (a block list that a cron
+   * job is halfway through replacing must not unblock everything).
+   */
+  readonly strict?: boolean;
   /** This machine's name and addresses (for `smartdns`, `server-name`, `resolv-hostname`). */
   readonly self?: {
     readonly hostname: string;
@@ -173,6 +187,7 @@ export class RuleSet {
     try {
       return (this.options.readFile ?? Deno.readFileSync)(file);
     } catch (e) {
+      if (this.options.strict) throw new RuleFileError(`${what}: ${file}: ${readFailure(e)}`);
       this.options.warn(`${what}: ${file}: ${readFailure(e)}; nothing from it until it can be read`);
       return undefined;
     }
@@ -234,6 +249,10 @@ export class RuleSet {
       if (kind === "exception") this.table.addBytes(src, start, end, exempt, scope);
       else for (const id of users) this.table.addBytes(src, start, end, id, scope);
     });
+    // A file that is not text adds nothing (it is refused before any line is read).
+    if (this.options.strict && scan.problems[0]?.line === 0) {
+      throw new RuleFileError(`domain-set "${name}": ${file}: ${scan.problems[0].reason}`);
+    }
     this.listDomains += scan.domains + scan.exceptions;
     for (const p of scan.problems) this.options.warn(`${p.file}:${p.line}:${p.col}: ${p.reason}`);
     if (scan.problemCount > scan.problems.length) {

@@ -4,7 +4,7 @@ import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
 import { Rcode } from "../dns/wire.ts";
 import { parseContext, Reason } from "./query_context.ts";
-import { RuleSet } from "./rule_set.ts";
+import { RuleFileError, RuleSet } from "./rule_set.ts";
 
 const files: Record<string, string> = {};
 
@@ -128,4 +128,33 @@ Deno.test("a rule set with nothing in it says so (the stage is left out of the c
   assert(!rules("force-qtype-SOA 65").set.empty);
   assertEquals(answer(rules("").set, "x.test", "A").v.rule, -1);
   assertEquals(Rcode.NXDOMAIN, 3);
+});
+
+Deno.test("rebuilding (strict): an unreadable or binary list fails the build, so the running rules stay", () => {
+  const config = parseSmartdnsConf(
+    "server 9.9.9.9\ndomain-set -name ads -file /etc/strict.txt\naddress /domain-set:ads/#\n",
+    "/etc/smartdns.conf",
+  );
+  const options = (strict: boolean, content?: Uint8Array) => ({
+    groupIndex: () => -1,
+    ttl: config.cache,
+    warn: () => {},
+    strict,
+    readFile: () => {
+      if (!content) throw new Deno.errors.NotFound("gone");
+      return content;
+    },
+  });
+  let thrown = 0;
+  for (const content of [undefined, new Uint8Array([0x61, 0, 0x62])]) {
+    try {
+      new RuleSet(config.rules, options(true, content));
+    } catch (e) {
+      assert(e instanceof RuleFileError, String(e));
+      thrown++;
+    }
+    // At start (not strict) the same file only warns, and the set is empty.
+    assertEquals(new RuleSet(config.rules, options(false, content)).listDomains, 0);
+  }
+  assertEquals(thrown, 2);
 });
