@@ -199,6 +199,8 @@ export interface RulesConfig {
   readonly selfNames: boolean;
   readonly serverName?: string;
   readonly resolvHostname: boolean;
+  /** At most this many addresses of each family in an answer (0 = no limit; SmartDNS: 8). */
+  readonly maxReplyIpNum: number;
 }
 
 /** No rules at all. */
@@ -213,6 +215,7 @@ export const NO_RULES: RulesConfig = Object.freeze({
   leaseFiles: [],
   selfNames: false,
   resolvHostname: false,
+  maxReplyIpNum: 0,
 });
 
 /** The whole configuration. */

@@ -156,6 +156,7 @@ export function parseSmartdnsConf(
       selfNames: true,
       serverName: d.serverName,
       resolvHostname: d.resolvHostname,
+      maxReplyIpNum: d.maxReplyIpNum,
     },
     unsupported: [...d.unsupported.values()],
     warnings: d.warnings,

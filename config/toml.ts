@@ -53,6 +53,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "lease-files",
     "server-name",
     "resolv-hostname",
+    "max-reply-ip-num",
   ],
   rule: ["domains", "address", "nameserver", "cname", "srv", "txt"],
   "domain-set": ["name", "file"],
@@ -276,6 +277,7 @@ class TomlConfigReader {
       serverName: this.string(t, "server-name", "rules"),
       selfNames: this.string(t, "server-name", "rules") !== undefined,
       resolvHostname: this.boolean(t, "resolv-hostname", "rules", false),
+      maxReplyIpNum: this.integer(t, "max-reply-ip-num", "rules", 0, 65535, 0),
     };
   }
 

@@ -99,6 +99,7 @@ export function buildResolver(
       config.server.upstreamTimeout,
       (upstream, error) =>
         log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
+      config.rules.maxReplyIpNum,
     )
   );
   const router = new GroupRouter(races, names);

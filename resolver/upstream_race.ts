@@ -6,8 +6,9 @@
  * @module
  */
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
+import { limitAddresses } from "../dns/address_limit.ts";
 import { messageProblem } from "../dns/message_check.ts";
-import { Rcode, scanResponse } from "../dns/wire.ts";
+import { Rcode, type ResponseLayout, scanResponse } from "../dns/wire.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
@@ -34,7 +35,21 @@ export class UpstreamRace implements TerminalStage {
     private readonly ttlPolicy: TtlPolicy,
     private readonly timeoutMs: number,
     private readonly onFailure: UpstreamFailureListener = () => {},
+    /** At most this many addresses of each family in an answer (max-reply-ip-num; 0 = all). */
+    private readonly maxAddresses = 0,
   ) {}
+
+  /** The response with at most `maxAddresses` addresses per family (itself when within it). */
+  private limited(response: Uint8Array, layout: ResponseLayout): [Uint8Array, ResponseLayout] {
+    if (this.maxAddresses <= 0) return [response, layout];
+    try {
+      const wire = limitAddresses(response, this.maxAddresses);
+      const rescanned = wire === response ? layout : scanResponse(wire);
+      return rescanned ? [wire, rescanned] : [response, layout];
+    } catch {
+      return [response, layout]; // records dns-packet cannot rebuild: sent as they came
+    }
+  }
 
   /** Asks all upstreams in parallel and answers with the first usable response. */
   resolve(q: QueryContext): Promise<StoredAnswer> {
@@ -76,7 +91,8 @@ export class UpstreamRace implements TerminalStage {
             );
             return oneDone();
           }
-          const answer = StoredAnswer.fromResponse(response, layout, this.ttlPolicy, Date.now());
+          const [wire, wireLayout] = this.limited(response, layout);
+          const answer = StoredAnswer.fromResponse(wire, wireLayout, this.ttlPolicy, Date.now());
           if (layout.rcode === Rcode.NOERROR || layout.rcode === Rcode.NXDOMAIN) return settle(answer);
           fallback ??= answer;
           oneDone();

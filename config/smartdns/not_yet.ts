@@ -30,7 +30,10 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "bind-cert-file": { reason: ENCRYPTED_LISTENER },
   "bind-cert-key-file": { reason: ENCRYPTED_LISTENER },
   "bind-cert-key-pass": { reason: ENCRYPTED_LISTENER },
-  "mdns-lookup": { reason: "local names are not looked up over mDNS" },
+  "mdns-lookup": {
+    reason: "local names are not looked up over mDNS yet (one-shot queries from an ephemeral port, " +
+      "RFC 6762 5.1, need no root: a later step)",
+  },
   "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
   "https-record": { reason: "HTTPS records are not made locally; upstream answers pass unchanged" },
   "proxy-server": { reason: "servers would be asked directly, not through the proxy", critical: true },
@@ -67,7 +70,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "audit-syslog": { reason: "no audit log is written yet" },
   "acl-enable": { reason: "clients outside the ACL would be answered", critical: true },
   "rr-ttl-reply-max": { reason: "answers carry their cached TTL" },
-  "max-reply-ip-num": { reason: "every address of an answer is sent" },
   "max-query-limit": { reason: "clients are not rate-limited" },
   "response-mode": { reason: "the first usable answer is sent (fastest-response)" },
   "force-no-CNAME": { reason: "CNAME records are kept in answers" },

@@ -143,6 +143,8 @@ export class Draft {
   serverName?: string;
   /** SmartDNS's default: the machine's host name is answered with its addresses. */
   resolvHostname = true;
+  /** SmartDNS's default: at most 8 addresses of each family. */
+  maxReplyIpNum = 8;
   readonly unsupported = new Map<string, UnsupportedDirective>();
   /** Directives whose absence would change where queries go or what is blocked (start is refused). */
   readonly critical: UnsupportedDirective[] = [];

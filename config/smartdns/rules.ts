@@ -264,6 +264,11 @@ export const RULES: DirectiveTable = {
     status: "supported",
     handle: (d, l) => d.resolvHostname = d.yesNo(l, 1),
   },
+  "max-reply-ip-num": {
+    toml: "rules.max-reply-ip-num",
+    status: "supported",
+    handle: (d, l) => d.maxReplyIpNum = d.integer(l, 1, 1, 16),
+  },
   "expand-ptr-from-address": {
     toml: "rules.expand-ptr-from-address",
     status: "supported",
