@@ -201,6 +201,8 @@ export interface RulesConfig {
   readonly resolvHostname: boolean;
   /** At most this many addresses of each family in an answer (0 = no limit; SmartDNS: 8). */
   readonly maxReplyIpNum: number;
+  /** DNS64: the /96 prefix AAAA answers are made under from A records (none: off). */
+  readonly dns64Prefix?: string;
 }
 
 /** No rules at all. */

@@ -157,6 +157,7 @@ export function parseSmartdnsConf(
       serverName: d.serverName,
       resolvHostname: d.resolvHostname,
       maxReplyIpNum: d.maxReplyIpNum,
+      dns64Prefix: d.dns64Prefix,
     },
     unsupported: [...d.unsupported.values()],
     warnings: d.warnings,

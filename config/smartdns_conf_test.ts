@@ -255,3 +255,11 @@ local-ttl 300
     /:2:9: address: "not-an-ip" is not an IP/,
   );
 });
+
+Deno.test("smartdns.conf: dns64 takes a /96 prefix or -, and max-reply-ip-num defaults to SmartDNS's 8", () => {
+  assertEquals(parse("server 9.9.9.9\ndns64 64:ff9b::/96\n").rules.dns64Prefix, "64:ff9b::");
+  assertEquals(parse("server 9.9.9.9\ndns64 64:ff9b::/96\ndns64 -\n").rules.dns64Prefix, undefined);
+  assertThrows(() => parse("server 9.9.9.9\ndns64 64:ff9b::/64\n"), /:2:7: dns64: .*only \/96 prefixes/);
+  assertEquals(parse("server 9.9.9.9\n").rules.maxReplyIpNum, 8);
+  assertEquals(parse("server 9.9.9.9\nmax-reply-ip-num 2\n").rules.maxReplyIpNum, 2);
+});

@@ -32,6 +32,7 @@ import { asciiDomain } from "./smartdns/reader.ts";
 import {
   AUTO_CACHE_SIZE,
   parseAddressAction,
+  parseDns64Prefix,
   parseHostPort,
   parseSize,
   parseSrvRecord,
@@ -54,6 +55,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "server-name",
     "resolv-hostname",
     "max-reply-ip-num",
+    "dns64",
   ],
   rule: ["domains", "address", "nameserver", "cname", "srv", "txt"],
   "domain-set": ["name", "file"],
@@ -278,6 +280,9 @@ class TomlConfigReader {
       selfNames: this.string(t, "server-name", "rules") !== undefined,
       resolvHostname: this.boolean(t, "resolv-hostname", "rules", false),
       maxReplyIpNum: this.integer(t, "max-reply-ip-num", "rules", 0, 65535, 0),
+      dns64Prefix: t.dns64 === undefined
+        ? undefined
+        : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),
     };
   }
 

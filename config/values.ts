@@ -161,3 +161,11 @@ export function parseSrvRecord(text: string): SrvRecordConfig {
     weight: number(weight, "weight"),
   };
 }
+
+/** Reads a DNS64 prefix `PREFIX/96` (SmartDNS takes /96 only); returns the prefix address. */
+export function parseDns64Prefix(text: string): string {
+  const m = /^([0-9a-fA-F:]+)\/(\d+)$/.exec(text.trim());
+  if (!m || !isIPv6(m[1])) throw new Error(`"${text}" is not an IPv6 prefix such as 64:ff9b::/96`);
+  if (m[2] !== "96") throw new Error(`"${text}": only /96 prefixes are supported, as in SmartDNS`);
+  return m[1].toLowerCase();
+}

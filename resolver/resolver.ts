@@ -1,7 +1,7 @@
 /**
  * Builds the resolver chain from the configuration: the one place that decides which stages run
  * and in what order — rules (only when there are any) → cache → coalescing → the upstream race of
- * the query's server group.
+ * the query's server group; DNS64 between the cache and coalescing when it is on.
  *
  * @module
  */
@@ -14,6 +14,7 @@ import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
+import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
@@ -128,6 +129,8 @@ export function buildResolver(
     cache.cache.resize(config.cache.size);
     stages.push(cache);
   }
+  const dns64 = config.rules.dns64Prefix ? new Dns64Stage(config.rules.dns64Prefix) : undefined;
+  if (dns64) stages.push(dns64);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);
   return {
@@ -145,6 +148,7 @@ export function buildResolver(
       cacheEntries: cache?.cache.size ?? 0,
       cacheBytes: cache?.cache.reservedBytes ?? 0,
       coalesced: coalesce.joined,
+      dns64Synthesized: dns64?.synthesized ?? 0,
       upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
       upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),
       upstreamInvalidAnswers: races.reduce((sum, r) => sum + r.counters.invalidAnswers, 0),

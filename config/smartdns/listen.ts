@@ -10,9 +10,9 @@ import { parseHostPort } from "../values.ts";
 import type { DirectiveTable, Draft, Line } from "./reader.ts";
 
 /** `bind` options that take a value. */
-const WITH_VALUE = new Set(["group", "ipset", "nftset", "alpn"]);
+export const WITH_VALUE = new Set(["group", "ipset", "nftset", "alpn"]);
 /** `bind` options that are flags. */
-const FLAGS = new Set([
+export const FLAGS = new Set([
   "no-rule-addr",
   "no-rule-nameserver",
   "no-rule-ipset",
@@ -30,7 +30,7 @@ const FLAGS = new Set([
   "no-rule-sni-proxy",
 ]);
 /** Bind options without which this listener's clients would get another policy (other servers, no ACL). */
-const CRITICAL = new Map([
+export const CRITICAL = new Map([
   ["group", "its clients would get the default group's rules and servers"],
   ["no-rule-nameserver", "its queries would follow nameserver rules to other servers"],
   ["no-rules", "rules meant for other listeners would apply to it"],

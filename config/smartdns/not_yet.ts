@@ -55,7 +55,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "dualstack-ip-selection": { reason: "A and AAAA answers are sent as the upstreams give them" },
   "dualstack-ip-allow-force-AAAA": { reason: "A and AAAA answers are sent as the upstreams give them" },
   "dualstack-ip-selection-threshold": { reason: "A and AAAA answers are sent as the upstreams give them" },
-  "dns64": { reason: "no AAAA records are synthesized" },
   "log-color": { reason: LATER },
   "log-console": { reason: "the log goes to stderr and log-file as configured" },
   "log-syslog": { reason: "the log goes to stderr and log-file" },

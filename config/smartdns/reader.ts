@@ -145,6 +145,7 @@ export class Draft {
   resolvHostname = true;
   /** SmartDNS's default: at most 8 addresses of each family. */
   maxReplyIpNum = 8;
+  dns64Prefix?: string;
   readonly unsupported = new Map<string, UnsupportedDirective>();
   /** Directives whose absence would change where queries go or what is blocked (start is refused). */
   readonly critical: UnsupportedDirective[] = [];

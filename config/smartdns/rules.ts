@@ -7,7 +7,12 @@
  * @module
  */
 import type { DomainRule } from "../schema.ts";
-import { parseAddressAction, parseSrvRecord as srvRecord, parseTargetName as targetName } from "../values.ts";
+import {
+  parseAddressAction,
+  parseDns64Prefix,
+  parseSrvRecord as srvRecord,
+  parseTargetName as targetName,
+} from "../values.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** Addresses an `address` rule may give per family (SmartDNS keeps 8). */
@@ -66,7 +71,7 @@ function forceQtypeSoa(d: Draft, l: Line): void {
 }
 
 /** `domain-rules` options that take a value. */
-const RULE_OPTIONS_WITH_VALUE = new Set([
+export const RULE_OPTIONS_WITH_VALUE = new Set([
   "address",
   "a",
   "nameserver",
@@ -94,7 +99,7 @@ const RULE_OPTIONS_WITH_VALUE = new Set([
   "rr-ttl-max",
 ]);
 /** `domain-rules` options that are flags. */
-const RULE_FLAGS = new Set([
+export const RULE_FLAGS = new Set([
   "no-serve-expired",
   "no-cache",
   "enable-cache",
@@ -103,7 +108,7 @@ const RULE_FLAGS = new Set([
   "delete",
 ]);
 /** Options kept for features not built yet; the rule works without them. */
-const RULE_DEFERRED = new Set([
+export const RULE_DEFERRED = new Set([
   "speed-check-mode",
   "c",
   "response-mode",
@@ -122,7 +127,7 @@ const RULE_DEFERRED = new Set([
   "no-ignore-ip",
 ]);
 /** Options without which the rule would route or block differently. */
-const RULE_CRITICAL = new Map([
+export const RULE_CRITICAL = new Map([
   ["ipset", "answer addresses would not be added to the set"],
   ["p", "answer addresses would not be added to the set"],
   ["nftset", "answer addresses would not be added to the set"],
@@ -263,6 +268,14 @@ export const RULES: DirectiveTable = {
     toml: "rules.resolv-hostname",
     status: "supported",
     handle: (d, l) => d.resolvHostname = d.yesNo(l, 1),
+  },
+  "dns64": {
+    toml: "rules.dns64",
+    status: "supported",
+    handle: (d, l) => {
+      const text = d.text(l, 1);
+      d.dns64Prefix = text === "-" ? undefined : d.value(l, 1, parseDns64Prefix);
+    },
   },
   "max-reply-ip-num": {
     toml: "rules.max-reply-ip-num",

@@ -9,7 +9,7 @@ import { parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
 import type { DirectiveTable, Draft, Line } from "./reader.ts";
 
 /** `server` options that take a value, by every name SmartDNS accepts. */
-const WITH_VALUE = new Set([
+export const WITH_VALUE = new Set([
   "group",
   "g",
   "proxy",
@@ -27,7 +27,7 @@ const WITH_VALUE = new Set([
   "drop-packet-latency",
 ]);
 /** `server` options that are flags. */
-const FLAGS = new Set([
+export const FLAGS = new Set([
   "exclude-default-group",
   "e",
   "blacklist-ip",
@@ -42,7 +42,7 @@ const FLAGS = new Set([
   "hitchhiking",
 ]);
 /** Options without which queries would go another way than the file says. */
-const CRITICAL = new Map([
+export const CRITICAL = new Map([
   ["proxy", "queries would go to the server directly, not through the proxy"],
   ["p", "queries would go to the server directly, not through the proxy"],
   ["interface", "queries would leave by the default route, not that interface"],
@@ -52,7 +52,7 @@ const CRITICAL = new Map([
   ["whitelist-ip", "answers outside the whitelist would be accepted from it"],
 ]);
 /** Options that only mean something for encrypted servers. */
-const TLS_ONLY = new Set([
+export const TLS_ONLY = new Set([
   "host-name",
   "tls-host-verify",
   "spki-pin",
