@@ -144,6 +144,18 @@ export interface SrvRecordConfig {
   readonly weight: number;
 }
 
+/** A local HTTPS record (`https-record /d/target=…,port=…,alpn=…,ipv4hint=…,ipv6hint=…`). */
+export interface HttpsRecordConfig {
+  readonly priority: number;
+  /** The target name ("" is the owner itself, written "."). */
+  readonly target: string;
+  readonly alpn: readonly string[];
+  readonly port?: number;
+  readonly ech?: string;
+  readonly ipv4hint: readonly string[];
+  readonly ipv6hint: readonly string[];
+}
+
 /**
  * One domain rule: what a line (`address`, `nameserver`, `cname`, `domain-rules` …) sets for its
  * domains. Options of the same kind on a more specific domain win; see resolver/rule_set.ts.
@@ -164,6 +176,7 @@ export interface DomainRule {
   readonly cname?: string;
   readonly srv?: readonly SrvRecordConfig[];
   readonly txt?: readonly string[];
+  readonly https?: HttpsRecordConfig;
   /** Options read and kept for features not built yet (speed-check-mode, nftset …), by name. */
   readonly deferred?: readonly string[];
 }

@@ -34,6 +34,7 @@ import {
   parseAddressAction,
   parseDns64Prefix,
   parseHostPort,
+  parseHttpsRecord,
   parseSize,
   parseSrvRecord,
   parseTargetName,
@@ -57,7 +58,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "max-reply-ip-num",
     "dns64",
   ],
-  rule: ["domains", "address", "nameserver", "cname", "srv", "txt"],
+  rule: ["domains", "address", "nameserver", "cname", "srv", "txt", "https"],
   "domain-set": ["name", "file"],
   guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for"],
   server: [
@@ -255,6 +256,10 @@ class TomlConfigReader {
       const srv = this.strings(r, "srv", path);
       if (srv.length > 0) {
         rule.srv = srv.map((x) => this.parsed(`${path}.srv`, "srv", () => parseSrvRecord(x)));
+      }
+      const https = this.string(r, "https", path);
+      if (https !== undefined) {
+        rule.https = this.parsed(`${path}.https`, "https", () => parseHttpsRecord(https));
       }
       const txt = this.strings(r, "txt", path);
       if (txt.length > 0) rule.txt = txt;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AddressAction, Families, SrvRecordConfig, Transport } from "./schema.ts";
+import type { AddressAction, Families, HttpsRecordConfig, SrvRecordConfig, Transport } from "./schema.ts";
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -168,4 +168,40 @@ export function parseDns64Prefix(text: string): string {
   if (!m || !isIPv6(m[1])) throw new Error(`"${text}" is not an IPv6 prefix such as 64:ff9b::/96`);
   if (m[2] !== "96") throw new Error(`"${text}": only /96 prefixes are supported, as in SmartDNS`);
   return m[1].toLowerCase();
+}
+
+/**
+ * Reads SmartDNS's `https-record` value: `target=NAME,port=N,priority=N,alpn=h2,alpn=h3,ech=B64,
+ * ipv4hint=IP,ipv6hint=IP` (each key may repeat where it lists; the order does not matter).
+ */
+export function parseHttpsRecord(text: string): HttpsRecordConfig {
+  const out = {
+    priority: 1,
+    target: "",
+    alpn: [] as string[],
+    port: undefined as number | undefined,
+    ech: undefined as string | undefined,
+    ipv4hint: [] as string[],
+    ipv6hint: [] as string[],
+  };
+  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [key, value = ""] = part.split("=", 2).map((x) => x.trim());
+    const number = (what: string) => {
+      if (!/^\d+$/.test(value) || Number(value) > 65535) {
+        throw new Error(`${what} "${value}" is not a number 0..65535`);
+      }
+      return Number(value);
+    };
+    if (key === "target") out.target = value === "." ? "" : parseTargetName(value);
+    else if (key === "port") out.port = number("port");
+    else if (key === "priority") out.priority = number("priority");
+    else if (key === "alpn") out.alpn.push(value);
+    else if (key === "ech") out.ech = value;
+    else if (key === "ipv4hint" && isIPv4(value)) out.ipv4hint.push(value);
+    else if (key === "ipv6hint" && isIPv6(value)) out.ipv6hint.push(value);
+    else {throw new Error(
+        `"${part}" is not an https-record field (target, port, priority, alpn, ech, ipv4hint, ipv6hint)`,
+      );}
+  }
+  return out;
 }

@@ -18,6 +18,7 @@ import type {
   AddressAction,
   CacheConfig,
   DomainRule,
+  HttpsRecordConfig,
   RulesConfig,
   SourcePosition,
 } from "../config/schema.ts";
@@ -66,10 +67,11 @@ interface RuleRecord {
   readonly cname?: Decision<string>;
   readonly srv?: Decision<readonly LocalRecord[]>;
   readonly txt?: Decision<readonly LocalRecord[]>;
+  readonly https?: Decision<readonly LocalRecord[]>;
   readonly ptr?: Decision<readonly LocalRecord[]>;
 }
 
-const KINDS = ["v4", "v6", "other", "group", "cname", "srv", "txt", "ptr"] as const;
+const KINDS = ["v4", "v6", "other", "group", "cname", "srv", "txt", "https", "ptr"] as const;
 
 /** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
 export interface RuleSource {
@@ -161,13 +163,14 @@ export class RuleSet {
 
   private load(): void {
     const setUsers = new Map<string, number[]>();
+    const localByDomain = new Map<string, Pick<RuleRecord, "srv" | "txt">>();
     this.config.domainRules.forEach((rule) => {
       const index = this.rules.push({ text: rule.text, source: rule.source }) - 1;
       const id = this.addRecord(this.recordOf(rule, index));
       for (const domain of rule.domains) {
         const set = /^domain-set:(.*)$/.exec(domain)?.[1];
         if (set !== undefined) setUsers.set(set, [...(setUsers.get(set) ?? []), id]);
-        else this.table.add(domain, id);
+        else this.table.add(domain, this.accumulate(localByDomain, domain, id));
       }
     });
     for (const set of this.config.domainSets) {
@@ -325,6 +328,9 @@ export class RuleSet {
         rule,
       };
     }
+    if (r.https) {
+      record.https = { value: [{ type: RecordType.HTTPS, ttl: this.ttl, rdata: httpsRdata(r.https) }], rule };
+    }
     if (r.txt) {
       record.txt = {
         value: r.txt.map((t) => ({ type: RecordType.TXT, ttl: this.ttl, rdata: txtRdata(t) })),
@@ -369,6 +375,29 @@ export class RuleSet {
     return this.records.push(record) - 1;
   }
 
+  /**
+   * srv-record and txt-record lines add up on one domain (SmartDNS answers every line): the
+   * record of a later line on `domain` also carries the records of the earlier ones.
+   */
+  private accumulate(seen: Map<string, Pick<RuleRecord, "srv" | "txt">>, domain: string, id: number): number {
+    const r = this.records[id];
+    if (!r.srv && !r.txt) return id;
+    const before: { -readonly [K in "srv" | "txt"]?: RuleRecord[K] } = { ...seen.get(domain) };
+    const joined: { -readonly [K in keyof RuleRecord]: RuleRecord[K] } = { ...r };
+    let changed = false;
+    for (const kind of ["srv", "txt"] as const) {
+      const mine = r[kind];
+      const earlier = before[kind];
+      if (mine && earlier) {
+        joined[kind] = { value: [...earlier.value, ...mine.value], rule: mine.rule };
+        changed = true;
+      }
+      if (joined[kind]) before[kind] = joined[kind];
+    }
+    seen.set(domain, before);
+    return changed ? this.addRecord(joined) : id;
+  }
+
   /** The record of `inner` laid over `outer`, kind by kind; made once per pair. */
   private merge(outer: number, inner: number): number {
     if (outer === NO_RULE || outer === inner) return inner;
@@ -394,9 +423,9 @@ export class RuleSet {
    * Reads bytes only; the verdict is shared (one per record and type), so a hit allocates nothing.
    */
   judge(wire: Uint8Array, qtype: number): RuleVerdict {
-    if (this.forced.has(qtype)) return this.verdict(0, qtype);
     const id = this.table.match(wire, 12);
-    return id === NO_RULE ? NO_VERDICT : this.verdict(id, qtype);
+    if (id === NO_RULE) return this.forced.has(qtype) ? this.verdict(0, qtype) : NO_VERDICT;
+    return this.verdict(id, qtype);
   }
 
   /** The verdict of record `id` for `qtype` (id 0 with a forced type: the forced SOA). */
@@ -413,7 +442,6 @@ export class RuleSet {
   private makeVerdict(id: number, qtype: number): RuleVerdict {
     const r = this.records[id];
     const group = r.group?.value ?? 0;
-    if (this.forced.has(qtype)) return { answer: this.soa, reason: Reason.SOA, group, rule: -1 };
     const local = (answer: Answer, reason: ReasonCode, rule: number): RuleVerdict => ({
       answer,
       reason,
@@ -440,10 +468,18 @@ export class RuleSet {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.srv.value), Reason.RULE, r.srv.rule);
     } else if (qtype === RecordType.TXT && r.txt) {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.txt.value), Reason.RULE, r.txt.rule);
+    } else if (qtype === RecordType.HTTPS && r.https) {
+      decided = local(new LocalAnswer(Rcode.NOERROR, r.https.value), Reason.RULE, r.https.rule);
     } else if (qtype === RecordType.PTR && r.ptr) {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.ptr.value), Reason.RULE, r.ptr.rule);
     }
     if (decided) return decided;
+    // force-AAAA-SOA / force-qtype-SOA come after the name's own answers and exemptions, as in
+    // SmartDNS HEAD (address and `-` are processed before _dns_server_qtype_soa).
+    const own = qtype === RecordType.A ? r.v4 : qtype === RecordType.AAAA ? r.v6 : r.other;
+    if (this.forced.has(qtype) && own?.value.kind !== "exempt") {
+      return { answer: this.soa, reason: Reason.SOA, group, rule: -1 };
+    }
     if (r.cname && r.cname.value !== "") {
       return { reason: Reason.RULE, group, cname: r.cname.value, rule: r.cname.rule };
     }
@@ -470,6 +506,44 @@ function srvRdata(s: { target: string; port: number; priority: number; weight: n
   out[4] = s.port >> 8;
   out[5] = s.port & 0xff;
   out.set(target, 6);
+  return out;
+}
+
+/** HTTPS (SVCB) rdata: priority, target, then the parameters in key order (RFC 9460). */
+function httpsRdata(h: HttpsRecordConfig): Uint8Array {
+  const params: [number, Uint8Array][] = [];
+  const encoder = new TextEncoder();
+  if (h.alpn.length > 0) {
+    const ids = h.alpn.map((a) => encoder.encode(a));
+    const value = new Uint8Array(ids.reduce((sum, id) => sum + 1 + id.length, 0));
+    let p = 0;
+    for (const id of ids) value[p] = id.length, value.set(id, p + 1), p += 1 + id.length;
+    params.push([1, value]);
+  }
+  if (h.port !== undefined) params.push([3, new Uint8Array([h.port >> 8, h.port & 0xff])]);
+  const hints = (ips: readonly string[]) => {
+    const bytes = ips.map(ipBytes);
+    const value = new Uint8Array(bytes.reduce((sum, b) => sum + b.length, 0));
+    bytes.forEach((b, i) => value.set(b, i * b.length));
+    return value;
+  };
+  if (h.ipv4hint.length > 0) params.push([4, hints(h.ipv4hint)]);
+  if (h.ech) params.push([5, Uint8Array.from(atob(h.ech), (c) => c.charCodeAt(0))]);
+  if (h.ipv6hint.length > 0) params.push([6, hints(h.ipv6hint)]);
+  const target = encodeName(h.target);
+  const out = new Uint8Array(2 + target.length + params.reduce((sum, [, v]) => sum + 4 + v.length, 0));
+  out[0] = h.priority >> 8;
+  out[1] = h.priority & 0xff;
+  out.set(target, 2);
+  let p = 2 + target.length;
+  for (const [key, value] of params) {
+    out[p] = key >> 8;
+    out[p + 1] = key & 0xff;
+    out[p + 2] = value.length >> 8;
+    out[p + 3] = value.length & 0xff;
+    out.set(value, p + 4);
+    p += 4 + value.length;
+  }
   return out;
 }
 

@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../tests/helpers/assert.ts";
 import { decodeReply } from "../tests/helpers/dns_client.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
+import { messageProblem } from "../dns/message_check.ts";
 import { Rcode } from "../dns/wire.ts";
 import { parseContext, Reason } from "./query_context.ts";
 import { RuleFileError, RuleSet } from "./rule_set.ts";
@@ -157,4 +158,45 @@ Deno.test("rebuilding (strict): an unreadable or binary list fails the build, so
     assertEquals(new RuleSet(config.rules, options(false, content)).listDomains, 0);
   }
   assertEquals(thrown, 2);
+});
+
+Deno.test("https-record answers HTTPS questions with a local record (RFC 9460 wire form)", () => {
+  const { set } = rules("https-record /svc.example/alpn=h2,alpn=h3,port=8443,ipv4hint=192.0.2.1");
+  const wire = buildQuery("svc.example", "A", { id: 5 });
+  wire[wire.length - 3] = 65;
+  const q = parseContext(wire);
+  const v = set.judge(q.wire, q.qtype);
+  const out = v.answer!.render(q, Date.now(), 65535);
+  assertEquals(messageProblem(out), null);
+  // priority 1, target root, alpn "h2","h3", port 8443, ipv4hint 192.0.2.1
+  assertEquals(Array.from(out.subarray(out.length - 27)), [
+    0,
+    1,
+    0,
+    0,
+    1,
+    0,
+    6,
+    2,
+    104,
+    50,
+    2,
+    104,
+    51,
+    0,
+    3,
+    0,
+    2,
+    0x20,
+    0xfb,
+    0,
+    4,
+    0,
+    4,
+    192,
+    0,
+    2,
+    1,
+  ]);
+  assertEquals(set.judge(buildQuery("svc.example", "A"), 1).answer, undefined);
 });

@@ -35,7 +35,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
       "RFC 6762 5.1, need no root: a later step)",
   },
   "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
-  "https-record": { reason: "HTTPS records are not made locally; upstream answers pass unchanged" },
   "proxy-server": { reason: "servers would be asked directly, not through the proxy", critical: true },
   "ipset-timeout": { reason: LATER },
   "ipset": { reason: "answer addresses would not be added to the set", critical: true },

@@ -10,6 +10,7 @@ import type { DomainRule } from "../schema.ts";
 import {
   parseAddressAction,
   parseDns64Prefix,
+  parseHttpsRecord,
   parseSrvRecord as srvRecord,
   parseTargetName as targetName,
 } from "../values.ts";
@@ -191,6 +192,20 @@ export const RULES: DirectiveTable = {
     handle: (d, l) => {
       const { domains, value } = d.domains(l, 1);
       rule(d, l, domains, { srv: [d.value(l, 1, () => srvRecord(value))] });
+    },
+  },
+  "https-record": {
+    toml: "rule.https",
+    status: "partly",
+    note: "a local HTTPS record (target, port, priority, alpn, ech, ipv4hint, ipv6hint); " +
+      "filtering hints in upstream answers (noipv4hint, noipv6hint) is not built yet",
+    handle: (d, l) => {
+      const { domains, value } = d.domains(l, 1);
+      if (/(^|,)\s*no(ipv4|ipv6)hint/.test(value)) {
+        d.notSupported("https-record noipv4hint/noipv6hint", l, 1, "upstream HTTPS answers keep their hints");
+        return;
+      }
+      rule(d, l, domains, { https: d.value(l, 1, () => parseHttpsRecord(value)) });
     },
   },
   "txt-record": {
