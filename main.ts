@@ -1,14 +1,17 @@
 /**
  * keeldns command line: `run` (default) starts the guardian, `check` validates a configuration,
- * `health` probes a running server, `version` says what this build is. `--child` is internal: the
- * guardian starts the serving child with it.
+ * `convert` prints it as keeldns TOML, `health` probes a running server, `version` says what this
+ * build is. `--child` is internal: the guardian starts the serving child with it.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError } from "./config/errors.ts";
+import { ConfigError, readFailure } from "./config/errors.ts";
 import { checkLists } from "./config/list_check.ts";
-import { loadConfig } from "./config/load.ts";
+import { convertToToml } from "./config/convert.ts";
+import { detectFormat, loadConfig } from "./config/load.ts";
+import { parseSmartdnsConf } from "./config/smartdns_conf.ts";
+import { parseTomlConfig } from "./config/toml.ts";
 import { CONTROL_COMMANDS, type ControlCommand, sendControl } from "./ops/control_channel.ts";
 import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts";
 
@@ -30,6 +33,7 @@ Usage: keeldns [command] [options]
 Commands:
   run       start the server under its guardian (default)
   check     validate a configuration file and exit
+  convert   print a smartdns.conf as keeldns TOML (comments and unsupported lines kept)
   health    send one query to a running server; exit 0 if it answers
   status    show the running guardian's state (child, uptime, restarts, last crash)
   reload    re-read the configuration (validated first; a bad one changes nothing)
@@ -66,6 +70,16 @@ Sends one real UDP query and waits for the answer.
 Exit codes: 0 answered (NOERROR/NXDOMAIN), 1 no answer, 2 answered with an error rcode
 (e.g. SERVFAIL: upstreams unreachable), 64 bad arguments.
 Cron: */5 * * * * keeldns health -q || /etc/init.d/keeldns restart`,
+  convert: `Usage: keeldns convert [-c] FILE [-o OUT]
+
+Prints FILE (a smartdns.conf, or a keeldns .toml) as keeldns TOML that reads back into the same
+configuration. Comments stay above what their lines became; lines with no TOML equivalent (not
+supported yet, unknown) are kept as "# not supported yet: …" comments. Lines of conf-file includes
+are merged in; relative paths are written absolute. A file keeldns refuses (a critical line not
+supported yet) is refused here too, with its file:line:col (exit 1).
+  -c, --config FILE   the file to convert (or give it without -c)
+  -o, --output OUT    write the TOML to OUT instead of standard output
+  -h, --help          show this help`,
   version: "Usage: keeldns version",
   control: `Usage: keeldns status|reload|restart|stop [-p PIDFILE | --control PATH]
 
@@ -131,6 +145,58 @@ function commandCheck(args: string[]): number {
         `${config.upstreams.length} upstream servers, cache ${config.cache.size}, ` +
         `${config.rules.domainRules.length} domain rules, ${lists.domains} domains in lists)`,
     );
+    return 0;
+  } catch (e) {
+    console.error(e instanceof ConfigError ? e.message : `keeldns: ${String(e)}`);
+    return 1;
+  }
+}
+
+function commandConvert(args: string[]): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: "string", short: "c" },
+      output: { type: "string", short: "o" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(USAGE.convert), 0;
+  const files = [...(values.config ? [values.config] : []), ...positionals];
+  if (files.length !== 1) return fail(`convert needs one FILE\n\n${USAGE.convert}`);
+  // Absolute, so the paths the file names relative to itself come out absolute.
+  const path = files[0].startsWith("/") ? files[0] : `${Deno.cwd()}/${files[0]}`.replace(/\/\.\//g, "/");
+  try {
+    const sources: Record<string, string> = {};
+    const read = (p: string) => (sources[p] = Deno.readTextFileSync(p));
+    let text: string;
+    try {
+      text = read(path);
+    } catch (e) {
+      throw new ConfigError(`cannot read the configuration file: ${readFailure(e)}`, {
+        file: path,
+        line: 0,
+        col: 0,
+      });
+    }
+    const config = detectFormat(text, path) === "toml"
+      ? parseTomlConfig(text, path)
+      : parseSmartdnsConf(text, path, read);
+    const toml = convertToToml(config, sources);
+    const out = values.output ?? "<converted>";
+    parseTomlConfig(toml, out.startsWith("/") || out.startsWith("<") ? out : `${Deno.cwd()}/${out}`);
+    if (values.output) {
+      Deno.writeTextFileSync(values.output, toml);
+      const notYet = toml.split("\n").filter((l) => l.startsWith("# not supported")).length;
+      console.error(
+        `keeldns convert: wrote ${values.output}${
+          notYet ? ` (${notYet} "not supported" notes kept as comments)` : ""
+        }`,
+      );
+    } else {
+      Deno.stdout.writeSync(new TextEncoder().encode(toml));
+    }
     return 0;
   } catch (e) {
     console.error(e instanceof ConfigError ? e.message : `keeldns: ${String(e)}`);
@@ -244,6 +310,8 @@ export async function main(args: string[]): Promise<number> {
         return commandCheck(tail);
       case "health":
         return await commandHealth(tail);
+      case "convert":
+        return commandConvert(tail);
       case "status":
       case "reload":
       case "restart":

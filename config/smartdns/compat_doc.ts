@@ -1,0 +1,189 @@
+/**
+ * Writes docs/smartdns-compat.md from the directive tables, so the page cannot drift from what
+ * keeldns does: every directive of SmartDNS's list with its status here and its keeldns.toml key,
+ * and how the options of `server`, `bind` and `domain-rules` lines are treated. Run as a program
+ * (`deno task compat`) it writes the file; a test fails when the file differs.
+ *
+ * @module
+ */
+import { ConfigError } from "../errors.ts";
+import { parseSmartdnsConf } from "../smartdns_conf.ts";
+import { FEATURE_TABLES, NOT_YET, SMARTDNS_DIRECTIVES } from "./directives.ts";
+import * as listen from "./listen.ts";
+import { RULE_CRITICAL, RULE_DEFERRED, RULE_FLAGS, RULE_OPTIONS_WITH_VALUE } from "./rules.ts";
+import * as upstreams from "./upstreams.ts";
+
+/** Where the page lives, from the repository root. */
+export const COMPAT_DOC_PATH = "docs/smartdns-compat.md";
+
+/** The page's file. */
+export const COMPAT_DOC_URL: URL = new URL(`../../${COMPAT_DOC_PATH}`, import.meta.url);
+
+/** Sections for directives no handler table takes yet, by the feature they belong to. */
+const NOT_YET_SECTIONS: readonly [RegExp, string][] = [
+  [/^bind-/, "listeners"],
+  [/^(proxy-server|ca-file|ca-path|edns-client-subnet|mdns-lookup)$/, "upstreams"],
+  [/^(cache-|data-dir$|prefetch-domain$|serve-expired|rr-ttl-)/, "cache"],
+  [/^(log-|audit-)/, "logging"],
+  [/^(acl-enable|group-|client-rules$|max-query-limit$)/, "clients"],
+  [/^(user|debug-|no-pidfile|socket-buff-size|plugin)/, "general"],
+];
+
+const SECTION_TITLES: Record<string, string> = {
+  listeners: "Listeners",
+  upstreams: "Upstream servers",
+  cache: "Cache and TTLs",
+  rules: "Domain rules, local answers and answer filters",
+  logging: "Logging and audit",
+  clients: "Clients and groups",
+  general: "General",
+};
+
+/** The section of a not-yet directive: by name, else rules and answers (most of them are). */
+function notYetSection(name: string): string {
+  return NOT_YET_SECTIONS.find(([re]) => re.test(name))?.[1] ?? "rules";
+}
+
+function cell(text: string): string {
+  return text.replace(/\|/g, "\\|");
+}
+
+function code(names: Iterable<string>): string {
+  const list = [...names];
+  return list.length === 0 ? "none" : list.map((n) => `\`-${n}\``).join(", ");
+}
+
+/** What a `directive … -option` line does here, found by reading one (so it cannot drift). */
+function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignored" {
+  try {
+    const c = parseSmartdnsConf(`${line}\nserver 192.0.2.1\n`, "compat.conf", () => "");
+    if (c.unsupported.length > 0) return "not yet";
+    if (c.warnings.length > 0) return "ignored";
+    return "honoured";
+  } catch (e) {
+    if (e instanceof ConfigError && /is not supported yet/.test(e.reason)) return "refused";
+    throw e;
+  }
+}
+
+/** Options grouped by what keeldns does with them. */
+function byEffect(
+  options: Iterable<string>,
+  withValue: ReadonlySet<string>,
+  line: (option: string) => string,
+): Record<string, string[]> {
+  const groups: Record<string, string[]> = { honoured: [], "not yet": [], refused: [], ignored: [] };
+  for (const option of options) {
+    groups[optionEffect(line(`-${option}${withValue.has(option) ? " x" : ""}`))].push(option);
+  }
+  return groups;
+}
+
+function optionsSection(): string[] {
+  const server = byEffect(
+    [...upstreams.WITH_VALUE, ...upstreams.FLAGS],
+    upstreams.WITH_VALUE,
+    (o) => `server 192.0.2.2 ${o}`,
+  );
+  const bind = byEffect(
+    [...listen.WITH_VALUE, ...listen.FLAGS],
+    listen.WITH_VALUE,
+    (o) => `bind 127.0.0.1:53 ${o}`,
+  );
+  const all = [...RULE_OPTIONS_WITH_VALUE, ...RULE_FLAGS];
+  const honoured = all.filter((o) => !RULE_DEFERRED.has(o) && !RULE_CRITICAL.has(o));
+  return [
+    "## Options of server, bind and domain-rules lines",
+    "",
+    "A line is read with the options keeldns honours. An option it does not honour yet is reported",
+    "(`keeldns check`, and a comment in `keeldns convert`'s output) and the line works without it; an",
+    "option without which queries would go elsewhere or pass unfiltered refuses the file with its",
+    '`file:line:col`; an option SmartDNS does not know is a warning with a "did you mean", and is skipped.',
+    "",
+    "| line | honoured | not yet (reported, the line works without it) | refused (critical) | warned and ignored |",
+    "|---|---|---|---|---|",
+    `| \`server\`, \`server-tcp\` | ${code(server.honoured)} | ${code(server["not yet"])} | ${
+      code(server.refused)
+    } | ${code(server.ignored)} (only for encrypted servers) |`,
+    `| \`bind\`, \`bind-tcp\` | address and port only | ${code(bind["not yet"])} | ${code(bind.refused)}, ` +
+    "an `@device` suffix | — |",
+    `| \`domain-rules\` | ${code(honoured)} | ${code(RULE_DEFERRED)} (kept with the rule for later) | ${
+      code(RULE_CRITICAL.keys())
+    } | — |`,
+    "",
+    "`server` addresses are `IP[:port]` or `udp://` / `tcp://` URLs; `tls://`, `https://`, `quic://`, `h3://`",
+    "and the `server-tls`/`server-https`/… directives are reported as not built yet, and never replaced by",
+    "`resolv-file`'s servers. Host names need bootstrap resolution, not built yet.",
+    "",
+  ];
+}
+
+/** The status cell of a directive. */
+function status(name: string): { status: string; toml: string; section: string } {
+  for (const [section, table] of Object.entries(FEATURE_TABLES)) {
+    const handler = Object.hasOwn(table, name) ? table[name] : undefined;
+    if (!handler) continue;
+    const text = handler.status === "partly" ? `partly: ${handler.note}` : "supported";
+    return { status: text, toml: handler.toml, section };
+  }
+  const notYet = NOT_YET[name];
+  return {
+    status: notYet?.critical ? `refused: ${notYet.reason}` : `not yet: ${notYet?.reason ?? "not read"}`,
+    toml: "—",
+    section: notYetSection(name),
+  };
+}
+
+/** The page, as Markdown. */
+export function compatMarkdown(): string {
+  const rows = new Map<string, string[]>();
+  const counts = { supported: 0, partly: 0, "not yet": 0, refused: 0 };
+  for (const name of SMARTDNS_DIRECTIVES) {
+    const s = status(name);
+    counts[s.status.startsWith("partly") ? "partly" : s.status.replace(/:.*/, "") as keyof typeof counts]++;
+    const toml = s.toml.startsWith("(") || s.toml === "—" ? s.toml : `\`${s.toml}\``;
+    rows.set(s.section, [
+      ...(rows.get(s.section) ?? []),
+      `| \`${name}\` | ${cell(s.status)} | ${cell(toml)} |`,
+    ]);
+  }
+  const sections = Object.keys(SECTION_TITLES).filter((s) => rows.has(s));
+  return [
+    "# SmartDNS compatibility",
+    "",
+    "<!-- Generated by `deno task compat` from config/smartdns/ (the directive tables): do not edit by hand. -->",
+    "",
+    "keeldns reads a `smartdns.conf` as it is. This page lists every directive of SmartDNS's own table",
+    "(`_config_item[]` in `src/dns_conf/dns_conf.c` of the current SmartDNS source; Debian ships release",
+    "40, whose directives are among these) with what keeldns does with it, and where it lives in",
+    "keeldns.toml (`keeldns convert smartdns.conf` writes that file for you).",
+    "",
+    "- **supported**: read and honoured as SmartDNS does (differences are named in the README).",
+    "- **partly**: read and honoured in the forms the note names; the rest is reported.",
+    "- **not yet**: read and reported once with its line (`keeldns check` lists them); the service runs",
+    "  without it, as the reason says.",
+    "- **refused**: not built yet, and going on without it would send queries elsewhere or leave",
+    "  something unfiltered, so a file that uses it is refused with the line; remove the line to run",
+    "  without it.",
+    '- A word that is no SmartDNS directive is a warning with a "did you mean" (SmartDNS carries on',
+    "  past it too), except where it would silently change where queries go (a misspelt only `server`).",
+    "",
+    `Of ${SMARTDNS_DIRECTIVES.length} directives: ${counts.supported} supported, ${counts.partly} partly, ` +
+    `${counts["not yet"]} not yet, ${counts.refused} refused.`,
+    "",
+    ...optionsSection(),
+    ...sections.flatMap((s) => [
+      `## ${SECTION_TITLES[s]}`,
+      "",
+      "| directive | status here | keeldns.toml |",
+      "|---|---|---|",
+      ...rows.get(s)!,
+      "",
+    ]),
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  Deno.writeTextFileSync(COMPAT_DOC_URL, compatMarkdown());
+  console.log(`wrote ${COMPAT_DOC_PATH}`);
+}
