@@ -108,6 +108,11 @@ export interface GuardianConfig {
    * 128 MB) or `memory` (`--optimize-for-size`, 1 MB semi-spaces, 64 MB old space).
    */
   readonly optimizeFor: "speed" | "memory";
+  /**
+   * The user to run as once the listeners are bound (SmartDNS `user`); none keeps the user that
+   * started keeldns.
+   */
+  readonly user?: string;
 }
 
 /** A directive that was read but is not implemented yet. */
@@ -156,6 +161,23 @@ export interface HttpsRecordConfig {
   readonly ipv6hint: readonly string[];
 }
 
+/** An nftables set answer addresses are added to (`#4:inet#mytable#myset`). */
+export interface NftSetTarget {
+  /** nftables family: ip, ip6, inet, bridge, netdev. */
+  readonly family: string;
+  readonly table: string;
+  readonly set: string;
+}
+
+/**
+ * Where a rule's answer addresses go, per family (SmartDNS `nftset` and `ipset`); "-" exempts the
+ * domain from an outer rule of the same kind.
+ */
+export interface AddressSetRule {
+  readonly v4?: NftSetTarget | "-";
+  readonly v6?: NftSetTarget | "-";
+}
+
 /**
  * One domain rule: what a line (`address`, `nameserver`, `cname`, `domain-rules` …) sets for its
  * domains. Options of the same kind on a more specific domain win; see resolver/rule_set.ts.
@@ -177,6 +199,8 @@ export interface DomainRule {
   readonly srv?: readonly SrvRecordConfig[];
   readonly txt?: readonly string[];
   readonly https?: HttpsRecordConfig;
+  /** nftables sets the answer addresses are added to (`nftset`, `ipset` mapped onto nftables). */
+  readonly nftset?: AddressSetRule;
   /** Options read and kept for features not built yet (speed-check-mode, nftset …), by name. */
   readonly deferred?: readonly string[];
 }
@@ -216,6 +240,8 @@ export interface RulesConfig {
   readonly maxReplyIpNum: number;
   /** DNS64: the /96 prefix AAAA answers are made under from A records (none: off). */
   readonly dns64Prefix?: string;
+  /** Added set elements time out with the answer's TTL (`nftset-timeout`, `ipset-timeout`). */
+  readonly nftsetTimeout: boolean;
 }
 
 /** No rules at all. */
@@ -231,6 +257,7 @@ export const NO_RULES: RulesConfig = Object.freeze({
   selfNames: false,
   resolvHostname: false,
   maxReplyIpNum: 0,
+  nftsetTimeout: false,
 });
 
 /** The whole configuration. */

@@ -158,6 +158,7 @@ export function parseSmartdnsConf(
       resolvHostname: d.resolvHostname,
       maxReplyIpNum: d.maxReplyIpNum,
       dns64Prefix: d.dns64Prefix,
+      nftsetTimeout: d.nftsetTimeout,
     },
     unsupported: [...d.unsupported.values()],
     warnings: d.warnings,

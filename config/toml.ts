@@ -288,6 +288,7 @@ class TomlConfigReader {
       dns64Prefix: t.dns64 === undefined
         ? undefined
         : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),
+      nftsetTimeout: false,
     };
   }
 

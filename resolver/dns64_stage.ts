@@ -14,7 +14,6 @@ import { ipBytes } from "../net/address.ts";
 import { parseContext, type QueryContext } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
-const TYPE_A = 1;
 const TYPE_AAAA = 28;
 
 /** The IPv6 text of `prefix` (its first 12 bytes) followed by the IPv4 address `v4`. */

@@ -146,6 +146,9 @@ export class Draft {
   /** SmartDNS's default: at most 8 addresses of each family. */
   maxReplyIpNum = 8;
   dns64Prefix?: string;
+  nftsetTimeout = false;
+  /** `user NAME`: run as this user once the listeners are bound. */
+  user?: string;
   readonly unsupported = new Map<string, UnsupportedDirective>();
   /** Directives whose absence would change where queries go or what is blocked (start is refused). */
   readonly critical: UnsupportedDirective[] = [];
