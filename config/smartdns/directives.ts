@@ -6,9 +6,12 @@
  * @module
  */
 import { CACHE } from "./cache.ts";
+import { CLIENTS } from "./clients.ts";
 import { GENERAL } from "./general.ts";
+import { IP_RULES } from "./ip_rules.ts";
 import { LISTEN } from "./listen.ts";
 import { LOGGING } from "./logging.ts";
+import { NFTSET } from "./nftset.ts";
 import { NOT_YET } from "./not_yet.ts";
 import type { DirectiveTable } from "./reader.ts";
 import { RULES } from "./rules.ts";
@@ -41,6 +44,9 @@ export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   upstreams: UPSTREAMS,
   cache: CACHE,
   rules: RULES,
+  "IP rules": IP_RULES,
+  clients: CLIENTS,
+  nftset: NFTSET,
   logging: LOGGING,
   general: GENERAL,
 };
