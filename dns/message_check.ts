@@ -3,7 +3,8 @@
  * the records present, names of at most 255 bytes whose compression pointers only point backwards
  * into earlier names, rdata lengths that hold the rdata they announce (names inside NS, CNAME, SOA,
  * MX, SRV … included), at most one OPT and only in the additional section with the root as owner,
- * and no bytes after the last record. Used on the miss path (every upstream answer, before it may
+ * the OPT last, and no bytes after the last record; character-strings, type bitmaps and OPT
+ * options within their rdata. Used on the miss path (every upstream answer, before it may
  * win a race or enter the cache), on entries read back from the cache file, and by the tests on
  * every answer keeldns sends. Bounded work for any input: each pointer goes strictly backwards.
  *
@@ -15,46 +16,50 @@ const TYPE_OPT = 41;
 /** Longest name on the wire (RFC 1035 §3.1). */
 const MAX_NAME = 255;
 
-/** Record types whose rdata is made of names and fixed fields, and how to walk it. */
-const Rdata = {
-  /** One name: NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME. */
-  NAME: 0,
-  /** Two names then 20 bytes: SOA. */
-  SOA: 1,
-  /** 2 bytes then a name: MX, AFSDB, RT, KX. */
-  PREF_NAME: 2,
-  /** 6 bytes then a name: SRV. */
-  SRV: 3,
-  /** Two names: MINFO, RP. */
-  TWO_NAMES: 4,
-  /** Exactly 4 bytes: A. */
-  A: 5,
-  /** Exactly 16 bytes: AAAA. */
-  AAAA: 6,
-} as const;
-type Rdata = typeof Rdata[keyof typeof Rdata];
+/**
+ * How the rdata of a record type is laid out, as a list of fields read in order; the fields must
+ * fill the rdata exactly. `name` is a (compressible) domain name, a number is that many fixed
+ * bytes, `string` one character-string (a length byte and that many bytes), `strings` one or more
+ * up to the end, `bitmaps` NSEC-style type bitmaps up to the end, `rest` any bytes.
+ */
+type Field = "name" | number | "string" | "strings" | "bitmaps" | "rest";
 
-const RDATA_SHAPES = new Map<number, Rdata>([
-  [1, Rdata.A],
-  [2, Rdata.NAME],
-  [3, Rdata.NAME],
-  [4, Rdata.NAME],
-  [5, Rdata.NAME],
-  [6, Rdata.SOA],
-  [7, Rdata.NAME],
-  [8, Rdata.NAME],
-  [9, Rdata.NAME],
-  [12, Rdata.NAME],
-  [14, Rdata.TWO_NAMES],
-  [15, Rdata.PREF_NAME],
-  [17, Rdata.TWO_NAMES],
-  [18, Rdata.PREF_NAME],
-  [21, Rdata.PREF_NAME],
-  [28, Rdata.AAAA],
-  [33, Rdata.SRV],
-  [36, Rdata.PREF_NAME],
-  [39, Rdata.NAME],
+const LAYOUTS = new Map<number, readonly Field[]>([
+  [1, [4]], // A
+  [2, ["name"]], // NS
+  [3, ["name"]], // MD
+  [4, ["name"]], // MF
+  [5, ["name"]], // CNAME
+  [6, ["name", "name", 20]], // SOA
+  [7, ["name"]], // MB
+  [8, ["name"]], // MG
+  [9, ["name"]], // MR
+  [12, ["name"]], // PTR
+  [13, ["string", "string"]], // HINFO
+  [14, ["name", "name"]], // MINFO
+  [15, [2, "name"]], // MX
+  [16, ["strings"]], // TXT
+  [17, ["name", "name"]], // RP
+  [18, [2, "name"]], // AFSDB
+  [21, [2, "name"]], // RT
+  [28, [16]], // AAAA
+  [33, [6, "name"]], // SRV
+  [35, [4, "string", "string", "string", "name"]], // NAPTR
+  [36, [2, "name"]], // KX
+  [39, ["name"]], // DNAME
+  [43, [4, "rest"]], // DS
+  [44, [2, "rest"]], // SSHFP
+  [46, [18, "name", "rest"]], // RRSIG
+  [47, ["name", "bitmaps"]], // NSEC
+  [48, [4, "rest"]], // DNSKEY (protocol byte checked apart)
+  [50, [4, "string", "string", "bitmaps"]], // NSEC3
+  [52, [3, "rest"]], // TLSA
+  [59, [4, "rest"]], // CDS
+  [60, [4, "rest"]], // CDNSKEY
+  [99, ["strings"]], // SPF
+  [257, [1, "string", "rest"]], // CAA
 ]);
+const DNSKEY_TYPES = new Set([48, 60]);
 
 /**
  * Checks the name at `offset` within the first `length` bytes and returns the offset after it,
@@ -87,44 +92,71 @@ export function checkName(buf: Uint8Array, offset: number, length: number): numb
   }
 }
 
-/** Checks rdata of a known shape; returns an error string or null. */
-function checkRdata(buf: Uint8Array, shape: Rdata, start: number, end: number): string | null {
-  let pos = start;
-  const name = () => {
-    const after = checkName(buf, pos, end);
-    if (typeof after === "string") return after;
-    pos = after;
-    return null;
-  };
-  const fixed = (n: number) => {
-    if (pos + n > end) return "rdata shorter than its fields";
-    pos += n;
-    return null;
-  };
-  let problem: string | null;
-  switch (shape) {
-    case Rdata.A:
-      return end - start === 4 ? null : "A record whose rdata is not 4 bytes";
-    case Rdata.AAAA:
-      return end - start === 16 ? null : "AAAA record whose rdata is not 16 bytes";
-    case Rdata.NAME:
-      problem = name();
-      break;
-    case Rdata.TWO_NAMES:
-      problem = name() ?? name();
-      break;
-    case Rdata.SOA:
-      problem = name() ?? name() ?? fixed(20);
-      break;
-    case Rdata.PREF_NAME:
-      problem = fixed(2) ?? name();
-      break;
-    case Rdata.SRV:
-      problem = fixed(6) ?? name();
-      break;
+/** Checks NSEC-style type bitmaps in `buf[pos, end)`: windows in order, lengths 1..32. */
+function bitmapsProblem(buf: Uint8Array, pos: number, end: number): string | null {
+  let last = -1;
+  while (pos < end) {
+    if (pos + 2 > end) return "type bitmap window cut short";
+    const window = buf[pos];
+    const length = buf[pos + 1];
+    if (window <= last) return "type bitmap windows out of order";
+    if (length < 1 || length > 32) return "type bitmap of a bad length";
+    if (pos + 2 + length > end) return "type bitmap runs past the rdata";
+    last = window;
+    pos += 2 + length;
   }
-  if (problem) return `rdata: ${problem}`;
-  return pos === end ? null : "rdata longer than its fields";
+  return null;
+}
+
+/** Checks rdata laid out as `fields`; returns an error string or null. */
+function checkRdata(
+  buf: Uint8Array,
+  type: number,
+  fields: readonly Field[],
+  start: number,
+  end: number,
+): string | null {
+  if (type === 1 && end - start !== 4) return "A record whose rdata is not 4 bytes";
+  if (type === 28 && end - start !== 16) return "AAAA record whose rdata is not 16 bytes";
+  let pos = start;
+  for (const field of fields) {
+    if (typeof field === "number") {
+      if (pos + field > end) return "rdata: shorter than its fields";
+      pos += field;
+    } else if (field === "name") {
+      const after = checkName(buf, pos, end);
+      if (typeof after === "string") return `rdata: ${after}`;
+      pos = after;
+    } else if (field === "string") {
+      if (pos >= end || pos + 1 + buf[pos] > end) return "rdata: a character-string runs past the rdata";
+      pos += 1 + buf[pos];
+    } else if (field === "strings") {
+      if (pos >= end) return "rdata: no character-string";
+      while (pos < end) {
+        if (pos + 1 + buf[pos] > end) return "rdata: a character-string runs past the rdata";
+        pos += 1 + buf[pos];
+      }
+    } else if (field === "bitmaps") {
+      const problem = bitmapsProblem(buf, pos, end);
+      if (problem) return `rdata: ${problem}`;
+      pos = end;
+    } else {
+      pos = end;
+    }
+  }
+  if (DNSKEY_TYPES.has(type) && buf[start + 2] !== 3) return "rdata: DNSKEY protocol is not 3";
+  return pos === end ? null : "rdata: longer than its fields";
+}
+
+/** Checks the options of an OPT record: each a code, a length and that many bytes. */
+function optionsProblem(buf: Uint8Array, pos: number, end: number): string | null {
+  while (pos < end) {
+    if (pos + 4 > end) return "OPT option cut short";
+    const length = (buf[pos + 2] << 8) | buf[pos + 3];
+    if (pos + 4 + length > end) return "OPT option runs past the record";
+    pos += 4 + length;
+  }
+  return null;
 }
 
 /**
@@ -143,6 +175,7 @@ export function messageProblem(buf: Uint8Array, length = buf.length): string | n
     pos = after + 4;
   }
   let opts = 0;
+  let optNotLast: string | undefined;
   for (let section = 0; section < 3; section++) {
     for (let i = 0; i < counts[section]; i++) {
       const where = `${["answer", "authority", "additional"][section]} record ${i + 1}`;
@@ -159,13 +192,18 @@ export function messageProblem(buf: Uint8Array, length = buf.length): string | n
         if (section !== 2) return `${where}: OPT outside the additional section`;
         if (++opts > 1) return "more than one OPT record";
         if (buf[nameStart] !== 0) return `${where}: OPT whose owner is not the root`;
+        // Cutting an OPT out of the middle would break the compression pointers after it.
+        if (i !== counts[2] - 1) optNotLast ??= `${where}: OPT that is not the last record`;
+        const problem = optionsProblem(buf, rdata, end);
+        if (problem) return `${where}: ${problem}`;
       } else {
-        const shape = RDATA_SHAPES.get(type);
-        const problem = shape === undefined ? null : checkRdata(buf, shape, rdata, end);
+        const fields = LAYOUTS.get(type);
+        const problem = fields === undefined ? null : checkRdata(buf, type, fields, rdata, end);
         if (problem) return `${where}: ${problem}`;
       }
       pos = end;
     }
   }
-  return pos === length ? null : `${length - pos} bytes after the last record`;
+  if (pos !== length) return `${length - pos} bytes after the last record`;
+  return optNotLast ?? null;
 }

@@ -121,3 +121,91 @@ Deno.test("a name longer than 255 bytes, or with a reserved label type, is refus
   const reserved = new Uint8Array([...new Uint8Array(12), 0x40, 0]);
   assertEquals(checkName(reserved, 12, reserved.length), "label with a reserved type");
 });
+
+Deno.test("character-strings, NAPTR, DNSKEY protocol, type bitmaps and OPT options are checked inside", () => {
+  /** A one-record answer of `type` with `rdata`. */
+  const one = (type: number, rdata: number[]) =>
+    new Uint8Array([
+      0,
+      1,
+      0x81,
+      0x80,
+      0,
+      1,
+      0,
+      1,
+      0,
+      0,
+      0,
+      0, // header
+      1,
+      0x78,
+      0,
+      type >> 8,
+      type & 0xff,
+      0,
+      1, // question x. TYPE IN
+      0xc0,
+      12,
+      type >> 8,
+      type & 0xff,
+      0,
+      1,
+      0,
+      0,
+      0,
+      60,
+      rdata.length >> 8,
+      rdata.length & 0xff,
+      ...rdata,
+    ]);
+  assertEquals(messageProblem(one(16, [5, 104, 101, 108, 108, 111])), null);
+  assert(messageProblem(one(16, [192, 97, 98, 99]))?.includes("character-string runs past"));
+  assert(messageProblem(one(16, []))?.includes("no character-string"));
+  assertEquals(
+    messageProblem(one(35, [0, 1, 0, 1, 1, 0x53, 0, 0, 0])),
+    null,
+    "NAPTR: order, pref, 3 strings, root",
+  );
+  assert(messageProblem(one(35, [0, 1, 0, 1, 9, 0x53]))?.includes("character-string"));
+  assert(messageProblem(one(48, [1, 0, 2, 8, 1, 2]))?.includes("DNSKEY protocol is not 3"));
+  assertEquals(messageProblem(one(48, [1, 0, 3, 8, 1, 2])), null);
+  assertEquals(
+    messageProblem(one(47, [0, 0, 6, 0x40, 0, 0, 0, 0, 3])),
+    null,
+    "NSEC: root, window 0 of 6 bytes",
+  );
+  assert(messageProblem(one(47, [0, 0, 40]))?.includes("bitmap"));
+  assert(messageProblem(one(43, [0, 1]))?.includes("shorter than its fields"), "DS needs 4 bytes");
+  // OPT with an option whose length runs past the record.
+  const opt = new Uint8Array([
+    0,
+    1,
+    0x81,
+    0x80,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    41,
+    4,
+    208,
+    0,
+    0,
+    0,
+    0,
+    0,
+    4,
+    0,
+    8,
+    0,
+    9,
+  ]);
+  assertEquals(messageProblem(opt), "additional record 1: OPT option runs past the record");
+});
