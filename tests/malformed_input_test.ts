@@ -6,6 +6,7 @@ import { buildQuery, decodeReply, udpExchangeRaw, udpQuery } from "./helpers/dns
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, UDP_TRANSPORTS } from "./helpers/keeldns_process.ts";
 import { frame, writeAll } from "../dns/stream_framing.ts";
+import { decodePacket } from "../dns/packet.ts";
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 
@@ -118,5 +119,5 @@ address = "udp://127.0.0.1:${fake.port}"
 
 Deno.test("buildQuery helper produces a parseable query (guards the test itself)", () => {
   const q = buildQuery("x.test", "A", { id: 9 });
-  assertEquals(decodeReply(q).id, 9);
+  assertEquals(decodePacket(q).id, 9);
 });

@@ -1,5 +1,8 @@
 /**
- * A minimal DNS client for tests: one query over UDP or TCP, decoded answer back.
+ * A minimal DNS client for tests: one query over UDP or TCP, decoded answer back. Every answer it
+ * receives passes the strict check of answer_check.ts first (structure, dns-packet decode, QR and,
+ * where the query is known, ID, question and OPT), which throws an AssertionError with the packet's
+ * hex: no test can receive a malformed answer from keeldns without failing.
  *
  * @module
  */
@@ -7,6 +10,7 @@ import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
 import { type Answer, decodePacket, encodePacket, type Packet } from "../../dns/packet.ts";
 import { frame, FramedReader, writeAll } from "../../dns/stream_framing.ts";
+import { assertValidAnswer } from "./answer_check.ts";
 
 /** A record as the tests look at it. */
 export interface TestRecord {
@@ -30,8 +34,22 @@ export interface TestReply {
   raw: Uint8Array;
 }
 
-/** Decodes an answer for assertions. */
+/**
+ * Checks an answer strictly (see answer_check.ts; without the query, the rules that need it are
+ * skipped) and decodes it for assertions.
+ */
 export function decodeReply(raw: Uint8Array): TestReply {
+  assertValidAnswer(raw);
+  return decoded(raw);
+}
+
+/** Checks `raw` as the answer to `query` and decodes it. */
+function checkedReply(raw: Uint8Array, query: Uint8Array, context: string): TestReply {
+  assertValidAnswer(raw, query, context);
+  return decoded(raw);
+}
+
+function decoded(raw: Uint8Array): TestReply {
   const p = decodePacket(raw) as Packet & { rcode: string; flag_tc: boolean };
   return {
     id: p.id ?? 0,
@@ -69,14 +87,20 @@ export function buildQuery(name: string, type: string, options: QueryOptions = {
   });
 }
 
-/** Sends raw bytes over UDP and resolves with the first reply's bytes, or null on timeout. */
+/**
+ * Sends raw bytes over UDP and resolves with the first reply's bytes, or null on timeout. When
+ * `bytes` are at least a DNS header long, the reply is checked strictly as the answer to them (a
+ * header-only FORMERR/NOTIMP is a valid answer to garbage) and a malformed one rejects with an
+ * AssertionError; shorter bytes are no DNS message, and their reply is passed on unchecked (raw
+ * socket tests echo such bytes; keeldns must not answer them at all).
+ */
 export function udpExchangeRaw(
   port: number,
   bytes: Uint8Array,
   timeoutMs = 2000,
   host = "127.0.0.1",
 ): Promise<Uint8Array | null> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
     const timer = setTimeout(() => {
       socket.close();
@@ -85,7 +109,13 @@ export function udpExchangeRaw(
     socket.on("message", (msg: Uint8Array) => {
       clearTimeout(timer);
       socket.close();
-      resolve(new Uint8Array(msg));
+      const reply = new Uint8Array(msg);
+      try {
+        if (bytes.length >= 12) assertValidAnswer(reply, bytes, `UDP from ${host}:${port}`);
+      } catch (e) {
+        return reject(e);
+      }
+      resolve(reply);
     });
     socket.send(Buffer.from(bytes), port, host);
   });
@@ -98,14 +128,10 @@ export async function udpQuery(
   type: string,
   options: QueryOptions = {},
 ): Promise<TestReply> {
-  const raw = await udpExchangeRaw(
-    port,
-    buildQuery(name, type, options),
-    options.timeoutMs ?? 3000,
-    options.host,
-  );
+  const query = buildQuery(name, type, options);
+  const raw = await udpExchangeRaw(port, query, options.timeoutMs ?? 3000, options.host);
   if (!raw) throw new Error(`no UDP answer for ${name} ${type} from port ${port}`);
-  return decodeReply(raw);
+  return decoded(raw); // checked against the query by udpExchangeRaw
 }
 
 /** Queries over TCP and decodes the answer. */
@@ -117,12 +143,13 @@ export async function tcpQuery(
 ): Promise<TestReply> {
   const conn = await Deno.connect({ hostname: options.host ?? "127.0.0.1", port });
   try {
-    await writeAll(conn, frame(buildQuery(name, type, options)));
+    const query = buildQuery(name, type, options);
+    await writeAll(conn, frame(query));
     const timer = setTimeout(() => conn.close(), options.timeoutMs ?? 3000);
     const raw = await new FramedReader(conn).next();
     clearTimeout(timer);
     if (!raw) throw new Error("TCP connection closed without an answer");
-    return decodeReply(raw);
+    return checkedReply(raw, query, `TCP from port ${port}`);
   } finally {
     try {
       conn.close();

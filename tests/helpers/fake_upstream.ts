@@ -1,6 +1,7 @@
 /**
  * A fake upstream DNS server for tests, on 127.0.0.1 random ports (UDP and TCP), with fault
- * injection: per-name delays, drops, wrong IDs, truncation, custom rcodes. Counts what it receives.
+ * injection: per-name delays, drops, wrong IDs, truncation, custom rcodes, and arbitrary damage to
+ * the encoded answer (`mutate`). Counts what it receives.
  *
  * @module
  */
@@ -23,6 +24,22 @@ export interface FakeBehaviour {
   truncateUdp?: boolean;
   /** First send a reply with a wrong ID, then the right one. */
   wrongIdFirst?: boolean;
+  /**
+   * Rewrites the encoded answer just before it is sent (fault injection: bit flips, length lies,
+   * pointer games …). May return the same array changed in place, or a new one of any length; over
+   * TCP the result is framed with its own length. Called once per answer sent.
+   */
+  mutate?: (wire: Uint8Array, context: MutateContext) => Uint8Array;
+  /** Additional records (besides the OPT record echoed to an EDNS0 query). */
+  additionals?: Answer[];
+}
+
+/** What a {@link FakeBehaviour.mutate} hook is told about the answer it rewrites. */
+export interface MutateContext {
+  /** The transport the answer leaves on. */
+  proto: "udp" | "tcp";
+  /** The query being answered, as received. */
+  query: Uint8Array;
 }
 
 /** A decision function: question name and type → behaviour. */
@@ -71,23 +88,27 @@ export class FakeUpstream {
     return this.log.filter((l) => l.split(" ")[0] === name).length;
   }
 
-  private answer(query: Packet, behaviour: FakeBehaviour, udp: boolean): Uint8Array {
+  private answer(query: Packet, raw: Uint8Array, behaviour: FakeBehaviour, udp: boolean): Uint8Array {
     const q = query.questions![0];
     const truncated = udp && behaviour.truncateUdp;
     const defaultAnswers: Answer[] = q.type === "A"
       ? [{ name: q.name, type: "A", ttl: 300, data: "192.0.2.1" }]
       : [];
-    return encodePacket({
+    const wire = encodePacket({
       type: "response",
       id: query.id,
       flags: 0x8180 | (truncated ? 0x0200 : 0) | rcodeNumber(behaviour.rcode),
       questions: query.questions,
       answers: truncated ? [] : behaviour.answers ?? defaultAnswers,
       authorities: truncated ? [] : behaviour.authorities ?? [],
-      additionals: query.additionals?.some((a) => a.type === "OPT")
-        ? [{ type: "OPT", name: ".", udpPayloadSize: 1232 } as unknown as Answer]
-        : [],
+      additionals: [
+        ...(truncated ? [] : behaviour.additionals ?? []),
+        ...(query.additionals?.some((a) => a.type === "OPT")
+          ? [{ type: "OPT", name: ".", udpPayloadSize: 1232 } as unknown as Answer]
+          : []),
+      ],
     });
+    return behaviour.mutate ? behaviour.mutate(wire, { proto: udp ? "udp" : "tcp", query: raw }) : wire;
   }
 
   private async onUdp(msg: Uint8Array, rinfo: dgram.RemoteInfo): Promise<void> {
@@ -103,7 +124,12 @@ export class FakeUpstream {
     const behaviour = this.script(q.name, q.type);
     if (behaviour.drop) return;
     if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
-    const out = this.answer(query, behaviour, true);
+    let out: Uint8Array;
+    try {
+      out = this.answer(query, new Uint8Array(msg), behaviour, true);
+    } catch {
+      return; // a script or hook that throws means: no answer
+    }
     if (behaviour.wrongIdFirst) {
       const wrong = out.slice();
       wrong[0] ^= 0xff;
@@ -133,7 +159,7 @@ export class FakeUpstream {
             const behaviour = this.script(q.name, q.type);
             if (behaviour.drop) continue;
             if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
-            await writeAll(conn, frame(this.answer(query, behaviour, false)));
+            await writeAll(conn, frame(this.answer(query, msg, behaviour, false)));
           }
         } catch {
           // client went away
