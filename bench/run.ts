@@ -4,18 +4,21 @@
  * runtime's ceilings (node:dgram and batched FFI echo responders). Workloads: (1) cache hits,
  * (2) forwarding with every cache off, (3) latency percentiles at a fixed 20k QPS of cached names
  * (servers taking turns, the batched echo as the runtime floor),
- * (4) memory with 100k names cached. Prints QPS, ratios to SmartDNS and dnsmasq, lost queries,
- * latency and RSS; `--record` appends the tables to docs/benchmarks.md.
+ * (4) memory with 100k names cached, (5) rules: 100k and 1M-name block lists loaded (bench/rules.ts:
+ * load time, memory added, match rate, QPS). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
- * forwarding, latency, memory; default all), --record.
+ * forwarding, latency, memory, rules; default all), --rules-seconds N and --rules-rounds N (rules
+ * QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000), --record.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { rulesBench } from "./rules.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -24,7 +27,10 @@ const { values: opts } = parseArgs({
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
     "memory-names": { type: "string", default: "100000" },
-    only: { type: "string", default: "hits,forwarding,latency,memory" },
+    only: { type: "string", default: "hits,forwarding,latency,memory,rules" },
+    "rules-seconds": { type: "string", default: "3" },
+    "rules-rounds": { type: "string", default: "5" },
+    "rules-sizes": { type: "string", default: "100000,1000000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -34,7 +40,7 @@ const CLIENTS = Number(opts.clients);
 const MEMORY_NAMES = Number(opts["memory-names"]);
 const ONLY = new Set(opts.only.split(",").map((w) => w.trim()));
 for (const w of ONLY) {
-  if (!["hits", "forwarding", "latency", "memory"].includes(w)) {
+  if (!["hits", "forwarding", "latency", "memory", "rules"].includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
   }
 }
@@ -332,6 +338,7 @@ await Deno.writeTextFile(
 );
 const upstream = await startUpstream();
 const rows: Row[] = [];
+let rulesReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -399,6 +406,15 @@ try {
       }
     }
   }
+  if (ONLY.has("rules")) {
+    rulesReport = await rulesBench({
+      seconds: Number(opts["rules-seconds"]),
+      rounds: Number(opts["rules-rounds"]),
+      clients: CLIENTS,
+      check: 20000,
+      sizes: opts["rules-sizes"].split(",").map(Number),
+    });
+  }
 } finally {
   await stop(upstream);
   await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -408,7 +424,7 @@ const when = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
 const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} clients, 1 thread, ` +
   `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
     table(rows)
-  }\n`;
+  }\n${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;

@@ -1,0 +1,266 @@
+/**
+ * `deno run -A bench/compare.ts --before DIR [--after DIR]…`: cache-hit QPS of keeldns checkouts
+ * (e.g. `git worktree`s of an older commit and of HEAD), all running at once on the same upstream
+ * and config, measured in turns with the same dnsperf load so that a noisy stretch of a shared
+ * machine hits them alike. Each is primed (every name asked once) and warmed up, then `--rounds`
+ * rounds of one `--seconds` run each, the order reversing every round (A B, B A, …). Prints every
+ * run, the medians, each `--after`'s ratio of medians to `--before` and the median of its per-round
+ * ratios, as a markdown table. Beside QPS, each run's CPU time of guardian + child (all threads,
+ * /proc/PID/stat) per answered query: on a shared machine QPS moves with what else runs, while the
+ * CPU a query costs moves much less.
+ *
+ * Options: --before DIR (required), --after DIR (repeatable; default: this checkout), --rounds N
+ * (default 8), --seconds N (default 5), --names N (default 5000), --clients N (default 4).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { freePort, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
+import { startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+
+const { values: opts } = parseArgs({
+  args: Deno.args,
+  options: {
+    before: { type: "string" },
+    after: { type: "string", multiple: true, default: [REPO_ROOT] },
+    rounds: { type: "string", default: "8" },
+    seconds: { type: "string", default: "5" },
+    names: { type: "string", default: "5000" },
+    clients: { type: "string", default: "4" },
+  },
+});
+if (!opts.before) throw new Error("--before DIR: the other checkout");
+const ROUNDS = Number(opts.rounds);
+const SECONDS = Number(opts.seconds);
+const NAMES = Number(opts.names);
+const CLIENTS = Number(opts.clients);
+
+const work = await Deno.makeTempDir({ prefix: "keeldns-compare-" });
+
+async function commitOf(dir: string): Promise<string> {
+  const out = await new Deno.Command("git", { args: ["-C", dir, "rev-parse", "--short", "HEAD"] }).output();
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+async function dirty(dir: string): Promise<boolean> {
+  const out = await new Deno.Command("git", {
+    args: [
+      "-C",
+      dir,
+      "status",
+      "--porcelain",
+      "--untracked-files=no",
+      "--",
+      ".",
+      ":!tests",
+      ":!bench",
+      ":!docs",
+    ],
+  })
+    .output();
+  return new TextDecoder().decode(out.stdout).trim() !== "";
+}
+
+/** CPU ticks (utime + stime, all threads) of `pids`. */
+async function cpuTicks(pids: number[]): Promise<number> {
+  let sum = 0;
+  for (const pid of pids) {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    sum += Number(fields[11]) + Number(fields[12]);
+  }
+  return sum;
+}
+const TICKS_PER_SECOND = 100;
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
+  return text.trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+async function dnsperf(
+  port: number,
+  file: string,
+  seconds: number,
+  runs?: number,
+): Promise<{ qps: number; completed: number }> {
+  const report = `${work}/dnsperf.out`;
+  const args = [
+    "-s",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-d",
+    file,
+    "-c",
+    String(CLIENTS),
+    "-T",
+    "1",
+    "-q",
+    "100",
+  ];
+  if (runs) args.push("-n", String(runs));
+  else args.push("-l", String(seconds));
+  await new Deno.Command("sh", {
+    args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", report, programPath("dnsperf"), ...args],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  const text = await Deno.readTextFile(report);
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(text)?.[1] ?? NaN);
+  if (lost > 0) console.error(`  (${lost} queries lost)`);
+  return {
+    qps: Number(/Queries per second:\s+([\d.]+)/.exec(text)?.[1] ?? NaN),
+    completed: Number(/Queries completed:\s+(\d+)/.exec(text)?.[1] ?? NaN),
+  };
+}
+
+interface Checkout {
+  label: string;
+  dir: string;
+  commit: string;
+  port: number;
+  process?: Deno.ChildProcess;
+  qps: number[];
+  /** CPU µs per answered query, per run. */
+  cpu: number[];
+}
+
+async function start(c: Checkout, upstream: number): Promise<void> {
+  const config = `${work}/${c.label}.toml`;
+  await Deno.writeTextFile(
+    config,
+    `[server]\nbind = ["127.0.0.1:${c.port}"]\nudp-transport = "batched"\n` +
+      `[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
+      `[cache]\nsize = ${NAMES * 2}\n[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n`,
+  );
+  c.process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--config",
+      `${c.dir}/deno.json`,
+      `${c.dir}/main.ts`,
+      "run",
+      "-c",
+      config,
+      "-p",
+      `${work}/${c.label}.pid`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: Deno.env.get("COMPARE_DEBUG") ? "inherit" : "null",
+  }).spawn();
+  // a checkout run for the first time is transpiled first: allow it 30 s
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await waitForAnswer(c.port, "ready.bench.test", "192.0.2.");
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const file = `${work}/queries.txt`;
+await Deno.writeTextFile(
+  file,
+  Array.from({ length: NAMES }, (_, i) => `h${i}.bench.test A`).join("\n") + "\n",
+);
+const upstreamPort = await freePort();
+const upstream = await startDnsmasq(
+  upstreamPort,
+  ["--cache-size=0", "--local-ttl=3600", "--address=/bench.test/192.0.2.1"],
+  { name: "ready.bench.test", expect: "192.0.2." },
+);
+const describe = async (dir: string) =>
+  await commitOf(dir) + (await dirty(dir) ? " + uncommitted changes" : "");
+const before: Checkout = {
+  label: "before",
+  dir: opts.before.replace(/\/$/, ""),
+  commit: await describe(opts.before),
+  port: await freePort(),
+  qps: [],
+  cpu: [],
+};
+const afters: Checkout[] = [];
+for (const [i, dir] of opts.after.entries()) {
+  afters.push({
+    label: `after${i + 1}`,
+    dir: dir.replace(/\/$/, ""),
+    commit: await describe(dir),
+    port: await freePort(),
+    qps: [],
+    cpu: [],
+  });
+}
+const all = [before, ...afters];
+try {
+  for (const c of all) await start(c, upstreamPort);
+  for (const c of all) {
+    await dnsperf(c.port, file, 0, 1);
+    await dnsperf(c.port, file, 3);
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const c of round % 2 ? [...all].reverse() : all) {
+      const pids = [c.process!.pid, ...await childrenOf(c.process!.pid)];
+      const ticks = await cpuTicks(pids);
+      const { qps, completed } = await dnsperf(c.port, file, SECONDS);
+      const cpu = (await cpuTicks(pids) - ticks) / TICKS_PER_SECOND * 1e6 / completed;
+      c.qps.push(qps);
+      c.cpu.push(cpu);
+      console.error(
+        `  round ${round + 1} ${c.label} (${c.commit}): ${qps.toFixed(0)} qps, ${
+          cpu.toFixed(2)
+        } µs CPU/query`,
+      );
+    }
+  }
+} finally {
+  for (const c of all) if (c.process) await stopPeer(c.process);
+  await stopPeer(upstream);
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+}
+
+const ratios = afters.map((a) => a.qps.map((q, i) => q / before.qps[i]));
+const cpuRatios = afters.map((a) => a.cpu.map((q, i) => q / before.cpu[i]));
+const lines = [
+  `cache hits, ${NAMES} names all cached, dnsperf -c ${CLIENTS} -T 1 -q 100, ${ROUNDS} rounds of ${SECONDS} s ` +
+  `each, all checkouts running at once and measured in turns (order reversed every round). ` +
+  `QPS, and CPU time (guardian + child, all threads) per answered query.`,
+  "",
+  `| round | ${all.map((c) => `${c.commit} QPS`).join(" | ")} | ${
+    afters.map((a) => `${a.commit} / ${before.commit} QPS`).join(" | ")
+  } | ${all.map((c) => `${c.commit} µs CPU/query`).join(" | ")} |`,
+  `|---:|${all.map(() => "---:|").join("")}${afters.map(() => "---:|").join("")}${
+    all.map(() => "---:|").join("")
+  }`,
+  ...before.qps.map((_, i) =>
+    `| ${i + 1} | ${all.map((c) => c.qps[i].toFixed(0)).join(" | ")} | ${
+      ratios.map((r) => r[i].toFixed(3)).join(" | ")
+    } | ${all.map((c) => c.cpu[i].toFixed(2)).join(" | ")} |`
+  ),
+  `| **median** | ${all.map((c) => `**${median(c.qps).toFixed(0)}**`).join(" | ")} | ${
+    afters.map((a, j) =>
+      `**${(median(a.qps) / median(before.qps)).toFixed(3)}** (median of the per-round ratios ${
+        median(ratios[j]).toFixed(3)
+      })`
+    ).join(" | ")
+  } | ${all.map((c) => `**${median(c.cpu).toFixed(2)}**`).join(" | ")} |`,
+  "",
+  ...afters.map((a, j) =>
+    `${a.commit} vs ${before.commit}: QPS ×${
+      (median(a.qps) / median(before.qps)).toFixed(3)
+    } (per-round ratios ` +
+    `median ${median(ratios[j]).toFixed(3)}, range ${Math.min(...ratios[j]).toFixed(2)}–${
+      Math.max(...ratios[j]).toFixed(2)
+    }); CPU per query ×${(median(a.cpu) / median(before.cpu)).toFixed(3)} (per-round median ${
+      median(cpuRatios[j]).toFixed(3)
+    }, range ${Math.min(...cpuRatios[j]).toFixed(2)}–${Math.max(...cpuRatios[j]).toFixed(2)}).`
+  ),
+];
+console.log(lines.join("\n"));
