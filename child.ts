@@ -13,6 +13,7 @@ import {
   EXIT_BIND,
   EXIT_CONFIG,
   EXIT_CRASH,
+  EXIT_PRIVILEGES,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
   TEST_STARTUP_DELAY_ENV,
@@ -27,6 +28,7 @@ import {
   restoreSavedCache,
   takeOverHandedCache,
 } from "./resolver/cache_persistence.ts";
+import { AccessControl } from "./server/access_control.ts";
 import { QueryDispatcher } from "./server/dispatcher.ts";
 import type { Listener } from "./server/listener.ts";
 import { ServerStats } from "./server/stats.ts";
@@ -35,6 +37,9 @@ import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./net/linux_socket.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
+import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
+import { childPlan } from "./ops/run_as_user.ts";
+import { lookupUser } from "./ops/user_database.ts";
 
 /** How the child was started. */
 export interface ChildOptions {
@@ -88,6 +93,17 @@ async function testOnlyStartupDelay(options: ChildOptions): Promise<void> {
   }
 }
 
+/** The access rules of `config` (none when everyone may ask without a limit). */
+function accessFor(config: Config): AccessControl | undefined {
+  const settings = {
+    policy: config.server.clients,
+    allowed: config.server.allowedClients,
+    rateLimit: config.server.rateLimit,
+    burst: config.server.rateBurst,
+  };
+  return AccessControl.needed(settings) ? new AccessControl(settings) : undefined;
+}
+
 /** How often the rules' files are looked at for changes. */
 const RULE_FILE_POLL_MS = 5000;
 
@@ -139,6 +155,34 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
     throw e;
   }
   return listeners;
+}
+
+/**
+ * With `user` set, leaves root (or, started by a guardian that already did, the capabilities it
+ * passed on) right after binding, before serving: keeps only what the configuration needs
+ * (ops/run_as_user.ts). Throws with a clear message if that cannot be done.
+ */
+function dropToUser(config: Config): void {
+  const user = config.guardian.user;
+  if (user === undefined) return;
+  const account = lookupUser(user);
+  const plan = childPlan(config);
+  if (runningAsRoot()) {
+    dropPrivileges(account, plan);
+  } else {
+    const missing = shedCapabilities(account, plan.keep);
+    if (missing.length) {
+      log.warn("started without {caps}: what needs them will fail (start keeldns as root to get them)", {
+        caps: missing.join(", "),
+      });
+    }
+  }
+  log.info("serving as user {name} (uid {uid}, gid {gid}), capabilities: {caps}", {
+    name: account.name,
+    uid: account.uid,
+    gid: account.gid,
+    caps: plan.keep.length ? plan.keep.join(", ") : "none",
+  });
 }
 
 /** Counters for the guardian's stats message and the exit log line. */
@@ -218,6 +262,7 @@ function reload(
     return null;
   }
   dispatcher.useResolver(next.resolve);
+  dispatcher.access = accessFor(config);
   resolver.close();
   log.info("reloaded {path}: {upstreams} upstream servers, cache {size} ({entries} entries kept)", {
     path: config.path,
@@ -297,6 +342,7 @@ async function serve(
   await takeOverCache(options, resolver);
   await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
+  dispatcher.access = accessFor(config);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
   try {
@@ -305,6 +351,15 @@ async function serve(
     log.fatal("{message}", { message: (e as Error).message });
     if (options.guarded) tell({ fatal: (e as Error).message });
     return EXIT_BIND;
+  }
+  try {
+    dropToUser(config); // the same turn as the last bind: nothing has been read yet
+  } catch (e) {
+    const message = `refusing to serve: ${(e as Error).message}`;
+    log.fatal("{message}", { message });
+    if (options.guarded) tell({ fatal: message });
+    await Promise.all(listeners.map((l) => l.close()));
+    return EXIT_PRIVILEGES;
   }
   log.info("serving on {listeners} with {upstreams}", {
     listeners: listeners.map((l) => l.address).join(", "),

@@ -11,13 +11,14 @@
  */
 import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
-import type { GuardianConfig } from "./config/schema.ts";
+import type { Config, GuardianConfig } from "./config/schema.ts";
 import { LastGoodConfig, readConfig } from "./guardian/last_good_config.ts";
 import { RestartBackoff } from "./guardian/restart_backoff.ts";
 import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
 import {
   EXIT_BIND,
   EXIT_CONFIG,
+  EXIT_PRIVILEGES,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
   parseChildMessage,
@@ -34,6 +35,9 @@ import { writeCrashReport } from "./ops/crash_report.ts";
 import { LineRing, readLines } from "./ops/lines.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { removePidFile, writePidFile } from "./ops/pid_file.ts";
+import { dropPrivileges, runningAsRoot } from "./ops/privileges.ts";
+import { guardianPlan, handOverControlSocket, prepareFiles } from "./ops/run_as_user.ts";
+import { lookupUser, type UserAccount } from "./ops/user_database.ts";
 import { loaderCommand } from "./ops/runtime_loader.ts";
 
 export { HEALTHY_AFTER_MS, MAX_RESTART_DELAY_MS, restartDelay } from "./guardian/restart_backoff.ts";
@@ -61,10 +65,32 @@ const CHILD_FLAGS = [
   "--unstable-net", // TCP reusePort, so a planned restart can bind beside the old child
 ];
 
+/**
+ * `--allow-run` for nft alone, when this machine has one: nftset/ipset rules run it
+ * (ops/nft_batch.ts); `KEELDNS_NFT` names another.
+ */
+function nftFlags(): string[] {
+  try {
+    const named = Deno.env.get("KEELDNS_NFT");
+    if (named) return [`--allow-run=${named}`];
+    const dirs = [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin"];
+    for (const dir of dirs.filter((d) => d.startsWith("/"))) {
+      try {
+        if (Deno.statSync(`${dir}/nft`).isFile) return [`--allow-run=${dir}/nft`];
+      } catch {
+        // not in this directory
+      }
+    }
+  } catch {
+    // no env or read access: no nft
+  }
+  return [];
+}
+
 /** The command line that starts a child of this same program. */
 export function childCommand(childArgs: string[]): { command: string; args: string[] } {
   if (Deno.build.standalone) return { command: Deno.execPath(), args: ["--child", ...childArgs] };
-  const flags = ["run", "--no-prompt", ...CHILD_FLAGS];
+  const flags = ["run", "--no-prompt", ...CHILD_FLAGS, ...nftFlags()];
   const main = new URL(Deno.mainModule);
   if (main.protocol === "file:") {
     const config = new URL("deno.json", main);
@@ -85,6 +111,8 @@ function describeExit(status: Deno.CommandStatus): string {
     ? " (invalid configuration)"
     : status.code === EXIT_BIND
     ? " (could not bind its sockets)"
+    : status.code === EXIT_PRIVILEGES
+    ? " (could not switch to the configured user)"
     : "";
   return `exited with code ${status.code}${why}`;
 }
@@ -264,15 +292,20 @@ class Guardian {
   private readonly watchdog: Watchdog;
   private readonly handoverFile: string;
 
-  /** @param configText the configuration file's text as validated at start (the first last good one) */
+  /**
+   * @param configText the configuration file's text as validated at start (the first last good one)
+   * @param scratchDir where the hand-over file and the last good copy go, when not `crashDir`
+   *   (a `user` that cannot write the pid file's directory)
+   */
   constructor(
     private readonly configPath: string | undefined,
     private readonly verbose: boolean,
     private readonly config: GuardianConfig,
     private readonly crashDir: string | undefined,
     configText?: string,
+    scratchDir?: string,
   ) {
-    const dir = crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
+    const dir = scratchDir ?? crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
     this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
     this.lastGood = new LastGoodConfig(configPath, dir, configText);
     this.watchdog = new Watchdog(config);
@@ -530,17 +563,52 @@ class Guardian {
 }
 
 /**
+ * Drops the guardian to `account` before any child starts (see ops/run_as_user.ts for who drops
+ * when): the control socket is handed to the user, the guardian keeps only what its children need
+ * to bind and serve, and the configuration must still be readable afterwards (children read it
+ * as the user). Started as that user already, nothing changes. Throws with a clear message.
+ */
+function dropGuardianPrivileges(
+  account: UserAccount,
+  config: Config,
+  controlPath: string | undefined,
+  configPath: string | undefined,
+): void {
+  const who = `user ${account.name} (uid ${account.uid}, gid ${account.gid})`;
+  if (runningAsRoot()) {
+    if (controlPath) handOverControlSocket(controlPath, account);
+    const plan = guardianPlan(config);
+    try {
+      dropPrivileges(account, plan);
+    } catch (e) {
+      throw new Error(`cannot switch to ${who}, refusing to run as root: ${(e as Error).message}`);
+    }
+    log.info("guardian runs as {who}, passing {caps} on to its children", {
+      who,
+      caps: plan.keep.join(", "),
+    });
+  }
+  try {
+    readConfig(configPath);
+  } catch (e) {
+    throw new Error(`as ${who}: ${e instanceof ConfigError ? e.message : String(e)}`);
+  }
+}
+
+/**
  * Validates the configuration, writes the pid file, opens the control socket and supervises
  * children until told to stop. Returns the exit code: 0 after a requested stop, 1 if the
  * configuration is invalid or another instance is running.
  */
 export async function runGuardian(options: GuardianOptions): Promise<number> {
   let guardianConfig: GuardianConfig;
+  let fullConfig: Config;
   let configText: string | undefined;
   let level;
   try {
     const { config, text } = readConfig(options.configPath);
     configText = text;
+    fullConfig = config;
     guardianConfig = config.guardian;
     level = options.verbose
       ? "debug" as const
@@ -555,10 +623,37 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
   const crashDir = options.pidFile
     ? options.pidFile.slice(0, options.pidFile.lastIndexOf("/")) || "."
     : undefined;
-  const guardian = new Guardian(options.configPath, options.verbose, guardianConfig, crashDir, configText);
+  const controlPath = resolveControlPath(options.controlPath, options.pidFile);
+  let account: UserAccount | undefined;
+  let scratchDir: string | undefined;
+  if (guardianConfig.user !== undefined) {
+    // `user`: resolve it and prepare its files as root; the drop itself follows the pid file.
+    try {
+      account = lookupUser(guardianConfig.user);
+      if (runningAsRoot()) {
+        const prepared = prepareFiles(account, fullConfig, { pidFile: options.pidFile });
+        for (const warning of prepared.warnings) log.warn("{warning}", { warning });
+        if (!prepared.workDirWritable) scratchDir = Deno.env.get("TMPDIR") ?? "/tmp";
+      } else if (Deno.uid() !== account.uid) {
+        throw new Error(
+          `cannot run as user "${account.name}": keeldns was started as uid ${Deno.uid()}, not as root or ${account.name}`,
+        );
+      }
+    } catch (e) {
+      console.error(`keeldns: ${(e as Error).message}`);
+      return 1;
+    }
+  }
+  const guardian = new Guardian(
+    options.configPath,
+    options.verbose,
+    guardianConfig,
+    crashDir,
+    configText,
+    scratchDir,
+  );
 
   let control: ControlServer | undefined;
-  const controlPath = resolveControlPath(options.controlPath, options.pidFile);
   if (controlPath) {
     try {
       control = await ControlServer.listen(controlPath, (command) => guardian.control(command));
@@ -576,6 +671,16 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
     } catch (e) {
       console.error(`keeldns: ${(e as Error).message}`);
       await control?.close();
+      return 1;
+    }
+  }
+  if (account) {
+    try {
+      dropGuardianPrivileges(account, fullConfig, control?.path, options.configPath);
+    } catch (e) {
+      console.error(`keeldns: ${(e as Error).message}`);
+      await control?.close();
+      if (options.pidFile) removePidFile(options.pidFile);
       return 1;
     }
   }

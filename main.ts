@@ -19,6 +19,7 @@ import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts"
 // process then never loads the child's code (about 9 MB of its resident memory, measured).
 import { setupLogging } from "./ops/log.ts";
 import { loaderInUse } from "./ops/runtime_loader.ts";
+import { lookupUser } from "./ops/user_database.ts";
 import { parseHostPort } from "./config/values.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -140,6 +141,16 @@ function commandCheck(args: string[]): number {
     }
     const lists = checkLists(config);
     for (const p of lists.problems) console.log(`${p.line > 0 ? at(p) : p.file}: warning: ${p.reason}`);
+    const user = config.guardian.user;
+    if (user !== undefined) {
+      try {
+        lookupUser(user);
+      } catch (e) {
+        console.log(
+          `${config.path}: warning: ${(e as Error).message} on this machine; start-up will refuse it`,
+        );
+      }
+    }
     console.log(
       `${config.path}: OK (${config.format}; ${config.server.binds.length} listeners, ` +
         `${config.upstreams.length} upstream servers, cache ${config.cache.size}, ` +

@@ -7,17 +7,25 @@
  *
  * @module
  */
-import { DEFAULT_GUARDIAN, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_UPSTREAM_TIMEOUT } from "./defaults.ts";
+import {
+  DEFAULT_GUARDIAN,
+  DEFAULT_MAX_TCP_CONNECTIONS,
+  DEFAULT_RATE_BURST,
+  DEFAULT_RATE_LIMIT,
+  DEFAULT_UPSTREAM_TIMEOUT,
+} from "./defaults.ts";
 import { didYouMean } from "./errors.ts";
 import type {
   AddressAction,
   BindConfig,
   Config,
   DomainRule,
+  HttpsRecordConfig,
   SourcePosition,
   UpstreamConfig,
 } from "./schema.ts";
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
+import { nftsetText } from "./smartdns/nftset.ts";
 import { Draft, type Line, readLines, relativeTo } from "./smartdns/reader.ts";
 
 /** The text of the configuration file, or every file read for it by path (includes too). */
@@ -80,6 +88,16 @@ function addressText(a: AddressAction): string {
   if (a.kind === "block") return `#${suffix(a.families)}`;
   if (a.kind === "exempt") return `-${suffix(a.families)}`;
   return [...a.v4, ...a.v6].join(",");
+}
+
+function httpsText(h: HttpsRecordConfig): string {
+  const parts = [`priority=${h.priority}`, `target=${h.target === "" ? "." : h.target}`];
+  for (const a of h.alpn) parts.push(`alpn=${a}`);
+  if (h.port !== undefined) parts.push(`port=${h.port}`);
+  if (h.ech) parts.push(`ech=${h.ech}`);
+  for (const ip of h.ipv4hint) parts.push(`ipv4hint=${ip}`);
+  for (const ip of h.ipv6hint) parts.push(`ipv6hint=${ip}`);
+  return parts.join(",");
 }
 
 function where(p: { file: string; line: number }): string {
@@ -271,8 +289,11 @@ class TomlWriter {
       const above = this.above(info);
       return { value: str(`${scheme ? `${b.transport}://` : ""}${hostPort(b.host, b.port)}`), above };
     };
-    const binds = server.binds;
-    if (this.config.format === "smartdns" && binds.every((b) => !b.source)) {
+    // Listeners with bind options are [[server.listen]] tables; then every listener is one, in order.
+    const options = server.binds.some((b) => b.group !== undefined || (b.flags?.length ?? 0) > 0);
+    const binds = options ? [] : server.binds;
+    const withOptions = options ? server.binds : [];
+    if (this.config.format === "smartdns" && !options && binds.every((b) => !b.source)) {
       this.out.push(
         "# SmartDNS's default: no bind line means UDP on [::]:53 (keeldns.toml's is UDP and TCP)",
       );
@@ -297,6 +318,19 @@ class TomlWriter {
       this.out.push(`upstream-timeout = ${server.upstreamTimeout}`);
     }
     if (server.udpTransport !== "auto") this.out.push(`udp-transport = ${str(server.udpTransport)}`);
+    if (server.clients !== "local") this.out.push(`clients = ${str(server.clients)}`);
+    if (server.allowedClients.length > 0) {
+      this.out.push(`allowed-clients = [${server.allowedClients.map(str).join(", ")}]`);
+    }
+    if (server.rateLimit !== DEFAULT_RATE_LIMIT) this.out.push(`rate-limit = ${server.rateLimit}`);
+    if (server.rateBurst !== DEFAULT_RATE_BURST) this.out.push(`rate-burst = ${server.rateBurst}`);
+    for (const b of withOptions) {
+      this.blank();
+      this.out.push(...this.above(this.at(b.source)));
+      this.out.push("[[server.listen]]", `address = ${str(`${b.transport}://${hostPort(b.host, b.port)}`)}`);
+      if (b.group !== undefined) this.out.push(`group = ${str(b.group)}`);
+      if (b.flags?.length) this.out.push(`flags = [${b.flags.map(str).join(", ")}]`);
+    }
   }
 
   upstreams(): void {
@@ -318,6 +352,8 @@ class TomlWriter {
     this.out.push("[[upstream]]", `address = ${str(`${u.transport}://${hostPort(u.host, u.port)}`)}`);
     if (u.groups.length > 0) this.out.push(`groups = [${u.groups.map(str).join(", ")}]`);
     if (u.excludeDefault) this.out.push("exclude-default-group = true");
+    if (u.blacklistIp) this.out.push("blacklist-ip = true");
+    if (u.whitelistIp) this.out.push("whitelist-ip = true");
   }
 
   cache(): void {
@@ -358,6 +394,7 @@ class TomlWriter {
     if (g.maxMemory !== DEFAULT_GUARDIAN.maxMemory) keys.push(["max-memory", sizeText(g.maxMemory)]);
     if (g.crashFiles !== DEFAULT_GUARDIAN.crashFiles) keys.push(["crash-files", String(g.crashFiles)]);
     if (g.optimizeFor !== DEFAULT_GUARDIAN.optimizeFor) keys.push(["optimize-for", str(g.optimizeFor)]);
+    if (g.user !== undefined) keys.push(["user", str(g.user)]);
     if (keys.length === 0) return;
     this.blank();
     this.out.push("[guardian]", ...keys.map(([k, v]) => `${k} = ${v}`));
@@ -393,6 +430,8 @@ class TomlWriter {
     this.files("lease-files", "rules.lease-files", r.leaseFiles, (d) => d.leaseFiles);
     this.scalar("rules.expand-ptr-from-address", "expand-ptr-from-address", String(r.expandPtrFromAddress));
     this.scalar("rules.max-reply-ip-num", "max-reply-ip-num", String(r.maxReplyIpNum));
+    if (r.nftsetTimeout) this.scalar("rules.nftset-timeout", "nftset-timeout", "true");
+    if (r.nftsetDebug) this.scalar("rules.nftset-debug", "nftset-debug", "true");
     if (r.dns64Prefix !== undefined) this.scalar("rules.dns64", "dns64", str(`${r.dns64Prefix}/96`));
     else if (lines("rules.dns64").length > 0) {
       for (const info of lines("rules.dns64")) this.out.push(...this.above(info));
@@ -420,12 +459,37 @@ class TomlWriter {
       this.out.push("[[domain-set]]", `name = ${str(set.name)}`, `file = ${str(set.file)}`);
     }
     for (const rule of r.domainRules) this.rule(rule);
+    for (const set of r.ipSets) {
+      this.blank();
+      this.out.push(...this.above(this.at(set.source)));
+      this.out.push("[[ip-set]]", `name = ${str(set.name)}`, `file = ${str(set.file)}`);
+    }
+    for (const ip of r.ipRules) {
+      this.blank();
+      this.out.push(...this.above(this.at(ip.source)));
+      this.out.push("[[ip-rule]]", `cidrs = [${ip.cidrs.map(str).join(", ")}]`);
+      if (ip.blacklist) this.out.push("blacklist = true");
+      if (ip.whitelist) this.out.push("whitelist = true");
+      if (ip.bogusNxdomain) this.out.push("bogus-nxdomain = true");
+      if (ip.ignore) this.out.push("ignore = true");
+      if (ip.alias) this.out.push(`alias = [${ip.alias.map(str).join(", ")}]`);
+    }
+    for (const g of this.config.groups) {
+      this.blank();
+      this.out.push(...this.above(this.at(g.source)));
+      this.out.push("[[group]]", `name = ${str(g.name)}`, `clients = [${g.clients.map(str).join(", ")}]`);
+      if (g.rules.forceAAAASOA !== r.forceAAAASOA) this.out.push(`force-aaaa-soa = ${g.rules.forceAAAASOA}`);
+      if (g.rules.forceQtypeSoa.join() !== r.forceQtypeSoa.join()) {
+        this.out.push(`force-qtype-soa = [${g.rules.forceQtypeSoa.join(", ")}]`);
+      }
+      for (const rule of g.rules.domainRules.filter((x) => x.group === g.name)) this.rule(rule, "group.rule");
+    }
   }
 
-  private rule(rule: DomainRule): void {
+  private rule(rule: DomainRule, table = "rule"): void {
     this.blank();
     this.out.push(...this.above(this.at(rule.source)));
-    this.out.push("[[rule]]", `domains = [${rule.domains.map(str).join(", ")}]`);
+    this.out.push(`[[${table}]]`, `domains = [${rule.domains.map(str).join(", ")}]`);
     if (rule.address) this.out.push(`address = ${str(addressText(rule.address))}`);
     if (rule.nameserver !== undefined) this.out.push(`nameserver = ${str(rule.nameserver)}`);
     if (rule.cname !== undefined) this.out.push(`cname = ${str(rule.cname)}`);
@@ -434,6 +498,8 @@ class TomlWriter {
       this.out.push(`srv = [${srv.join(", ")}]`);
     }
     if (rule.txt && rule.txt.length > 0) this.out.push(`txt = [${rule.txt.map(str).join(", ")}]`);
+    if (rule.https) this.out.push(`https = ${str(httpsText(rule.https))}`);
+    if (rule.nftset) this.out.push(`nftset = ${str(nftsetText(rule.nftset))}`);
   }
 
   /** Every line that became nothing, and what the model noticed in files not given. */

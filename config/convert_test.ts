@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { assert, assertEquals, assertMatch } from "../tests/helpers/assert.ts";
 import { convertToToml } from "./convert.ts";
 import { EMBEDDED_CONFIG_TOML } from "./defaults.ts";
@@ -13,7 +14,7 @@ const RICH = `# SmartDNS for the office
 # (kept at the top)
 
 # LAN listener
-bind [::]:53 -no-cache
+bind [::]:53 -no-ip-alias
 bind 0.0.0.0:5300 # the second one
 bind-tcp 127.0.0.1:5353
 bind-tcp [::1]:5353
@@ -51,7 +52,7 @@ nameserver /back.example/-
 cname /alias.example/target.example
 cname /no-alias.example/-
 domain-rules /multi.example/ -a 192.0.2.9 -n office -speed-check-mode none -T "a text"
-domain-rules /only-deferred.example/ -no-cache
+domain-rules /only-deferred.example/ -no-ip-alias
 domain-set -name ads -type list -file lists/ads.txt
 domain-set -n abs -f /var/lib/lists/abs.txt
 address /domain-set:ads/#
@@ -124,7 +125,23 @@ function roundTrip(
   const c = parseSmartdnsConf(text, CONF, read);
   const toml = convertToToml(c, sources);
   const back = parseTomlConfig(toml, OUT);
-  assertEquals(comparable(back), comparable(c), `the TOML reads back into another model:\n${toml}`);
+  const diff = (a: unknown, b: unknown, path: string): string[] => {
+    if (isDeepStrictEqual(a, b)) return [];
+    if (a && b && typeof a === "object" && typeof b === "object") {
+      const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+      return [...keys].flatMap((k) =>
+        diff((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`)
+      );
+    }
+    return [`${path}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`];
+  };
+  assertEquals(
+    comparable(back),
+    comparable(c),
+    `the TOML reads back into another model (${
+      diff(comparable(back), comparable(c), "").join("; ")
+    }):\n${toml}`,
+  );
   return { toml, c };
 }
 
@@ -138,7 +155,7 @@ Deno.test("convert: a rich smartdns.conf becomes TOML that reads back into the s
   assertEquals(c.cache.rrTtlMax, 7200, "the included file's line counts");
   assertMatch(
     toml,
-    /^bind-udp = \[\n {2}# LAN listener\n {2}# not supported yet: bind -no-cache .*\n {2}"\[::\]:53",/m,
+    /^bind-udp = \[\n {2}# LAN listener\n {2}# not supported yet: bind -no-ip-alias .*\n {2}"\[::\]:53",/m,
   );
   assertMatch(toml, /^bind-tcp = \["127\.0\.0\.1:5353", "\[::1\]:5353"\]$/m);
   assertMatch(

@@ -67,3 +67,8 @@ size = 4096
 [log]
 level = "info"
 `;
+
+/** Queries per second per client before the rate limit bites: far above a LAN client's, far below a flood. */
+export const DEFAULT_RATE_LIMIT = 1000;
+/** Queries above the average a client may send at once. */
+export const DEFAULT_RATE_BURST = 2000;

@@ -6,7 +6,7 @@
  * @module
  */
 import { ConfigError } from "./errors.ts";
-import type { DomainRule, DomainSetConfig, UpstreamConfig } from "./schema.ts";
+import type { DomainRule, DomainSetConfig, IpRuleConfig, IpSetConfig, UpstreamConfig } from "./schema.ts";
 
 /** Throws a ConfigError at the first rule that names a group without servers or an unknown set. */
 export function checkRuleReferences(
@@ -28,6 +28,19 @@ export function checkRuleReferences(
       const set = /^domain-set:(.*)$/.exec(domain)?.[1];
       if (set !== undefined && !names.has(set)) {
         throw new ConfigError(`no domain-set named "${set}" (domain-set -name ${set} -file …)`, rule.source);
+      }
+    }
+  }
+}
+
+/** Throws a ConfigError at the first IP rule that names an `ip-set:NAME` that is not defined. */
+export function checkIpSetReferences(rules: readonly IpRuleConfig[], sets: readonly IpSetConfig[]): void {
+  const names = new Set(sets.map((s) => s.name));
+  for (const rule of rules) {
+    for (const cidr of rule.cidrs) {
+      const set = /^ip-set:(.*)$/.exec(cidr)?.[1];
+      if (set !== undefined && !names.has(set)) {
+        throw new ConfigError(`no ip-set named "${set}" (ip-set -name ${set} -file …)`, rule.source);
       }
     }
   }

@@ -21,6 +21,10 @@ export interface BindConfig {
   /** Literal IPv4 or IPv6 address ("::" and "0.0.0.0" for all). */
   readonly host: string;
   readonly port: number;
+  /** The client group its queries belong to (`bind -group`). */
+  readonly group?: string;
+  /** SmartDNS bind options that are flags (`no-rule-addr`, `no-cache`, `force-aaaa-soa` …). */
+  readonly flags?: readonly string[];
   readonly source?: SourcePosition;
 }
 
@@ -34,6 +38,10 @@ export interface UpstreamConfig {
   readonly groups: readonly string[];
   /** Not used for queries that have no group rule. */
   readonly excludeDefault: boolean;
+  /** `-blacklist-ip`: answers holding a blacklisted address are refused from this server. */
+  readonly blacklistIp?: boolean;
+  /** `-whitelist-ip`: only answers whose addresses are all whitelisted are taken from it. */
+  readonly whitelistIp?: boolean;
   readonly source?: SourcePosition;
 }
 
@@ -88,6 +96,17 @@ export interface ServerConfig {
   readonly maxTcpConnections: number;
   /** Milliseconds an upstream query may take before the server gives up on it. */
   readonly upstreamTimeout: number;
+  /**
+   * Who is answered: `local` (loopback and directly connected subnets: not an open resolver,
+   * the default), `acl` (loopback and `allowedClients`), or `any`. Everyone else gets REFUSED.
+   */
+  readonly clients: "local" | "acl" | "any";
+  /** The ACL's prefixes (SmartDNS `client-rules`). */
+  readonly allowedClients: readonly string[];
+  /** Queries per second one client may send on average (0: no limit; 127.0.0.1/::1 never are). */
+  readonly rateLimit: number;
+  /** Queries above the average one client may send at once. */
+  readonly rateBurst: number;
 }
 
 /** How the guardian watches the child. */
@@ -189,6 +208,8 @@ export interface DomainRule {
    */
   readonly domains: readonly string[];
   readonly source: SourcePosition;
+  /** The client group it belongs to (read between `group-begin` and `group-end`), or none. */
+  readonly group?: string;
   /** The directive as written, for logs and `explain`. */
   readonly text: string;
   readonly address?: AddressAction;
@@ -203,6 +224,33 @@ export interface DomainRule {
   readonly nftset?: AddressSetRule;
   /** Options read and kept for features not built yet (speed-check-mode, nftset …), by name. */
   readonly deferred?: readonly string[];
+}
+
+/**
+ * One IP rule on upstream answers (`bogus-nxdomain`, `blacklist-ip`, `whitelist-ip`, `ignore-ip`,
+ * `ip-alias`, `ip-rules`): what an answer holding one of `cidrs` gets.
+ */
+export interface IpRuleConfig {
+  /** Prefixes or addresses, or `ip-set:NAME`. */
+  readonly cidrs: readonly string[];
+  /** Refused from servers marked `-blacklist-ip` (the race waits for the others). */
+  readonly blacklist: boolean;
+  /** Accepted from servers marked `-whitelist-ip` (anything else from them is refused). */
+  readonly whitelist: boolean;
+  /** The answer becomes NXDOMAIN. */
+  readonly bogusNxdomain: boolean;
+  /** The answer is refused from every server (the race waits for the others). */
+  readonly ignore: boolean;
+  /** These addresses replace the matching one. */
+  readonly alias?: readonly string[];
+  readonly source: SourcePosition;
+}
+
+/** A named list of prefixes (`ip-set -name N -type list -file F`). */
+export interface IpSetConfig {
+  readonly name: string;
+  readonly file: string;
+  readonly source: SourcePosition;
 }
 
 /** A named list of domains (`domain-set -name N -type list -file F`). */
@@ -242,6 +290,16 @@ export interface RulesConfig {
   readonly dns64Prefix?: string;
   /** Added set elements time out with the answer's TTL (`nftset-timeout`, `ipset-timeout`). */
   readonly nftsetTimeout: boolean;
+  /** Log every batch of set elements (`nftset-debug`). */
+  readonly nftsetDebug?: boolean;
+  /**
+   * Sets for addresses a speed check finds unreachable (`nftset-no-speed`, `ipset-no-speed`): read
+   * and kept; there is no speed check yet.
+   */
+  readonly nftsetNoSpeed?: AddressSetRule;
+  /** Rules on the addresses of upstream answers. */
+  readonly ipRules: readonly IpRuleConfig[];
+  readonly ipSets: readonly IpSetConfig[];
 }
 
 /** No rules at all. */
@@ -258,7 +316,22 @@ export const NO_RULES: RulesConfig = Object.freeze({
   resolvHostname: false,
   maxReplyIpNum: 0,
   nftsetTimeout: false,
+  ipRules: [],
+  ipSets: [],
 });
+
+/**
+ * A client group (SmartDNS `group-begin NAME` … `group-end` and `client-rules CIDR -group NAME`):
+ * a whole policy for the clients it lists — the default policy's rules and settings, with the
+ * group's own laid over them.
+ */
+export interface ClientGroupConfig {
+  readonly name: string;
+  /** The clients (prefixes) it applies to. */
+  readonly clients: readonly string[];
+  readonly rules: RulesConfig;
+  readonly source?: SourcePosition;
+}
 
 /** The whole configuration. */
 export interface Config {
@@ -271,6 +344,8 @@ export interface Config {
   readonly log: LogConfig;
   readonly guardian: GuardianConfig;
   readonly rules: RulesConfig;
+  /** Client groups, each a policy of its own (none: every client gets `rules`). */
+  readonly groups: readonly ClientGroupConfig[];
   /** Directives seen but not supported yet, each reported once with its first position. */
   readonly unsupported: readonly UnsupportedDirective[];
   /** Lines read with a change (SmartDNS carries on where it can; so does keeldns, and says so). */

@@ -10,13 +10,16 @@
 import {
   DEFAULT_GUARDIAN,
   DEFAULT_MAX_TCP_CONNECTIONS,
+  DEFAULT_RATE_BURST,
+  DEFAULT_RATE_LIMIT,
   DEFAULT_UPSTREAM_TIMEOUT,
   DNS_PORT,
 } from "./defaults.ts";
 import { ConfigError, readFailure } from "./errors.ts";
-import { checkRuleReferences } from "./rule_references.ts";
-import type { Config, SourcePosition, UpstreamConfig } from "./schema.ts";
+import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
+import type { ClientGroupConfig, Config, RulesConfig, SourcePosition, UpstreamConfig } from "./schema.ts";
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
+import { RULES } from "./smartdns/rules.ts";
 import { type DirectiveTable, Draft, type FileReader } from "./smartdns/reader.ts";
 import { parseHostPort } from "./values.ts";
 
@@ -114,52 +117,128 @@ function refuseCritical(d: Draft): void {
   );
 }
 
+/** Directives that may be inside `group-begin` … `group-end`: the domain rules and forced answers. */
+const GROUP_SCOPED = new Set([
+  ...Object.keys(RULES),
+  ...Object.keys(NOT_YET),
+  "client-rules",
+  "group-end",
+  "group-match",
+]);
+
+/**
+ * The client groups: each the default policy with the group's own rules laid over it (its rules
+ * after the default ones, so they win on the same domain) and its own forced answers. Checks
+ * every `client-rules -group`, `bind -group` and group reference.
+ */
+function clientGroupsOf(
+  d: Draft,
+  rules: RulesConfig,
+  servers: readonly UpstreamConfig[],
+): ClientGroupConfig[] {
+  for (const ref of d.clientRuleGroups) {
+    if (!d.groups.get(ref.group)?.source) {
+      throw new ConfigError(`client-rules: no group-begin ${ref.group} … group-end in the file`, ref.source);
+    }
+    d.groups.get(ref.group)!.clients.push(ref.cidr);
+  }
+  const serverGroups = new Set(servers.flatMap((u) => u.groups));
+  for (const bind of d.binds) {
+    if (bind.group !== undefined && !serverGroups.has(bind.group)) {
+      throw new ConfigError(
+        `bind -group: no usable server is in group "${bind.group}" (a server needs -group ${bind.group})`,
+        bind.source ?? { file: "", line: 0, col: 0 },
+      );
+    }
+  }
+  const groups: ClientGroupConfig[] = [];
+  for (const [name, g] of d.groups) {
+    if (g.clients.length === 0) {
+      d.warnings.push({
+        message: `group ${name} has no clients (client-rules CIDR -group ${name}): it answers no one`,
+        source: g.source ?? { file: "", line: 0, col: 0 },
+      });
+    }
+    groups.push({
+      name,
+      clients: g.clients,
+      source: g.source,
+      rules: {
+        ...rules,
+        domainRules: [...rules.domainRules, ...d.domainRules.filter((r) => r.group === name)],
+        forceAAAASOA: g.forceAAAASOA ?? rules.forceAAAASOA,
+        forceQtypeSoa: g.forceQtypeSoa ? [...g.forceQtypeSoa].sort((a, b) => a - b) : rules.forceQtypeSoa,
+      },
+    });
+  }
+  return groups;
+}
+
 /** Parses smartdns.conf text (and the files it includes) into the model. */
 export function parseSmartdnsConf(
   text: string,
   file: string,
   readFile: FileReader = Deno.readTextFileSync,
 ): Config {
-  const d = new Draft(TABLE, KNOWN, readFile);
+  const d = new Draft(TABLE, KNOWN, readFile, (name) => GROUP_SCOPED.has(name));
   d.read(text, file);
+  if (d.group) {
+    d.warn(
+      { words: ["group-begin"], cols: [1], line: d.groups.get(d.group)?.source?.line ?? 0, file },
+      0,
+      `group ${d.group} has no group-end; it ends with the file`,
+    );
+    d.group = undefined;
+  }
   refuseCritical(d);
   const binds = d.binds.length > 0 ? d.binds : [{ transport: "udp" as const, host: "::", port: DNS_PORT }];
   const servers = upstreams(d, file);
   checkRuleReferences(d.domainRules, d.domainSets, servers);
+  checkIpSetReferences(d.ipRules, d.ipSets);
   d.cache.persist = d.persistSet ?? d.cacheFileSet;
   if (d.cache.rrTtlMin > 0 && d.cache.rrTtlMax > 0 && d.cache.rrTtlMin > d.cache.rrTtlMax) {
     d.cache.rrTtlMin = d.cache.rrTtlMax; // SmartDNS: min above max becomes max
   }
+  const rules: RulesConfig = {
+    domainRules: d.domainRules.filter((r) => r.group === undefined),
+    domainSets: d.domainSets,
+    localTtl: d.localTtl,
+    forceAAAASOA: d.forceAAAASOA,
+    forceQtypeSoa: [...d.forceQtypeSoa].sort((a, b) => a - b),
+    hostsFiles: d.hostsFiles,
+    expandPtrFromAddress: d.expandPtrFromAddress,
+    leaseFiles: d.leaseFiles,
+    selfNames: true,
+    serverName: d.serverName,
+    resolvHostname: d.resolvHostname,
+    maxReplyIpNum: d.maxReplyIpNum,
+    dns64Prefix: d.dns64Prefix,
+    nftsetTimeout: d.nftsetTimeout,
+    nftsetDebug: d.nftsetDebug,
+    nftsetNoSpeed: d.nftsetNoSpeed,
+    ipRules: d.ipRules,
+    ipSets: d.ipSets,
+  };
   return {
     path: file,
     format: "smartdns",
+    groups: clientGroupsOf(d, rules, servers),
     server: {
       binds,
       udpTransport: "auto",
       tcpIdleTime: d.tcpIdleTime,
       maxTcpConnections: DEFAULT_MAX_TCP_CONNECTIONS,
       upstreamTimeout: DEFAULT_UPSTREAM_TIMEOUT,
+      clients: d.aclEnable ? "acl" : "local",
+      allowedClients: d.allowedClients,
+      rateLimit: d.rateLimit ?? DEFAULT_RATE_LIMIT,
+      rateBurst: DEFAULT_RATE_BURST,
     },
     upstreams: servers,
     cache: d.cache,
     log: d.log,
-    guardian: DEFAULT_GUARDIAN,
-    rules: {
-      domainRules: d.domainRules,
-      domainSets: d.domainSets,
-      localTtl: d.localTtl,
-      forceAAAASOA: d.forceAAAASOA,
-      forceQtypeSoa: [...d.forceQtypeSoa].sort((a, b) => a - b),
-      hostsFiles: d.hostsFiles,
-      expandPtrFromAddress: d.expandPtrFromAddress,
-      leaseFiles: d.leaseFiles,
-      selfNames: true,
-      serverName: d.serverName,
-      resolvHostname: d.resolvHostname,
-      maxReplyIpNum: d.maxReplyIpNum,
-      dns64Prefix: d.dns64Prefix,
-      nftsetTimeout: d.nftsetTimeout,
-    },
+    guardian: d.user === undefined ? DEFAULT_GUARDIAN : { ...DEFAULT_GUARDIAN, user: d.user },
+    rules,
     unsupported: [...d.unsupported.values()],
     warnings: d.warnings,
   };

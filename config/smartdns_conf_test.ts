@@ -55,7 +55,7 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nspeed-check-mode ping\nserve-expired yes\nspeed-check-mode none\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-cache\n",
+    "server 9.9.9.9\nspeed-check-mode ping\nserve-expired yes\nspeed-check-mode none\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
@@ -65,7 +65,7 @@ Deno.test("smartdns.conf: every not-yet-supported directive is reported once, wi
       "server-tls@5",
       "smartdns-ui.ip@6",
       "server https://@7",
-      "bind -no-cache@8",
+      "bind -no-ip-alias@8",
     ],
   );
   assertEquals(c.upstreams.length, 1);
@@ -185,8 +185,8 @@ Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   );
   // A directive that would route or filter differently without it refuses the file, naming the line.
   assertThrows(
-    () => parse("server 9.9.9.9\nbogus-nxdomain 1.2.3.4\n"),
-    /:2:1: bogus-nxdomain is not supported yet, and without it hijacked answers would pass/,
+    () => parse("server 9.9.9.9\ngroup-begin kids\ngroup-match -domain x.test\ngroup-end\n"),
+    /:3:1: group-match -domain is not supported yet, and without it the group's rules would not be limited/,
   );
   assertThrows(
     () => parse("server 9.9.9.9 -proxy socks\nproxy-server socks5://127.0.0.1:1080 -name socks\n"),
@@ -262,4 +262,42 @@ Deno.test("smartdns.conf: dns64 takes a /96 prefix or -, and max-reply-ip-num de
   assertThrows(() => parse("server 9.9.9.9\ndns64 64:ff9b::/64\n"), /:2:7: dns64: .*only \/96 prefixes/);
   assertEquals(parse("server 9.9.9.9\n").rules.maxReplyIpNum, 8);
   assertEquals(parse("server 9.9.9.9\nmax-reply-ip-num 2\n").rules.maxReplyIpNum, 2);
+});
+
+Deno.test("smartdns.conf: client groups are whole policies; bind flags and -group are read", () => {
+  const c = parse(`server 9.9.9.9
+server 10.0.0.1 -group office -exclude-default-group
+bind :53 -group office -no-cache -no-rule-soa
+address /ads.example/#
+client-rules 192.168.1.50/32 -group kids
+group-begin kids
+address /games.example/#
+force-AAAA-SOA yes
+group-end
+group-begin guests
+group-match -client-ip 192.168.2.0/24
+group-end
+`);
+  assertEquals(c.server.binds[0].group, "office");
+  assertEquals(c.server.binds[0].flags, ["no-cache", "no-rule-soa"]);
+  assertEquals(c.rules.domainRules.map((r) => r.domains[0]), ["ads.example"]);
+  assertEquals(c.rules.forceAAAASOA, false);
+  assertEquals(c.groups.map((g) => [g.name, g.clients]), [["kids", ["192.168.1.50/32"]], ["guests", [
+    "192.168.2.0/24",
+  ]]]);
+  assertEquals(c.groups[0].rules.domainRules.map((r) => r.domains[0]), ["ads.example", "games.example"]);
+  assert(c.groups[0].rules.forceAAAASOA);
+  assertEquals(c.groups[1].rules.domainRules.length, 1);
+  assertThrows(
+    () => parse("server 9.9.9.9\ngroup-begin kids\ncache-size 10\n"),
+    /:3:1: cache-size cannot be inside group-begin kids/,
+  );
+  assertThrows(
+    () => parse("server 9.9.9.9\nclient-rules 10.0.0.0/8 -group nowhere\n"),
+    /:2:14: client-rules: no group-begin nowhere/,
+  );
+  assertThrows(
+    () => parse("server 9.9.9.9\nbind :53 -group nope\n"),
+    /bind -group: no usable server is in group "nope"/,
+  );
 });

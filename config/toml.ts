@@ -9,17 +9,22 @@ import {
   DEFAULT_GUARDIAN,
   DEFAULT_LOG,
   DEFAULT_MAX_TCP_CONNECTIONS,
+  DEFAULT_RATE_BURST,
+  DEFAULT_RATE_LIMIT,
   DEFAULT_TCP_IDLE_TIME,
   DEFAULT_UPSTREAM_TIMEOUT,
   DNS_PORT,
 } from "./defaults.ts";
 import { didYouMean } from "./errors.ts";
 import type {
+  AddressSetRule,
   BindConfig,
+  ClientGroupConfig,
   Config,
   DomainRule,
   DomainSetConfig,
   LogLevel,
+  NftSetTarget,
   RulesConfig,
   Transport,
   UdpTransportChoice,
@@ -27,7 +32,9 @@ import type {
 } from "./schema.ts";
 import { LOG_LEVELS } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
-import { checkRuleReferences } from "./rule_references.ts";
+import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
+import { parseCidr } from "../net/cidr_set.ts";
+import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
 import {
   AUTO_CACHE_SIZE,
@@ -43,9 +50,33 @@ import {
 
 type Table = Record<string, unknown>;
 
+/** The flags a `[[server.listen]]` takes (SmartDNS's bind options keeldns honours). */
+const LISTEN_FLAGS = [
+  "no-rule-addr",
+  "no-rule-nameserver",
+  "no-rule-soa",
+  "no-rules",
+  "no-cache",
+  "force-aaaa-soa",
+];
+
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
-  "": ["server", "upstream", "cache", "log", "guardian", "rules", "rule", "domain-set"],
+  "": [
+    "server",
+    "upstream",
+    "cache",
+    "log",
+    "guardian",
+    "rules",
+    "rule",
+    "domain-set",
+    "ip-rule",
+    "ip-set",
+    "group",
+  ],
+  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "rule"],
+  listen: ["address", "group", "flags"],
   rules: [
     "local-ttl",
     "force-aaaa-soa",
@@ -57,10 +88,14 @@ const SCHEMA: Record<string, readonly string[]> = {
     "resolv-hostname",
     "max-reply-ip-num",
     "dns64",
+    "nftset-timeout",
+    "nftset-debug",
   ],
-  rule: ["domains", "address", "nameserver", "cname", "srv", "txt", "https"],
+  rule: ["domains", "address", "nameserver", "cname", "srv", "txt", "https", "nftset"],
   "domain-set": ["name", "file"],
-  guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for"],
+  "ip-rule": ["cidrs", "blacklist", "whitelist", "bogus-nxdomain", "ignore", "alias"],
+  "ip-set": ["name", "file"],
+  guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for", "user"],
   server: [
     "bind",
     "bind-udp",
@@ -69,8 +104,13 @@ const SCHEMA: Record<string, readonly string[]> = {
     "max-tcp-connections",
     "upstream-timeout",
     "udp-transport",
+    "clients",
+    "allowed-clients",
+    "rate-limit",
+    "rate-burst",
+    "listen",
   ],
-  upstream: ["address", "groups", "exclude-default-group"],
+  upstream: ["address", "groups", "exclude-default-group", "blacklist-ip", "whitelist-ip"],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
   log: ["level", "file", "size", "num"],
 };
@@ -166,6 +206,41 @@ class TomlConfigReader {
     add("bind", ["udp", "tcp"]);
     add("bind-udp", ["udp"]);
     add("bind-tcp", ["tcp"]);
+    // [[server.listen]]: a listener with SmartDNS's bind options (group, flags).
+    this.list(server.listen, "server.listen").forEach((item, i) => {
+      const path = `server.listen[${i}]`;
+      const t = this.table(item, path, "listen");
+      const text = this.string(t, "address", path);
+      if (!text) this.src.fail(path, `[[server.listen]] #${i + 1} has no address`);
+      const scheme = /^(udp|tcp):\/\//i.exec(text);
+      const only = scheme ? [scheme[1].toLowerCase() as Transport] : ["udp", "tcp"] as Transport[];
+      const rest = scheme ? text.slice(scheme[0].length) : text;
+      const { host, port } = this.parsed(
+        `${path}.address`,
+        "address",
+        () => parseHostPort(rest, DNS_PORT, "::"),
+      );
+      const group = this.string(t, "group", path);
+      const flags = this.strings(t, "flags", path);
+      for (const f of flags) {
+        if (!LISTEN_FLAGS.includes(f)) {
+          this.src.fail(
+            `${path}.flags`,
+            `"${f}" is not a listener flag (${LISTEN_FLAGS.join(", ")})${didYouMean(f, LISTEN_FLAGS)}`,
+          );
+        }
+      }
+      for (const transport of only) {
+        binds.push({
+          transport,
+          host,
+          port,
+          ...(group !== undefined ? { group } : {}),
+          ...(flags.length > 0 ? { flags } : {}),
+          source: this.src.position(`${path}.address`),
+        });
+      }
+    });
     if (binds.length === 0) {
       binds.push({ transport: "udp", host: "::", port: DNS_PORT }, {
         transport: "tcp",
@@ -178,6 +253,19 @@ class TomlConfigReader {
 
   udpTransport(server: Table): UdpTransportChoice {
     return this.choice(server, "udp-transport", "server", ["auto", "batched", "portable"] as const, "auto");
+  }
+
+  /**
+   * `[guardian] user`: a user name (whether it exists is only known where keeldns runs: start-up
+   * refuses an unknown one, `check` warns). Returns `{ user }`, or nothing when unset.
+   */
+  userName(guardian: Table): { user?: string } {
+    const user = this.string(guardian, "user", "guardian");
+    if (user === undefined) return {};
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/.test(user)) {
+      this.src.fail("guardian.user", `user must be a user name, not ${JSON.stringify(user)}`);
+    }
+    return { user };
   }
 
   /** A string that must be one of `choices`. */
@@ -205,6 +293,8 @@ class TomlConfigReader {
         ...parsed,
         groups: this.strings(t, "groups", path),
         excludeDefault: this.boolean(t, "exclude-default-group", path, false),
+        ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
+        ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
         source: this.src.position(`${path}.address`),
       };
     });
@@ -215,6 +305,70 @@ class TomlConfigReader {
     if (value === undefined) return [];
     if (!Array.isArray(value)) this.src.fail(path, `${path} must be a list of tables ([[${path}]])`);
     return value;
+  }
+
+  /** `[[ip-rule]]` (cidrs, blacklist, whitelist, bogus-nxdomain, ignore, alias) and `[[ip-set]]`. */
+  ipRules(root: Table): Pick<RulesConfig, "ipRules" | "ipSets"> {
+    const dir = this.src.file.includes("/") ? this.src.file.slice(0, this.src.file.lastIndexOf("/") + 1) : "";
+    const ipSets = this.list(root["ip-set"], "ip-set").map((item, i) => {
+      const path = `ip-set[${i}]`;
+      const set = this.table(item, path, "ip-set");
+      const name = this.string(set, "name", path);
+      const file = this.string(set, "file", path);
+      if (!name || !file) this.src.fail(path, `[[ip-set]] #${i + 1} needs a name and a file`);
+      return {
+        name,
+        file: file.startsWith("/") ? file : dir + file,
+        source: this.src.position(`${path}.name`),
+      };
+    });
+    const ipRules = this.list(root["ip-rule"], "ip-rule").map((item, i) => {
+      const path = `ip-rule[${i}]`;
+      const r = this.table(item, path, "ip-rule");
+      const cidrs = this.strings(r, "cidrs", path);
+      if (cidrs.length === 0) this.src.fail(path, `[[ip-rule]] #${i + 1} has no cidrs`);
+      for (const c of cidrs) {
+        if (!c.startsWith("ip-set:")) {
+          this.parsed(`${path}.cidrs`, "cidrs", () => parseCidr(c));
+        }
+      }
+      const alias = this.strings(r, "alias", path);
+      return {
+        cidrs,
+        blacklist: this.boolean(r, "blacklist", path, false),
+        whitelist: this.boolean(r, "whitelist", path, false),
+        bogusNxdomain: this.boolean(r, "bogus-nxdomain", path, false),
+        ignore: this.boolean(r, "ignore", path, false),
+        ...(alias.length > 0 ? { alias } : {}),
+        source: this.src.position(`${path}.cidrs`),
+      };
+    });
+    checkIpSetReferences(ipRules, ipSets);
+    return { ipRules, ipSets };
+  }
+
+  /** `nftset = "#4:inet#t#s,#6:inet#t#s6"` or `nftset = { v4 = "inet#t#s", v6 = "-" }`. */
+  nftset(value: unknown, path: string): AddressSetRule {
+    if (typeof value === "string") return this.parsed(path, "nftset", () => parseNftsetSpec(value));
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.src.fail(path, `nftset must be a string ("#4:inet#t#s,#6:inet#t#s6") or a table { v4, v6 }`);
+    }
+    const out: { v4?: NftSetTarget | "-"; v6?: NftSetTarget | "-" } = {};
+    for (const [key, text] of Object.entries(value)) {
+      if (key !== "v4" && key !== "v6") {
+        this.src.fail(
+          `${path}.${key}`,
+          `unknown key "${key}" in nftset (v4, v6)${didYouMean(key, ["v4", "v6"])}`,
+        );
+      }
+      if (typeof text !== "string") {
+        this.src.fail(`${path}.${key}`, `${key} must be "family#table#set" or "-"`);
+      }
+      out[key] = text === "-"
+        ? "-"
+        : this.parsed(`${path}.${key}`, key, () => parseNftTarget(text, key === "v6"));
+    }
+    return out;
   }
 
   /** `[rules]`, `[[domain-set]]` and `[[rule]]`. */
@@ -230,8 +384,14 @@ class TomlConfigReader {
       if (!name || !file) this.src.fail(path, `[[domain-set]] #${i + 1} needs a name and a file`);
       return { name, file: relative(file), source: this.src.position(`${path}.name`) };
     });
-    const domainRules: DomainRule[] = this.list(root.rule, "rule").map((item, i) => {
-      const path = `rule[${i}]`;
+    const domainRules = this.ruleList(root.rule, "rule");
+    return this.rulesSettings(t, root, upstreams, domainRules, domainSets, relative);
+  }
+
+  /** A list of `[[rule]]` tables at `at` (`rule`, or `group[i].rule`). */
+  ruleList(value: unknown, at: string): DomainRule[] {
+    return this.list(value, at).map((item, i) => {
+      const path = `${at}[${i}]`;
       const r = this.table(item, path, "rule");
       const domains = this.strings(r, "domains", path).map((d) =>
         this.parsed(`${path}.domains`, "domains", () => asciiDomain(d))
@@ -240,7 +400,7 @@ class TomlConfigReader {
       const rule: { -readonly [K in keyof DomainRule]: DomainRule[K] } = {
         domains,
         source: this.src.position(`${path}.domains`),
-        text: `[[rule]] #${i + 1}`,
+        text: `[[${at.replace(/\[\d+\]/g, "")}]] #${i + 1}`,
       };
       if (r.address !== undefined) {
         const text = Array.isArray(r.address)
@@ -263,8 +423,20 @@ class TomlConfigReader {
       }
       const txt = this.strings(r, "txt", path);
       if (txt.length > 0) rule.txt = txt;
+      if (r.nftset !== undefined) rule.nftset = this.nftset(r.nftset, `${path}.nftset`);
       return rule;
     });
+  }
+
+  /** The settings half of `[rules]`, around the already read rules and sets. */
+  private rulesSettings(
+    t: Table,
+    root: Table,
+    upstreams: readonly UpstreamConfig[],
+    domainRules: DomainRule[],
+    domainSets: DomainSetConfig[],
+    relative: (f: string) => string,
+  ): RulesConfig {
     checkRuleReferences(domainRules, domainSets, upstreams);
     const qtypes = t["force-qtype-soa"];
     if (
@@ -288,8 +460,41 @@ class TomlConfigReader {
       dns64Prefix: t.dns64 === undefined
         ? undefined
         : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),
-      nftsetTimeout: false,
+      nftsetTimeout: this.boolean(t, "nftset-timeout", "rules", false),
+      nftsetDebug: this.boolean(t, "nftset-debug", "rules", false),
+      ...this.ipRules(root),
     };
+  }
+
+  /** `[[group]]`: name, clients, force-aaaa-soa, force-qtype-soa, and its `[[group.rule]]` tables. */
+  groups(root: Table, rules: RulesConfig, upstreams: readonly UpstreamConfig[]): ClientGroupConfig[] {
+    const names = new Set<string>();
+    return this.list(root.group, "group").map((item, i) => {
+      const path = `group[${i}]`;
+      const g = this.table(item, path, "group");
+      const name = this.string(g, "name", path);
+      if (!name) this.src.fail(path, `[[group]] #${i + 1} needs a name`);
+      if (names.has(name)) this.src.fail(`${path}.name`, `group "${name}" is defined twice`);
+      names.add(name);
+      const clients = this.strings(g, "clients", path);
+      for (const c of clients) this.parsed(`${path}.clients`, "clients", () => parseCidr(c));
+      const own = this.ruleList(g.rule, `${path}.rule`).map((r) => ({ ...r, group: name }));
+      checkRuleReferences(own, rules.domainSets, upstreams);
+      const qtypes = g["force-qtype-soa"];
+      return {
+        name,
+        clients,
+        source: this.src.position(`${path}.name`),
+        rules: {
+          ...rules,
+          domainRules: [...rules.domainRules, ...own],
+          forceAAAASOA: this.boolean(g, "force-aaaa-soa", path, rules.forceAAAASOA),
+          forceQtypeSoa: Array.isArray(qtypes)
+            ? qtypes.map(Number).sort((a, b) => a - b)
+            : rules.forceQtypeSoa,
+        },
+      };
+    });
   }
 
   read(): Config {
@@ -314,6 +519,16 @@ class TomlConfigReader {
     const binds = this.binds(server);
     const udpTransport = this.udpTransport(server);
     const upstreams = this.upstreams(root.upstream);
+    const rules = this.rules(root, upstreams);
+    const serverGroups = new Set(upstreams.flatMap((u) => u.groups));
+    binds.forEach((b, i) => {
+      if (b.group !== undefined && !serverGroups.has(b.group)) {
+        this.src.fail(
+          `server.listen[${i}].group`,
+          `no usable server is in group "${b.group}" (an [[upstream]] needs groups = ["${b.group}"])`,
+        );
+      }
+    });
     return {
       path: this.src.file,
       format: "toml",
@@ -337,6 +552,12 @@ class TomlConfigReader {
           60000,
           DEFAULT_UPSTREAM_TIMEOUT,
         ),
+        clients: this.choice(server, "clients", "server", ["local", "acl", "any"] as const, "local"),
+        allowedClients: this.strings(server, "allowed-clients", "server").map((c) =>
+          this.parsed("server.allowed-clients", "allowed-clients", () => (parseCidr(c), c))
+        ),
+        rateLimit: this.integer(server, "rate-limit", "server", 0, 1_000_000, DEFAULT_RATE_LIMIT),
+        rateBurst: this.integer(server, "rate-burst", "server", 0, 1_000_000, DEFAULT_RATE_BURST),
       },
       upstreams,
       cache: {
@@ -387,8 +608,10 @@ class TomlConfigReader {
           ["speed", "memory"],
           DEFAULT_GUARDIAN.optimizeFor,
         ),
+        ...this.userName(guardian),
       },
-      rules: this.rules(root, upstreams),
+      rules,
+      groups: this.groups(root, rules, upstreams),
       unsupported: [],
       warnings: [],
     };

@@ -82,5 +82,7 @@ export function parseChildMessage(line: string): ChildMessage | null {
 export const EXIT_CONFIG = 78;
 /** Exit code of a child that could not bind its sockets. */
 export const EXIT_BIND = 75;
+/** Exit code of a child that could not switch to the configured `user` (EX_NOPERM). */
+export const EXIT_PRIVILEGES = 77;
 /** Exit code of a child that died of an unexpected error (SmartDNS's crash code). */
 export const EXIT_CRASH = 254;

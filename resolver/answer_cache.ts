@@ -97,9 +97,10 @@ export class AnswerCache {
   /**
    * Returns the fresh entry for `q` at time `now`, marking it recently used; else undefined.
    * The answer is a view into the cache's buffers: use it before the cache is next changed.
+   * `variant` is the key's last byte: the DO bit, and the client group above it.
    */
-  get(q: Question, now: number): StoredAnswer | undefined {
-    const dnssecOk = q.dnssecOk ? 1 : 0;
+  get(q: Question, now: number, variant = q.dnssecOk ? 1 : 0): StoredAnswer | undefined {
+    const dnssecOk = variant;
     const slot = this.find(
       q.wire,
       HEADER_LENGTH,
@@ -117,8 +118,8 @@ export class AnswerCache {
   }
 
   /** Stores a copy of `answer` for `q` if it may be cached, evicting the least recently used entries over capacity. */
-  set(q: Question, answer: StoredAnswer): void {
-    this.store(q.wire, HEADER_LENGTH, q.questionEnd, q.dnssecOk ? 1 : 0, answer);
+  set(q: Question, answer: StoredAnswer, variant = q.dnssecOk ? 1 : 0): void {
+    this.store(q.wire, HEADER_LENGTH, q.questionEnd, variant, answer);
   }
 
   /** {@link set} with a key as {@link entries} gives it (for a cache file); a malformed key is ignored. */

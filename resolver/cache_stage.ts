@@ -8,7 +8,7 @@
 import type { Answer } from "../dns/answer.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import type { AnswerCache } from "./answer_cache.ts";
-import { type QueryContext, Reason } from "./query_context.ts";
+import { BindFlag, type QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
 /** Counters the cache stage keeps. */
@@ -25,7 +25,10 @@ export class CacheStage implements Stage {
 
   /** Answers from the cache, or from `next` (then stores the answer). */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
-    const hit = this.cache.get(ctx, this.now());
+    if (ctx.listener.flags & BindFlag.NO_CACHE) return next(ctx);
+    // Client groups are kept apart: the group is in the key's last byte, above the DO bit.
+    const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1);
+    const hit = this.cache.get(ctx, this.now(), variant);
     if (hit !== undefined) {
       this.counters.hits++;
       ctx.reason = Reason.CACHE;
@@ -35,11 +38,11 @@ export class CacheStage implements Stage {
     const answer = next(ctx);
     if (answer instanceof Promise) {
       return answer.then((a) => {
-        if (a instanceof StoredAnswer) this.cache.set(ctx, a);
+        if (a instanceof StoredAnswer) this.cache.set(ctx, a, variant);
         return a;
       });
     }
-    if (answer instanceof StoredAnswer) this.cache.set(ctx, answer);
+    if (answer instanceof StoredAnswer) this.cache.set(ctx, answer, variant);
     return answer;
   }
 }

@@ -17,7 +17,9 @@ export class CoalesceStage implements Stage {
 
   /** Returns the pending answer for `ctx`'s key, or starts one through `next`. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
-    const key = ctx.upstreamGroup === 0 ? ctx.key : `${ctx.key}|g${ctx.upstreamGroup}`;
+    const key = ctx.upstreamGroup === 0 && ctx.ruleGroup === 0
+      ? ctx.key
+      : `${ctx.key}|g${ctx.upstreamGroup}|c${ctx.ruleGroup}`;
     const inFlight = this.pending.get(key);
     if (inFlight) {
       this.joined++;

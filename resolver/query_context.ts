@@ -34,14 +34,34 @@ export const Reason = {
 /** One of {@link Reason}'s values. */
 export type ReasonCode = typeof Reason[keyof typeof Reason];
 
+/** The per-listener switches of SmartDNS's `bind` options, as bits. */
+export const BindFlag = {
+  /** `-no-rule-addr`: address rules do not apply. */
+  NO_RULE_ADDR: 1,
+  /** `-no-rule-nameserver`: nameserver rules do not apply (the default group answers). */
+  NO_RULE_NAMESERVER: 2,
+  /** `-no-rule-soa`: blocks (`#`, `#4`, `#6`) and forced SOA do not apply. */
+  NO_RULE_SOA: 4,
+  /** `-no-rules`: no domain rule applies. */
+  NO_RULES: 8,
+  /** `-no-cache`: answers are neither taken from nor put into the cache. */
+  NO_CACHE: 16,
+  /** `-force-aaaa-soa`: every AAAA question gets an empty answer. */
+  FORCE_AAAA_SOA: 32,
+} as const;
+
 /** What the chain knows of the listener a query came in on. */
 export interface ListenerProfile {
   /** The listener as a URL, e.g. `udp://127.0.0.1:53`. */
   readonly address: string;
+  /** {@link BindFlag} bits. */
+  readonly flags: number;
+  /** The client group its queries belong to (`bind -group`), or none. */
+  readonly group?: string;
 }
 
 /** The profile of a query made by keeldns itself or a test, not received on a listener. */
-export const INTERNAL_LISTENER: ListenerProfile = { address: "internal" };
+export const INTERNAL_LISTENER: ListenerProfile = { address: "internal", flags: 0 };
 
 /** One query on its way down the chain: the parsed question and what the stages decide about it. */
 export class QueryContext extends ParsedQuestion {
@@ -49,6 +69,14 @@ export class QueryContext extends ParsedQuestion {
   listener: ListenerProfile = INTERNAL_LISTENER;
   /** The upstream server group that answers it (0 = the default group). */
   upstreamGroup = 0;
+  /** The client group whose rules apply (0 = the default; `client-rules`, `bind -group`). */
+  ruleGroup = 0;
+  /**
+   * The client's `sockaddr` bytes at `peerOffset` (a view into the listener's buffer, valid
+   * while the query is handled synchronously), or none.
+   */
+  peer?: Uint8Array;
+  peerOffset = 0;
   /** The rule that decided it (an index into the rule set's rules), or -1. */
   rule = -1;
   /** Why the answer is what it is. */

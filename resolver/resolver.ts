@@ -12,12 +12,15 @@ import { createUpstream } from "../upstream/create.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
+import { AnswerFilter } from "./answer_filter.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
 import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
+import { nftsetStage } from "./nftset_stage.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
+import { ClientStage } from "./client_stage.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
 
@@ -93,6 +96,17 @@ export function buildResolver(
 ): Resolver {
   const upstreams = config.upstreams.map((u) => createUpstream(u, udpPool));
   const { names, members } = groupsOf(config, upstreams, log);
+  const filter = config.rules.ipRules.length > 0
+    ? new AnswerFilter(
+      config.rules.ipRules,
+      config.rules.ipSets,
+      (message) => log.warn("ip rules: {message}", { message }),
+    )
+    : undefined;
+  const flags = new Map(upstreams.map((u, i) => [u, config.upstreams[i]]));
+  const ipRules = filter && !filter.empty
+    ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
+    : undefined;
   const races = members.map((group) =>
     new UpstreamRace(
       group,
@@ -101,27 +115,42 @@ export function buildResolver(
       (upstream, error) =>
         log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
       config.rules.maxReplyIpNum,
+      ipRules,
     )
   );
   const router = new GroupRouter(races, names);
   const stages: Stage[] = [];
-  const ruleSet = new RuleSet(config.rules, {
-    groupIndex: (name) => router.indexOf(name),
+  const ruleOptions = {
+    groupIndex: (name: string) => router.indexOf(name),
     ttl: config.cache,
-    warn: (message) => log.warn("rules: {message}", { message }),
+    warn: (message: string) => log.warn("rules: {message}", { message }),
     self: config.rules.selfNames || config.rules.resolvHostname ? selfAddresses() : undefined,
     strict: previous !== undefined,
-  });
+  };
+  const ruleSet = new RuleSet(config.rules, ruleOptions);
+  // One rule set per client group, index 0 the default policy (ClientStage picks the index).
+  const ruleSets = [ruleSet, ...config.groups.map((g) => new RuleSet(g.rules, ruleOptions))];
+  const listenerSwitches = config.server.binds.some((b) =>
+    b.group !== undefined || (b.flags?.length ?? 0) > 0
+  );
+  if (config.groups.length > 0 || listenerSwitches) {
+    stages.push(new ClientStage(config.groups.map((g) => g.clients), (name) => router.indexOf(name)));
+  }
   let rules: RulesStage | undefined;
-  if (!ruleSet.empty) {
+  if (ruleSets.some((r) => !r.empty)) {
     const cnameTtl = config.rules.localTtl > 0 ? config.rules.localTtl : clampTtl(60, config.cache);
-    rules = new RulesStage(ruleSet, cnameTtl);
+    rules = new RulesStage(ruleSets, cnameTtl);
+    if (ruleSet.hasNftset) stages.push(nftsetStage(ruleSet, config.rules, log));
     stages.push(rules);
-    log.info("rules: {rules} rule lines, {domains} domains from lists, {nodes} names in the table", {
-      rules: ruleSet.rules.length,
-      domains: ruleSet.listDomains,
-      nodes: ruleSet.nodes,
-    });
+    log.info(
+      "rules: {rules} rule lines, {domains} domains from lists, {nodes} names in the table, {groups} client groups",
+      {
+        rules: ruleSet.rules.length,
+        domains: ruleSet.listDomains,
+        nodes: ruleSet.nodes,
+        groups: config.groups.length,
+      },
+    );
   }
   let cache: CacheStage | undefined;
   if (config.cache.size > 0) {
@@ -152,10 +181,13 @@ export function buildResolver(
       upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
       upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),
       upstreamInvalidAnswers: races.reduce((sum, r) => sum + r.counters.invalidAnswers, 0),
+      upstreamFilteredAnswers: races.reduce((sum, r) => sum + r.counters.filteredAnswers, 0),
+      upstreamBogusAnswers: races.reduce((sum, r) => sum + r.counters.bogusAnswers, 0),
+      negativeOvertaken: races.reduce((sum, r) => sum + r.counters.negativeOvertaken, 0),
     }),
     close: () => {
       for (const u of upstreams) u.close();
     },
-    files: [...ruleSet.files],
+    files: [...new Set(ruleSets.flatMap((r) => [...r.files]))],
   };
 }

@@ -19,6 +19,7 @@ import type {
   CacheConfig,
   DomainRule,
   HttpsRecordConfig,
+  NftSetTarget,
   RulesConfig,
   SourcePosition,
 } from "../config/schema.ts";
@@ -69,9 +70,24 @@ interface RuleRecord {
   readonly txt?: Decision<readonly LocalRecord[]>;
   readonly https?: Decision<readonly LocalRecord[]>;
   readonly ptr?: Decision<readonly LocalRecord[]>;
+  /** nftset/ipset, per family as in SmartDNS (`#4:` and `#6:` are separate kinds); null exempts. */
+  readonly nftset4?: Decision<NftSetTarget | null>;
+  readonly nftset6?: Decision<NftSetTarget | null>;
 }
 
-const KINDS = ["v4", "v6", "other", "group", "cname", "srv", "txt", "https", "ptr"] as const;
+const KINDS = [
+  "v4",
+  "v6",
+  "other",
+  "group",
+  "cname",
+  "srv",
+  "txt",
+  "https",
+  "ptr",
+  "nftset4",
+  "nftset6",
+] as const;
 
 /** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
 export interface RuleSource {
@@ -91,6 +107,11 @@ export interface RuleVerdict {
   readonly cname?: string;
   /** The rule that decided (index into {@link RuleSet.rules}), or -1. */
   readonly rule: number;
+  /**
+   * The nftables set this question's answer addresses go to (A: the `#4:` set, AAAA: the `#6:`
+   * one); one object per set, shared by every verdict that names it.
+   */
+  readonly nftset?: NftSetTarget;
 }
 
 /** Everything a rule set needs from around it. */
@@ -117,7 +138,7 @@ export interface RuleSetOptions {
   };
 }
 
-const NO_VERDICT: RuleVerdict = Object.freeze({ reason: Reason.UPSTREAM, group: 0, rule: -1 });
+const NO_VERDICT: RuleVerdict = Object.freeze({ reason: Reason.UPSTREAM, group: -1, rule: -1 });
 
 /** The compiled domain rules of one configuration. */
 export class RuleSet {
@@ -132,6 +153,8 @@ export class RuleSet {
   private readonly soa = LocalAnswer.soa(Rcode.NOERROR);
   private readonly nxdomain = LocalAnswer.soa(Rcode.NXDOMAIN);
   private readonly ttl: number;
+  /** nftset targets by text, so that one set is one object. */
+  private readonly setTargets = new Map<string, NftSetTarget>();
   /** Domains loaded from domain sets and hosts files. */
   listDomains = 0;
   /** Files the rules were read from, to be watched for changes. */
@@ -149,6 +172,11 @@ export class RuleSet {
   /** Whether there is anything to match at all (an empty set is left out of the chain). */
   get empty(): boolean {
     return this.table.nodes === 1 && this.records.length === 1 && this.forced.size === 0;
+  }
+
+  /** Whether any rule adds answer addresses to an nftables set. */
+  get hasNftset(): boolean {
+    return this.setTargets.size > 0;
   }
 
   /** Nodes in the domain table (for memory figures). */
@@ -273,6 +301,7 @@ export class RuleSet {
         exempt.v4 = exempt.v6 = exempt.other = { value: { kind: "exempt" }, rule };
       }
       if (r.group) exempt.group = { value: 0, rule };
+      if (r.nftset4 || r.nftset6) exempt.nftset4 = exempt.nftset6 = { value: null, rule };
     }
     return this.addRecord(exempt);
   }
@@ -337,7 +366,20 @@ export class RuleSet {
         rule,
       };
     }
+    if (r.nftset?.v4) record.nftset4 = { value: this.setTarget(r.nftset.v4), rule };
+    if (r.nftset?.v6) record.nftset6 = { value: this.setTarget(r.nftset.v6), rule };
     return record;
+  }
+
+  /** The one object for an nftset target (null for "-"). */
+  private setTarget(t: NftSetTarget | "-"): NftSetTarget | null {
+    if (t === "-") return null;
+    const key = `${t.family}#${t.table}#${t.set}`;
+    let known = this.setTargets.get(key);
+    if (!known) {
+      this.setTargets.set(key, known = Object.freeze({ family: t.family, table: t.table, set: t.set }));
+    }
+    return known;
   }
 
   /** How an address action sets the v4, v6 and other kinds. */
@@ -434,14 +476,21 @@ export class RuleSet {
     if (!byType) byType = this.verdicts[id] = new Map();
     const known = byType.get(qtype);
     if (known) return known;
-    const made = this.makeVerdict(id, qtype);
+    const made = this.withNftset(this.makeVerdict(id, qtype), id, qtype);
     byType.set(qtype, made);
     return made;
   }
 
+  /** `verdict` with the nftset of record `id` for `qtype`'s family, if it has one. */
+  private withNftset(verdict: RuleVerdict, id: number, qtype: number): RuleVerdict {
+    const r = this.records[id];
+    const set = qtype === RecordType.A ? r.nftset4 : qtype === RecordType.AAAA ? r.nftset6 : undefined;
+    return set?.value ? { ...verdict, nftset: set.value } : verdict;
+  }
+
   private makeVerdict(id: number, qtype: number): RuleVerdict {
     const r = this.records[id];
-    const group = r.group?.value ?? 0;
+    const group = r.group?.value ?? -1;
     const local = (answer: Answer, reason: ReasonCode, rule: number): RuleVerdict => ({
       answer,
       reason,

@@ -12,7 +12,7 @@ import type { Answer } from "../dns/answer.ts";
 import { decodePacket, encodePacket, type Packet, typeName } from "../dns/packet.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
-import { parseContext, type QueryContext, Reason } from "./query_context.ts";
+import { BindFlag, parseContext, type QueryContext, Reason } from "./query_context.ts";
 import type { RuleSet } from "./rule_set.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
@@ -29,11 +29,23 @@ export interface RuleCounters {
   routed: number;
 }
 
+/** Whether a listener's flags turn off the rule that made a local answer (bind -no-rule-…). */
+function skippedByListener(reason: number, flags: number): boolean {
+  if (reason === Reason.BLOCKED || reason === Reason.SOA) return (flags & BindFlag.NO_RULE_SOA) !== 0;
+  return (flags & BindFlag.NO_RULE_ADDR) !== 0;
+}
+
 /** Answers by the domain rules, or passes the question on with its upstream group set. */
 export class RulesStage implements Stage {
   readonly counters: RuleCounters = { local: 0, blocked: 0, routed: 0 };
 
-  constructor(readonly rules: RuleSet, private readonly ttlOfCname: number) {}
+  /** @param sets the rule set of each client group, index 0 the default policy */
+  constructor(readonly sets: readonly RuleSet[], private readonly ttlOfCname: number) {}
+
+  /** The default policy's rules. */
+  get rules(): RuleSet {
+    return this.sets[0];
+  }
 
   /** Applies the rules to `ctx`. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
@@ -41,16 +53,20 @@ export class RulesStage implements Stage {
   }
 
   private apply(ctx: QueryContext, next: Next, depth: number): MaybePromise<Answer> {
-    const verdict = this.rules.judge(ctx.wire, ctx.qtype);
+    const flags = ctx.listener.flags;
+    if (flags & BindFlag.NO_RULES) return next(ctx);
+    const verdict = (this.sets[ctx.ruleGroup] ?? this.sets[0]).judge(ctx.wire, ctx.qtype);
     ctx.rule = verdict.rule;
-    if (verdict.answer) {
+    if (verdict.answer && !skippedByListener(verdict.reason, flags)) {
       ctx.reason = verdict.reason;
       if (verdict.reason === Reason.BLOCKED) this.counters.blocked++;
       else this.counters.local++;
       return verdict.answer;
     }
-    ctx.upstreamGroup = verdict.group;
-    if (verdict.group !== 0) this.counters.routed++;
+    if (verdict.group >= 0 && !(ctx.listener.flags & (BindFlag.NO_RULE_NAMESERVER | BindFlag.NO_RULES))) {
+      ctx.upstreamGroup = verdict.group;
+      if (verdict.group !== 0) this.counters.routed++;
+    }
     if (verdict.cname !== undefined) return this.viaCname(ctx, verdict.cname, next, depth);
     return next(ctx);
   }
@@ -73,6 +89,8 @@ export class RulesStage implements Stage {
     });
     const inner = parseContext(query);
     inner.listener = ctx.listener;
+    inner.ruleGroup = ctx.ruleGroup;
+    inner.upstreamGroup = ctx.upstreamGroup;
     const answer = await this.apply(inner, next, depth + 1);
     const reply = decodePacket(answer.render(inner, Date.now(), 65535)) as Packet & { rcode?: string };
     const cname = { name: ctx.name, type: "CNAME" as const, ttl: this.ttlOfCname, data: target };

@@ -21,6 +21,7 @@ import {
   type QueryContext,
 } from "../resolver/query_context.ts";
 import type { Next } from "../resolver/stage.ts";
+import type { AccessControl, Refusal } from "./access_control.ts";
 import type { ServerStats } from "./stats.ts";
 
 /** An answer now (cache hit, error), later (miss), or none (dropped). Promises never reject. */
@@ -38,6 +39,10 @@ export class QueryDispatcher {
     private readonly log: Logger,
   ) {}
 
+  /** Who may ask (none: everyone); set from the configuration, swapped on reload. */
+  access?: AccessControl;
+  private lastRefusalLog = -Infinity;
+
   /** Swaps in a new resolver chain (on reload); queries already under way finish on the old one. */
   useResolver(resolve: Next): void {
     this.resolve = resolve;
@@ -48,10 +53,22 @@ export class QueryDispatcher {
    * 65535). The bytes of `wire` may be reused by the caller as soon as this returns: a deferred
    * answer keeps a copy.
    */
-  answer(wire: Uint8Array, udp: boolean, listener: ListenerProfile = INTERNAL_LISTENER): DispatchResult {
+  answer(
+    wire: Uint8Array,
+    udp: boolean,
+    listener: ListenerProfile = INTERNAL_LISTENER,
+    peer?: Uint8Array,
+    peerOffset = 0,
+  ): DispatchResult {
     try {
       const q = this.parse(wire, wire.length, listener);
       if (q === null || q instanceof Uint8Array) return q;
+      if (this.access && peer) {
+        const refusal = this.access.check(peer, peerOffset);
+        if (refusal) return this.refuse(q, refusal);
+      }
+      q.peer = peer;
+      q.peerOffset = peerOffset;
       const answer = this.resolveOrFail(q);
       if (answer instanceof Promise) return this.later(q, answer, udp);
       return answer instanceof Uint8Array ? answer : this.render(q, answer, udp);
@@ -71,11 +88,22 @@ export class QueryDispatcher {
     offset: number,
     length = wire.length,
     listener: ListenerProfile = INTERNAL_LISTENER,
+    peer?: Uint8Array,
+    peerOffset = 0,
   ): number | Promise<Uint8Array> | null {
     try {
       const q = this.parse(wire, length, listener);
       if (q === null) return null;
       if (q instanceof Uint8Array) return (out.set(q, offset), q.length);
+      if (this.access && peer) {
+        const refusal = this.access.check(peer, peerOffset);
+        if (refusal) {
+          const refused = this.refuse(q, refusal);
+          return refused ? (out.set(refused, offset), refused.length) : null;
+        }
+      }
+      q.peer = peer;
+      q.peerOffset = peerOffset;
       const answer = this.resolveOrFail(q);
       if (answer instanceof Promise) return this.later(q, answer, true);
       if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
@@ -85,6 +113,25 @@ export class QueryDispatcher {
     } catch (error) {
       return this.dropped(error);
     }
+  }
+
+  /**
+   * The answer to a client the access rules refuse: REFUSED (a rate-limited one gets nothing, so
+   * a flood is not answered at all). Counted; logged at most once a minute.
+   */
+  private refuse(q: QueryContext, why: Refusal): Uint8Array | null {
+    this.stats.refused++;
+    const now = performance.now();
+    if (now - this.lastRefusalLog > 60_000) {
+      this.lastRefusalLog = now;
+      this.log.warn("refusing clients ({why}); {refused} refused so far (logged once a minute)", {
+        why: why === "not-local" ? "not on a local subnet: this is not an open resolver" : why,
+        refused: this.stats.refused,
+      });
+    }
+    if (why === "rate-limited" || !this.access?.mayAnswerRefusal()) return null;
+    this.stats.answered++;
+    return buildEmptyAnswer(q, Rcode.REFUSED);
   }
 
   /** A bug met while answering costs that one message (logged, counted), never the listener. */
@@ -128,6 +175,7 @@ export class QueryDispatcher {
   /** Renders a deferred answer once it is there; the question gets its own copy of the query. */
   private later(q: QueryContext, answer: Promise<Answer>, udp: boolean): Promise<Uint8Array> {
     detachQuestion(q);
+    q.peer = undefined; // a view into the listener's buffer: not valid once this returns
     this.inFlight++;
     return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() => this.settled());
   }

@@ -4,8 +4,11 @@
  * @module
  */
 
-/** A bound, serving socket. */
-export interface Listener {
+import type { BindConfig } from "../config/schema.ts";
+import { BindFlag, type ListenerProfile } from "../resolver/query_context.ts";
+
+/** A bound, serving socket; it is the profile its queries carry down the chain. */
+export interface Listener extends ListenerProfile {
   /** e.g. `udp://127.0.0.1:5353`. */
   readonly address: string;
   /**
@@ -17,3 +20,20 @@ export interface Listener {
 
 /** Default time a closing listener waits for answers under way. */
 export const DRAIN_MS = 3000;
+
+/** SmartDNS bind option names and the {@link BindFlag} each sets. */
+const FLAG_NAMES: Record<string, number> = {
+  "no-rule-addr": BindFlag.NO_RULE_ADDR,
+  "no-rule-nameserver": BindFlag.NO_RULE_NAMESERVER,
+  "no-rule-soa": BindFlag.NO_RULE_SOA,
+  "no-rules": BindFlag.NO_RULES,
+  "no-cache": BindFlag.NO_CACHE,
+  "force-aaaa-soa": BindFlag.FORCE_AAAA_SOA,
+};
+
+/** The flag bits of a bind line's options (names other than the ones above set nothing). */
+export function bindFlags(bind: BindConfig): number {
+  let bits = 0;
+  for (const name of bind.flags ?? []) bits |= FLAG_NAMES[name] ?? 0;
+  return bits;
+}

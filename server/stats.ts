@@ -16,6 +16,8 @@ export class ServerStats {
   truncated = 0;
   /** Errors thrown while resolving (answered SERVFAIL) or rendering (that message dropped). */
   internalErrors = 0;
+  /** Queries refused or dropped by the access rules (not a local client, not in the ACL, rate). */
+  refused = 0;
   /** TCP connections accepted. */
   tcpAccepted = 0;
   /** TCP connections refused because the cap was reached. */

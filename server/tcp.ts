@@ -11,8 +11,9 @@ import type { BindConfig } from "../config/schema.ts";
 import { frame, FramedReader } from "../dns/stream_framing.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
+import { encodeSockaddr } from "../net/linux_socket.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import { DRAIN_MS, type Listener } from "./listener.ts";
+import { bindFlags, DRAIN_MS, type Listener } from "./listener.ts";
 import { StreamBudget, type StreamCloseReason, type StreamLimits } from "./stream_budget.ts";
 
 /**
@@ -28,6 +29,8 @@ function listenShared(bind: BindConfig): Deno.TcpListener {
 /** A TCP DNS listener. */
 export class TcpListener implements Listener {
   readonly address: string;
+  readonly flags: number;
+  readonly group?: string;
   private readonly connections = new Set<Deno.TcpConn>();
   private closed = false;
   private readonly accepting: Promise<void>;
@@ -42,6 +45,8 @@ export class TcpListener implements Listener {
     private readonly log: Logger,
   ) {
     this.address = `tcp://${authority(bind.host, bind.port)}`;
+    this.flags = bindFlags(bind);
+    this.group = bind.group;
     this.accepting = this.acceptLoop();
   }
 
@@ -107,6 +112,14 @@ export class TcpListener implements Listener {
       closeConn();
     }, this.limits);
     let idle = setTimeout(closeConn, this.idleMs);
+    // The client's address as a sockaddr, once per connection, for the access rules.
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    let peer: Uint8Array | undefined;
+    try {
+      peer = encodeSockaddr(remote.hostname.replace(/%.*$/, ""), remote.port);
+    } catch {
+      peer = undefined;
+    }
     try {
       // Reads only while under budget: a client that does not read its answers stops being read.
       while (await budget.ready()) {
@@ -115,7 +128,7 @@ export class TcpListener implements Listener {
         clearTimeout(idle);
         idle = setTimeout(closeConn, this.idleMs);
         budget.admit();
-        const answer = this.dispatcher.answer(message, false, this);
+        const answer = this.dispatcher.answer(message, false, this, peer);
         if (answer instanceof Uint8Array) budget.send(frame(answer));
         else if (answer) answer.then((a) => budget.send(frame(a)));
         else budget.release();

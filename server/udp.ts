@@ -8,12 +8,15 @@ import dgram from "node:dgram";
 import type { BindConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
+import { encodeSockaddr } from "../net/linux_socket.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import { DRAIN_MS, type Listener } from "./listener.ts";
+import { bindFlags, DRAIN_MS, type Listener } from "./listener.ts";
 
 /** A UDP DNS listener. */
 export class UdpListener implements Listener {
   readonly address: string;
+  readonly flags: number;
+  readonly group?: string;
 
   private constructor(
     private readonly socket: dgram.Socket,
@@ -21,6 +24,8 @@ export class UdpListener implements Listener {
     private readonly dispatcher: QueryDispatcher,
   ) {
     this.address = `udp://${authority(bind.host, bind.port)}`;
+    this.flags = bindFlags(bind);
+    this.group = bind.group;
   }
 
   /** Binds `bind` and starts answering through `dispatcher`. Rejects if the port cannot be bound. */
@@ -43,7 +48,14 @@ export class UdpListener implements Listener {
     const send = (answer: Uint8Array, rinfo: dgram.RemoteInfo) =>
       socket.send(answer, rinfo.port, rinfo.address);
     socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      const answer = dispatcher.answer(msg, true, listener);
+      // The client's address as a sockaddr, for the access rules and client groups.
+      let peer: Uint8Array | undefined;
+      try {
+        peer = encodeSockaddr(rinfo.address.replace(/%.*$/, ""), rinfo.port);
+      } catch {
+        peer = undefined;
+      }
+      const answer = dispatcher.answer(msg, true, listener, peer);
       if (answer instanceof Uint8Array) send(answer, rinfo);
       else if (answer) answer.then((bytes) => send(bytes, rinfo));
     });

@@ -10,8 +10,8 @@ import type { BindConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import { authority } from "../upstream/upstream.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
-import { LinuxUdpSocket, MmsgVector, MSG_TRUNC, SendQueue } from "../net/linux_socket.ts";
-import { DRAIN_MS, type Listener } from "./listener.ts";
+import { LinuxUdpSocket, MmsgVector, MSG_TRUNC, NAME_SIZE, SendQueue } from "../net/linux_socket.ts";
+import { bindFlags, DRAIN_MS, type Listener } from "./listener.ts";
 
 /** Datagrams taken per receive call and answers per send call. */
 export const BATCH = 64;
@@ -31,6 +31,8 @@ const EAGER_BATCHES = 4;
 /** A UDP DNS listener on batched Linux syscalls. */
 export class BatchedUdpListener implements Listener {
   readonly address: string;
+  readonly flags: number;
+  readonly group?: string;
   private readonly rx = new MmsgVector(BATCH, RECEIVE_SLOT);
   private readonly tx = new MmsgVector(BATCH, SEND_SLOT);
   /** Answers that completed after their receive batch (misses), sent together per task. */
@@ -45,6 +47,8 @@ export class BatchedUdpListener implements Listener {
     private readonly log: Logger,
   ) {
     this.address = `udp://${authority(bind.host, bind.port)}`;
+    this.flags = bindFlags(bind);
+    this.group = bind.group;
     this.late = new SendQueue(
       socket,
       new MmsgVector(BATCH, SEND_SLOT),
@@ -92,7 +96,15 @@ export class BatchedUdpListener implements Listener {
         dispatcher.stats.received++;
         dispatcher.stats.malformed++;
       } else {
-        const answer = dispatcher.answerInto(rx.slot(i), tx.data, tx.slotOffset(out), rx.length(i), this);
+        const answer = dispatcher.answerInto(
+          rx.slot(i),
+          tx.data,
+          tx.slotOffset(out),
+          rx.length(i),
+          this,
+          rx.names,
+          i * NAME_SIZE,
+        );
         if (typeof answer === "number") {
           tx.setReplyLength(out++, answer, rx, i);
         } else if (answer) {

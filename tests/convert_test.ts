@@ -60,10 +60,13 @@ Deno.test("convert writes TOML that check accepts, with the lines it cannot conv
 Deno.test("convert refuses what keeldns refuses, names the line, and has --help", async () => {
   const dir = await Deno.makeTempDir({ prefix: "keeldns-convert-" });
   try {
-    await Deno.writeTextFile(`${dir}/smartdns.conf`, "server 9.9.9.9\nbogus-nxdomain 192.0.2.1\n");
+    await Deno.writeTextFile(
+      `${dir}/smartdns.conf`,
+      "server 9.9.9.9\nproxy-server socks5://127.0.0.1:1080 -name tor\n",
+    );
     const r = await runKeeldns(["convert", `${dir}/smartdns.conf`]);
     assertEquals(r.code, 1);
-    assertMatch(r.stderr, new RegExp(`^${dir}/smartdns.conf:2:1: bogus-nxdomain is not supported yet`));
+    assertMatch(r.stderr, new RegExp(`^${dir}/smartdns.conf:2:1: proxy-server is not supported yet`));
     assertEquals(r.stdout, "");
     const help = await runKeeldns(["convert", "--help"]);
     assertEquals(help.code, 0);

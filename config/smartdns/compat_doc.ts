@@ -33,7 +33,9 @@ const SECTION_TITLES: Record<string, string> = {
   listeners: "Listeners",
   upstreams: "Upstream servers",
   cache: "Cache and TTLs",
-  rules: "Domain rules, local answers and answer filters",
+  rules: "Domain rules and local answers",
+  "IP rules": "IP rules on answers",
+  nftset: "Firewall sets (nftset, ipset)",
   logging: "Logging and audit",
   clients: "Clients and groups",
   general: "General",
@@ -56,7 +58,12 @@ function code(names: Iterable<string>): string {
 /** What a `directive … -option` line does here, found by reading one (so it cannot drift). */
 function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignored" {
   try {
-    const c = parseSmartdnsConf(`${line}\nserver 192.0.2.1\n`, "compat.conf", () => "");
+    // A server in group "x" too, so that an option naming a group ("-group x") has one.
+    const c = parseSmartdnsConf(
+      `${line}\nserver 192.0.2.1\nserver 192.0.2.9 -group x\n`,
+      "compat.conf",
+      () => "",
+    );
     if (c.unsupported.length > 0) return "not yet";
     if (c.warnings.length > 0) return "ignored";
     return "honoured";
@@ -105,7 +112,9 @@ function optionsSection(): string[] {
     `| \`server\`, \`server-tcp\` | ${code(server.honoured)} | ${code(server["not yet"])} | ${
       code(server.refused)
     } | ${code(server.ignored)} (only for encrypted servers) |`,
-    `| \`bind\`, \`bind-tcp\` | address and port only | ${code(bind["not yet"])} | ${code(bind.refused)}, ` +
+    `| \`bind\`, \`bind-tcp\` | address and port, ${code(bind.honoured)} | ${code(bind["not yet"])} | ${
+      code(bind.refused)
+    }, ` +
     "an `@device` suffix | — |",
     `| \`domain-rules\` | ${code(honoured)} | ${code(RULE_DEFERRED)} (kept with the rule for later) | ${
       code(RULE_CRITICAL.keys())

@@ -22,7 +22,15 @@ Deno.test("the compat page has one row for every SmartDNS directive, and the opt
     const rows = page.match(new RegExp(`\n\\| \`${name}\` \\| (supported|partly|not yet|refused)`, "g"));
     assertEquals(rows?.length, 1, name);
   }
-  assert(page.includes("| `server`, `server-tcp` | `-group`, `-g`, `-exclude-default-group`, `-e` |"), page);
-  assert(/\| `bind`, `bind-tcp` \|.*\| `-group`, .*`-acl`/.test(page), "bind -group and -acl are refused");
+  assert(
+    page.includes(
+      "| `server`, `server-tcp` | `-group`, `-g`, `-exclude-default-group`, `-e`, `-blacklist-ip`, `-whitelist-ip` |",
+    ),
+    page,
+  );
+  assert(
+    /\| `bind`, `bind-tcp` \| address and port, `-group`.*\| .*`-acl`/.test(page),
+    "bind -group is honoured and -acl refused",
+  );
   assert(/\| `domain-rules` \| `-address`, `-a`, `-nameserver`/.test(page));
 });

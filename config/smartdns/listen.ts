@@ -31,13 +31,22 @@ export const FLAGS = new Set([
 ]);
 /** Bind options without which this listener's clients would get another policy (other servers, no ACL). */
 export const CRITICAL = new Map([
-  ["group", "its clients would get the default group's rules and servers"],
-  ["no-rule-nameserver", "its queries would follow nameserver rules to other servers"],
-  ["no-rules", "rules meant for other listeners would apply to it"],
   ["acl", "it would answer clients the ACL refuses"],
   ["ipset", "answer addresses would not be added to the set"],
   ["nftset", "answer addresses would not be added to the set"],
 ]);
+
+/** Bind flags keeldns honours (server/listener.ts turns them into BindFlag bits). */
+export const HONOURED = new Set([
+  "no-rule-addr",
+  "no-rule-nameserver",
+  "no-rule-soa",
+  "no-rules",
+  "no-cache",
+  "force-aaaa-soa",
+]);
+/** Bind flags that turn off a feature keeldns does not have yet: already so. */
+export const ALREADY = new Set(["no-speed-check", "no-dualstack-selection", "no-serve-expired"]);
 
 function bind(d: Draft, l: Line, transport: Transport): void {
   let spec = d.text(l, 1);
@@ -52,12 +61,24 @@ function bind(d: Draft, l: Line, transport: Transport): void {
     spec = spec.slice(0, at);
   }
   const { host, port } = d.value(l, 1, () => parseHostPort(spec, DNS_PORT, "::"));
-  d.options(l, 2, { withValue: WITH_VALUE, flags: FLAGS }, (opt) => {
+  let group: string | undefined;
+  const flags: string[] = [];
+  d.options(l, 2, { withValue: WITH_VALUE, flags: FLAGS }, (opt, value) => {
     const why = CRITICAL.get(opt);
     if (why) d.notSupportedCritical(`${l.words[0]} -${opt}`, l, why);
+    else if (opt === "group") group = value;
+    else if (HONOURED.has(opt)) flags.push(opt);
+    else if (ALREADY.has(opt)) return; // the feature it turns off is not built: nothing to do
     else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the listener works without it");
   });
-  d.binds.push({ transport, host, port, source: d.at(l, 1) });
+  d.binds.push({
+    transport,
+    host,
+    port,
+    ...(group !== undefined ? { group } : {}),
+    ...(flags.length > 0 ? { flags } : {}),
+    source: d.at(l, 1),
+  });
 }
 
 /** The listener directives. */
@@ -65,7 +86,8 @@ export const LISTEN: DirectiveTable = {
   "bind": {
     toml: "server.bind-udp",
     status: "partly",
-    note: "address and port; the per-listener flags and -group are not honoured yet",
+    note: "address, port, -group and the rule/cache flags; -acl, -ipset, -nftset and @device are not " +
+      "honoured yet (a file using them is refused)",
     handle: (d, l) => bind(d, l, "udp"),
   },
   "bind-tcp": {

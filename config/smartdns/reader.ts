@@ -10,11 +10,14 @@
 import { DEFAULT_CACHE, DEFAULT_LOG, DEFAULT_TCP_IDLE_TIME } from "../defaults.ts";
 import { ConfigError, didYouMean, readFailure } from "../errors.ts";
 import type {
+  AddressSetRule,
   BindConfig,
   CacheConfig,
   ConfigWarning,
   DomainRule,
   DomainSetConfig,
+  IpRuleConfig,
+  IpSetConfig,
   LogConfig,
   SourcePosition,
   UnsupportedDirective,
@@ -120,6 +123,16 @@ export function asciiDomain(domain: string): string {
   }
 }
 
+/** A client group as read (`group-begin NAME` … `group-end`, `client-rules CIDR -group NAME`). */
+export interface GroupDraft {
+  forceAAAASOA?: boolean;
+  forceQtypeSoa?: Set<number>;
+  /** The clients (prefixes) whose queries the group's rules answer. */
+  readonly clients: string[];
+  /** Where the group was begun. */
+  source?: SourcePosition;
+}
+
 /** The configuration being read: the model's parts and what was noticed on the way. */
 export class Draft {
   readonly binds: BindConfig[] = [];
@@ -135,8 +148,36 @@ export class Draft {
   readonly domainRules: DomainRule[] = [];
   readonly domainSets: DomainSetConfig[] = [];
   localTtl = 0;
-  forceAAAASOA = false;
-  readonly forceQtypeSoa = new Set<number>();
+  private defaultForceAAAASOA = false;
+  private readonly defaultForceQtypeSoa = new Set<number>();
+  /** The client group being read (between `group-begin` and `group-end`), or none. */
+  group?: string;
+  /** Each group's own settings and clients, by name, in the order begun. */
+  readonly groups = new Map<string, GroupDraft>();
+
+  /** `force-AAAA-SOA` of the default policy, or of the group being read. */
+  get forceAAAASOA(): boolean {
+    return this.group ? this.groupDraft().forceAAAASOA ?? this.defaultForceAAAASOA : this.defaultForceAAAASOA;
+  }
+
+  set forceAAAASOA(on: boolean) {
+    if (this.group) this.groupDraft().forceAAAASOA = on;
+    else this.defaultForceAAAASOA = on;
+  }
+
+  /** `force-qtype-SOA` types of the default policy, or of the group being read (a copy of them). */
+  get forceQtypeSoa(): Set<number> {
+    if (!this.group) return this.defaultForceQtypeSoa;
+    const g = this.groupDraft();
+    return g.forceQtypeSoa ??= new Set(this.defaultForceQtypeSoa);
+  }
+
+  /** The group being read; `name` one that is mentioned (client-rules -group) is created too. */
+  groupDraft(name = this.group!): GroupDraft {
+    let g = this.groups.get(name);
+    if (!g) this.groups.set(name, g = { clients: [] });
+    return g;
+  }
   readonly hostsFiles: string[] = [];
   expandPtrFromAddress = false;
   readonly leaseFiles: string[] = [];
@@ -147,6 +188,15 @@ export class Draft {
   maxReplyIpNum = 8;
   dns64Prefix?: string;
   nftsetTimeout = false;
+  nftsetDebug = false;
+  nftsetNoSpeed?: AddressSetRule;
+  readonly ipRules: IpRuleConfig[] = [];
+  readonly ipSets: IpSetConfig[] = [];
+  aclEnable = false;
+  readonly allowedClients: string[] = [];
+  /** `client-rules CIDR -group NAME`, checked once the whole file is read (the group may come later). */
+  readonly clientRuleGroups: { group: string; cidr: string; source: SourcePosition }[] = [];
+  rateLimit?: number;
   /** `user NAME`: run as this user once the listeners are bound. */
   user?: string;
   readonly unsupported = new Map<string, UnsupportedDirective>();
@@ -159,6 +209,8 @@ export class Draft {
     private readonly directives: DirectiveTable,
     readonly known: ReadonlySet<string>,
     readonly readFile: FileReader,
+    /** Whether a directive may be inside a group (the domain rules and forced answers). */
+    private readonly groupScoped: (name: string) => boolean = () => false,
   ) {}
 
   /** Where word `word` of `l` starts. */
@@ -331,6 +383,13 @@ export class Draft {
   private directive(l: Line): void {
     const name = l.words[0];
     const handler = Object.hasOwn(this.directives, name) ? this.directives[name] : undefined;
+    if (this.group && handler && !this.groupScoped(name)) {
+      this.fail(
+        l,
+        0,
+        `${name} cannot be inside group-begin ${this.group} … group-end: it is not per client group`,
+      );
+    }
     if (handler) return handler.handle(this, l);
     if (this.known.has(name) || name.includes(".")) return this.notSupported(name, l);
     // SmartDNS logs "unsupported config" and carries on; so does keeldns, loudly.

@@ -14,6 +14,7 @@ import {
   parseSrvRecord as srvRecord,
   parseTargetName as targetName,
 } from "../values.ts";
+import { mergeSets, parseIpsetSpec, parseNftsetSpec } from "./nftset.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** Addresses an `address` rule may give per family (SmartDNS keeps 8). */
@@ -26,7 +27,13 @@ function rule(
   domains: string[],
   options: Omit<DomainRule, "domains" | "source" | "text">,
 ): void {
-  d.domainRules.push({ domains, source: d.at(l, 1), text: l.words.join(" "), ...options });
+  d.domainRules.push({
+    domains,
+    source: d.at(l, 1),
+    text: l.words.join(" "),
+    ...(d.group !== undefined ? { group: d.group } : {}),
+    ...options,
+  });
 }
 
 /** `address /d/VALUE`. */
@@ -129,10 +136,6 @@ export const RULE_DEFERRED = new Set([
 ]);
 /** Options without which the rule would route or block differently. */
 export const RULE_CRITICAL = new Map([
-  ["ipset", "answer addresses would not be added to the set"],
-  ["p", "answer addresses would not be added to the set"],
-  ["nftset", "answer addresses would not be added to the set"],
-  ["t", "answer addresses would not be added to the set"],
   ["group", "the rule would apply to every client, not the group"],
   ["g", "the rule would apply to every client, not the group"],
   ["delete", "the rules it deletes would still apply"],
@@ -152,7 +155,11 @@ function domainRules(d: Draft, l: Line): void {
     else if (opt === "nameserver" || opt === "n") options.nameserver = text;
     else if (opt === "cname" || opt === "A") options.cname = d.value(l, 2, () => targetName(text));
     else if (opt === "txt-record" || opt === "T") options.txt = [...(options.txt ?? []), text];
-    else if (RULE_CRITICAL.has(opt)) {
+    else if (opt === "nftset" || opt === "t") {
+      options.nftset = mergeSets(options.nftset, d.value(l, 2, () => parseNftsetSpec(text)));
+    } else if (opt === "ipset" || opt === "p") {
+      options.nftset = mergeSets(options.nftset, d.value(l, 2, () => parseIpsetSpec(text)));
+    } else if (RULE_CRITICAL.has(opt)) {
       d.notSupportedCritical(`domain-rules -${opt}`, l, RULE_CRITICAL.get(opt)!);
     } else if (RULE_DEFERRED.has(opt)) {
       deferred.push(opt);
@@ -222,7 +229,8 @@ export const RULES: DirectiveTable = {
   "domain-rules": {
     toml: "rule.*",
     status: "partly",
-    note: "-address, -nameserver, -cname, -txt-record; the others are read and kept for later features",
+    note: "-address, -nameserver, -cname, -txt-record, -nftset, -ipset; the others are read and kept for " +
+      "later features",
     handle: domainRules,
   },
   "domain-set": {

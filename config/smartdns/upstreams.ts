@@ -48,8 +48,6 @@ export const CRITICAL = new Map([
   ["interface", "queries would leave by the default route, not that interface"],
   ["set-mark", "queries would not carry the mark policy routing uses"],
   ["fallback", "the fallback server would be asked every question, not only when the others fail"],
-  ["blacklist-ip", "answers with blacklisted addresses would be accepted from it"],
-  ["whitelist-ip", "answers outside the whitelist would be accepted from it"],
 ]);
 /** Options that only mean something for encrypted servers. */
 export const TLS_ONLY = new Set([
@@ -83,11 +81,17 @@ function server(d: Draft, l: Line, transport: Transport): void {
   }
   const groups: string[] = [];
   let excludeDefault = false;
+  let blacklistIp = false;
+  let whitelistIp = false;
   d.options(l, 2, { withValue: WITH_VALUE, flags: FLAGS }, (opt, value) => {
     if (opt === "group" || opt === "g") {
       if (value && !groups.includes(value)) groups.push(value);
     } else if (opt === "exclude-default-group" || opt === "e") {
       excludeDefault = true;
+    } else if (opt === "blacklist-ip") {
+      blacklistIp = true;
+    } else if (opt === "whitelist-ip") {
+      whitelistIp = true;
     } else if (CRITICAL.has(opt)) {
       d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
     } else if (TLS_ONLY.has(opt)) {
@@ -96,7 +100,14 @@ function server(d: Draft, l: Line, transport: Transport): void {
       d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
     }
   });
-  d.upstreams.push({ ...address, groups, excludeDefault, source: d.at(l, 1) });
+  d.upstreams.push({
+    ...address,
+    groups,
+    excludeDefault,
+    ...(blacklistIp ? { blacklistIp } : {}),
+    ...(whitelistIp ? { whitelistIp } : {}),
+    source: d.at(l, 1),
+  });
 }
 
 /** An encrypted server kind not built yet: reported, and counted as a server line keeldns cannot use. */
@@ -117,7 +128,8 @@ export const UPSTREAMS: DirectiveTable = {
   "server": {
     toml: "upstream.address",
     status: "partly",
-    note: "udp:// and tcp:// with -group, -exclude-default-group; other options reported",
+    note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip; " +
+      "other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
