@@ -60,6 +60,10 @@ export class AnswerCache {
   private storedLength = new Uint32Array(0);
   private storedAt = new Float64Array(0);
   private lifetime = new Uint32Array(0);
+  /** Per slot: an opaque tag its storer gave it (the cache stage: rules generation and group). */
+  private tag = new Uint32Array(0);
+  /** The slot of the last hit, for {@link lastTag} and {@link retagLast}. */
+  private lastHit = NONE;
   /** LRU list: `newer`/`older` neighbours; the free slots are chained through `older`. */
   private newer = new Int32Array(0);
   private older = new Int32Array(0);
@@ -113,13 +117,14 @@ export class AnswerCache {
       this.remove(slot);
       return undefined;
     }
+    this.lastHit = slot;
     this.touch(slot);
     return this.answerAt(slot);
   }
 
   /** Stores a copy of `answer` for `q` if it may be cached, evicting the least recently used entries over capacity. */
-  set(q: Question, answer: StoredAnswer, variant = q.dnssecOk ? 1 : 0): void {
-    this.store(q.wire, HEADER_LENGTH, q.questionEnd, variant, answer);
+  set(q: Question, answer: StoredAnswer, variant = q.dnssecOk ? 1 : 0, tag = 0): void {
+    this.store(q.wire, HEADER_LENGTH, q.questionEnd, variant, answer, tag);
   }
 
   /** {@link set} with a key as {@link entries} gives it (for a cache file); a malformed key is ignored. */
@@ -128,7 +133,24 @@ export class AnswerCache {
     this.store(key, 0, key.length - 1, key[key.length - 1], answer);
   }
 
-  private store(src: Uint8Array, start: number, end: number, dnssecOk: number, answer: StoredAnswer): void {
+  /** The tag of the entry the last {@link get} found. */
+  get lastTag(): number {
+    return this.lastHit === NONE ? 0 : this.tag[this.lastHit];
+  }
+
+  /** Gives the entry the last {@link get} found a new tag. */
+  retagLast(tag: number): void {
+    if (this.lastHit !== NONE) this.tag[this.lastHit] = tag;
+  }
+
+  private store(
+    src: Uint8Array,
+    start: number,
+    end: number,
+    dnssecOk: number,
+    answer: StoredAnswer,
+    tag = 0,
+  ): void {
     if (this.capacityLimit <= 0 || answer.lifetime <= 0) return;
     const h = hashKey(src, start, end, dnssecOk);
     const existing = this.find(src, start, end, dnssecOk, h);
@@ -152,6 +174,7 @@ export class AnswerCache {
     this.storedLength[slot] = answer.storedLength;
     this.storedAt[slot] = answer.storedAt;
     this.lifetime[slot] = answer.lifetime;
+    this.tag[slot] = tag;
     const bucket = h & (this.buckets.length - 1);
     this.chain[slot] = this.buckets[bucket];
     this.buckets[bucket] = slot;
@@ -306,6 +329,7 @@ export class AnswerCache {
     this.storedLength = grow(this.storedLength, (n) => new Uint32Array(n));
     this.storedAt = grow(this.storedAt, (n) => new Float64Array(n));
     this.lifetime = grow(this.lifetime, (n) => new Uint32Array(n));
+    this.tag = grow(this.tag, (n) => new Uint32Array(n));
     this.newer = grow(this.newer, (n) => new Int32Array(n));
     this.older = grow(this.older, (n) => new Int32Array(n));
     this.chain = grow(this.chain, (n) => new Int32Array(n));

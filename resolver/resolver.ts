@@ -1,7 +1,7 @@
 /**
  * Builds the resolver chain from the configuration: the one place that decides which stages run
- * and in what order — rules (only when there are any) → cache → coalescing → the upstream race of
- * the query's server group; DNS64 between the cache and coalescing when it is on.
+ * and in what order — nftset and the client stage (when configured) → cache → rules (only when
+ * there are any) → DNS64 (when on) → coalescing → the upstream race of the query's server group.
  *
  * @module
  */
@@ -133,14 +133,21 @@ export function buildResolver(
   const listenerSwitches = config.server.binds.some((b) =>
     b.group !== undefined || (b.flags?.length ?? 0) > 0
   );
+  // nftset first: it sees every answer, cached ones included (sets emptied by a firewall reload refill).
+  if (ruleSet.hasNftset) stages.push(nftsetStage(ruleSet, config.rules, log));
   if (config.groups.length > 0 || listenerSwitches) {
     stages.push(new ClientStage(config.groups.map((g) => g.clients), (name) => router.indexOf(name)));
+  }
+  let cache: CacheStage | undefined;
+  if (config.cache.size > 0) {
+    cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
+    cache.cache.resize(config.cache.size);
+    stages.push(cache);
   }
   let rules: RulesStage | undefined;
   if (ruleSets.some((r) => !r.empty)) {
     const cnameTtl = config.rules.localTtl > 0 ? config.rules.localTtl : clampTtl(60, config.cache);
     rules = new RulesStage(ruleSets, cnameTtl);
-    if (ruleSet.hasNftset) stages.push(nftsetStage(ruleSet, config.rules, log));
     stages.push(rules);
     log.info(
       "rules: {rules} rule lines, {domains} domains from lists, {nodes} names in the table, {groups} client groups",
@@ -152,12 +159,7 @@ export function buildResolver(
       },
     );
   }
-  let cache: CacheStage | undefined;
-  if (config.cache.size > 0) {
-    cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
-    cache.cache.resize(config.cache.size);
-    stages.push(cache);
-  }
+  if (cache) cache.rules = rules;
   const dns64 = config.rules.dns64Prefix ? new Dns64Stage(config.rules.dns64Prefix) : undefined;
   if (dns64) stages.push(dns64);
   const coalesce = new CoalesceStage();

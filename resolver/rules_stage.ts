@@ -1,6 +1,6 @@
 /**
- * The rules stage, first in the chain (before the cache: local answers are made again for free
- * and never enter it): answers what a domain rule answers (addresses, blocks, forced SOA, local
+ * The rules stage, right after the cache (a cache hit is an answer these rules sent upstream, so
+ * it needs no rule lookup; local answers are made again for free and never enter the cache): answers what a domain rule answers (addresses, blocks, forced SOA, local
  * SRV/TXT/PTR, hosts names), routes the rest to its rule's upstream group, and resolves a
  * `cname` rule's target through the rest of the chain. Owns SmartDNS's `address`, `nameserver`,
  * `cname`, `srv-record`, `txt-record`, `domain-rules`, `domain-set`, `hosts-file`,
@@ -15,6 +15,9 @@ import { Rcode, scanResponse } from "../dns/wire.ts";
 import { BindFlag, parseContext, type QueryContext, Reason } from "./query_context.ts";
 import type { RuleSet } from "./rule_set.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
+
+/** Rules stages built so far in this process (each one's generation). */
+let generations = 0;
 
 /** CNAME rules followed for one question at most (a rule loop ends in SERVFAIL). */
 const MAX_CNAME_DEPTH = 8;
@@ -45,6 +48,20 @@ export class RulesStage implements Stage {
   /** The default policy's rules. */
   get rules(): RuleSet {
     return this.sets[0];
+  }
+
+  /** Changes whenever a rules stage is built: cache entries stored under older rules are checked again. */
+  readonly generation = ++generations;
+
+  /** The upstream group the rules send `ctx` to, or -1 when they answer it themselves (for the cache). */
+  upstreamGroupOf(ctx: QueryContext): number {
+    const flags = ctx.listener.flags;
+    if (flags & BindFlag.NO_RULES) return ctx.upstreamGroup;
+    const verdict = (this.sets[ctx.ruleGroup] ?? this.sets[0]).judge(ctx.wire, ctx.qtype);
+    if ((verdict.answer && !skippedByListener(verdict.reason, flags)) || verdict.cname !== undefined) {
+      return -1;
+    }
+    return verdict.group >= 0 && !(flags & BindFlag.NO_RULE_NAMESERVER) ? verdict.group : ctx.upstreamGroup;
   }
 
   /** Applies the rules to `ctx`. */
