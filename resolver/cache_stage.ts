@@ -30,9 +30,16 @@ export interface RulesAfterCache {
   upstreamGroupOf(ctx: QueryContext): number;
 }
 
-/** A cache entry's tag: the rules generation it was stored under, and the upstream group. */
-function tagOf(generation: number, group: number): number {
-  return ((generation & 0xffffff) << 8 | (group & 0xff)) >>> 0;
+/** The listener flags that change what the rules decide (bind -no-rule-…, -no-rules). */
+const RULE_FLAGS = BindFlag.NO_RULE_ADDR | BindFlag.NO_RULE_NAMESERVER | BindFlag.NO_RULE_SOA |
+  BindFlag.NO_RULES;
+
+/**
+ * A cache entry's tag: the rules generation it was stored under, the rule flags of the listener
+ * that asked (4 bits), and the upstream group that answered.
+ */
+function tagOf(generation: number, flags: number, group: number): number {
+  return (((generation & 0xfffff) << 12) | ((flags & RULE_FLAGS) << 8) | (group & 0xff)) >>> 0;
 }
 
 /** Serves cache hits synchronously; on a miss, asks `next` and caches the answer. */
@@ -50,7 +57,7 @@ export class CacheStage implements Stage {
     const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1);
     const hit = this.cache.get(ctx, this.now(), variant);
     const rules = this.rules;
-    if (hit !== undefined && (!rules || this.stillUpstream(rules, ctx))) {
+    if (hit !== undefined && this.stillUpstream(rules, ctx)) {
       this.counters.hits++;
       ctx.reason = Reason.CACHE;
       return hit;
@@ -69,19 +76,25 @@ export class CacheStage implements Stage {
 
   /** The tag of an answer stored now (ctx.upstreamGroup is the group that answered). */
   private tagNow(ctx: QueryContext): number {
-    return this.rules ? tagOf(this.rules.generation, ctx.upstreamGroup) : 0;
+    return tagOf(this.rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup);
   }
 
   /**
-   * Whether the entry just found may be served: stored under the current rules, or the rules still
-   * send its question to the same upstream group (then it is re-tagged, so this is asked once).
+   * Whether the entry just found may be served: stored under the current rules by the upstream
+   * group this query goes to; else, when the rules still send its question to the group that
+   * answered it (a nameserver rule, or rules that changed since), it is re-tagged and served.
    */
-  private stillUpstream(rules: RulesAfterCache, ctx: QueryContext): boolean {
+  private stillUpstream(rules: RulesAfterCache | undefined, ctx: QueryContext): boolean {
     const tag = this.cache.lastTag;
-    if (tag >>> 8 === (rules.generation & 0xffffff)) return true;
-    const group = rules.upstreamGroupOf(ctx);
-    if (group < 0 || group !== (tag & 0xff)) return false;
-    this.cache.retagLast(tagOf(rules.generation, group));
+    const expected = tagOf(rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup);
+    if (tag === expected) return true;
+    const group = tag & 0xff;
+    if (!rules) return group === ctx.upstreamGroup;
+    // Stored under other rules, by a listener with other rule flags, or routed by a nameserver
+    // rule: ask the rules whether this query would go to the group that answered.
+    const now = rules.upstreamGroupOf(ctx);
+    if (now < 0 || now !== group) return false;
+    this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
     return true;
   }
 }
