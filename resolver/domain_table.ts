@@ -67,6 +67,8 @@ export class DomainTable {
   private labels = new Uint8Array(16384);
   private labelBytes = 0;
   private readonly suffixRules = new Map<number, SuffixRule[]>();
+  /** The hash the last find computed (for the create that may follow it). */
+  private lastHash = 0;
   private finished = false;
 
   constructor(private readonly merge: RuleMerge) {
@@ -171,6 +173,7 @@ export class DomainTable {
   private find(parent: number, src: Uint8Array, start: number, length: number): number {
     let h = (Math.imul(parent, 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
     for (let i = start; i < start + length; i++) h = Math.imul(h ^ lower(src[i]), 0x01000193);
+    this.lastHash = h >>> 0;
     for (let n = this.buckets[(h >>> 0) & (this.buckets.length - 1)]; n !== NONE; n = this.chain[n]) {
       if (this.parent[n] !== parent || this.labelLength[n] !== length) continue;
       const at = this.labelAt[n];
@@ -209,11 +212,28 @@ export class DomainTable {
     this.labelBytes += length;
     if (this.count > this.buckets.length * 0.75) this.rehash(this.buckets.length * 2);
     else {
-      const b = this.bucketOf(n);
+      // create always follows a find of the same label under the same parent: its hash stands.
+      const b = this.lastHash & (this.buckets.length - 1);
       this.chain[n] = this.buckets[b];
       this.buckets[b] = n;
     }
     return n;
+  }
+
+  /**
+   * Makes room for `nodes` nodes and `labelBytes` label bytes at once (a list file about to be
+   * added), so loading a large list does not grow and rehash the arrays twenty times.
+   */
+  reserve(nodes: number, labelBytes = nodes * 8): void {
+    while (this.parent.length < nodes) this.grow();
+    if (this.labels.length < labelBytes) {
+      const bigger = new Uint8Array(labelBytes);
+      bigger.set(this.labels.subarray(0, this.labelBytes));
+      this.labels = bigger;
+    }
+    let buckets = this.buckets.length;
+    while (nodes > buckets * 0.75) buckets *= 2;
+    if (buckets !== this.buckets.length) this.rehash(buckets);
   }
 
   private grow(): void {
