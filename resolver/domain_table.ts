@@ -272,12 +272,23 @@ export class DomainTable {
     const pairs: number[] = [];
     const index = new Map<number, Map<number, number>>();
     const below = new Int32Array(count);
+    const subs = this.sub.size > 0;
+    const selves = this.self.size > 0;
+    // Most neighbouring nodes (a list's names) share one pair: remember the last one.
+    let lastDeeper = NaN;
+    let lastOwn = NaN;
+    let lastPair = -1;
     for (let n = 0; n < count; n++) {
       const outer = n === ROOT ? NO_RULE : below[this.parent[n]];
-      const both = merge(outer, this.both[n]);
-      const deeper = merge(both, this.sub.get(n) ?? NO_RULE);
-      const own = merge(both, this.self.get(n) ?? NO_RULE);
+      const own0 = this.both[n];
+      const both = own0 === NO_RULE ? outer : outer === NO_RULE ? own0 : merge(outer, own0);
+      const deeper = subs ? merge(both, this.sub.get(n) ?? NO_RULE) : both;
+      const own = selves ? merge(both, this.self.get(n) ?? NO_RULE) : both;
       below[n] = deeper;
+      if (deeper === lastDeeper && own === lastOwn) {
+        effective[n] = lastPair;
+        continue;
+      }
       let byOwn = index.get(deeper);
       if (!byOwn) index.set(deeper, byOwn = new Map());
       let pair = byOwn.get(own);
@@ -287,6 +298,9 @@ export class DomainTable {
         byOwn.set(own, pair);
       }
       effective[n] = pair;
+      lastDeeper = deeper;
+      lastOwn = own;
+      lastPair = pair;
     }
     this.effective = effective;
     this.merged = Int32Array.from(pairs);
