@@ -10,7 +10,9 @@
  * CPU a query costs moves much less.
  *
  * Options: --before DIR (required), --after DIR (repeatable; default: this checkout), --rounds N
- * (default 8), --seconds N (default 5), --names N (default 5000), --clients N (default 4).
+ * (default 8), --seconds N (default 5), --names N (default 5000), --clients N (default 4),
+ * --after-extra FILE (TOML appended to the --after configurations: the same checkout twice then
+ * measures what a configuration costs, e.g. 10,000 IP rules and 1,000 client rules).
  *
  * @module
  */
@@ -27,8 +29,11 @@ const { values: opts } = parseArgs({
     seconds: { type: "string", default: "5" },
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
+    "after-extra": { type: "string" },
   },
 });
+/** TOML appended to every --after checkout's configuration (e.g. rules whose cost is measured). */
+const AFTER_EXTRA = opts["after-extra"] ? await Deno.readTextFile(opts["after-extra"]) : "";
 if (!opts.before) throw new Error("--before DIR: the other checkout");
 const ROUNDS = Number(opts.rounds);
 const SECONDS = Number(opts.seconds);
@@ -132,7 +137,8 @@ async function start(c: Checkout, upstream: number): Promise<void> {
     config,
     `[server]\nbind = ["127.0.0.1:${c.port}"]\nudp-transport = "batched"\n` +
       `[[upstream]]\naddress = "udp://127.0.0.1:${upstream}"\n` +
-      `[cache]\nsize = ${NAMES * 2}\n[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n`,
+      `[cache]\nsize = ${NAMES * 2}\n[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n` +
+      (c.label === "before" ? "" : AFTER_EXTRA),
   );
   c.process = new Deno.Command(Deno.execPath(), {
     args: [
