@@ -74,25 +74,6 @@ export const IP_RULES: DirectiveTable = {
   "ip-set": {
     toml: "ip-set",
     status: "supported",
-    handle: (d, l) => {
-      let name = "";
-      let file = "";
-      let type = "list";
-      d.options(
-        l,
-        1,
-        { withValue: new Set(["name", "n", "type", "t", "file", "f"]), flags: new Set() },
-        (o, v) => {
-          if (o === "name" || o === "n") name = v ?? "";
-          else if (o === "type" || o === "t") type = v ?? "";
-          else file = v ?? "";
-        },
-      );
-      if (name === "") d.fail(l, 0, "ip-set: -name is missing");
-      if (file === "") d.fail(l, 0, "ip-set: -file is missing");
-      if (type !== "list") d.fail(l, 0, `ip-set: -type "${type}" is not known (SmartDNS has "list")`);
-      if (d.ipSets.some((s) => s.name === name)) d.fail(l, 0, `ip-set: "${name}" is defined twice`);
-      d.ipSets.push({ name, file: relativeTo(l.file, file), source: d.at(l, 0) });
-    },
+    handle: (d, l) => void d.ipSets.push(d.namedList(l, d.ipSets)),
   },
 };

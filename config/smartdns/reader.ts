@@ -335,6 +335,35 @@ export class Draft {
     return { domains: converted, value: text.slice(last + 1) };
   }
 
+  /**
+   * Reads a named list line (`domain-set`, `ip-set`): `-name N -type list -file F`, the file
+   * relative to the including one. A missing part, another type, or a name in `taken` is an error.
+   */
+  namedList(
+    l: Line,
+    taken: readonly { name: string }[],
+  ): { name: string; file: string; source: SourcePosition } {
+    const what = l.words[0];
+    let name = "";
+    let file = "";
+    let type = "list";
+    this.options(
+      l,
+      1,
+      { withValue: new Set(["name", "n", "type", "t", "file", "f"]), flags: new Set() },
+      (o, v) => {
+        if (o === "name" || o === "n") name = v ?? "";
+        else if (o === "type" || o === "t") type = v ?? "";
+        else file = v ?? "";
+      },
+    );
+    if (name === "") this.fail(l, 0, `${what}: -name is missing`);
+    if (file === "") this.fail(l, 0, `${what}: -file is missing`);
+    if (type !== "list") this.fail(l, 0, `${what}: -type "${type}" is not known (SmartDNS has "list")`);
+    if (taken.some((s) => s.name === name)) this.fail(l, 0, `${what}: "${name}" is defined twice`);
+    return { name, file: relativeTo(l.file, file), source: this.at(l, 0) };
+  }
+
   /** Reads `text` (the contents of `file`), directive by directive. */
   read(text: string, file: string): void {
     if (this.includeStack.includes(file)) {

@@ -236,26 +236,7 @@ export const RULES: DirectiveTable = {
   "domain-set": {
     toml: "domain-set",
     status: "supported",
-    handle: (d, l) => {
-      let name = "";
-      let file = "";
-      let type = "list";
-      d.options(
-        l,
-        1,
-        { withValue: new Set(["name", "n", "type", "t", "file", "f"]), flags: new Set() },
-        (o, v) => {
-          if (o === "name" || o === "n") name = v ?? "";
-          else if (o === "type" || o === "t") type = v ?? "";
-          else file = v ?? "";
-        },
-      );
-      if (name === "") d.fail(l, 0, "domain-set: -name is missing");
-      if (file === "") d.fail(l, 0, "domain-set: -file is missing");
-      if (type !== "list") d.fail(l, 0, `domain-set: -type "${type}" is not known (SmartDNS has "list")`);
-      if (d.domainSets.some((s) => s.name === name)) d.fail(l, 0, `domain-set: "${name}" is defined twice`);
-      d.domainSets.push({ name, file: relativeTo(l.file, file), source: d.at(l, 0) });
-    },
+    handle: (d, l) => void d.domainSets.push(d.namedList(l, d.domainSets)),
   },
   "force-AAAA-SOA": {
     toml: "rules.force-aaaa-soa",
