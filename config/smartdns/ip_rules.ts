@@ -9,7 +9,7 @@
 import type { IpRuleConfig } from "../schema.ts";
 import { isIPv4, isIPv6 } from "../values.ts";
 import { parseCidr } from "../../net/cidr_set.ts";
-import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
+import type { DirectiveTable, Draft, Line } from "./reader.ts";
 
 /** Checks one prefix or `ip-set:NAME` word; returns it as written. */
 function cidr(text: string): string {
