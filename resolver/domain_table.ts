@@ -28,6 +28,12 @@ export type RuleMerge = (outer: number, inner: number) => number;
 
 const NONE = -1;
 const ROOT = 0;
+/** Int32 fields per node in {@link DomainTable}'s node array. */
+const NODE_FIELDS = 4;
+const PARENT = 0;
+const LABEL_AT = 1;
+const LABEL_LENGTH = 2;
+const CHAIN = 3;
 /** Most labels a name can have (255 bytes). */
 const MAX_LABELS = 128;
 /** Offsets of the labels of the name being matched (module scratch: lookups never overlap). */
@@ -48,10 +54,13 @@ function lower(c: number): number {
 /** A reversed-label trie of domain rules; build with {@link add}, then {@link finish}, then match. */
 export class DomainTable {
   private count = 1; // node 0 is the root
-  private parent = new Int32Array(1024);
-  private labelAt = new Uint32Array(1024);
-  private labelLength = new Uint8Array(1024);
-  private chain = new Int32Array(1024);
+  /**
+   * Per node, side by side (one cache line for a probe): parent, label offset, label length,
+   * next node in the bucket's chain.
+   */
+  private node = new Int32Array(1024 * NODE_FIELDS);
+  /** Nodes the arrays have room for. */
+  private capacity = 1024;
   private buckets = new Int32Array(1024).fill(NONE);
   /** Per node: its own `both` rule; the rarer `sub` and `self` rules are kept aside by node. */
   private both = new Int32Array(1024).fill(NO_RULE);
@@ -72,7 +81,7 @@ export class DomainTable {
   private finished = false;
 
   constructor(private readonly merge: RuleMerge) {
-    this.parent[ROOT] = NONE;
+    this.node[ROOT * NODE_FIELDS + PARENT] = NONE;
   }
 
   /** Nodes in the trie, the root included. */
@@ -82,8 +91,8 @@ export class DomainTable {
 
   /** Bytes held by the trie's arrays (for memory figures). */
   get byteSize(): number {
-    const perNode = 4 + 4 + 1 + 4 + 4;
-    return this.parent.length * perNode + this.effective.length * 4 + this.merged.length * 4 +
+    const perNode = NODE_FIELDS * 4 + 4;
+    return this.capacity * perNode + this.effective.length * 4 + this.merged.length * 4 +
       this.buckets.length * 4 + this.labels.length + (this.sub.size + this.self.size) * 40;
   }
 
@@ -174,47 +183,53 @@ export class DomainTable {
     let h = (Math.imul(parent, 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
     for (let i = start; i < start + length; i++) h = Math.imul(h ^ lower(src[i]), 0x01000193);
     this.lastHash = h >>> 0;
-    for (let n = this.buckets[(h >>> 0) & (this.buckets.length - 1)]; n !== NONE; n = this.chain[n]) {
-      if (this.parent[n] !== parent || this.labelLength[n] !== length) continue;
-      const at = this.labelAt[n];
-      let same = true;
-      for (let i = 0; i < length; i++) {
-        if (this.labels[at + i] !== lower(src[start + i])) {
-          same = false;
-          break;
+    const node = this.node;
+    for (let n = this.buckets[(h >>> 0) & (this.buckets.length - 1)]; n !== NONE;) {
+      const f = n * NODE_FIELDS;
+      if (node[f + PARENT] === parent && node[f + LABEL_LENGTH] === length) {
+        const at = node[f + LABEL_AT];
+        let same = true;
+        for (let i = 0; i < length; i++) {
+          if (this.labels[at + i] !== lower(src[start + i])) {
+            same = false;
+            break;
+          }
         }
+        if (same) return n;
       }
-      if (same) return n;
+      n = node[f + CHAIN];
     }
     return NONE;
   }
 
   /** Bucket of the edge into node `n`. */
   private bucketOf(n: number): number {
-    let h = (Math.imul(this.parent[n], 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
-    const at = this.labelAt[n];
-    for (let i = at; i < at + this.labelLength[n]; i++) h = Math.imul(h ^ this.labels[i], 0x01000193);
+    const f = n * NODE_FIELDS;
+    let h = (Math.imul(this.node[f + PARENT], 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
+    const at = this.node[f + LABEL_AT];
+    for (let i = at; i < at + this.node[f + LABEL_LENGTH]; i++) h = Math.imul(h ^ this.labels[i], 0x01000193);
     return (h >>> 0) & (this.buckets.length - 1);
   }
 
   private create(parent: number, src: Uint8Array, start: number, length: number): number {
-    if (this.count === this.parent.length) this.grow();
+    if (this.count === this.capacity) this.grow();
     if (this.labelBytes + length > this.labels.length) {
       const bigger = new Uint8Array(Math.max(this.labels.length * 2, this.labelBytes + length, 1024));
       bigger.set(this.labels);
       this.labels = bigger;
     }
     const n = this.count++;
-    this.parent[n] = parent;
-    this.labelAt[n] = this.labelBytes;
-    this.labelLength[n] = length;
+    const f = n * NODE_FIELDS;
+    this.node[f + PARENT] = parent;
+    this.node[f + LABEL_AT] = this.labelBytes;
+    this.node[f + LABEL_LENGTH] = length;
     for (let i = 0; i < length; i++) this.labels[this.labelBytes + i] = lower(src[start + i]);
     this.labelBytes += length;
     if (this.count > this.buckets.length * 0.75) this.rehash(this.buckets.length * 2);
     else {
       // create always follows a find of the same label under the same parent: its hash stands.
       const b = this.lastHash & (this.buckets.length - 1);
-      this.chain[n] = this.buckets[b];
+      this.node[f + CHAIN] = this.buckets[b];
       this.buckets[b] = n;
     }
     return n;
@@ -225,7 +240,7 @@ export class DomainTable {
    * added), so loading a large list does not grow and rehash the arrays twenty times.
    */
   reserve(nodes: number, labelBytes = nodes * 8): void {
-    while (this.parent.length < nodes) this.grow();
+    while (this.capacity < nodes) this.grow();
     if (this.labels.length < labelBytes) {
       const bigger = new Uint8Array(labelBytes);
       bigger.set(this.labels.subarray(0, this.labelBytes));
@@ -237,25 +252,21 @@ export class DomainTable {
   }
 
   private grow(): void {
-    const size = this.parent.length * 2;
-    const widen = <T extends Int32Array | Uint32Array | Uint8Array>(a: T, fill?: number): T => {
-      const b = new (a.constructor as { new (n: number): T })(size);
-      if (fill !== undefined) b.fill(fill);
-      b.set(a);
-      return b;
-    };
-    this.parent = widen(this.parent);
-    this.labelAt = widen(this.labelAt);
-    this.labelLength = widen(this.labelLength);
-    this.chain = widen(this.chain);
-    this.both = widen(this.both, NO_RULE);
+    const size = this.capacity * 2;
+    const node = new Int32Array(size * NODE_FIELDS);
+    node.set(this.node);
+    this.node = node;
+    const both = new Int32Array(size).fill(NO_RULE);
+    both.set(this.both);
+    this.both = both;
+    this.capacity = size;
   }
 
   private rehash(size: number): void {
     this.buckets = new Int32Array(size).fill(NONE);
     for (let n = 1; n < this.count; n++) {
       const b = this.bucketOf(n);
-      this.chain[n] = this.buckets[b];
+      this.node[n * NODE_FIELDS + CHAIN] = this.buckets[b];
       this.buckets[b] = n;
     }
   }
@@ -279,7 +290,7 @@ export class DomainTable {
     let lastOwn = NaN;
     let lastPair = -1;
     for (let n = 0; n < count; n++) {
-      const outer = n === ROOT ? NO_RULE : below[this.parent[n]];
+      const outer = n === ROOT ? NO_RULE : below[this.node[n * NODE_FIELDS + PARENT]];
       const own0 = this.both[n];
       const both = own0 === NO_RULE ? outer : outer === NO_RULE ? own0 : merge(outer, own0);
       const deeper = subs ? merge(both, this.sub.get(n) ?? NO_RULE) : both;
@@ -309,12 +320,10 @@ export class DomainTable {
 
   /** Shrinks the per-node arrays to `count` entries (a later add grows them again). */
   private trim(count: number): void {
-    if (this.parent.length === count) return;
-    this.parent = this.parent.slice(0, count);
-    this.labelAt = this.labelAt.slice(0, count);
-    this.labelLength = this.labelLength.slice(0, count);
-    this.chain = this.chain.slice(0, count);
+    if (this.capacity === count) return;
+    this.node = this.node.slice(0, count * NODE_FIELDS);
     this.both = this.both.slice(0, count);
+    this.capacity = count;
     this.labels = this.labels.slice(0, this.labelBytes);
   }
 
