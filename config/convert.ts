@@ -324,6 +324,8 @@ class TomlWriter {
     }
     if (server.rateLimit !== DEFAULT_RATE_LIMIT) this.out.push(`rate-limit = ${server.rateLimit}`);
     if (server.rateBurst !== DEFAULT_RATE_BURST) this.out.push(`rate-burst = ${server.rateBurst}`);
+    if (server.caFile) this.out.push(`ca-file = ${str(server.caFile)}`);
+    if (server.caPath) this.out.push(`ca-path = ${str(server.caPath)}`);
     for (const b of withOptions) {
       this.blank();
       this.out.push(...this.above(this.at(b.source)));
@@ -349,9 +351,19 @@ class TomlWriter {
   }
 
   private upstream(u: UpstreamConfig): void {
-    this.out.push("[[upstream]]", `address = ${str(`${u.transport}://${hostPort(u.host, u.port)}`)}`);
+    this.out.push(
+      "[[upstream]]",
+      `address = ${str(`${u.transport}://${hostPort(u.host, u.port)}${u.path ?? ""}`)}`,
+    );
     if (u.groups.length > 0) this.out.push(`groups = [${u.groups.map(str).join(", ")}]`);
     if (u.excludeDefault) this.out.push("exclude-default-group = true");
+    if (u.tls) {
+      if (u.tls.hostName !== undefined) this.out.push(`host-name = ${str(u.tls.hostName)}`);
+      if (u.tls.verifyName !== undefined) this.out.push(`tls-host-verify = ${str(u.tls.verifyName)}`);
+      if (!u.tls.verifyCertificate) this.out.push("verify-certificate = false");
+      if (u.tls.spkiPins.length > 0) this.out.push(`spki-pins = [${u.tls.spkiPins.map(str).join(", ")}]`);
+      if (u.tls.httpHost !== undefined) this.out.push(`http-host = ${str(u.tls.httpHost)}`);
+    }
     if (u.blacklistIp) this.out.push("blacklist-ip = true");
     if (u.whitelistIp) this.out.push("whitelist-ip = true");
   }

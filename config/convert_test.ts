@@ -149,7 +149,7 @@ Deno.test("convert: a rich smartdns.conf becomes TOML that reads back into the s
   const { toml, c } = roundTrip(RICH, FILES);
   // The parts are all there (not only equal because both sides are empty).
   assertEquals(c.server.binds.length, 4);
-  assertEquals(c.upstreams.length, 7);
+  assertEquals(c.upstreams.length, 8);
   assertEquals(c.rules.domainRules.length, 18);
   assertEquals(c.rules.domainSets.length, 2);
   assertEquals(c.cache.rrTtlMax, 7200, "the included file's line counts");
@@ -194,7 +194,6 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   // The lines that became nothing, in the file's order, at the end.
   const tail = toml.slice(toml.indexOf("# ---- Lines with no TOML equivalent"));
   assertEquals(tail.split("\n").slice(1).filter((l) => l !== ""), [
-    "# not supported yet: server-tls 1.1.1.1 (encrypted upstreams are not built yet)",
     "# not supported yet: speed-check-mode ping,tcp:80 (the first usable answer is sent, without a speed check)",
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
     "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",

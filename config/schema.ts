@@ -8,6 +8,23 @@
 /** Transport of a listener or an upstream. */
 export type Transport = "udp" | "tcp";
 
+/** Transport of an upstream: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
+export type UpstreamTransport = Transport | "tls" | "https";
+
+/** How an encrypted upstream's certificate is checked (SmartDNS's server-tls/-https options). */
+export interface TlsOptions {
+  /** SNI name and the name the certificate must carry (`-host-name`; "-" sends no SNI). */
+  readonly hostName?: string;
+  /** The name the certificate must carry when it differs from the SNI (`-tls-host-verify`). */
+  readonly verifyName?: string;
+  /** Check the certificate (default); `-no-check-certificate` turns it off. */
+  readonly verifyCertificate: boolean;
+  /** Base64 SHA-256 pins of the certificate's public key (`-spki-pin`). */
+  readonly spkiPins: readonly string[];
+  /** The HTTP Host header for DoH (`-http-host`). */
+  readonly httpHost?: string;
+}
+
 /** Where a config value came from, for messages that point at the file. */
 export interface SourcePosition {
   readonly file: string;
@@ -30,7 +47,11 @@ export interface BindConfig {
 
 /** One upstream DNS server. */
 export interface UpstreamConfig {
-  readonly transport: Transport;
+  readonly transport: UpstreamTransport;
+  /** The DoH path (`https://IP/dns-query`), for transport "https". */
+  readonly path?: string;
+  /** Certificate checks, for transports "tls" and "https". */
+  readonly tls?: TlsOptions;
   /** Literal IPv4 or IPv6 address. */
   readonly host: string;
   readonly port: number;
@@ -107,6 +128,9 @@ export interface ServerConfig {
   readonly rateLimit: number;
   /** Queries above the average one client may send at once. */
   readonly rateBurst: number;
+  /** CA certificates encrypted upstreams are checked against (none: the system's). */
+  readonly caFile?: string;
+  readonly caPath?: string;
 }
 
 /** How the guardian watches the child. */

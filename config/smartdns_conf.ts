@@ -233,6 +233,8 @@ export function parseSmartdnsConf(
       allowedClients: d.allowedClients,
       rateLimit: d.rateLimit ?? DEFAULT_RATE_LIMIT,
       rateBurst: DEFAULT_RATE_BURST,
+      ...(d.caFile ? { caFile: d.caFile } : {}),
+      ...(d.caPath ? { caPath: d.caPath } : {}),
     },
     upstreams: servers,
     cache: d.cache,

@@ -62,13 +62,12 @@ Deno.test("smartdns.conf: every not-yet-supported directive is reported once, wi
     [
       "speed-check-mode@2",
       "serve-expired@3",
-      "server-tls@5",
       "smartdns-ui.ip@6",
-      "server https://@7",
+      "server by host name@7",
       "bind -no-ip-alias@8",
     ],
   );
-  assertEquals(c.upstreams.length, 1);
+  assertEquals(c.upstreams.map((u) => u.transport), ["udp", "tls"]);
 });
 
 Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
@@ -180,7 +179,7 @@ log-size 8M
 Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   // Only servers keeldns cannot use yet: no fall-back to resolv.conf.
   assertThrows(
-    () => parse("server-tls 1.1.1.1\nserver https://dns.example/dns-query\n"),
+    () => parse("server-tls dns.google\nserver https://dns.example/dns-query\n"),
     /:1:12: every server line is of a kind keeldns cannot use yet \(.*:1:12, .*:2:8\); it will not fall back/,
   );
   // A directive that would route or filter differently without it refuses the file, naming the line.
@@ -194,7 +193,8 @@ Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   );
   // A nameserver rule to a group without a usable server would send its domains to the default group.
   assertThrows(
-    () => parse("server 9.9.9.9\nserver-tls 1.1.1.1 -group secure\nnameserver /bank.example/secure\n"),
+    () =>
+      parse("server 9.9.9.9\nserver-tls dns.bank.example -group secure\nnameserver /bank.example/secure\n"),
     /:3:12: nameserver: no usable server is in group "secure"/,
   );
   assertThrows(() => parse("server 9.9.9.9\naddress /domain-set:ads/#\n"), /no domain-set named "ads"/);

@@ -26,6 +26,7 @@ import type {
   LogLevel,
   NftSetTarget,
   RulesConfig,
+  TlsOptions,
   Transport,
   UdpTransportChoice,
   UpstreamConfig,
@@ -109,8 +110,21 @@ const SCHEMA: Record<string, readonly string[]> = {
     "rate-limit",
     "rate-burst",
     "listen",
+    "ca-file",
+    "ca-path",
   ],
-  upstream: ["address", "groups", "exclude-default-group", "blacklist-ip", "whitelist-ip"],
+  upstream: [
+    "address",
+    "groups",
+    "exclude-default-group",
+    "blacklist-ip",
+    "whitelist-ip",
+    "host-name",
+    "tls-host-verify",
+    "verify-certificate",
+    "spki-pins",
+    "http-host",
+  ],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
   log: ["level", "file", "size", "num"],
 };
@@ -295,9 +309,26 @@ class TomlConfigReader {
         excludeDefault: this.boolean(t, "exclude-default-group", path, false),
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
         ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
+        ...(parsed.transport === "tls" || parsed.transport === "https"
+          ? { tls: this.tlsOptions(t, path) }
+          : {}),
         source: this.src.position(`${path}.address`),
       };
     });
+  }
+
+  /** The certificate checks of a tls:// or https:// upstream. */
+  private tlsOptions(t: Table, path: string): TlsOptions {
+    const hostName = this.string(t, "host-name", path);
+    const verifyName = this.string(t, "tls-host-verify", path);
+    const httpHost = this.string(t, "http-host", path);
+    return {
+      ...(hostName !== undefined ? { hostName } : {}),
+      ...(verifyName !== undefined ? { verifyName } : {}),
+      verifyCertificate: this.boolean(t, "verify-certificate", path, true),
+      spkiPins: this.strings(t, "spki-pins", path),
+      ...(httpHost !== undefined ? { httpHost } : {}),
+    };
   }
 
   /** A list of tables (`[[rule]]`), or none. */
@@ -558,6 +589,12 @@ class TomlConfigReader {
         ),
         rateLimit: this.integer(server, "rate-limit", "server", 0, 1_000_000, DEFAULT_RATE_LIMIT),
         rateBurst: this.integer(server, "rate-burst", "server", 0, 1_000_000, DEFAULT_RATE_BURST),
+        ...(this.string(server, "ca-file", "server")
+          ? { caFile: this.string(server, "ca-file", "server") }
+          : {}),
+        ...(this.string(server, "ca-path", "server")
+          ? { caPath: this.string(server, "ca-path", "server") }
+          : {}),
       },
       upstreams,
       cache: {

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import type { AddressAction, Families, HttpsRecordConfig, SrvRecordConfig, Transport } from "./schema.ts";
+import type {
+  AddressAction,
+  Families,
+  HttpsRecordConfig,
+  SrvRecordConfig,
+  UpstreamTransport,
+} from "./schema.ts";
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -69,27 +75,40 @@ export function parseHostPort(text: string, defaultPort: number, emptyHost?: str
 
 /** An upstream address with the transport its URL scheme names. */
 export interface UpstreamAddress extends HostPort {
-  readonly transport: Transport;
+  readonly transport: UpstreamTransport;
+  /** The DoH path, for https. */
+  readonly path?: string;
 }
 
 /** Schemes a later version will support; named so the error can say "not supported yet". */
-const FUTURE_SCHEMES = new Set(["tls", "https", "quic", "h3", "http3"]);
+const FUTURE_SCHEMES = new Set(["quic", "h3", "http3"]);
+/** Default ports by transport. */
+const DEFAULT_PORTS: Record<UpstreamTransport, number> = { udp: 53, tcp: 53, tls: 853, https: 443 };
 
 /**
- * Parses `[scheme://]IP[:port]` for an upstream; the scheme overrides `transport`. Throws for
- * schemes keeldns does not speak yet.
+ * Parses `[scheme://]IP[:port][/path]` for an upstream; the scheme (udp, tcp, tls, https)
+ * overrides `transport`. Throws for schemes keeldns does not speak yet.
  */
-export function parseUpstreamAddress(text: string, transport: Transport): UpstreamAddress {
+export function parseUpstreamAddress(text: string, transport: UpstreamTransport): UpstreamAddress {
   const scheme = /^([a-z0-9]+):\/\/(.*)$/i.exec(text);
   let rest = text;
   if (scheme) {
     const name = scheme[1].toLowerCase();
-    if (name === "udp" || name === "tcp") transport = name;
+    if (name === "udp" || name === "tcp" || name === "tls" || name === "https") transport = name;
     else if (FUTURE_SCHEMES.has(name)) throw new Error(`${name}:// upstreams are not supported yet`);
-    else throw new Error(`unknown upstream scheme "${name}://" (use udp:// or tcp://)`);
-    rest = scheme[2].replace(/\/$/, "");
+    else throw new Error(`unknown upstream scheme "${name}://" (use udp://, tcp://, tls:// or https://)`);
+    rest = scheme[2];
   }
-  return { transport, ...parseHostPort(rest, 53) };
+  let path: string | undefined;
+  const slash = rest.indexOf("/", rest.startsWith("[") ? rest.indexOf("]") : 0);
+  if (slash >= 0) {
+    path = rest.slice(slash);
+    rest = rest.slice(0, slash);
+    if (path === "/") path = undefined;
+  }
+  if (transport === "https") path ??= "/dns-query";
+  else if (path !== undefined) throw new Error(`"${text}": a path is only for https:// upstreams`);
+  return { transport, ...parseHostPort(rest, DEFAULT_PORTS[transport]), ...(path ? { path } : {}) };
 }
 
 /** Parses a size such as `128k`, `1m`, `2g` or a plain byte count. */

@@ -66,8 +66,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "ddns-domain": { reason: "the DDNS name is not answered locally" },
   "local-domain": { reason: "hosts names without a dot are not expanded with a local domain" },
   "odhcpd-lease-file": { reason: "DHCP lease names are not answered locally yet" },
-  "ca-file": { reason: "encrypted upstreams are not built yet" },
-  "ca-path": { reason: "encrypted upstreams are not built yet" },
   "debug-save-fail-packet": { reason: LATER },
   "debug-save-fail-packet-dir": { reason: LATER },
   "no-pidfile": { reason: "a pid file is written only when -p names one" },

@@ -193,6 +193,8 @@ export class Draft {
   readonly ipRules: IpRuleConfig[] = [];
   readonly ipSets: IpSetConfig[] = [];
   aclEnable = false;
+  caFile?: string;
+  caPath?: string;
   readonly allowedClients: string[] = [];
   /** `client-rules CIDR -group NAME`, checked once the whole file is read (the group may come later). */
   readonly clientRuleGroups: { group: string; cidr: string; source: SourcePosition }[] = [];

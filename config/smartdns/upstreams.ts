@@ -4,9 +4,9 @@
  *
  * @module
  */
-import type { Transport } from "../schema.ts";
+import type { TlsOptions, UpstreamTransport } from "../schema.ts";
 import { parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
-import type { DirectiveTable, Draft, Line } from "./reader.ts";
+import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** `server` options that take a value, by every name SmartDNS accepts. */
 export const WITH_VALUE = new Set([
@@ -60,7 +60,7 @@ export const TLS_ONLY = new Set([
   "alpn",
 ]);
 
-function server(d: Draft, l: Line, transport: Transport): void {
+function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   const text = d.text(l, 1);
   let address: UpstreamAddress;
   try {
@@ -77,13 +77,41 @@ function server(d: Draft, l: Line, transport: Transport): void {
       d.unusableServers.push(d.at(l, 1));
       return;
     }
+    // An encrypted server named by host name (the usual way to write one) needs bootstrap
+    // resolution, not built yet: reported, and counted as a server line keeldns cannot use.
+    const encryptedLine = transport === "tls" || transport === "https" || /^(tls|https):\/\//i.test(text);
+    if (encryptedLine && reason.includes("is not an IP address")) {
+      d.notSupported(
+        `${l.words[0]} by host name`,
+        l,
+        1,
+        "host names need bootstrap resolution, not built yet",
+      );
+      d.unusableServers.push(d.at(l, 1));
+      return;
+    }
     d.fail(l, 1, `${l.words[0]}: ${reason}`);
   }
   const groups: string[] = [];
   let excludeDefault = false;
   let blacklistIp = false;
   let whitelistIp = false;
+  const encrypted = address.transport === "tls" || address.transport === "https";
+  const pins: string[] = [];
+  const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
+    verifyCertificate: true,
+    spkiPins: pins,
+  };
   d.options(l, 2, { withValue: WITH_VALUE, flags: FLAGS }, (opt, value) => {
+    if (encrypted && TLS_ONLY.has(opt)) {
+      if (opt === "host-name") tls.hostName = value;
+      else if (opt === "tls-host-verify") tls.verifyName = value;
+      else if (opt === "spki-pin") pins.push(value ?? "");
+      else if (opt === "http-host") tls.httpHost = value;
+      else if (opt === "no-check-certificate" || opt === "k") tls.verifyCertificate = false;
+      else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
+      return;
+    }
     if (opt === "group" || opt === "g") {
       if (value && !groups.includes(value)) groups.push(value);
     } else if (opt === "exclude-default-group" || opt === "e") {
@@ -102,6 +130,7 @@ function server(d: Draft, l: Line, transport: Transport): void {
   });
   d.upstreams.push({
     ...address,
+    ...(encrypted ? { tls } : {}),
     groups,
     excludeDefault,
     ...(blacklistIp ? { blacklistIp } : {}),
@@ -143,8 +172,29 @@ export const UPSTREAMS: DirectiveTable = {
     status: "supported",
     handle: (d, l) => d.resolvFile = d.text(l, 1),
   },
-  "server-tls": encrypted("server-tls"),
-  "server-https": encrypted("server-https"),
+  "ca-file": {
+    toml: "server.ca-file",
+    status: "supported",
+    handle: (d, l) => d.caFile = relativeTo(l.file, d.text(l, 1)),
+  },
+  "ca-path": {
+    toml: "server.ca-path",
+    status: "supported",
+    handle: (d, l) => d.caPath = relativeTo(l.file, d.text(l, 1)),
+  },
+  "server-tls": {
+    toml: "upstream.address (tls://)",
+    status: "partly",
+    note: "DNS over TLS to an IP address, -host-name (SNI), -tls-host-verify, -no-check-certificate, " +
+      "-spki-pin; host names need bootstrap, not built yet",
+    handle: (d, l) => server(d, l, "tls"),
+  },
+  "server-https": {
+    toml: "upstream.address (https://)",
+    status: "partly",
+    note: "DNS over HTTPS (POST, HTTP/2) to an IP address, with the server-tls options and -http-host",
+    handle: (d, l) => server(d, l, "https"),
+  },
   "server-quic": encrypted("server-quic"),
   "server-h3": encrypted("server-h3"),
   "server-http3": encrypted("server-http3"),
