@@ -94,7 +94,12 @@ export function buildResolver(
   previous?: Resolver,
   udpPool?: OutgoingSocketPool,
 ): Resolver {
-  const upstreams = config.upstreams.map((u) => createUpstream(u, udpPool));
+  const trust = { caFile: config.server.caFile, caPath: config.server.caPath };
+  const upstreams = config.upstreams.map((u) => createUpstream(u, udpPool, trust));
+  for (const u of upstreams) {
+    const refusal = (u as { refusal?: string }).refusal;
+    if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: u.address, refusal });
+  }
   const { names, members } = groupsOf(config, upstreams, log);
   const filter = config.rules.ipRules.length > 0
     ? new AnswerFilter(

@@ -4,16 +4,23 @@
  * @module
  */
 import type { UpstreamConfig } from "../config/schema.ts";
+import { HttpsUpstream } from "./https.ts";
 import { TcpUpstream } from "./tcp.ts";
+import { type TlsTrust, TlsUpstream } from "./tls.ts";
 import { UdpUpstream } from "./udp.ts";
 import { BatchedUdpUpstream, type OutgoingSocketPool } from "./udp_batched.ts";
-import type { Upstream } from "./upstream.ts";
+import { type Upstream, UpstreamError } from "./upstream.ts";
 
 /**
  * Creates the {@link Upstream} for one configured server, by its transport. UDP servers use the
- * batched outgoing sockets of `udpPool` when one is given, else node:dgram.
+ * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS servers check
+ * certificates against `trust` (`ca-file`, `ca-path`) besides the built-in roots.
  */
-export function createUpstream(config: UpstreamConfig, udpPool?: OutgoingSocketPool): Upstream {
+export function createUpstream(
+  config: UpstreamConfig,
+  udpPool?: OutgoingSocketPool,
+  trust?: TlsTrust,
+): Upstream {
   switch (config.transport) {
     case "udp":
       return udpPool
@@ -21,5 +28,22 @@ export function createUpstream(config: UpstreamConfig, udpPool?: OutgoingSocketP
         : new UdpUpstream(config.host, config.port);
     case "tcp":
       return new TcpUpstream(config.host, config.port);
+    case "https":
+      return new HttpsUpstream(config, trust);
+    case "tls":
+      return new TlsUpstream(config, trust);
+    default:
+      return unbuilt(config);
   }
+}
+
+/** A server whose transport has no implementation yet: every exchange fails, saying why. */
+function unbuilt(config: UpstreamConfig): Upstream {
+  const address = `${config.transport}://${config.host}:${config.port}`;
+  return {
+    address,
+    close() {},
+    exchange: () =>
+      Promise.reject(new UpstreamError(address, `${config.transport} upstreams are not built yet`)),
+  };
 }

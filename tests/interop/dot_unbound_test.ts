@@ -1,0 +1,149 @@
+/**
+ * Interop: dig asks keeldns over UDP, keeldns forwards over DNS-over-TLS to a real unbound that
+ * answers a local zone itself (no internet), with a test CA and leaf made by openssl.
+ */
+import { assertEquals, assertMatch } from "../helpers/assert.ts";
+import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
+import { dig, stopPeer } from "../helpers/peers.ts";
+
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command(programPath("openssl"), {
+    args,
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+async function makeCa(dir: string, name: string): Promise<void> {
+  await openssl(
+    dir,
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=keeldns ${name}`],
+    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+  );
+}
+
+/** Writes ca.pem, other-ca.pem, and leaf.pem/leaf.key (IP:127.0.0.1, DNS:dot.test, signed by ca) to `dir`. */
+async function makePki(dir: string): Promise<void> {
+  await makeCa(dir, "ca");
+  await makeCa(dir, "other-ca");
+  await openssl(
+    dir,
+    ...["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=dot.test"],
+  );
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:dot.test\nbasicConstraints=CA:FALSE\n" +
+      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl(
+    dir,
+    ...["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+    ...["-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"],
+  );
+}
+
+/** Starts unbound answering dot.test. over TLS only on 127.0.0.1:port; resolves once it accepts. */
+async function startUnbound(dir: string, port: number): Promise<Deno.ChildProcess> {
+  const conf = `${dir}/unbound.conf`;
+  await Deno.writeTextFile(
+    conf,
+    `server:
+  interface: 127.0.0.1@${port}
+  tls-port: ${port}
+  tls-service-key: "${dir}/leaf.key"
+  tls-service-pem: "${dir}/leaf.pem"
+  do-ip6: no
+  do-udp: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "${dir}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  local-zone: "dot.test." static
+  local-data: "a.dot.test. 300 IN A 192.0.2.53"
+remote-control:
+  control-enable: no
+`,
+  );
+  const process = new Deno.Command(programPath("unbound"), {
+    args: ["-d", "-c", conf],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  (async () => {
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return process;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  await stopPeer(process);
+  throw new Error(`unbound did not start on port ${port}: ${stderr}`);
+}
+
+Deno.test({
+  name: "dig → keeldns → unbound over DNS-over-TLS: answer with the right CA, SERVFAIL with a wrong one",
+  ignore: skipWithout("dig", "unbound", "openssl"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "keeldns-dot-" });
+    await makePki(dir);
+    const upstreamPort = await freePort();
+    const unbound = await startUnbound(dir, upstreamPort);
+    const config = (ca: string) =>
+      `bind 127.0.0.1:{port}\nserver-tls 127.0.0.1:${upstreamPort} -host-name dot.test\n` +
+      `ca-file ${dir}/${ca}\ncache-size 0\n`;
+    try {
+      await t.step("the right CA: the answer comes through", async () => {
+        const k = await KeeldnsProcess.start(config("ca.pem"), { name: "smartdns.conf" });
+        try {
+          const at = ["@127.0.0.1", "-p", String(k.port), "+time=3", "+tries=1"];
+          assertEquals((await dig(...at, "+short", "a.dot.test")).trim(), "192.0.2.53");
+          assertMatch(await dig(...at, "b.dot.test"), /status: NXDOMAIN/);
+          const times: number[] = [];
+          for (let i = 0; i < 20; i++) {
+            const t0 = performance.now();
+            assertEquals((await dig(...at, "+short", "a.dot.test")).trim(), "192.0.2.53");
+            times.push(performance.now() - t0);
+          }
+          times.sort((a, b) => a - b);
+          console.log(`dig through keeldns over a reused DoT connection: median ${times[10].toFixed(1)} ms`);
+        } finally {
+          await k.stop();
+        }
+      });
+      await t.step("a wrong CA: the server is refused with a clear log line, SERVFAIL", async () => {
+        const k = await KeeldnsProcess.start(config("other-ca.pem"), { name: "smartdns.conf" });
+        try {
+          const at = ["@127.0.0.1", "-p", String(k.port), "+time=5", "+tries=1"];
+          const out = await dig(...at, "a.dot.test");
+          assertMatch(out, /status: SERVFAIL/);
+          assertEquals(/192\.0\.2\.53/.test(out), false, "no answer through an untrusted server");
+          await k.waitFor(
+            /tls:\/\/127\.0\.0\.1:\d+: TLS handshake failed \(server name dot\.test\).*UnknownIssuer/,
+          );
+        } finally {
+          await k.stop();
+        }
+      });
+    } finally {
+      await stopPeer(unbound);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

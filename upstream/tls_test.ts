@@ -1,0 +1,384 @@
+import { assert, assertEquals, assertMatch } from "../tests/helpers/assert.ts";
+import { buildQuery } from "../tests/helpers/dns_client.ts";
+import { hasProgram } from "../tests/helpers/keeldns_process.ts";
+import { decodePacket, encodePacket } from "../dns/packet.ts";
+import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
+import { parseQuery } from "../dns/wire.ts";
+import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
+import { loadCaCerts, TlsUpstream, type TlsUpstreamOptions } from "./tls.ts";
+import { UpstreamError } from "./upstream.ts";
+
+/** A test CA and a leaf it signed for IP 127.0.0.1 and DNS dot.test, plus an unrelated CA. */
+interface Pki {
+  dir: string;
+  caFile: string;
+  otherCaFile: string;
+  cert: string;
+  key: string;
+}
+
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
+    .output();
+  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+async function makeCa(dir: string, name: string): Promise<void> {
+  await openssl(
+    dir,
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=keeldns ${name}`],
+    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+  );
+}
+
+async function makePki(): Promise<Pki> {
+  const dir = await Deno.makeTempDir({ prefix: "keeldns-tls-" });
+  await makeCa(dir, "ca");
+  await makeCa(dir, "other-ca");
+  await openssl(
+    dir,
+    ...["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+    ...["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=dot.test"],
+  );
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:dot.test\nbasicConstraints=CA:FALSE\n" +
+      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl(
+    dir,
+    ...["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+    ...["-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"],
+  );
+  return {
+    dir,
+    caFile: `${dir}/ca.pem`,
+    otherCaFile: `${dir}/other-ca.pem`,
+    cert: await Deno.readTextFile(`${dir}/leaf.pem`),
+    key: await Deno.readTextFile(`${dir}/leaf.key`),
+  };
+}
+
+/** The address a name is answered with: 192.0.2.N for `qN.test`, 198.51.100.1 otherwise. */
+function addressFor(name: string): string {
+  const m = /^q(\d+)\.test$/.exec(name);
+  return m ? `192.0.2.${Number(m[1]) + 1}` : "198.51.100.1";
+}
+
+function answer(id: number, name: string, data = addressFor(name)): Uint8Array {
+  return encodePacket({
+    type: "response",
+    id,
+    flags: 0x8180,
+    questions: [{ name, type: "A", class: "IN" }],
+    answers: [{ name, type: "A", ttl: 60, data }],
+  });
+}
+
+/** A tiny DoT server; `batch` > 1 holds answers until that many queries came, then answers in reverse. */
+class DotServer {
+  readonly listener: Deno.TlsListener;
+  accepted = 0;
+  closedByClient = 0;
+  /** Close each connection after this many answers (0: never). */
+  closeAfter = 0;
+  batch = 1;
+  private readonly conns = new Set<Deno.Conn>();
+
+  constructor(pki: Pki) {
+    this.listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: pki.cert, key: pki.key });
+    this.accept();
+  }
+
+  get port(): number {
+    return this.listener.addr.port;
+  }
+
+  private async accept(): Promise<void> {
+    try {
+      for await (const conn of this.listener) {
+        this.accepted++;
+        this.conns.add(conn);
+        this.serve(conn);
+      }
+    } catch {
+      // listener closed
+    }
+  }
+
+  private async serve(conn: Deno.Conn): Promise<void> {
+    const reader = new FramedReader(conn);
+    let answered = 0;
+    let held: Uint8Array[] = [];
+    try {
+      for (;;) {
+        const query = await reader.next();
+        if (query === null) {
+          this.closedByClient++;
+          break;
+        }
+        const q = decodePacket(query);
+        const name = q.questions![0].name;
+        held.push(answer(q.id!, name));
+        if (held.length < this.batch) continue;
+        // A foreign answer (wrong ID) and one with the wrong question come first: both ignored.
+        // One write: the server side has Nagle on, small separate writes would wait for ACKs.
+        const frames = [
+          answer((q.id! + 1) & 0xffff, name, "203.0.113.66"),
+          answer(q.id!, "other.test", "203.0.113.67"),
+          ...held.reverse(),
+        ].map(frame);
+        const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+        frames.reduce((at, f) => (out.set(f, at), at + f.length), 0);
+        await writeAll(conn, out);
+        answered += held.length;
+        held = [];
+        if (this.closeAfter && answered >= this.closeAfter) break;
+      }
+    } catch {
+      // connection reset
+    }
+    this.conns.delete(conn);
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  close(): void {
+    this.listener.close();
+    for (const c of this.conns) {
+      try {
+        c.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
+
+function config(port: number, tls: Partial<TlsOptions> = {}): UpstreamConfig {
+  return {
+    transport: "tls",
+    host: "127.0.0.1",
+    port,
+    groups: [],
+    excludeDefault: false,
+    tls: { verifyCertificate: true, spkiPins: [], hostName: "dot.test", ...tls },
+  };
+}
+
+const HAVE_OPENSSL = hasProgram("openssl");
+const pki = HAVE_OPENSSL ? await makePki() : undefined;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function ask(upstream: TlsUpstream, name: string, timeoutMs = 3000): Promise<string> {
+  const q = parseQuery(buildQuery(name, "A"));
+  const a = decodePacket(await upstream.exchange(q, AbortSignal.timeout(timeoutMs)));
+  return (a.answers![0] as { data: string }).data;
+}
+
+async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
+  try {
+    await promise;
+  } catch (e) {
+    assert(e instanceof UpstreamError, `expected an UpstreamError, got ${e}`);
+    return e;
+  }
+  throw new Error("expected the exchange to fail");
+}
+
+/** Runs `fn` with a fresh server and upstream, then closes both. */
+async function withServer(
+  tls: Partial<TlsOptions>,
+  trust: { caFile?: string; caPath?: string },
+  options: TlsUpstreamOptions,
+  fn: (server: DotServer, upstream: TlsUpstream, warnings: string[]) => Promise<void>,
+): Promise<void> {
+  const server = new DotServer(pki!);
+  const warnings: string[] = [];
+  const upstream = new TlsUpstream(config(server.port, tls), trust, {
+    log: (_level, m) => warnings.push(m),
+    ...options,
+  });
+  try {
+    await fn(server, upstream, warnings);
+  } finally {
+    upstream.close();
+    server.close();
+  }
+}
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({
+    name: `DoT upstream: ${name}`,
+    ignore: !HAVE_OPENSSL,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
+
+test("10 concurrent queries share one connection, answered out of order, foreign answers ignored", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    server.batch = 10;
+    const names = Array.from({ length: 10 }, (_, i) => `q${i}.test`);
+    const got = await Promise.all(names.map((n) => ask(upstream, n)));
+    assertEquals(got, names.map(addressFor));
+    assertEquals(server.accepted, 1);
+    assertEquals(upstream.connections, 1);
+  });
+});
+
+test("first query and reused-connection timings (printed)", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    let t = performance.now();
+    await ask(upstream, "q1.test");
+    const first = performance.now() - t;
+    const times: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      t = performance.now();
+      await ask(upstream, `q${i % 50}.test`);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    t = performance.now();
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => ask(upstream, `q${i % 50}.test`, 10_000)));
+    const pipelined = (performance.now() - t) / 1000;
+    console.log(
+      `DoT first query ${first.toFixed(1)} ms; reused: median ${times[100].toFixed(3)} ms, ` +
+        `p99 ${times[198].toFixed(3)} ms sequential; ${pipelined.toFixed(3)} ms/query for 1000 concurrent`,
+    );
+    assertEquals(server.accepted, 1);
+  });
+});
+
+test("reconnects after the server closes the connection", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    server.closeAfter = 1;
+    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    await sleep(100);
+    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(server.accepted, 2);
+  });
+});
+
+test("a certificate from another CA fails with a clear reason, logged, then backs off", async () => {
+  await withServer(
+    {},
+    { caFile: pki!.otherCaFile },
+    { backoffMs: 300 },
+    async (server, upstream, warnings) => {
+      const e = await failure(ask(upstream, "q1.test"));
+      assertMatch(
+        e.message,
+        /^tls:\/\/127\.0\.0\.1:\d+: TLS handshake failed \(server name dot\.test\).*UnknownIssuer/,
+      );
+      assertEquals(warnings.length, 1);
+      assertMatch(warnings[0], /TLS handshake failed.*UnknownIssuer.*retrying after 300 ms/);
+      const again = await failure(ask(upstream, "q1.test"));
+      assertMatch(again.message, /not retrying for \d+ ms after: TLS handshake failed/);
+      assertEquals(server.accepted, 1);
+      await sleep(350);
+      await failure(ask(upstream, "q1.test"));
+      assertEquals(server.accepted, 2);
+    },
+  );
+});
+
+test("no ca-file: the test CA is not trusted", async () => {
+  await withServer({}, {}, {}, async (_server, upstream) => {
+    const e = await failure(ask(upstream, "q1.test"));
+    assertMatch(e.message, /TLS handshake failed.*UnknownIssuer/);
+  });
+});
+
+test("an SNI name the certificate does not carry fails", async () => {
+  await withServer({ hostName: "wrong.test" }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
+    const e = await failure(ask(upstream, "q1.test"));
+    assertMatch(
+      e.message,
+      /TLS handshake failed \(server name wrong\.test\).*not valid for name "wrong\.test"/,
+    );
+  });
+});
+
+test("host-name '-' or none checks the IP address (the leaf carries IP:127.0.0.1)", async () => {
+  for (const hostName of ["-", undefined]) {
+    await withServer({ hostName }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
+      assertEquals(upstream.serverName, "127.0.0.1");
+      assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+    });
+  }
+});
+
+test("ca-path: every PEM file in the directory is trusted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "keeldns-capath-" });
+  await Deno.copyFile(pki!.caFile, `${dir}/ca.pem`);
+  await Deno.writeTextFile(`${dir}/README`, "not a certificate");
+  assertEquals(loadCaCerts({ caPath: dir }).length, 1);
+  await withServer({}, { caPath: dir }, {}, async (_server, upstream) => {
+    assertEquals(await ask(upstream, "q4.test"), "192.0.2.5");
+  });
+});
+
+test("closes the connection when idle and reopens it on demand", async () => {
+  await withServer({}, { caFile: pki!.caFile }, { idleMs: 150 }, async (server, upstream) => {
+    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    await sleep(50);
+    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    await sleep(100);
+    assertEquals(server.closedByClient, 0, "each query restarts the idle time");
+    await sleep(150);
+    assertEquals(server.closedByClient, 1);
+    assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+    assertEquals(server.accepted, 2);
+  });
+});
+
+test("an aborted exchange fails as aborted and leaves the connection usable", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    server.batch = 2;
+    const controller = new AbortController();
+    const pending = upstream.exchange(parseQuery(buildQuery("q1.test", "A")), controller.signal);
+    await sleep(50);
+    controller.abort();
+    assertMatch((await failure(pending)).message, /aborted/);
+    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(server.accepted, 1);
+  });
+});
+
+test("settings Deno cannot honour refuse the server, logged once", async () => {
+  const cases: [Partial<TlsOptions>, RegExp][] = [
+    [{ verifyCertificate: false }, /-no-check-certificate is not supported: Deno always checks/],
+    [{ spkiPins: ["AAAA"] }, /-spki-pin is not supported: Deno does not expose/],
+    [{ verifyName: "other.test" }, /-tls-host-verify other\.test is not supported/],
+  ];
+  for (const [tls, reason] of cases) {
+    await withServer(tls, { caFile: pki!.caFile }, {}, async (server, upstream, warnings) => {
+      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
+      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
+      assertEquals(warnings.length, 1);
+      assertMatch(warnings[0], /refused: /);
+      assertEquals(server.accepted, 0);
+    });
+  }
+  const missing = new TlsUpstream(config(853), { caFile: "/nonexistent/ca.pem" }, { log: () => {} });
+  assertMatch((await failure(ask(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
+});
+
+test("close() fails exchanges under way", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    server.batch = 5;
+    const pending = ask(upstream, "q1.test");
+    await sleep(50);
+    upstream.close();
+    assertMatch((await failure(pending)).message, /upstream closed/);
+  });
+});
+
+if (pki) {
+  globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
+}
