@@ -16,6 +16,7 @@ import {
   EXIT_PRIVILEGES,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
+  type StatsMessage,
   TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
 import { yieldToEventLoop } from "./ops/event_loop.ts";
@@ -33,6 +34,8 @@ import { QueryDispatcher } from "./server/dispatcher.ts";
 import type { Listener } from "./server/listener.ts";
 import { ServerStats } from "./server/stats.ts";
 import { TcpListener } from "./server/tcp.ts";
+import { type ListenerCertificate, listenTls, loadListenerCertificate } from "./server/tls.ts";
+import { HttpsListener } from "./server/https.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./net/linux_socket.ts";
@@ -130,6 +133,19 @@ function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
 async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boolean): Promise<Listener[]> {
   const listeners: Listener[] = [];
   const serverLog = getLogger("server");
+  const streams = {
+    idleSeconds: config.server.tcpIdleTime,
+    maxConnections: config.server.maxTcpConnections,
+  };
+  // The encrypted listeners' certificate, read once (and its fingerprint logged) if any needs it.
+  let certificate: ListenerCertificate | undefined;
+  if (config.server.binds.some((b) => b.transport === "tls" || b.transport === "https")) {
+    certificate = await loadListenerCertificate(config.server);
+    serverLog.info("encrypted listeners present {file}, SHA-256 fingerprint {fingerprint}", {
+      file: config.server.certFile,
+      fingerprint: certificate.fingerprint,
+    });
+  }
   try {
     for (const bind of config.server.binds) {
       try {
@@ -138,10 +154,11 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
             ? batched
               ? BatchedUdpListener.listen(bind, dispatcher, serverLog)
               : await UdpListener.listen(bind, dispatcher, serverLog)
-            : TcpListener.listen(bind, dispatcher, {
-              idleSeconds: config.server.tcpIdleTime,
-              maxConnections: config.server.maxTcpConnections,
-            }, serverLog),
+            : bind.transport === "tls"
+            ? await listenTls(bind, dispatcher, certificate!, streams, serverLog)
+            : bind.transport === "https"
+            ? HttpsListener.listen(bind, dispatcher, certificate!, streams, serverLog)
+            : TcpListener.listen(bind, dispatcher, streams, serverLog),
         );
       } catch (e) {
         const where = bind.source ? ` (${bind.source.file}:${bind.source.line})` : "";
@@ -183,6 +200,12 @@ function dropToUser(config: Config): void {
     gid: account.gid,
     caps: plan.keep.length ? plan.keep.join(", ") : "none",
   });
+}
+
+/** The child's stats message, and how many upstream health changes it has seen (sent at once). */
+interface Report {
+  message(): StatsMessage;
+  healthChanges(): number;
 }
 
 /** Counters for the guardian's stats message and the exit log line. */
@@ -277,11 +300,15 @@ function reload(
 export async function runChild(options: ChildOptions): Promise<number> {
   // Beat from the very start, so loading a large cache does not look like a hang.
   let beat = 0;
-  let report: (() => Record<string, number>) | undefined;
+  let report: Report | undefined;
+  let reportedChanges = -1; // the first beat after ready sends the stats
   const { promise: stopped, resolve: stop } = Promise.withResolvers<number>();
   const heartbeat = options.guarded
     ? setInterval(() => {
-      const alive = tell({ beat: ++beat }) && (beat % 10 !== 0 || !report || tell({ stats: report() }));
+      beat++;
+      const due = report !== undefined && (beat % 10 === 0 || report.healthChanges() !== reportedChanges);
+      if (due) reportedChanges = report!.healthChanges();
+      const alive = tell({ beat }) && (!due || tell(report!.message()));
       if (!alive) {
         log.error("guardian is gone; exiting");
         stop(0);
@@ -300,7 +327,7 @@ async function serve(
   options: ChildOptions,
   stopped: Promise<number>,
   stop: (code: number) => void,
-  setReport: (report: () => Record<string, number>) => void,
+  setReport: (report: Report) => void,
 ): Promise<number> {
   let config: Config;
   await startupStage(options, "reading the configuration");
@@ -414,7 +441,10 @@ async function serve(
   Deno.addSignalListener("SIGHUP", onHangup);
   Deno.addSignalListener("SIGUSR2", onHandOver);
 
-  setReport(() => counters(stats, resolver));
+  setReport({
+    message: () => ({ stats: counters(stats, resolver), upstreams: resolver.upstreams() }),
+    healthChanges: () => resolver.healthChanges,
+  });
   if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
 
   const checkpoint = config.cache.persist && config.cache.checkpointTime > 0

@@ -153,6 +153,8 @@ class ChildHandle implements WatchedChild {
   listeners: readonly string[] = [];
   /** The child's latest counters (queries, cache, memory), sent every few seconds. */
   stats: Record<string, number> = {};
+  /** The child's latest upstream health list (state, RTT, failures per server). */
+  upstreams: readonly unknown[] = [];
   /** The reason the child gave before exiting on purpose (bind failure, bad config). */
   fatal?: string;
   /** Stopped on purpose (planned restart): its exit is not a failure. */
@@ -234,6 +236,7 @@ class ChildHandle implements WatchedChild {
         this.markReady(true);
       } else if ("stats" in message) {
         this.stats = message.stats;
+        this.upstreams = message.upstreams ?? this.upstreams;
       } else if ("checkpointed" in message) {
         this.checkpointWaiter?.(message.checkpointed);
       } else if ("fatal" in message) {
@@ -528,6 +531,7 @@ class Guardian {
       config: this.configPath ?? EMBEDDED_CONFIG_NAME,
       servingLastGoodConfig: this.lastGood.servingLastGood(),
       childStats: child?.stats ?? {},
+      upstreams: child?.upstreams ?? [],
     };
   }
 

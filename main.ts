@@ -20,6 +20,7 @@ import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts"
 import { setupLogging } from "./ops/log.ts";
 import { loaderInUse } from "./ops/runtime_loader.ts";
 import { lookupUser } from "./ops/user_database.ts";
+import type { UpstreamHealthReport } from "./upstream/health.ts";
 import { parseHostPort } from "./config/values.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -293,12 +294,23 @@ async function commandControl(command: ControlCommand, args: string[]): Promise<
   }
   if (reply.status) {
     for (const [key, value] of Object.entries(reply.status)) {
+      if (key === "upstreams" && Array.isArray(value)) {
+        for (const u of value as UpstreamHealthReport[]) console.log(upstreamLine(u));
+        continue;
+      }
       console.log(`${key}: ${typeof value === "object" && value !== null ? JSON.stringify(value) : value}`);
     }
   } else {
     console.log(`keeldns ${command}: done`);
   }
   return 0;
+}
+
+/** One server's health in `keeldns status`: `upstream ADDRESS: up, rtt p50 … ms, p95 … ms, …`. */
+function upstreamLine(u: UpstreamHealthReport): string {
+  return `upstream ${u.address}: ${u.state}${u.fallback ? " (fallback)" : ""}, ` +
+    `rtt p50 ${u.rttP50Ms} ms, p95 ${u.rttP95Ms} ms (${u.samples} samples), timeout ${u.timeoutMs} ms, ` +
+    `${u.answers} answers, ${u.failures} failures (${u.consecutiveFailures} in a row), ${u.probes} probes`;
 }
 
 function commandVersion(args: string[]): number {

@@ -290,7 +290,10 @@ class TomlWriter {
       return { value: str(`${scheme ? `${b.transport}://` : ""}${hostPort(b.host, b.port)}`), above };
     };
     // Listeners with bind options are [[server.listen]] tables; then every listener is one, in order.
-    const options = server.binds.some((b) => b.group !== undefined || (b.flags?.length ?? 0) > 0);
+    // (DoT and DoH listeners only have that form: bind-udp/bind-tcp lists hold plain ones.)
+    const options = server.binds.some((b) =>
+      b.group !== undefined || (b.flags?.length ?? 0) > 0 || b.transport === "tls" || b.transport === "https"
+    );
     const binds = options ? [] : server.binds;
     const withOptions = options ? server.binds : [];
     if (this.config.format === "smartdns" && !options && binds.every((b) => !b.source)) {
@@ -326,6 +329,9 @@ class TomlWriter {
     if (server.rateBurst !== DEFAULT_RATE_BURST) this.out.push(`rate-burst = ${server.rateBurst}`);
     if (server.caFile) this.out.push(`ca-file = ${str(server.caFile)}`);
     if (server.caPath) this.out.push(`ca-path = ${str(server.caPath)}`);
+    if (server.certFile) this.scalar("server.cert-file", "cert-file", str(server.certFile));
+    if (server.keyFile) this.scalar("server.key-file", "key-file", str(server.keyFile));
+    if (server.keyPass) this.scalar("server.key-pass", "key-pass", str(server.keyPass));
     for (const b of withOptions) {
       this.blank();
       this.out.push(...this.above(this.at(b.source)));
@@ -366,6 +372,7 @@ class TomlWriter {
     }
     if (u.blacklistIp) this.out.push("blacklist-ip = true");
     if (u.whitelistIp) this.out.push("whitelist-ip = true");
+    if (u.fallback) this.out.push("fallback = true");
   }
 
   cache(): void {

@@ -270,3 +270,13 @@ txt = ["tab\\there", "ünï"]
     assertEquals(comparable(parseTomlConfig(toml, OUT)), comparable(c), toml);
   }
 });
+
+Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads back", () => {
+  const c = parseSmartdnsConf("server 9.9.9.9\nserver 192.0.2.53 -fallback\n", CONF, () => "");
+  assertEquals(c.unsupported, []);
+  assertEquals(c.upstreams.map((u) => u.fallback ?? false), [false, true]);
+  const toml = convertToToml(c);
+  assertMatch(toml, /address = "udp:\/\/192\.0\.2\.53:53"\nfallback = true\n/);
+  const back = parseTomlConfig(toml, OUT);
+  assertEquals(back.upstreams.map((u) => u.fallback ?? false), [false, true]);
+});

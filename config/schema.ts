@@ -32,9 +32,12 @@ export interface SourcePosition {
   readonly col: number;
 }
 
+/** Transport of a listener: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
+export type ListenerTransport = Transport | "tls" | "https";
+
 /** One listening socket. */
 export interface BindConfig {
-  readonly transport: Transport;
+  readonly transport: ListenerTransport;
   /** Literal IPv4 or IPv6 address ("::" and "0.0.0.0" for all). */
   readonly host: string;
   readonly port: number;
@@ -63,6 +66,8 @@ export interface UpstreamConfig {
   readonly blacklistIp?: boolean;
   /** `-whitelist-ip`: only answers whose addresses are all whitelisted are taken from it. */
   readonly whitelistIp?: boolean;
+  /** `-fallback`: raced only when no other server of the group answered usably. */
+  readonly fallback?: boolean;
   readonly source?: SourcePosition;
 }
 
@@ -131,6 +136,12 @@ export interface ServerConfig {
   /** CA certificates encrypted upstreams are checked against (none: the system's). */
   readonly caFile?: string;
   readonly caPath?: string;
+  /** The PEM certificate (chain) of the encrypted listeners (SmartDNS `bind-cert-file`). */
+  readonly certFile?: string;
+  /** Its PEM private key (SmartDNS `bind-cert-key-file`). */
+  readonly keyFile?: string;
+  /** The key's passphrase (`bind-cert-key-pass`): read, but an encrypted key is refused at start. */
+  readonly keyPass?: string;
 }
 
 /** How the guardian watches the child. */

@@ -23,6 +23,7 @@ import type {
   Config,
   DomainRule,
   DomainSetConfig,
+  ListenerTransport,
   LogLevel,
   NftSetTarget,
   RulesConfig,
@@ -112,6 +113,9 @@ const SCHEMA: Record<string, readonly string[]> = {
     "listen",
     "ca-file",
     "ca-path",
+    "cert-file",
+    "key-file",
+    "key-pass",
   ],
   upstream: [
     "address",
@@ -119,6 +123,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "exclude-default-group",
     "blacklist-ip",
     "whitelist-ip",
+    "fallback",
     "host-name",
     "tls-host-verify",
     "verify-certificate",
@@ -226,13 +231,16 @@ class TomlConfigReader {
       const t = this.table(item, path, "listen");
       const text = this.string(t, "address", path);
       if (!text) this.src.fail(path, `[[server.listen]] #${i + 1} has no address`);
-      const scheme = /^(udp|tcp):\/\//i.exec(text);
-      const only = scheme ? [scheme[1].toLowerCase() as Transport] : ["udp", "tcp"] as Transport[];
+      const scheme = /^(udp|tcp|tls|https):\/\//i.exec(text);
+      const only = scheme
+        ? [scheme[1].toLowerCase() as ListenerTransport]
+        : ["udp", "tcp"] as ListenerTransport[];
       const rest = scheme ? text.slice(scheme[0].length) : text;
+      const defaultPort = only[0] === "tls" ? 853 : only[0] === "https" ? 443 : DNS_PORT;
       const { host, port } = this.parsed(
         `${path}.address`,
         "address",
-        () => parseHostPort(rest, DNS_PORT, "::"),
+        () => parseHostPort(rest, defaultPort, "::"),
       );
       const group = this.string(t, "group", path);
       const flags = this.strings(t, "flags", path);
@@ -309,6 +317,7 @@ class TomlConfigReader {
         excludeDefault: this.boolean(t, "exclude-default-group", path, false),
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
         ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
+        ...(this.boolean(t, "fallback", path, false) ? { fallback: true } : {}),
         ...(parsed.transport === "tls" || parsed.transport === "https"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
@@ -594,6 +603,15 @@ class TomlConfigReader {
           : {}),
         ...(this.string(server, "ca-path", "server")
           ? { caPath: this.string(server, "ca-path", "server") }
+          : {}),
+        ...(this.string(server, "cert-file", "server")
+          ? { certFile: this.string(server, "cert-file", "server") }
+          : {}),
+        ...(this.string(server, "key-file", "server")
+          ? { keyFile: this.string(server, "key-file", "server") }
+          : {}),
+        ...(this.string(server, "key-pass", "server")
+          ? { keyPass: this.string(server, "key-pass", "server") }
           : {}),
       },
       upstreams,

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { UpstreamHealthReport } from "../upstream/health.ts";
 
 /** Sent once every listener is bound. */
 export interface ReadyMessage {
@@ -29,9 +30,11 @@ export interface ProgressMessage {
   };
 }
 
-/** Sent now and then with the child's counters. */
+/** Sent now and then with the child's counters, and at once when an upstream goes down or up. */
 export interface StatsMessage {
   readonly stats: Record<string, number>;
+  /** Each upstream server's health (state, RTT p50/p95 in ms, failures), in configuration order. */
+  readonly upstreams?: readonly UpstreamHealthReport[];
 }
 
 /** Sent before the child exits on purpose, saying why (e.g. a bind failure). */

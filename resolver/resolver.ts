@@ -9,10 +9,11 @@ import type { Config } from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
+import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
-import { AnswerFilter } from "./answer_filter.ts";
+import { AnswerFilter, type ServerFilterFlags } from "./answer_filter.ts";
 import { CacheStage } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
 import { Dns64Stage } from "./dns64_stage.ts";
@@ -34,6 +35,10 @@ export interface Resolver {
   readonly router: GroupRouter;
   /** Every stage's counters, merged (for the guardian's stats and `keeldns status`). */
   counters(): Record<string, number>;
+  /** Each server's health (state, RTT p50/p95, failures), in configuration order. */
+  upstreams(): UpstreamHealthReport[];
+  /** Bumped whenever a server goes down or comes back (so the child reports it at once). */
+  readonly healthChanges: number;
   /** Frees the upstreams' sockets (after a reload; queries under way finish). */
   close(): void;
   /** The files the rules were read from (lists, hosts, leases): a change means a rebuild. */
@@ -95,11 +100,21 @@ export function buildResolver(
   udpPool?: OutgoingSocketPool,
 ): Resolver {
   const trust = { caFile: config.server.caFile, caPath: config.server.caPath };
-  const upstreams = config.upstreams.map((u) => createUpstream(u, udpPool, trust));
-  for (const u of upstreams) {
-    const refusal = (u as { refusal?: string }).refusal;
-    if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: u.address, refusal });
-  }
+  let healthChanges = 0;
+  const upstreams = config.upstreams.map((u) => {
+    const inner = createUpstream(u, udpPool, trust);
+    const refusal = (inner as { refusal?: string }).refusal;
+    if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: inner.address, refusal });
+    return new HealthChecked(inner, {
+      timeoutMs: config.server.upstreamTimeout,
+      fallback: u.fallback,
+      onChange: (h) => {
+        healthChanges++;
+        if (h.down) log.warn("{upstream} is down; probing it until it answers", { upstream: h.address });
+        else log.info("{upstream} is up again", { upstream: h.address });
+      },
+    });
+  });
   const { names, members } = groupsOf(config, upstreams, log);
   const filter = config.rules.ipRules.length > 0
     ? new AnswerFilter(
@@ -108,7 +123,7 @@ export function buildResolver(
       (message) => log.warn("ip rules: {message}", { message }),
     )
     : undefined;
-  const flags = new Map(upstreams.map((u, i) => [u, config.upstreams[i]]));
+  const flags = new Map<Upstream, ServerFilterFlags>(upstreams.map((u, i) => [u, config.upstreams[i]]));
   const ipRules = filter && !filter.empty
     ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
     : undefined;
@@ -192,6 +207,10 @@ export function buildResolver(
       upstreamBogusAnswers: races.reduce((sum, r) => sum + r.counters.bogusAnswers, 0),
       negativeOvertaken: races.reduce((sum, r) => sum + r.counters.negativeOvertaken, 0),
     }),
+    upstreams: () => upstreams.map((u) => u.report()),
+    get healthChanges() {
+      return healthChanges;
+    },
     close: () => {
       for (const u of upstreams) u.close();
     },

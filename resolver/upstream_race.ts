@@ -3,6 +3,11 @@
  * NXDOMAIN, and well-formed by {@link messageProblem}) wins and the others are cancelled. If none is usable, an upstream's
  * REFUSED or SERVFAIL is passed on, else SERVFAIL is made locally.
  *
+ * Only healthy members are asked (those whose {@link HealthView.down} is not set), or all of them
+ * when none is. Members marked {@link FallbackView.fallback} (`server … -fallback`) are raced only
+ * when no other member answered usably. The losers are aborted with {@link OUTRUN}, so their health
+ * is not charged for it.
+ *
  * @module
  */
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
@@ -11,6 +16,7 @@ import { LocalAnswer } from "../dns/local_answer.ts";
 import { messageProblem } from "../dns/message_check.ts";
 import { Rcode, type ResponseLayout, scanResponse } from "../dns/wire.ts";
 import type { Upstream } from "../upstream/upstream.ts";
+import { type FallbackView, type HealthView, OUTRUN } from "../upstream/health.ts";
 import type { AnswerFilter, ServerFilterFlags } from "./answer_filter.ts";
 import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
@@ -45,6 +51,10 @@ export type UpstreamFailureListener = (upstream: Upstream, error: unknown) => vo
 
 /** Resolves questions by racing the group's upstream servers. */
 export class UpstreamRace implements TerminalStage {
+  /** Asked first (the non-fallback members; all of them if every member is a fallback). */
+  private readonly primary: readonly Upstream[];
+  /** Asked when no primary member answered usably. */
+  private readonly fallbacks: readonly Upstream[];
   readonly counters: RaceCounters = {
     queries: 0,
     failures: 0,
@@ -63,7 +73,18 @@ export class UpstreamRace implements TerminalStage {
     private readonly maxAddresses = 0,
     /** IP rules on the answers, if any. */
     private readonly ipRules?: RaceFilter,
-  ) {}
+  ) {
+    const isFallback = (u: Upstream) => (u as Partial<FallbackView>).fallback === true;
+    const fallbacks = upstreams.filter(isFallback);
+    const primary = upstreams.filter((u) => !isFallback(u));
+    [this.primary, this.fallbacks] = primary.length > 0 ? [primary, fallbacks] : [fallbacks, []];
+  }
+
+  /** The healthy ones of `members`, or all of them when none is. */
+  private static healthy(members: readonly Upstream[]): readonly Upstream[] {
+    const up = members.filter((u) => !(u as Partial<HealthView>).down);
+    return up.length > 0 ? up : members;
+  }
 
   /** The response with at most `maxAddresses` addresses per family (itself when within it). */
   private limited(response: Uint8Array, layout: ResponseLayout): [Uint8Array, ResponseLayout] {
@@ -87,28 +108,68 @@ export class UpstreamRace implements TerminalStage {
       controller.abort();
     }, this.timeoutMs);
     return new Promise<StoredAnswer>((resolve) => {
-      let remaining = this.upstreams.length;
+      /** Exchanges under way, and how many of them are past their server's adaptive timeout. */
+      let pending = 0;
+      let late = 0;
       let finished = false;
-      let fallback: StoredAnswer | undefined;
+      let inFallback = false;
+      /** An upstream's REFUSED or SERVFAIL, passed on if nothing better comes. */
+      let passOn: StoredAnswer | undefined;
       /** A fast negative answer, held for {@link NEGATIVE_WAIT_MS} in case a positive one follows. */
       let negative: StoredAnswer | undefined;
       let negativeTimer: ReturnType<typeof setTimeout> | undefined;
+      const lateTimers: ReturnType<typeof setTimeout>[] = [];
       const settle = (answer: StoredAnswer) => {
         if (finished) return;
         finished = true;
         clearTimeout(timer);
         clearTimeout(negativeTimer);
-        controller.abort();
+        for (const t of lateTimers) clearTimeout(t);
+        controller.abort(OUTRUN);
         resolve(answer);
       };
-      const oneDone = () => {
-        if (--remaining > 0 || finished) return;
+      /**
+       * Called whenever an exchange ends or goes late. Once every exchange under way has ended or is
+       * late (silent past its server's adaptive timeout), the fallback servers are asked; then an
+       * answer in hand (negative, or an upstream's error) is given without waiting for the late
+       * ones. With nothing in hand the race waits on for them, up to the race's own timeout.
+       */
+      const check = () => {
+        if (finished || pending > late) return;
+        if (!inFallback && !timedOut && !negative && this.fallbacks.length > 0) {
+          inFallback = true;
+          return ask(this.fallbacks);
+        }
         if (negative) return settle(negative);
+        if (pending > 0 && !passOn) return;
         this.counters.failures++;
         q.reason = Reason.SERVFAIL;
-        settle(fallback ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
+        settle(passOn ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
       };
-      for (const upstream of this.upstreams) {
+      const ask = (members: readonly Upstream[]) => {
+        pending++; // held while asking, so an empty group ends too
+        for (const upstream of UpstreamRace.healthy(members)) exchange(upstream);
+        pending--;
+        check();
+      };
+      const exchange = (upstream: Upstream) => {
+        pending++;
+        let isLate = false;
+        const adaptive = (upstream as Partial<HealthView>).timeoutMs;
+        const lateTimer = adaptive !== undefined && adaptive < this.timeoutMs
+          ? setTimeout(() => {
+            isLate = true;
+            late++;
+            check();
+          }, adaptive)
+          : undefined;
+        if (lateTimer !== undefined) lateTimers.push(lateTimer);
+        const oneDone = () => {
+          clearTimeout(lateTimer);
+          pending--;
+          if (isLate) late--;
+          check();
+        };
         upstream.exchange(q, controller.signal).then((response) => {
           if (finished) return;
           // Checked once here, before it may win or be cached: nothing malformed reaches a client.
@@ -153,14 +214,14 @@ export class UpstreamRace implements TerminalStage {
             }
             // A negative answer from the first server does not end the race at once: a positive
             // one from another server within the wait wins (SmartDNS prefers an answer with records).
-            if (remaining <= 1) return settle(answer);
+            if (pending <= 1) return settle(answer);
             if (!negative) {
               negative = answer;
               negativeTimer = setTimeout(() => settle(answer), NEGATIVE_WAIT_MS);
             }
             return oneDone();
           }
-          fallback ??= answer;
+          passOn ??= answer;
           oneDone();
         }, (error) => {
           if (!finished) {
@@ -168,8 +229,8 @@ export class UpstreamRace implements TerminalStage {
           }
           oneDone();
         });
-      }
-      if (remaining === 0) oneDone();
+      };
+      ask(this.primary);
     });
   }
 

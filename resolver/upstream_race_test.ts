@@ -1,10 +1,11 @@
-import { assertEquals } from "../tests/helpers/assert.ts";
+import { assert, assertEquals } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { messageProblem } from "../dns/message_check.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { type Question, Rcode } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "../upstream/upstream.ts";
 import { UpstreamRace } from "./upstream_race.ts";
+import { HealthChecked } from "../upstream/health.ts";
 import { parseContext } from "./query_context.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
 import { CacheStage } from "./cache_stage.ts";
@@ -145,4 +146,181 @@ Deno.test("a malformed answer never wins: it counts as that server failing, and 
   // Alone, it ends in SERVFAIL, not in the broken bytes.
   const alone = new UpstreamRace([selfPointer], policy, 1000);
   assertEquals((await alone.resolve(question())).rcode, Rcode.SERVFAIL);
+});
+
+/** `upstream` with a health state and a fallback flag, as {@link HealthChecked} exposes them. */
+function marked(upstream: Upstream, marks: { down?: boolean; fallback?: boolean }): Upstream {
+  return Object.assign(upstream, marks);
+}
+
+Deno.test("health: a down server is not asked while another is healthy", async () => {
+  const calls: string[] = [];
+  const race = new UpstreamRace(
+    [marked(fakeUpstream("dead", 1, 0, calls), { down: true }), fakeUpstream("fast", 5, 0, calls)],
+    policy,
+    1000,
+  );
+  assertEquals((await race.resolve(question())).rcode, Rcode.NOERROR);
+  assertEquals(calls, ["fast"]);
+});
+
+Deno.test("health: when every server is down, all are asked", async () => {
+  const calls: string[] = [];
+  const race = new UpstreamRace(
+    [
+      marked(fakeUpstream("a", 20, 0, calls), { down: true }),
+      marked(fakeUpstream("b", 5, 0, calls), { down: true }),
+    ],
+    policy,
+    1000,
+  );
+  assertEquals((await race.resolve(question())).rcode, Rcode.NOERROR);
+  assertEquals(calls.sort(), ["a", "b"]);
+});
+
+Deno.test("fallback: asked only when no other server answered usably", async () => {
+  const calls: string[] = [];
+  const race = new UpstreamRace(
+    [fakeUpstream("main", 10, 0, calls), marked(fakeUpstream("spare", 1, 0, calls), { fallback: true })],
+    policy,
+    1000,
+  );
+  assertEquals((await race.resolve(question())).rcode, Rcode.NOERROR);
+  assertEquals(calls, ["main"], "the faster fallback is not asked while the main server answers");
+
+  calls.length = 0;
+  const failing = new UpstreamRace(
+    [
+      fakeUpstream("x", 1, "fail", calls),
+      fakeUpstream("y", 2, Rcode.SERVFAIL, calls),
+      marked(fakeUpstream("spare", 1, 0, calls), { fallback: true }),
+    ],
+    policy,
+    1000,
+  );
+  const answer = await failing.resolve(question());
+  assertEquals(answer.rcode, Rcode.NOERROR, "the fallback answers when the others fail");
+  assertEquals(calls, ["x", "y", "spare"]);
+  assertEquals(failing.counters.failures, 0);
+
+  calls.length = 0;
+  const negative = new UpstreamRace(
+    [
+      fakeUpstream("nx", 1, Rcode.NXDOMAIN, calls),
+      marked(fakeUpstream("spare", 1, 0, calls), { fallback: true }),
+    ],
+    policy,
+    1000,
+  );
+  assertEquals((await negative.resolve(question())).rcode, Rcode.NXDOMAIN, "NXDOMAIN is a usable answer");
+  assertEquals(calls, ["nx"]);
+});
+
+Deno.test("fallback: a group of fallback servers only is raced as usual; a failing fallback gives SERVFAIL", async () => {
+  const calls: string[] = [];
+  const only = new UpstreamRace(
+    [marked(fakeUpstream("spare", 1, 0, calls), { fallback: true })],
+    policy,
+    1000,
+  );
+  assertEquals((await only.resolve(question())).rcode, Rcode.NOERROR);
+  const both = new UpstreamRace(
+    [fakeUpstream("x", 1, "fail", calls), marked(fakeUpstream("s", 1, "fail", calls), { fallback: true })],
+    policy,
+    1000,
+  );
+  assertEquals((await both.resolve(question())).rcode, Rcode.SERVFAIL);
+  assertEquals(both.counters.failures, 1);
+});
+
+Deno.test("health: losers are aborted as outrun, so HealthChecked does not count them", async () => {
+  const slow = new HealthChecked(fakeUpstream("slow", 60, 0, []), { timeoutMs: 1000 });
+  const race = new UpstreamRace([slow, fakeUpstream("fast", 1, 0, [])], policy, 1000);
+  try {
+    for (let i = 0; i < 3; i++) assertEquals((await race.resolve(question())).rcode, Rcode.NOERROR);
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals([slow.down, slow.report().failures, slow.report().answers], [false, 0, 3]);
+  } finally {
+    slow.close();
+  }
+});
+
+Deno.test("health: a silent server is set aside even while another wins every race", async () => {
+  const calls: string[] = [];
+  const hole = new HealthChecked(fakeUpstream("hole", 60_000, 0, calls), { timeoutMs: 100 });
+  const race = new UpstreamRace([hole, fakeUpstream("fast", 2, 0, calls)], policy, 100);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const started = performance.now();
+      assertEquals((await race.resolve(question())).rcode, Rcode.NOERROR);
+      assert(performance.now() - started < 50, "the answer does not wait for the silent server");
+    }
+    const deadline = Date.now() + 1000;
+    while (!hole.down && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assertEquals(hole.down, true);
+    calls.length = 0;
+    await race.resolve(question());
+    assertEquals(calls, ["fast"]);
+  } finally {
+    hole.close();
+  }
+});
+
+Deno.test("health: a black-holed server goes down after two race timeouts and is then skipped", async () => {
+  const calls: string[] = [];
+  const hole = new HealthChecked(fakeUpstream("hole", 60_000, 0, calls), { timeoutMs: 50 });
+  const race = new UpstreamRace([hole, fakeUpstream("nx", 1, Rcode.SERVFAIL, calls)], policy, 50);
+  try {
+    for (let i = 0; i < 2; i++) await race.resolve(question());
+    assertEquals(hole.down, true);
+    calls.length = 0;
+    await race.resolve(question());
+    assertEquals(calls, ["nx"]);
+  } finally {
+    hole.close();
+  }
+});
+
+Deno.test("health: a late server does not hold an unusable answer, nor the fallback, but a lone one is awaited", async () => {
+  const calls: string[] = [];
+  /** A server whose adaptive timeout is 50 ms. */
+  const quick = (u: Upstream) => Object.assign(u, { timeoutMs: 50 });
+  const stuck = new UpstreamRace(
+    [quick(fakeUpstream("hole", 60_000, 0, calls)), fakeUpstream("sf", 1, Rcode.SERVFAIL, calls)],
+    policy,
+    2000,
+  );
+  let started = performance.now();
+  assertEquals((await stuck.resolve(question())).rcode, Rcode.SERVFAIL);
+  assert(performance.now() - started < 500, "the SERVFAIL is passed on at the hole's adaptive timeout");
+
+  const withSpare = new UpstreamRace(
+    [
+      quick(fakeUpstream("hole", 60_000, 0, calls)),
+      marked(fakeUpstream("spare", 1, 0, calls), { fallback: true }),
+    ],
+    policy,
+    2000,
+  );
+  started = performance.now();
+  assertEquals((await withSpare.resolve(question())).rcode, Rcode.NOERROR);
+  assert(performance.now() - started < 500, "the fallback is asked at the adaptive timeout");
+
+  const lone = new UpstreamRace([quick(fakeUpstream("slow", 150, 0, calls))], policy, 2000);
+  assertEquals((await lone.resolve(question())).rcode, Rcode.NOERROR, "a slow lone server is waited for");
+});
+
+Deno.test("fallback: a negative answer with a late server beside it is usable; the fallback is not asked", async () => {
+  const calls: string[] = [];
+  const race = new UpstreamRace(
+    [
+      Object.assign(fakeUpstream("hole", 60_000, 0, calls), { timeoutMs: 50 }),
+      fakeUpstream("nx", 1, Rcode.NXDOMAIN, calls),
+      marked(fakeUpstream("spare", 1, 0, calls), { fallback: true }),
+    ],
+    policy,
+    2000,
+  );
+  assertEquals((await race.resolve(question())).rcode, Rcode.NXDOMAIN);
+  assertEquals(calls.sort(), ["hole", "nx"]);
 });

@@ -26,17 +26,29 @@ function listenShared(bind: BindConfig): Deno.TcpListener {
   return Deno.listen({ hostname: bind.host, port: bind.port, transport: "tcp", reusePort: unstableNet });
 }
 
+/** What the listener needs of a stream connection (a `Deno.Conn`, or server/tls.ts's TLS one). */
+export type StreamConn = Pick<Deno.Conn, "read" | "write" | "close" | "remoteAddr"> & {
+  setNoDelay?: (noDelay?: boolean) => void;
+};
+
+/** What the listener needs of a bound stream socket. */
+export interface StreamAcceptor {
+  accept(): Promise<StreamConn>;
+  close(): void;
+}
+
 /** A TCP DNS listener. */
 export class TcpListener implements Listener {
   readonly address: string;
   readonly flags: number;
   readonly group?: string;
-  private readonly connections = new Set<Deno.TcpConn>();
+  private readonly connections = new Set<StreamConn>();
   private closed = false;
   private readonly accepting: Promise<void>;
 
   private constructor(
-    private readonly listener: Deno.TcpListener,
+    private readonly listener: StreamAcceptor,
+    scheme: string,
     bind: BindConfig,
     private readonly dispatcher: QueryDispatcher,
     private readonly idleMs: number,
@@ -44,7 +56,7 @@ export class TcpListener implements Listener {
     private readonly limits: Partial<StreamLimits>,
     private readonly log: Logger,
   ) {
-    this.address = `tcp://${authority(bind.host, bind.port)}`;
+    this.address = `${scheme}://${authority(bind.host, bind.port)}`;
     this.flags = bindFlags(bind);
     this.group = bind.group;
     this.accepting = this.acceptLoop();
@@ -60,15 +72,29 @@ export class TcpListener implements Listener {
     options: { idleSeconds: number; maxConnections: number; budget?: Partial<StreamLimits> },
     log: Logger,
   ): TcpListener {
-    const listener = listenShared(bind);
+    return TcpListener.on(listenShared(bind), "tcp", bind, dispatcher, options, log);
+  }
+
+  /**
+   * Serves DNS over a stream `listener` that is already bound, e.g. the TLS one of DNS over TLS
+   * (server/tls.ts): the same framing, budget, idle timeout and connection cap.
+   */
+  static on(
+    listener: StreamAcceptor,
+    scheme: string,
+    bind: BindConfig,
+    dispatcher: QueryDispatcher,
+    options: { idleSeconds: number; maxConnections: number; budget?: Partial<StreamLimits> },
+    log: Logger,
+  ): TcpListener {
     const idleMs = (options.idleSeconds > 0 ? options.idleSeconds : 3600) * 1000;
     const { maxConnections, budget = {} } = options;
-    return new TcpListener(listener, bind, dispatcher, idleMs, maxConnections, budget, log);
+    return new TcpListener(listener, scheme, bind, dispatcher, idleMs, maxConnections, budget, log);
   }
 
   private async acceptLoop(): Promise<void> {
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: StreamConn;
       try {
         conn = await this.listener.accept();
       } catch (e) {
@@ -97,8 +123,8 @@ export class TcpListener implements Listener {
     }
   }
 
-  private async serve(conn: Deno.TcpConn): Promise<void> {
-    conn.setNoDelay(true);
+  private async serve(conn: StreamConn): Promise<void> {
+    conn.setNoDelay?.(true);
     const reader = new FramedReader(conn);
     const closeConn = () => {
       try {

@@ -21,7 +21,10 @@ Deno.test("check accepts a smartdns.conf as-is and lists what is not supported y
     async (path) => {
       const r = await runKeeldns(["check", "-c", path]);
       assertEquals(r.code, 0, r.stderr);
-      assertMatch(r.stdout, new RegExp(`${path}:4:12: not supported yet: server-tls by host name \\(host names need`));
+      assertMatch(
+        r.stdout,
+        new RegExp(`${path}:4:12: not supported yet: server-tls by host name \\(host names need`),
+      );
       assertMatch(r.stdout, new RegExp(`${path}:5:1: not supported yet: speed-check-mode \\(the first`));
       assertMatch(r.stdout, /OK \(smartdns; 1 listeners, 1 upstream servers/);
     },

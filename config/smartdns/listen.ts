@@ -1,13 +1,21 @@
 /**
- * SmartDNS's listener directives: `bind`, `bind-tcp`, `tcp-idle-time`. The model half is
- * `ServerConfig` in config/schema.ts.
+ * SmartDNS's listener directives: `bind`, `bind-tcp`, `bind-tls`, `bind-https`, `bind-cert-*`,
+ * `tcp-idle-time`. The model half is `ServerConfig` in config/schema.ts.
  *
  * @module
  */
 import { DNS_PORT } from "../defaults.ts";
-import type { Transport } from "../schema.ts";
+import type { ListenerTransport } from "../schema.ts";
 import { parseHostPort } from "../values.ts";
-import type { DirectiveTable, Draft, Line } from "./reader.ts";
+import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
+
+/** Default ports of the encrypted listeners (RFC 7858, RFC 8484). */
+const DEFAULT_PORTS: Record<ListenerTransport, number> = {
+  udp: DNS_PORT,
+  tcp: DNS_PORT,
+  tls: 853,
+  https: 443,
+};
 
 /** `bind` options that take a value. */
 export const WITH_VALUE = new Set(["group", "ipset", "nftset", "alpn"]);
@@ -48,7 +56,7 @@ export const HONOURED = new Set([
 /** Bind flags that turn off a feature keeldns does not have yet: already so. */
 export const ALREADY = new Set(["no-speed-check", "no-dualstack-selection", "no-serve-expired"]);
 
-function bind(d: Draft, l: Line, transport: Transport): void {
+function bind(d: Draft, l: Line, transport: ListenerTransport): void {
   let spec = d.text(l, 1);
   const at = spec.indexOf("@");
   if (at >= 0) {
@@ -60,7 +68,7 @@ function bind(d: Draft, l: Line, transport: Transport): void {
     );
     spec = spec.slice(0, at);
   }
-  const { host, port } = d.value(l, 1, () => parseHostPort(spec, DNS_PORT, "::"));
+  const { host, port } = d.value(l, 1, () => parseHostPort(spec, DEFAULT_PORTS[transport], "::"));
   let group: string | undefined;
   const flags: string[] = [];
   d.options(l, 2, { withValue: WITH_VALUE, flags: FLAGS }, (opt, value) => {
@@ -100,5 +108,35 @@ export const LISTEN: DirectiveTable = {
     toml: "server.tcp-idle-time",
     status: "supported",
     handle: (d, l) => d.tcpIdleTime = d.integer(l, 1, 0, 3600),
+  },
+  "bind-tls": {
+    toml: "server.listen (tls://)",
+    status: "partly",
+    note: "DNS over TLS, default port 853, options as bind; needs bind-cert-file and bind-cert-key-file " +
+      "(certificate generation is not built yet)",
+    handle: (d, l) => bind(d, l, "tls"),
+  },
+  "bind-https": {
+    toml: "server.listen (https://)",
+    status: "partly",
+    note: "DNS over HTTPS at /dns-query (POST and GET, HTTP/2 and HTTP/1.1), default port 443, options as " +
+      "bind; needs bind-cert-file and bind-cert-key-file",
+    handle: (d, l) => bind(d, l, "https"),
+  },
+  "bind-cert-file": {
+    toml: "server.cert-file",
+    status: "supported",
+    handle: (d, l) => d.certFile = relativeTo(l.file, d.text(l, 1)),
+  },
+  "bind-cert-key-file": {
+    toml: "server.key-file",
+    status: "supported",
+    handle: (d, l) => d.keyFile = relativeTo(l.file, d.text(l, 1)),
+  },
+  "bind-cert-key-pass": {
+    toml: "server.key-pass",
+    status: "partly",
+    note: "read, but Deno cannot load an encrypted key: start is refused (decrypt the key first)",
+    handle: (d, l) => d.keyPass = d.text(l, 1),
   },
 };

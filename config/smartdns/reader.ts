@@ -195,6 +195,10 @@ export class Draft {
   aclEnable = false;
   caFile?: string;
   caPath?: string;
+  /** `bind-cert-file`, `bind-cert-key-file`, `bind-cert-key-pass`. */
+  certFile?: string;
+  keyFile?: string;
+  keyPass?: string;
   readonly allowedClients: string[] = [];
   /** `client-rules CIDR -group NAME`, checked once the whole file is read (the group may come later). */
   readonly clientRuleGroups: { group: string; cidr: string; source: SourcePosition }[] = [];

@@ -47,7 +47,6 @@ export const CRITICAL = new Map([
   ["p", "queries would go to the server directly, not through the proxy"],
   ["interface", "queries would leave by the default route, not that interface"],
   ["set-mark", "queries would not carry the mark policy routing uses"],
-  ["fallback", "the fallback server would be asked every question, not only when the others fail"],
 ]);
 /** Options that only mean something for encrypted servers. */
 export const TLS_ONLY = new Set([
@@ -96,6 +95,7 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let excludeDefault = false;
   let blacklistIp = false;
   let whitelistIp = false;
+  let fallback = false;
   const encrypted = address.transport === "tls" || address.transport === "https";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
@@ -120,6 +120,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       blacklistIp = true;
     } else if (opt === "whitelist-ip") {
       whitelistIp = true;
+    } else if (opt === "fallback") {
+      fallback = true;
     } else if (CRITICAL.has(opt)) {
       d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
     } else if (TLS_ONLY.has(opt)) {
@@ -135,6 +137,7 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     excludeDefault,
     ...(blacklistIp ? { blacklistIp } : {}),
     ...(whitelistIp ? { whitelistIp } : {}),
+    ...(fallback ? { fallback } : {}),
     source: d.at(l, 1),
   });
 }
@@ -157,8 +160,8 @@ export const UPSTREAMS: DirectiveTable = {
   "server": {
     toml: "upstream.address",
     status: "partly",
-    note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip; " +
-      "other options reported",
+    note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip, " +
+      "-fallback; other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
