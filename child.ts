@@ -250,6 +250,15 @@ async function persistCache(config: Config, resolver: Resolver): Promise<void> {
 }
 
 /**
+ * Closes a replaced resolver's upstreams once the queries already running on it are past their
+ * timeout, so a reload never cuts off a query in flight.
+ */
+function retire(resolver: Resolver, config: Config): void {
+  const timer = setTimeout(() => resolver.close(), config.server.upstreamTimeout + 1000);
+  Deno.unrefTimer(timer);
+}
+
+/**
  * Re-reads the configuration (SIGHUP). A bad file is logged and changes nothing; a good one swaps
  * upstreams, TTL rules, cache size and logging in place, keeping the cache. Listener changes need
  * a restart and are reported as such. Returns the new configuration and resolver, or null.
@@ -286,7 +295,7 @@ function reload(
   }
   dispatcher.useResolver(next.resolve);
   dispatcher.access = accessFor(config);
-  resolver.close();
+  retire(resolver, current);
   log.info("reloaded {path}: {upstreams} upstream servers, cache {size} ({entries} entries kept)", {
     path: config.path,
     upstreams: config.upstreams.length,
@@ -418,7 +427,7 @@ async function serve(
       try {
         const next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
         dispatcher.useResolver(next.resolve);
-        resolver.close();
+        retire(resolver, config);
         resolver = next;
         watch();
       } catch (e) {

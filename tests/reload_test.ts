@@ -14,7 +14,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const first = await FakeUpstream.start();
+    const first = await FakeUpstream.start((name) => name === "slow.test" ? { delayMs: 600 } : {});
     const second = await FakeUpstream.start(() => ({
       answers: [{ name: "new.test", type: "A", ttl: 60, data: "192.0.2.2" }],
     }));
@@ -37,6 +37,20 @@ Deno.test({
           "answered from the kept cache",
         );
         assertEquals(k.childPid, child, "no restart");
+      });
+      await t.step("a query in flight on the replaced upstreams is still answered", async () => {
+        await Deno.writeTextFile(k.configPath, config(first.port).replace("{port}", String(k.port)));
+        const back = k.lines.length;
+        k.signal("SIGHUP");
+        await k.waitFor(/reloaded/, 5000, back);
+        const slow = udpQuery(k.port, "slow.test", "A", { timeoutMs: 3000 });
+        await new Promise((r) => setTimeout(r, 200)); // the query is at the upstream now
+        const mark = k.lines.length;
+        await Deno.writeTextFile(k.configPath, config(second.port).replace("{port}", String(k.port)));
+        k.signal("SIGHUP");
+        await k.waitFor(/reloaded/, 5000, mark);
+        assertEquals((await slow).rcode, "NOERROR");
+        assertEquals(first.count("slow.test"), 1);
       });
       await t.step("a bad file is refused and the running configuration stays", async () => {
         await Deno.writeTextFile(
