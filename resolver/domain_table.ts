@@ -29,11 +29,24 @@ export type RuleMerge = (outer: number, inner: number) => number;
 const NONE = -1;
 const ROOT = 0;
 /** Int32 fields per node in {@link DomainTable}'s node array. */
-const NODE_FIELDS = 4;
+const NODE_FIELDS = 3;
 const PARENT = 0;
 const LABEL_AT = 1;
 const LABEL_LENGTH = 2;
-const CHAIN = 3;
+/**
+ * Int32 fields per slot of the edge table (open addressing, linear probing): the parent, the child
+ * node with its label length in the top 6 bits, and the label's first 8 bytes. A lookup of a label
+ * of up to 8 bytes reads one slot and nothing else: one cache miss per label on a large table.
+ */
+const SLOT_FIELDS = 4;
+const SLOT_PARENT = 0;
+const SLOT_NODE = 1;
+const SLOT_HASH = 2;
+const SLOT_LABEL_AT = 3;
+const NODE_BITS = 26;
+const NODE_MASK = (1 << NODE_BITS) - 1;
+/** Most slots in use before the edge table doubles. */
+const SLOT_LOAD = 0.7;
 /** Most labels a name can have (255 bytes). */
 const MAX_LABELS = 128;
 /** Offsets of the labels of the name being matched (module scratch: lookups never overlap). */
@@ -54,14 +67,12 @@ function lower(c: number): number {
 /** A reversed-label trie of domain rules; build with {@link add}, then {@link finish}, then match. */
 export class DomainTable {
   private count = 1; // node 0 is the root
-  /**
-   * Per node, side by side (one cache line for a probe): parent, label offset, label length,
-   * next node in the bucket's chain.
-   */
+  /** Per node, side by side: parent, label offset, label length (nodes in creation order). */
   private node = new Int32Array(1024 * NODE_FIELDS);
   /** Nodes the arrays have room for. */
   private capacity = 1024;
-  private buckets = new Int32Array(1024).fill(NONE);
+  private slots = new Int32Array(2048 * SLOT_FIELDS).fill(NONE);
+  private slotMask = 2047;
   /** Per node: its own `both` rule; the rarer `sub` and `self` rules are kept aside by node. */
   private both = new Int32Array(1024).fill(NO_RULE);
   private readonly sub = new Map<number, number>();
@@ -76,7 +87,8 @@ export class DomainTable {
   private labels = new Uint8Array(16384);
   private labelBytes = 0;
   private readonly suffixRules = new Map<number, SuffixRule[]>();
-  /** The hash the last find computed (for the create that may follow it). */
+  /** The free slot and label head the last failed find stopped at (for the create that follows). */
+  private lastSlot = 0;
   private lastHash = 0;
   private finished = false;
 
@@ -93,7 +105,7 @@ export class DomainTable {
   get byteSize(): number {
     const perNode = NODE_FIELDS * 4 + 4;
     return this.capacity * perNode + this.effective.length * 4 + this.merged.length * 4 +
-      this.buckets.length * 4 + this.labels.length + (this.sub.size + this.self.size) * 40;
+      this.slots.length * 4 + this.labels.length + (this.sub.size + this.self.size) * 40;
   }
 
   /**
@@ -181,38 +193,43 @@ export class DomainTable {
   /** The child of `parent` whose label is `src[start, start + length)` (any case), or NONE. */
   private find(parent: number, src: Uint8Array, start: number, length: number): number {
     let h = (Math.imul(parent, 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
-    for (let i = start; i < start + length; i++) h = Math.imul(h ^ lower(src[i]), 0x01000193);
-    this.lastHash = h >>> 0;
-    const node = this.node;
-    for (let n = this.buckets[(h >>> 0) & (this.buckets.length - 1)]; n !== NONE;) {
-      const f = n * NODE_FIELDS;
-      if (node[f + PARENT] === parent && node[f + LABEL_LENGTH] === length) {
-        const at = node[f + LABEL_AT];
-        let same = true;
-        for (let i = 0; i < length; i++) {
-          if (this.labels[at + i] !== lower(src[start + i])) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return n;
-      }
-      n = node[f + CHAIN];
+    const end = start + length;
+    for (let i = start; i < end; i++) {
+      let c = src[i];
+      if (c - 0x41 >>> 0 < 26) c |= 0x20;
+      h = Math.imul(h ^ c, 0x01000193);
     }
-    return NONE;
-  }
-
-  /** Bucket of the edge into node `n`. */
-  private bucketOf(n: number): number {
-    const f = n * NODE_FIELDS;
-    let h = (Math.imul(this.node[f + PARENT], 0x9e3779b1) ^ 0x811c9dc5) >>> 0;
-    const at = this.node[f + LABEL_AT];
-    for (let i = at; i < at + this.node[f + LABEL_LENGTH]; i++) h = Math.imul(h ^ this.labels[i], 0x01000193);
-    return (h >>> 0) & (this.buckets.length - 1);
+    const slots = this.slots;
+    const labels = this.labels;
+    const mask = this.slotMask;
+    const tagged = length << NODE_BITS;
+    for (let slot = (h ^ (h >>> 15)) & mask;; slot = (slot + 1) & mask) {
+      const f = slot * SLOT_FIELDS;
+      const entry = slots[f + SLOT_NODE];
+      if (entry === NONE) {
+        this.lastSlot = slot;
+        this.lastHash = h;
+        return NONE;
+      }
+      if (
+        slots[f + SLOT_HASH] === h && slots[f + SLOT_PARENT] === parent && (entry & ~NODE_MASK) === tagged
+      ) {
+        // The hash, parent and length agree; the label store settles it (one read for the label).
+        const at = slots[f + SLOT_LABEL_AT] - start;
+        let i = start;
+        for (; i < end; i++) {
+          let c = src[i];
+          if (c - 0x41 >>> 0 < 26) c |= 0x20;
+          if (labels[at + i] !== c) break;
+        }
+        if (i === end) return entry & NODE_MASK;
+      }
+    }
   }
 
   private create(parent: number, src: Uint8Array, start: number, length: number): number {
     if (this.count === this.capacity) this.grow();
+    if (this.count >= NODE_MASK) throw new Error("too many names for one table");
     if (this.labelBytes + length > this.labels.length) {
       const bigger = new Uint8Array(Math.max(this.labels.length * 2, this.labelBytes + length, 1024));
       bigger.set(this.labels);
@@ -225,14 +242,20 @@ export class DomainTable {
     this.node[f + LABEL_LENGTH] = length;
     for (let i = 0; i < length; i++) this.labels[this.labelBytes + i] = lower(src[start + i]);
     this.labelBytes += length;
-    if (this.count > this.buckets.length * 0.75) this.rehash(this.buckets.length * 2);
-    else {
-      // create always follows a find of the same label under the same parent: its hash stands.
-      const b = this.lastHash & (this.buckets.length - 1);
-      this.node[f + CHAIN] = this.buckets[b];
-      this.buckets[b] = n;
-    }
+    // create always follows a failed find of the same label under the same parent: its free slot
+    // and label head stand.
+    this.fill(this.lastSlot, n, this.lastHash);
+    if (this.count > (this.slotMask + 1) * SLOT_LOAD) this.rehash((this.slotMask + 1) * 2);
     return n;
+  }
+
+  /** Puts the edge into node `n` (whose label hashes to `hash`) in the free `slot`. */
+  private fill(slot: number, n: number, hash: number): void {
+    const f = slot * SLOT_FIELDS;
+    this.slots[f + SLOT_PARENT] = this.node[n * NODE_FIELDS + PARENT];
+    this.slots[f + SLOT_NODE] = n | (this.node[n * NODE_FIELDS + LABEL_LENGTH] << NODE_BITS);
+    this.slots[f + SLOT_HASH] = hash;
+    this.slots[f + SLOT_LABEL_AT] = this.node[n * NODE_FIELDS + LABEL_AT];
   }
 
   /**
@@ -246,9 +269,9 @@ export class DomainTable {
       bigger.set(this.labels.subarray(0, this.labelBytes));
       this.labels = bigger;
     }
-    let buckets = this.buckets.length;
-    while (nodes > buckets * 0.75) buckets *= 2;
-    if (buckets !== this.buckets.length) this.rehash(buckets);
+    let slots = this.slotMask + 1;
+    while (nodes > slots * SLOT_LOAD) slots *= 2;
+    if (slots !== this.slotMask + 1) this.rehash(slots);
   }
 
   private grow(): void {
@@ -262,12 +285,16 @@ export class DomainTable {
     this.capacity = size;
   }
 
+  /** Rebuilds the edge table with `size` slots (a power of two). */
   private rehash(size: number): void {
-    this.buckets = new Int32Array(size).fill(NONE);
+    this.slots = new Int32Array(size * SLOT_FIELDS).fill(NONE);
+    this.slotMask = size - 1;
+    const node = this.node;
     for (let n = 1; n < this.count; n++) {
-      const b = this.bucketOf(n);
-      this.node[n * NODE_FIELDS + CHAIN] = this.buckets[b];
-      this.buckets[b] = n;
+      const f = n * NODE_FIELDS;
+      // A find of the node's own label under its parent stops at a free slot: the node goes there.
+      this.find(node[f + PARENT], this.labels, node[f + LABEL_AT], node[f + LABEL_LENGTH]);
+      this.fill(this.lastSlot, n, this.lastHash);
     }
   }
 

@@ -101,6 +101,26 @@ Deno.test("a table of 200,000 names matches each, and grows without losing one",
   assertEquals(t.nodes, 1 + 1 + 97 + 200_000);
 });
 
+Deno.test("labels alike but for their tail, their length or their parent stay apart, across growth", () => {
+  const t = new DomainTable(innerWins);
+  const names: string[] = [];
+  for (let i = 0; i < 30_000; i++) {
+    const long = `googlesyndication-${i}`; // same 18-byte head for all
+    names.push(`${long}.com`, `${long}x.com`, `${long}.net`, `ab.${long}.com`);
+  }
+  names.forEach((n, i) => t.add(i % 3 === 0 ? n.toUpperCase() : n, i));
+  t.finish();
+  names.forEach((n, i) => {
+    if (i % 1009 === 0) assertEquals(t.matchName(i % 2 ? n : n.toUpperCase()), i, n);
+  });
+  assertEquals(t.matchName("googlesyndication-1.org"), NO_RULE);
+  assertEquals(t.matchName("googlesyndication-1x1.com"), NO_RULE);
+  // Adding after finish grows and rehashes the finished table; every name stays.
+  for (let i = 0; i < 20_000; i++) t.add(`late-${i}.example`, -2 - i);
+  assertEquals(t.matchName("late-19999.example"), -2 - 19_999);
+  assertEquals(t.matchName("ab.googlesyndication-29999.com"), names.length - 1);
+});
+
 Deno.test("bad names are refused with a reason", () => {
   const t = new DomainTable(innerWins);
   assertThrows(() => t.add("a..b", 1), /empty label/);
