@@ -11,6 +11,7 @@ import { buildQuery, decodeReply } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { freePort, KeeldnsProcess, programPath, runKeeldns, skipWithout } from "./helpers/keeldns_process.ts";
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
+import { makeTestPki } from "./helpers/test_pki.ts";
 
 const ignore = skipWithout("kdig", "openssl");
 
@@ -21,57 +22,6 @@ async function run(program: string, args: string[], cwd?: string): Promise<strin
     throw new Error(`${program} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
   return text;
-}
-
-/** A CA and a leaf for 127.0.0.1 / dns.test signed by it, in a new temp dir. */
-async function makeCertificates(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "keeldns-certs-" });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=keeldns test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ], dir);
-  await run(
-    "openssl",
-    ["req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=dns.test"],
-    dir,
-  );
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:dns.test\nbasicConstraints=CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-  );
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "leaf.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "leaf.ext",
-  ], dir);
-  return dir;
 }
 
 function kdig(certs: string, port: number, ...args: string[]): Promise<string> {
@@ -96,7 +46,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const certs = await makeCertificates();
+    const certs = (await makeTestPki(await Deno.makeTempDir({ prefix: "keeldns-certs-" }), "dns.test")).dir;
     const fake = await FakeUpstream.start();
     const tlsPort = await freePort();
     const httpsPort = await freePort();
@@ -258,7 +208,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const certs = await makeCertificates();
+    const certs = (await makeTestPki(await Deno.makeTempDir({ prefix: "keeldns-certs-" }), "dns.test")).dir;
     const fake = await FakeUpstream.start();
     const httpsPort = await freePort();
     const k = await KeeldnsProcess.start(`

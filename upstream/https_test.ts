@@ -9,55 +9,7 @@ import { decodePacket, encodePacket } from "../dns/packet.ts";
 import { parseQuery } from "../dns/wire.ts";
 import { HttpsUpstream } from "./https.ts";
 import { UpstreamError } from "./upstream.ts";
-
-/** A CA and a leaf it signed (SAN DNS:doh.test, IP:127.0.0.1), as files in a temp dir. */
-async function makeTestCa(dir: string, caName: string, name = "doh.test"): Promise<void> {
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await run([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${caName}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  ]);
-  await run(["req", ...ec, "-keyout", "key.pem", "-out", "leaf.csr", "-subj", `/CN=${name}`]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    `subjectAltName=DNS:${name},IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
-  );
-  await run([
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "cert.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "leaf.ext",
-  ]);
-}
+import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
 
 interface TestServer {
   port: number;
@@ -73,8 +25,8 @@ async function startServer(dir: string, status = 200): Promise<TestServer> {
   const server = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
-    cert: await Deno.readTextFile(`${dir}/cert.pem`),
-    key: await Deno.readTextFile(`${dir}/key.pem`),
+    cert: await Deno.readTextFile(`${dir}/leaf.pem`),
+    key: await Deno.readTextFile(`${dir}/leaf.key`),
     onListen() {},
   }, async (request, info) => {
     connections.add(info.remoteAddr.port);
@@ -112,8 +64,8 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "keeldns-doh-" });
     const other = await Deno.makeTempDir({ prefix: "keeldns-doh-other-" });
-    await makeTestCa(dir, "keeldns test CA");
-    await makeTestCa(other, "another test CA");
+    await makeTestPki(dir, "doh.test", "keeldns test CA");
+    await makeTestCa(other, "ca", "another test CA");
     const server = await startServer(dir);
     const failing = await startServer(dir, 503);
     const config = (port: number, extra: Record<string, unknown> = {}) => ({

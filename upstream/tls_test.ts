@@ -7,6 +7,7 @@ import { parseQuery } from "../dns/wire.ts";
 import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
 import { loadCaCerts, TlsUpstream, type TlsUpstreamOptions } from "./tls.ts";
 import { UpstreamError } from "./upstream.ts";
+import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
 
 /** A test CA and a leaf it signed for IP 127.0.0.1 and DNS dot.test, plus an unrelated CA. */
 interface Pki {
@@ -17,40 +18,10 @@ interface Pki {
   key: string;
 }
 
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-async function makeCa(dir: string, name: string): Promise<void> {
-  await openssl(
-    dir,
-    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=keeldns ${name}`],
-    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-  );
-}
-
 async function makePki(): Promise<Pki> {
-  const dir = await Deno.makeTempDir({ prefix: "keeldns-tls-" });
-  await makeCa(dir, "ca");
-  await makeCa(dir, "other-ca");
-  await openssl(
-    dir,
-    ...["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=dot.test"],
-  );
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:dot.test\nbasicConstraints=CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl(
-    dir,
-    ...["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
-    ...["-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"],
-  );
+  const pki = await makeTestPki(await Deno.makeTempDir({ prefix: "keeldns-tls-" }), "dot.test");
+  const dir = pki.dir;
+  await makeTestCa(dir, "other-ca");
   return {
     dir,
     caFile: `${dir}/ca.pem`,

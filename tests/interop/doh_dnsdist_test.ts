@@ -6,60 +6,7 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
 import { dig, stopPeer } from "../helpers/peers.ts";
-
-/** A CA and a leaf it signed (SAN DNS:doh.test, IP:127.0.0.1) in `dir`: ca.pem, cert.pem, key.pem. */
-async function makeTestCa(dir: string, caName: string): Promise<void> {
-  const run = async (args: string[]) => {
-    const out = await new Deno.Command(programPath("openssl"), {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await run([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${caName}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  ]);
-  await run(["req", ...ec, "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=doh.test"]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=DNS:doh.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await run([
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "cert.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "leaf.ext",
-  ]);
-}
+import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
 
 /** A running dnsdist with a DoH listener and a console. */
 interface Dnsdist {
@@ -76,7 +23,7 @@ async function startDnsdist(dir: string): Promise<Dnsdist> {
     `${dir}/dnsdist.conf`,
     [
       `setLocal("127.0.0.1:${dns}")`,
-      `addDOHLocal("127.0.0.1:${doh}", "${dir}/cert.pem", "${dir}/key.pem", "/dns-query")`,
+      `addDOHLocal("127.0.0.1:${doh}", "${dir}/leaf.pem", "${dir}/leaf.key", "/dns-query")`,
       `controlSocket("127.0.0.1:${control}")`,
       `setKey("${key}")`,
       `addAction(AllRule(), SpoofAction("192.0.2.54"))`,
@@ -128,8 +75,8 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "keeldns-doh-dnsdist-" });
     const other = await Deno.makeTempDir({ prefix: "keeldns-doh-other-" });
-    await makeTestCa(dir, "keeldns test CA");
-    await makeTestCa(other, "another test CA");
+    await makeTestPki(dir, "doh.test", "keeldns test CA");
+    await makeTestCa(other, "ca", "another test CA");
     const dnsdist = await startDnsdist(dir);
     const config = (ca: string) =>
       `bind 127.0.0.1:{port}\n` +

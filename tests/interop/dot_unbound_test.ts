@@ -5,46 +5,7 @@
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
 import { dig, stopPeer } from "../helpers/peers.ts";
-
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command(programPath("openssl"), {
-    args,
-    cwd: dir,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-async function makeCa(dir: string, name: string): Promise<void> {
-  await openssl(
-    dir,
-    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "2", "-subj", `/CN=keeldns ${name}`],
-    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-  );
-}
-
-/** Writes ca.pem, other-ca.pem, and leaf.pem/leaf.key (IP:127.0.0.1, DNS:dot.test, signed by ca) to `dir`. */
-async function makePki(dir: string): Promise<void> {
-  await makeCa(dir, "ca");
-  await makeCa(dir, "other-ca");
-  await openssl(
-    dir,
-    ...["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-    ...["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=dot.test"],
-  );
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:dot.test\nbasicConstraints=CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl(
-    dir,
-    ...["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
-    ...["-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"],
-  );
-}
+import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
 
 /** Starts unbound answering dot.test. over TLS only on 127.0.0.1:port; resolves once it accepts. */
 async function startUnbound(dir: string, port: number): Promise<Deno.ChildProcess> {
@@ -102,7 +63,8 @@ Deno.test({
   sanitizeResources: false,
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "keeldns-dot-" });
-    await makePki(dir);
+    await makeTestPki(dir, "dot.test");
+    await makeTestCa(dir, "other-ca");
     const upstreamPort = await freePort();
     const unbound = await startUnbound(dir, upstreamPort);
     const config = (ca: string) =>
