@@ -25,11 +25,10 @@ import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import { answerProblem, hex } from "../tests/helpers/answer_check.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
-import { type FakeBehaviour, FakeUpstream, soa } from "../tests/helpers/fake_upstream.ts";
+import { answerShape, type FakeBehaviour, FakeUpstream } from "../tests/helpers/fake_upstream.ts";
 import { KeeldnsProcess, runKeeldns } from "../tests/helpers/keeldns_process.ts";
 import { itemSeed, mutate, Random } from "../tests/helpers/mutations.ts";
 import { messageProblem } from "../dns/message_check.ts";
-import type { Answer } from "../dns/packet.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -65,76 +64,16 @@ async function rssKb(pid: number): Promise<number> {
   }
 }
 
+/**
+ * The soak's mix of answer shapes ({@link answerShape}'s numbering): A, AAAA, CNAME, MX, TXT,
+ * NXDOMAIN, SRV, PTR, NS, then NODATA and (one name in 20) a TXT set over 4096 bytes.
+ */
+const SOAK_SHAPES = [0, 1, 2, 3, 4, 5, 7, 9, 8];
+
 /** Base answers for the upstream side: several record shapes, one in 20 over 4096 bytes. */
 function upstreamBase(i: number, name: string): { type: string; behaviour: FakeBehaviour } {
-  const a = (n: string, ip: string): Answer => ({ name: n, type: "A", ttl: 300, data: ip });
-  switch (i % 10) {
-    case 0:
-      return { type: "A", behaviour: { answers: [a(name, "192.0.2.1"), a(name, "192.0.2.2")] } };
-    case 1:
-      return {
-        type: "AAAA",
-        behaviour: { answers: [{ name, type: "AAAA", ttl: 300, data: "2001:db8::1" }] },
-      };
-    case 2:
-      return {
-        type: "A",
-        behaviour: {
-          answers: [{ name, type: "CNAME", ttl: 300, data: `c.${name}` }, a(`c.${name}`, "192.0.2.3")],
-        },
-      };
-    case 3:
-      return {
-        type: "MX",
-        behaviour: {
-          answers: [{ name, type: "MX", ttl: 300, data: { preference: 10, exchange: `mx.${name}` } }],
-          additionals: [a(`mx.${name}`, "192.0.2.4")],
-        },
-      };
-    case 4:
-      return {
-        type: "TXT",
-        behaviour: { answers: [{ name, type: "TXT", ttl: 300, data: ["v=1", "hello"] }] },
-      };
-    case 5:
-      return { type: "A", behaviour: { rcode: "NXDOMAIN", authorities: [soa("soak.test", 300, 60)] } };
-    case 6:
-      return {
-        type: "SRV",
-        behaviour: {
-          answers: [{
-            name,
-            type: "SRV",
-            ttl: 300,
-            data: { priority: 1, weight: 5, port: 53, target: `t.${name}` },
-          }],
-        },
-      };
-    case 7:
-      return { type: "PTR", behaviour: { answers: [{ name, type: "PTR", ttl: 300, data: `host.${name}` }] } };
-    case 8:
-      return {
-        type: "NS",
-        behaviour: {
-          answers: [{ name, type: "NS", ttl: 300, data: `ns1.${name}` }],
-          additionals: [a(`ns1.${name}`, "192.0.2.5")],
-        },
-      };
-    default:
-      return i % 20 === 9
-        ? {
-          type: "TXT",
-          behaviour: {
-            answers: Array.from({ length: 45 }, (_, j) => ({
-              name,
-              type: "TXT" as const,
-              ttl: 300,
-              data: `${j}`.padEnd(100, "x"),
-            })),
-          },
-        }
-        : { type: "AAAA", behaviour: { answers: [], authorities: [soa("soak.test", 300, 60)] } };
-  }
+  const shape = i % 10 < SOAK_SHAPES.length ? SOAK_SHAPES[i % 10] : i % 20 === 9 ? 10 : 6;
+  return answerShape(shape, name, "soak.test");
 }
 
 /** What the fake sent for one upstream-side name: whether any answer passed messageProblem. */

@@ -12,11 +12,16 @@
 import { assert, assertEquals, AssertionError, assertMatch } from "./helpers/assert.ts";
 import { hex } from "./helpers/answer_check.ts";
 import { tcpQuery, type TestReply, udpQuery } from "./helpers/dns_client.ts";
-import { type FakeBehaviour, FakeUpstream, soa } from "./helpers/fake_upstream.ts";
+import {
+  ANSWER_SHAPES,
+  answerShape,
+  bigTxt,
+  type FakeBehaviour,
+  FakeUpstream,
+} from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, runKeeldns, UDP_TRANSPORTS } from "./helpers/keeldns_process.ts";
 import { itemSeed, mutate, MUTATIONS, Random } from "./helpers/mutations.ts";
 import { messageProblem } from "../dns/message_check.ts";
-import type { Answer } from "../dns/packet.ts";
 
 const SEED = Number(Deno.env.get("KEELDNS_FUZZ_SEED") ?? 20261201);
 const COUNT = Number(Deno.env.get("KEELDNS_FUZZ_COUNT") ?? 3000);
@@ -27,79 +32,6 @@ const SKIP = new Set((Deno.env.get("KEELDNS_FUZZ_SKIP") ?? "").split(",").filter
 console.error(
   `upstream fuzz: seed ${SEED}, ${COUNT} names per transport (KEELDNS_FUZZ_SEED/COUNT to change)`,
 );
-
-/** TXT records making an answer of about `bytes` bytes (over the 4096-byte UDP receive slot). */
-function bigTxt(name: string, bytes: number): Answer[] {
-  return Array.from({ length: Math.ceil(bytes / 112) }, (_, i) => ({
-    name,
-    type: "TXT" as const,
-    ttl: 300,
-    data: `${i}`.padEnd(100, "x"),
-  }));
-}
-
-/** The valid answer a fuzz name starts from, and the type to ask: many record shapes. */
-function baseAnswer(i: number, name: string): { type: string; behaviour: FakeBehaviour } {
-  const a = (n: string, ip: string): Answer => ({ name: n, type: "A", ttl: 300, data: ip });
-  const neg = [soa("fuzz.test", 300, 60)];
-  switch (i % 11) {
-    case 0:
-      return { type: "A", behaviour: { answers: [a(name, "192.0.2.1"), a(name, "192.0.2.2")] } };
-    case 1:
-      return {
-        type: "AAAA",
-        behaviour: { answers: [{ name, type: "AAAA", ttl: 300, data: "2001:db8::1" }] },
-      };
-    case 2:
-      return {
-        type: "A",
-        behaviour: {
-          answers: [{ name, type: "CNAME", ttl: 300, data: `c.${name}` }, a(`c.${name}`, "192.0.2.3")],
-        },
-      };
-    case 3:
-      return {
-        type: "MX",
-        behaviour: {
-          answers: [{ name, type: "MX", ttl: 300, data: { preference: 10, exchange: `mx.${name}` } }],
-          additionals: [a(`mx.${name}`, "192.0.2.4")],
-        },
-      };
-    case 4:
-      return {
-        type: "TXT",
-        behaviour: { answers: [{ name, type: "TXT", ttl: 300, data: ["v=1", "hello world"] }] },
-      };
-    case 5:
-      return { type: "A", behaviour: { rcode: "NXDOMAIN", authorities: neg } };
-    case 6:
-      return { type: "AAAA", behaviour: { answers: [], authorities: neg } };
-    case 7:
-      return {
-        type: "SRV",
-        behaviour: {
-          answers: [{
-            name,
-            type: "SRV",
-            ttl: 300,
-            data: { priority: 1, weight: 5, port: 53, target: `t.${name}` },
-          }],
-        },
-      };
-    case 8:
-      return {
-        type: "NS",
-        behaviour: {
-          answers: [{ name, type: "NS", ttl: 300, data: `ns1.${name}` }],
-          additionals: [a(`ns1.${name}`, "192.0.2.5")],
-        },
-      };
-    case 9:
-      return { type: "PTR", behaviour: { answers: [{ name, type: "PTR", ttl: 300, data: `host.${name}` }] } };
-    default:
-      return { type: "TXT", behaviour: { answers: bigTxt(name, 5000) } }; // over 4096 bytes
-  }
-}
 
 /** What the damaging upstream sent for one name. */
 interface Sent {
@@ -118,7 +50,7 @@ function fuzzScript(sent: Map<string, Sent>) {
     if (special) return special(name);
     if (!m) return {};
     const i = Number(m[1]);
-    const { behaviour } = baseAnswer(i, name);
+    const { behaviour } = answerShape(i % ANSWER_SHAPES, name, "fuzz.test");
     const record = sent.get(name) ?? { kinds: [], valid: [] };
     sent.set(name, record);
     return {
@@ -291,7 +223,7 @@ level = "info"
             while (next < COUNT && performance.now() < deadline && failures.length < 200) {
               const i = next++;
               const name = `q${i}.fuzz.test`;
-              const { type } = baseAnswer(i, name);
+              const { type } = answerShape(i % ANSWER_SHAPES, name, "fuzz.test");
               const rnd = new Random(itemSeed(SEED, i, 7));
               const overTcp = rnd.int(5) === 0;
               const edns = rnd.pick([undefined, 1232, 4096]);

@@ -206,3 +206,87 @@ export function soa(zone: string, ttl: number, minimum: number): Answer {
     },
   };
 }
+
+/** TXT records making an answer of about `bytes` bytes (over the 4096-byte UDP receive slot). */
+export function bigTxt(name: string, bytes: number): Answer[] {
+  return Array.from({ length: Math.ceil(bytes / 112) }, (_, i) => ({
+    name,
+    type: "TXT" as const,
+    ttl: 300,
+    data: `${i}`.padEnd(100, "x"),
+  }));
+}
+
+/** How many answer shapes {@link answerShape} has. */
+export const ANSWER_SHAPES = 11;
+
+/**
+ * A valid answer of shape `shape` (0 to ANSWER_SHAPES - 1) for `name` in `zone`, and the type to
+ * ask: A, AAAA, CNAME chain, MX with glue, TXT, NXDOMAIN, NODATA, SRV, NS with glue, PTR, and a
+ * TXT set over 4096 bytes. The fuzz test and the soak damage these.
+ */
+export function answerShape(
+  shape: number,
+  name: string,
+  zone: string,
+): { type: string; behaviour: FakeBehaviour } {
+  const a = (n: string, ip: string): Answer => ({ name: n, type: "A", ttl: 300, data: ip });
+  const neg = [soa(zone, 300, 60)];
+  switch (shape) {
+    case 0:
+      return { type: "A", behaviour: { answers: [a(name, "192.0.2.1"), a(name, "192.0.2.2")] } };
+    case 1:
+      return {
+        type: "AAAA",
+        behaviour: { answers: [{ name, type: "AAAA", ttl: 300, data: "2001:db8::1" }] },
+      };
+    case 2:
+      return {
+        type: "A",
+        behaviour: {
+          answers: [{ name, type: "CNAME", ttl: 300, data: `c.${name}` }, a(`c.${name}`, "192.0.2.3")],
+        },
+      };
+    case 3:
+      return {
+        type: "MX",
+        behaviour: {
+          answers: [{ name, type: "MX", ttl: 300, data: { preference: 10, exchange: `mx.${name}` } }],
+          additionals: [a(`mx.${name}`, "192.0.2.4")],
+        },
+      };
+    case 4:
+      return {
+        type: "TXT",
+        behaviour: { answers: [{ name, type: "TXT", ttl: 300, data: ["v=1", "hello world"] }] },
+      };
+    case 5:
+      return { type: "A", behaviour: { rcode: "NXDOMAIN", authorities: neg } };
+    case 6:
+      return { type: "AAAA", behaviour: { answers: [], authorities: neg } };
+    case 7:
+      return {
+        type: "SRV",
+        behaviour: {
+          answers: [{
+            name,
+            type: "SRV",
+            ttl: 300,
+            data: { priority: 1, weight: 5, port: 53, target: `t.${name}` },
+          }],
+        },
+      };
+    case 8:
+      return {
+        type: "NS",
+        behaviour: {
+          answers: [{ name, type: "NS", ttl: 300, data: `ns1.${name}` }],
+          additionals: [a(`ns1.${name}`, "192.0.2.5")],
+        },
+      };
+    case 9:
+      return { type: "PTR", behaviour: { answers: [{ name, type: "PTR", ttl: 300, data: `host.${name}` }] } };
+    default:
+      return { type: "TXT", behaviour: { answers: bigTxt(name, 5000) } }; // over 4096 bytes
+  }
+}
