@@ -584,48 +584,42 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
       } |`,
     );
   }
-  out.push("\n**QPS (medians)**\n");
-  out.push(
-    "| server | list | cache hits, unlisted names | × same server, no list | × SmartDNS, same list | blocked names | × same server, no list | × SmartDNS, same list |",
-  );
-  out.push("|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const size of sizes) {
-    for (const kind of kinds) {
-      const s = find(kind, size);
-      const h = median(s.hitsQps);
-      const b = median(s.blockedQps);
-      const h0 = median(find(kind, 0).hitsQps);
-      const b0 = median(find(kind, 0).blockedQps);
-      const hs = median(find("SmartDNS", size).hitsQps);
-      const bs = median(find("SmartDNS", size).blockedQps);
-      out.push(
-        `| ${kind} | ${size || "none"} | ${h.toFixed(0)} | ${(h / h0).toFixed(2)} | ${
-          (h / hs).toFixed(2)
-        } | ${b.toFixed(0)} | ${(b / b0).toFixed(2)} | ${(b / bs).toFixed(2)} |`,
-      );
+  /** One table of a measure for hits and blocked names, with its ratios to no list and to SmartDNS. */
+  const ratioTable = (
+    title: string,
+    hitsOf: (s: Server) => number[],
+    blockedOf: (s: Server) => number[],
+    format: (v: number) => string,
+  ) => {
+    out.push(`\n**${title}**\n`);
+    out.push(
+      "| server | list | cache hits, unlisted names | × same server, no list | × SmartDNS, same list | blocked names | × same server, no list | × SmartDNS, same list |",
+    );
+    out.push("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const size of sizes) {
+      for (const kind of kinds) {
+        const s = find(kind, size);
+        const h = median(hitsOf(s));
+        const b = median(blockedOf(s));
+        const h0 = median(hitsOf(find(kind, 0)));
+        const b0 = median(blockedOf(find(kind, 0)));
+        const hs = median(hitsOf(find("SmartDNS", size)));
+        const bs = median(blockedOf(find("SmartDNS", size)));
+        out.push(
+          `| ${kind} | ${size || "none"} | ${format(h)} | ${(h / h0).toFixed(2)} | ${(h / hs).toFixed(2)} | ${
+            format(b)
+          } | ${(b / b0).toFixed(2)} | ${(b / bs).toFixed(2)} |`,
+        );
+      }
     }
-  }
-  out.push("\n**CPU per answered query (medians; all of the server's processes and threads)**\n");
-  out.push(
-    "| server | list | cache hits, unlisted names | × same server, no list | × SmartDNS, same list | blocked names | × same server, no list | × SmartDNS, same list |",
+  };
+  ratioTable("QPS (medians)", (s) => s.hitsQps, (s) => s.blockedQps, (v) => v.toFixed(0));
+  ratioTable(
+    "CPU per answered query (medians; all of the server's processes and threads)",
+    (s) => s.hitsCpu,
+    (s) => s.blockedCpu,
+    (v) => `${v.toFixed(2)} µs`,
   );
-  out.push("|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const size of sizes) {
-    for (const kind of kinds) {
-      const s = find(kind, size);
-      const h = median(s.hitsCpu);
-      const b = median(s.blockedCpu);
-      const h0 = median(find(kind, 0).hitsCpu);
-      const b0 = median(find(kind, 0).blockedCpu);
-      const hs = median(find("SmartDNS", size).hitsCpu);
-      const bs = median(find("SmartDNS", size).blockedCpu);
-      out.push(
-        `| ${kind} | ${size || "none"} | ${h.toFixed(2)} µs | ${(h / h0).toFixed(2)} | ${
-          (h / hs).toFixed(2)
-        } | ${b.toFixed(2)} µs | ${(b / b0).toFixed(2)} | ${(b / bs).toFixed(2)} |`,
-      );
-    }
-  }
   out.push(
     `\nWithout a list the "blocked" names are ordinary names, answered by the upstream and then from cache. ` +
       `Queries lost over all QPS runs: ${lostTotal}. Every run: ${
