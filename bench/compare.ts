@@ -17,8 +17,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { freePort, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
+import { freePort, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { dnsperf } from "./dnsperf.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -83,41 +84,18 @@ async function childrenOf(pid: number): Promise<number[]> {
   return text.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
-async function dnsperf(
-  port: number,
-  file: string,
-  seconds: number,
-  runs?: number,
-): Promise<{ qps: number; completed: number }> {
-  const report = `${work}/dnsperf.out`;
-  const args = [
-    "-s",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-d",
+/** Runs dnsperf for `seconds` (or `runs` passes over the file); says when queries were lost. */
+async function runDnsperf(port: number, file: string, seconds: number, runs?: number) {
+  const result = await dnsperf({
+    port,
     file,
-    "-c",
-    String(CLIENTS),
-    "-T",
-    "1",
-    "-q",
-    "100",
-  ];
-  if (runs) args.push("-n", String(runs));
-  else args.push("-l", String(seconds));
-  await new Deno.Command("sh", {
-    args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", report, programPath("dnsperf"), ...args],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  const text = await Deno.readTextFile(report);
-  const lost = Number(/Queries lost:\s+(\d+)/.exec(text)?.[1] ?? NaN);
-  if (lost > 0) console.error(`  (${lost} queries lost)`);
-  return {
-    qps: Number(/Queries per second:\s+([\d.]+)/.exec(text)?.[1] ?? NaN),
-    completed: Number(/Queries completed:\s+(\d+)/.exec(text)?.[1] ?? NaN),
-  };
+    seconds,
+    runs,
+    clients: CLIENTS,
+    report: `${work}/dnsperf.out`,
+  });
+  if (result.lost > 0) console.error(`  (${result.lost} queries lost)`);
+  return result;
 }
 
 interface Checkout {
@@ -208,14 +186,14 @@ const all = [before, ...afters];
 try {
   for (const c of all) await start(c, upstreamPort);
   for (const c of all) {
-    await dnsperf(c.port, file, 0, 1);
-    await dnsperf(c.port, file, 3);
+    await runDnsperf(c.port, file, 0, 1);
+    await runDnsperf(c.port, file, 3);
   }
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of round % 2 ? [...all].reverse() : all) {
       const pids = [c.process!.pid, ...await childrenOf(c.process!.pid)];
       const ticks = await cpuTicks(pids);
-      const { qps, completed } = await dnsperf(c.port, file, SECONDS);
+      const { qps, completed } = await runDnsperf(c.port, file, SECONDS);
       const cpu = (await cpuTicks(pids) - ticks) / TICKS_PER_SECOND * 1e6 / completed;
       c.qps.push(qps);
       c.cpu.push(cpu);

@@ -32,6 +32,7 @@ import { parseArgs } from "node:util";
 import { freePort, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, startDnsmasq, stopPeer } from "../tests/helpers/peers.ts";
 import { BENCH_TLDS, listedNames, Mulberry32, unlistedNames } from "./domain_lists.ts";
+import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 
 export interface RulesOptions {
   seconds: number;
@@ -392,47 +393,15 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
     return server;
   }
 
-  async function dnsperf(
-    port: number,
-    file: string,
-    seconds: number,
-    runs?: number,
-  ): Promise<{ qps: number; lost: number; completed: number }> {
-    const report = `${work}/dnsperf.out`;
-    const args = [
-      "-s",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-d",
-      file,
-      "-c",
-      String(o.clients),
-      "-T",
-      "1",
-      "-q",
-      "100",
-    ];
-    if (runs) args.push("-n", String(runs));
-    else args.push("-l", String(seconds));
-    await new Deno.Command("sh", {
-      args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", report, programPath("dnsperf"), ...args],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    const text = await Deno.readTextFile(report);
-    return {
-      qps: Number(/Queries per second:\s+([\d.]+)/.exec(text)?.[1] ?? NaN),
-      lost: Number(/Queries lost:\s+(\d+)/.exec(text)?.[1] ?? NaN),
-      completed: Number(/Queries completed:\s+(\d+)/.exec(text)?.[1] ?? NaN),
-    };
+  function runDnsperf(port: number, file: string, seconds: number, runs?: number): Promise<DnsperfResult> {
+    return dnsperf({ port, file, seconds, runs, clients: o.clients, report: `${work}/dnsperf.out` });
   }
 
   /** dnsperf for `seconds`, and the CPU µs per answered query of the server's processes meanwhile. */
   async function timed(s: Server, file: string, seconds: number) {
     const pids = s.kind === "keeldns" ? [s.process.pid, s.servingPid] : [s.servingPid];
     const ticks = await cpuTicks(pids);
-    const result = await dnsperf(s.port, file, seconds);
+    const result = await runDnsperf(s.port, file, seconds);
     return { ...result, cpu: (await cpuTicks(pids) - ticks) * 1e4 / result.completed };
   }
 
@@ -465,9 +434,9 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
     }
     // prime every cache with both query sets, then warm up
     for (const s of servers) {
-      await dnsperf(s.port, hitsFile, 0, 1);
-      await dnsperf(s.port, blockedFile, 0, 1);
-      await dnsperf(s.port, hitsFile, 2);
+      await runDnsperf(s.port, hitsFile, 0, 1);
+      await runDnsperf(s.port, blockedFile, 0, 1);
+      await runDnsperf(s.port, hitsFile, 2);
     }
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 ? [...servers].reverse() : servers;

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 import { rulesBench } from "./rules.ts";
+import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -86,66 +87,15 @@ async function childrenOf(pid: number): Promise<number[]> {
   }
 }
 
-/** One dnsperf measurement. */
-interface Result {
-  qps: number;
-  lost: number;
-  sent: number;
-  avgLatencyMs: number;
-  /** With a fixed rate: latency percentiles over every response (ms). */
-  p50Ms?: number;
-  p99Ms?: number;
-}
-
 /** Runs dnsperf for `seconds` (or `runs` passes over the file); `rate` fixes the QPS and records latencies. */
-async function dnsperf(
+function runDnsperf(
   port: number,
   file: string,
   seconds: number,
   runs?: number,
   rate?: number,
 ): Promise<Result> {
-  const args = [
-    "-s",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-d",
-    file,
-    "-c",
-    String(CLIENTS),
-    "-T",
-    "1",
-    "-q",
-    "100",
-  ];
-  if (runs) args.push("-n", String(runs));
-  else args.push("-l", String(seconds));
-  if (rate) args.push("-Q", String(rate), "-v");
-  // dnsperf writes to a file, not a pipe: reading 80k latency lines while it runs would put this
-  // process on the CPUs the servers under test need.
-  const report = `${work}/dnsperf.out`;
-  await new Deno.Command("sh", {
-    args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", report, programPath("dnsperf"), ...args],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  const text = await Deno.readTextFile(report);
-  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  const result: Result = {
-    qps: num(/Queries per second:\s+([\d.]+)/),
-    lost: num(/Queries lost:\s+(\d+)/),
-    sent: num(/Queries sent:\s+(\d+)/),
-    avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
-  };
-  if (rate) {
-    const latencies = [...text.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000)
-      .sort((a, b) => a - b);
-    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))];
-    result.p50Ms = at(0.5);
-    result.p99Ms = at(0.99);
-  }
-  return result;
+  return dnsperf({ port, file, seconds, runs, rate, clients: CLIENTS, report: `${work}/dnsperf.out` });
 }
 
 async function startUpstream(): Promise<{ port: number; process: Deno.ChildProcess }> {
@@ -247,8 +197,8 @@ interface Row {
 }
 
 async function measure(workload: string, server: Server, file: string, prime: boolean): Promise<Row> {
-  if (prime) await dnsperf(server.port, file, 0, 1);
-  const result = await dnsperf(server.port, file, SECONDS);
+  if (prime) await runDnsperf(server.port, file, 0, 1);
+  const result = await runDnsperf(server.port, file, SECONDS);
   console.error(`  ${workload} / ${server.name}: ${result.qps.toFixed(0)} qps, lost ${result.lost}`);
   return { workload, server: server.name, result, memory: await memoryText(server) };
 }
@@ -265,13 +215,13 @@ async function measureLatency(
   rate: number,
 ): Promise<Row[]> {
   for (const server of servers) {
-    await dnsperf(server.port, file, 0, 1);
-    await dnsperf(server.port, file, 3, undefined, rate);
+    await runDnsperf(server.port, file, 0, 1);
+    await runDnsperf(server.port, file, 3, undefined, rate);
   }
   const runs = servers.map((): Result[] => []);
   for (let round = 0; round < 5; round++) {
     for (const [i, server] of servers.entries()) {
-      runs[i].push(await dnsperf(server.port, file, 4, undefined, rate));
+      runs[i].push(await runDnsperf(server.port, file, 4, undefined, rate));
     }
   }
   const rows: Row[] = [];
