@@ -108,3 +108,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "smartdns.conf `server … -fallback`: asked only when the primary gives nothing usable",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const primary = await FakeUpstream.start((name) =>
+      name.startsWith("broken.") ? { rcode: "SERVFAIL" } : {
+        answers: [{ name, type: "A", ttl: 60, data: "192.0.2.1" }],
+      }
+    );
+    const fallback = await FakeUpstream.start((name) => ({
+      answers: [{ name, type: "A", ttl: 60, data: "192.0.2.9" }],
+    }));
+    const k = await KeeldnsProcess.start(
+      `bind 127.0.0.1:{port}\nserver 127.0.0.1:${primary.port}\n` +
+        `server 127.0.0.1:${fallback.port} -fallback\nspeed-check-mode none\n`,
+      { name: "smartdns.conf" },
+    );
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await udpQuery(k.port, `ok${i}.fallback.test`, "A");
+        assertEquals(r.answers.map((a) => a.data), ["192.0.2.1"]);
+      }
+      assertEquals(
+        fallback.log.filter((l) => l.includes("fallback.test")).length,
+        0,
+        "not asked while the primary answers",
+      );
+      const r = await udpQuery(k.port, "broken.fallback.test", "A", { timeoutMs: 3000 });
+      assertEquals(r.answers.map((a) => a.data), ["192.0.2.9"]);
+      assertEquals(fallback.count("broken.fallback.test"), 1);
+    } finally {
+      await k.stop();
+      await primary.close();
+      await fallback.close();
+    }
+  },
+});
