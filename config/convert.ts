@@ -24,6 +24,7 @@ import type {
   SourcePosition,
   UpstreamConfig,
 } from "./schema.ts";
+import { formatSpeedCheckModes } from "./schema.ts";
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
 import { nftsetText } from "./smartdns/nftset.ts";
 import { Draft, type Line, readLines, relativeTo } from "./smartdns/reader.ts";
@@ -449,6 +450,9 @@ class TomlWriter {
     this.files("lease-files", "rules.lease-files", r.leaseFiles, (d) => d.leaseFiles);
     this.scalar("rules.expand-ptr-from-address", "expand-ptr-from-address", String(r.expandPtrFromAddress));
     this.scalar("rules.max-reply-ip-num", "max-reply-ip-num", String(r.maxReplyIpNum));
+    this.scalar("rules.speed-check-mode", "speed-check-mode", str(formatSpeedCheckModes(r.speedCheck)));
+    this.scalar("rules.response-mode", "response-mode", str(r.responseMode));
+    this.scalar("rules.blocking-answer-vote", "blocking-answer-vote", String(r.blockingAnswerVote));
     if (r.nftsetTimeout) this.scalar("rules.nftset-timeout", "nftset-timeout", "true");
     if (r.nftsetDebug) this.scalar("rules.nftset-debug", "nftset-debug", "true");
     if (r.dns64Prefix !== undefined) this.scalar("rules.dns64", "dns64", str(`${r.dns64Prefix}/96`));

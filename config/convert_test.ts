@@ -191,10 +191,11 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   );
   assertMatch(toml, /^# warning: server: unknown option "-grop" ignored \(did you mean "group"\?\)$/m);
   assertMatch(toml, /^# not supported yet: domain-rules -speed-check-mode \(read and kept/m);
+  assertMatch(toml, /^speed-check-mode = "ping,tcp:80"$/m);
+  assertMatch(toml, /^response-mode = "first-ping"$/m);
   // The lines that became nothing, in the file's order, at the end.
   const tail = toml.slice(toml.indexOf("# ---- Lines with no TOML equivalent"));
   assertEquals(tail.split("\n").slice(1).filter((l) => l !== ""), [
-    "# not supported yet: speed-check-mode ping,tcp:80 (the first usable answer is sent, without a speed check)",
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
     "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",
     "# no TOML needed: conf-file extra.conf (the lines it includes are converted above)",

@@ -55,12 +55,12 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nspeed-check-mode ping\nserve-expired yes\nspeed-check-mode none\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
+    "server 9.9.9.9\nprefetch-domain yes\nserve-expired yes\nprefetch-domain no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
     [
-      "speed-check-mode@2",
+      "prefetch-domain@2",
       "serve-expired@3",
       "smartdns-ui.ip@6",
       "server by host name@7",

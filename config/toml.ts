@@ -32,7 +32,7 @@ import type {
   UdpTransportChoice,
   UpstreamConfig,
 } from "./schema.ts";
-import { LOG_LEVELS } from "./schema.ts";
+import { LOG_LEVELS, parseSpeedCheckModes, RESPONSE_MODES } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
@@ -89,6 +89,9 @@ const SCHEMA: Record<string, readonly string[]> = {
     "server-name",
     "resolv-hostname",
     "max-reply-ip-num",
+    "speed-check-mode",
+    "response-mode",
+    "blocking-answer-vote",
     "dns64",
     "nftset-timeout",
     "nftset-debug",
@@ -497,6 +500,13 @@ class TomlConfigReader {
       selfNames: this.string(t, "server-name", "rules") !== undefined,
       resolvHostname: this.boolean(t, "resolv-hostname", "rules", false),
       maxReplyIpNum: this.integer(t, "max-reply-ip-num", "rules", 0, 65535, 0),
+      speedCheck: t["speed-check-mode"] === undefined ? [] : this.parsed(
+        "rules.speed-check-mode",
+        "speed-check-mode",
+        () => parseSpeedCheckModes(this.string(t, "speed-check-mode", "rules")!),
+      ),
+      responseMode: this.choice(t, "response-mode", "rules", RESPONSE_MODES, "first-ping"),
+      blockingAnswerVote: this.boolean(t, "blocking-answer-vote", "rules", false),
       dns64Prefix: t.dns64 === undefined
         ? undefined
         : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),

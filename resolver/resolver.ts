@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Config } from "../config/schema.ts";
+import { type Config, formatSpeedCheckModes } from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
@@ -24,6 +24,9 @@ import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
+import { BlockingAnswerVote } from "./blocking_answer_vote.ts";
+import { SpeedChecker } from "./speed_checker.ts";
+import { SpeedStage } from "./speed_stage.ts";
 
 /** A ready resolver chain and its parts. */
 export interface Resolver {
@@ -32,6 +35,8 @@ export interface Resolver {
   readonly rules?: RulesStage;
   readonly cache?: CacheStage;
   readonly coalesce: CoalesceStage;
+  /** The speed check, when `speed-check-mode` is not none. */
+  readonly speed?: SpeedStage;
   readonly router: GroupRouter;
   /** Every stage's counters, merged (for the guardian's stats and `keeldns status`). */
   counters(): Record<string, number>;
@@ -127,6 +132,10 @@ export function buildResolver(
   const ipRules = filter && !filter.empty
     ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
     : undefined;
+  const speedCheck = config.rules.speedCheck;
+  const vote = config.rules.blockingAnswerVote
+    ? new BlockingAnswerVote(() => upstreams.filter((u) => !u.down).length)
+    : undefined;
   const races = members.map((group) =>
     new UpstreamRace(
       group,
@@ -134,8 +143,10 @@ export function buildResolver(
       config.server.upstreamTimeout,
       (upstream, error) =>
         log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
-      config.rules.maxReplyIpNum,
+      // With a speed check the speed stage limits the addresses, after probing them all.
+      speedCheck.length > 0 ? 0 : config.rules.maxReplyIpNum,
       ipRules,
+      vote,
     )
   );
   const router = new GroupRouter(races, names);
@@ -184,11 +195,41 @@ export function buildResolver(
   if (dns64) stages.push(dns64);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);
+  const speed = speedCheck.length > 0
+    ? new SpeedStage(
+      previous?.speed?.checker.modesText === formatSpeedCheckModes(speedCheck)
+        ? previous.speed.checker
+        : new SpeedChecker(speedCheck),
+      config.rules.responseMode,
+      config.cache,
+      config.rules.maxReplyIpNum,
+    )
+    : undefined;
+  if (speed) {
+    stages.push(speed);
+    if (speedCheck.some((m) => m.kind === "ping")) {
+      const access = SpeedChecker.icmpAccess();
+      if (typeof access === "string") {
+        log.info("speed check: ping through {kind} ICMP sockets, then {rest}", {
+          kind: access === "raw" ? "raw (root)" : "unprivileged datagram",
+          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
+        });
+      } else {
+        log.warn("speed check: no ping ({why}); probing with {rest}", {
+          why: access.unavailable,
+          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
+        });
+      }
+    } else {
+      log.info("speed check: {modes}", { modes: formatSpeedCheckModes(speedCheck) });
+    }
+  }
   return {
     resolve: chain(stages, router),
     rules,
     cache,
     coalesce,
+    speed,
     router,
     counters: () => ({
       ruleLocal: rules?.counters.local ?? 0,
@@ -199,6 +240,10 @@ export function buildResolver(
       cacheEntries: cache?.cache.size ?? 0,
       cacheBytes: cache?.cache.reservedBytes ?? 0,
       coalesced: coalesce.joined,
+      speedChecked: speed?.counters.checked ?? 0,
+      speedSelected: speed?.counters.selected ?? 0,
+      speedUnanswered: speed?.counters.unanswered ?? 0,
+      speedProbes: speed?.checker.probesSent ?? 0,
       dns64Synthesized: dns64?.synthesized ?? 0,
       upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
       upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),

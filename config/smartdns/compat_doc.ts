@@ -35,6 +35,7 @@ const SECTION_TITLES: Record<string, string> = {
   cache: "Cache and TTLs",
   rules: "Domain rules and local answers",
   "IP rules": "IP rules on answers",
+  "speed check": "Speed check and response mode",
   nftset: "Firewall sets (nftset, ipset)",
   logging: "Logging and audit",
   clients: "Clients and groups",
