@@ -453,6 +453,17 @@ class TomlWriter {
     this.scalar("rules.speed-check-mode", "speed-check-mode", str(formatSpeedCheckModes(r.speedCheck)));
     this.scalar("rules.response-mode", "response-mode", str(r.responseMode));
     this.scalar("rules.blocking-answer-vote", "blocking-answer-vote", String(r.blockingAnswerVote));
+    this.scalar("rules.dualstack-ip-selection", "dualstack-ip-selection", String(r.dualstack.enabled));
+    this.scalar(
+      "rules.dualstack-ip-selection-threshold",
+      "dualstack-ip-selection-threshold",
+      String(r.dualstack.thresholdMs),
+    );
+    this.scalar(
+      "rules.dualstack-ip-allow-force-aaaa",
+      "dualstack-ip-allow-force-aaaa",
+      String(r.dualstack.allowForceAAAA),
+    );
     if (r.nftsetTimeout) this.scalar("rules.nftset-timeout", "nftset-timeout", "true");
     if (r.nftsetDebug) this.scalar("rules.nftset-debug", "nftset-debug", "true");
     if (r.dns64Prefix !== undefined) this.scalar("rules.dns64", "dns64", str(`${r.dns64Prefix}/96`));

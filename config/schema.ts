@@ -330,6 +330,8 @@ export interface RulesConfig {
    * answer unless more than half of the servers answered such addresses for the question.
    */
   readonly blockingAnswerVote: boolean;
+  /** Dual-stack selection (`dualstack-ip-selection*`; needs the speed check). */
+  readonly dualstack: DualstackConfig;
   /** DNS64: the /96 prefix AAAA answers are made under from A records (none: off). */
   readonly dns64Prefix?: string;
   /** Added set elements time out with the answer's TTL (`nftset-timeout`, `ipset-timeout`). */
@@ -348,6 +350,15 @@ export interface RulesConfig {
 
 /** One probe kind of the speed check: ICMP echo, or a TCP handshake on a port. */
 export type SpeedCheckMode = { readonly kind: "ping" } | { readonly kind: "tcp"; readonly port: number };
+
+/** Dual-stack selection: answer the slower family empty (see resolver/dualstack_stage.ts). */
+export interface DualstackConfig {
+  readonly enabled: boolean;
+  /** IPv4 must be faster by more than this (ms) for AAAA to be answered empty (SmartDNS: 10). */
+  readonly thresholdMs: number;
+  /** Also answer A empty when IPv6 is faster (`dualstack-ip-allow-force-AAAA`). */
+  readonly allowForceAAAA: boolean;
+}
 
 /** SmartDNS's response modes (see resolver/speed_stage.ts). */
 export type ResponseMode = "first-ping" | "fastest-ip" | "fastest-response";
@@ -407,6 +418,7 @@ export const NO_RULES: RulesConfig = Object.freeze({
   speedCheck: [],
   responseMode: "fastest-response",
   blockingAnswerVote: false,
+  dualstack: { enabled: false, thresholdMs: 10, allowForceAAAA: false },
   nftsetTimeout: false,
   ipRules: [],
   ipSets: [],

@@ -215,6 +215,11 @@ export function parseSmartdnsConf(
     speedCheck: d.speedCheck,
     responseMode: d.responseMode,
     blockingAnswerVote: true,
+    dualstack: {
+      enabled: d.dualstack,
+      thresholdMs: d.dualstackThreshold,
+      allowForceAAAA: d.dualstackAllowForceAAAA,
+    },
     dns64Prefix: d.dns64Prefix,
     nftsetTimeout: d.nftsetTimeout,
     nftsetDebug: d.nftsetDebug,

@@ -301,3 +301,18 @@ group-end
     /bind -group: no usable server is in group "nope"/,
   );
 });
+
+Deno.test("smartdns.conf: speed check, response mode and dual-stack, with SmartDNS's defaults", () => {
+  const d = parse("server 9.9.9.9\n").rules;
+  assertEquals(d.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 80 }, { kind: "tcp", port: 443 }]);
+  assertEquals([d.responseMode, d.blockingAnswerVote], ["first-ping", true]);
+  assertEquals(d.dualstack, { enabled: true, thresholdMs: 10, allowForceAAAA: false });
+  const c = parse(
+    "server 9.9.9.9\nspeed-check-mode tcp-syn:8443,ping,none,tcp:80\nresponse-mode fastest-response\n" +
+      "dualstack-ip-selection no\ndualstack-ip-selection-threshold 30\ndualstack-ip-allow-force-AAAA yes\n",
+  ).rules;
+  assertEquals(c.speedCheck, [{ kind: "tcp", port: 8443 }, { kind: "ping" }], "none ends the list");
+  assertEquals(c.responseMode, "fastest-response");
+  assertEquals(c.dualstack, { enabled: false, thresholdMs: 30, allowForceAAAA: true });
+  assertEquals(parse("server 9.9.9.9\nspeed-check-mode none\n").rules.speedCheck, []);
+});

@@ -92,6 +92,9 @@ const SCHEMA: Record<string, readonly string[]> = {
     "speed-check-mode",
     "response-mode",
     "blocking-answer-vote",
+    "dualstack-ip-selection",
+    "dualstack-ip-selection-threshold",
+    "dualstack-ip-allow-force-aaaa",
     "dns64",
     "nftset-timeout",
     "nftset-debug",
@@ -507,6 +510,11 @@ class TomlConfigReader {
       ),
       responseMode: this.choice(t, "response-mode", "rules", RESPONSE_MODES, "first-ping"),
       blockingAnswerVote: this.boolean(t, "blocking-answer-vote", "rules", false),
+      dualstack: {
+        enabled: this.boolean(t, "dualstack-ip-selection", "rules", false),
+        thresholdMs: this.integer(t, "dualstack-ip-selection-threshold", "rules", 0, 1000, 10),
+        allowForceAAAA: this.boolean(t, "dualstack-ip-allow-force-aaaa", "rules", false),
+      },
       dns64Prefix: t.dns64 === undefined
         ? undefined
         : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),

@@ -86,6 +86,14 @@ Deno.test("TOML: errors point at file:line:col", () => {
       /^k\.toml:4:3: unknown key "levle" in \[log\] \(did you mean "level"\?\)/,
     ],
     ["[server]\n", /^k\.toml:1:1: no \[\[upstream\]\] servers are configured/],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nspeed-check-mode = "ping,udp:53"\n',
+      /^k\.toml:4:1: .*unknown speed check "udp:53"/,
+    ],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nresponse-mode = "fastest"\n',
+      /^k\.toml:4:1: .*response-mode/,
+    ],
     ['[[upstream]]\ngroups = ["x"]\n', /^k\.toml:1:1: \[\[upstream\]\] #1 has no address/],
   ];
   for (const [text, pattern] of cases) {
@@ -112,4 +120,17 @@ Deno.test("TOML: [guardian] settings, with a suggestion for a misspelt choice", 
       parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n[guardian]\noptimize-for = "memroy"\n', "k.toml"),
     /^k\.toml:4:1: optimize-for must be one of speed, memory \(did you mean "memory"\?\)/,
   );
+});
+
+Deno.test("TOML: the speed check, response mode and dual-stack keys; off unless set", () => {
+  const off = parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', "k.toml").rules;
+  assertEquals([off.speedCheck, off.dualstack.enabled, off.blockingAnswerVote], [[], false, false]);
+  const on = parseTomlConfig(
+    '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nspeed-check-mode = "ping,tcp:443"\nresponse-mode = "fastest-ip"\n' +
+      "dualstack-ip-selection = true\ndualstack-ip-selection-threshold = 25\n",
+    "k.toml",
+  ).rules;
+  assertEquals(on.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 443 }]);
+  assertEquals(on.responseMode, "fastest-ip");
+  assertEquals(on.dualstack, { enabled: true, thresholdMs: 25, allowForceAAAA: false });
 });

@@ -87,6 +87,8 @@ export class QueryContext extends ParsedQuestion {
    * set on the miss path by the stage that makes it.
    */
   refined?: Promise<Answer>;
+  /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
+  sibling = false;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -27,6 +27,7 @@ import { UpstreamRace } from "./upstream_race.ts";
 import { BlockingAnswerVote } from "./blocking_answer_vote.ts";
 import { SpeedChecker } from "./speed_checker.ts";
 import { SpeedStage } from "./speed_stage.ts";
+import { DualstackStage } from "./dualstack_stage.ts";
 
 /** A ready resolver chain and its parts. */
 export interface Resolver {
@@ -169,6 +170,8 @@ export function buildResolver(
   if (config.groups.length > 0 || listenerSwitches) {
     stages.push(new ClientStage(config.groups.map((g) => g.clients), (name) => router.indexOf(name)));
   }
+  /** Where the cache stage is (or would be): the dual-stack stage's other question starts there. */
+  const cacheIndex = stages.length;
   let cache: CacheStage | undefined;
   if (config.cache.size > 0) {
     cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
@@ -205,6 +208,10 @@ export function buildResolver(
       config.rules.maxReplyIpNum,
     )
     : undefined;
+  const dualstack = speed && config.rules.dualstack.enabled
+    ? new DualstackStage(speed.checker, config.rules.dualstack, config.cache)
+    : undefined;
+  if (dualstack) stages.push(dualstack);
   if (speed) {
     stages.push(speed);
     if (speedCheck.some((m) => m.kind === "ping")) {
@@ -224,6 +231,7 @@ export function buildResolver(
       log.info("speed check: {modes}", { modes: formatSpeedCheckModes(speedCheck) });
     }
   }
+  if (dualstack) dualstack.fromCache = chain(stages.slice(cacheIndex), router);
   return {
     resolve: chain(stages, router),
     rules,
@@ -244,6 +252,8 @@ export function buildResolver(
       speedSelected: speed?.counters.selected ?? 0,
       speedUnanswered: speed?.counters.unanswered ?? 0,
       speedProbes: speed?.checker.probesSent ?? 0,
+      dualstackPreferredIpv4: dualstack?.counters.preferredIpv4 ?? 0,
+      dualstackPreferredIpv6: dualstack?.counters.preferredIpv6 ?? 0,
       dns64Synthesized: dns64?.synthesized ?? 0,
       upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
       upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),

@@ -23,6 +23,8 @@ const ADDRESSES: Record<string, Answer[]> = {
     a("refused.test", "127.0.0.5"),
   ],
   "blocked.test": [a("blocked.test", "127.0.0.1")],
+  "v4fast.test": [a("v4fast.test", "127.0.0.3")],
+  "v6fast.test": [a("v6fast.test", "127.0.0.2")],
   "silent.test": [
     a("silent.test", "127.0.0.4"),
     a("silent.test", "127.0.0.2"),
@@ -41,8 +43,14 @@ async function withSpeedCheck(
   const fake = await FakeUpstream.start((name, type) => ({
     answers: type === "A"
       ? ADDRESSES[name] ?? []
-      : type === "AAAA" && name === "six.test"
+      : type !== "AAAA"
+      ? []
+      : name === "six.test"
       ? [aaaa(name, "::ffff:127.0.0.2"), aaaa(name, "::1")] // the only IPv6 loopback address is ::1
+      : name === "v4fast.test"
+      ? [aaaa(name, "::ffff:127.0.0.2")] // silent: IPv4 is faster
+      : name === "v6fast.test"
+      ? [aaaa(name, "::1")]
       : [],
   }));
   const config =
@@ -109,4 +117,26 @@ Deno.test("speed check: no address answers → the upstream's addresses after th
       "a lone server's 127.0.0.1 is dropped",
     );
   });
+});
+
+Deno.test("dual-stack selection: AAAA answered empty when IPv4 is faster, A kept unless allow-force-AAAA", async () => {
+  await withSpeedCheck(`response-mode = "first-ping"\ndualstack-ip-selection = true`, async (k) => {
+    const six = await udpQuery(k.port, "v4fast.test", "AAAA");
+    assertEquals([six.rcode, six.answers.length, six.authorities[0]?.type], ["NOERROR", 0, "SOA"]);
+    assertEquals(await addresses(k.port, "v4fast.test"), ["127.0.0.3"]);
+    const again = await udpQuery(k.port, "v4fast.test", "AAAA");
+    assertEquals(again.answers.length, 0, "a cache hit gives the same choice");
+    // IPv6 faster: AAAA as it is; A kept (allow-force-AAAA is off).
+    assertEquals(await addresses(k.port, "v6fast.test", "AAAA"), ["::1"]);
+    assertEquals(await addresses(k.port, "v6fast.test"), ["127.0.0.2"]);
+  }, false);
+  await withSpeedCheck(
+    `response-mode = "first-ping"\ndualstack-ip-selection = true\ndualstack-ip-allow-force-aaaa = true`,
+    async (k) => {
+      const four = await udpQuery(k.port, "v6fast.test", "A");
+      assertEquals([four.rcode, four.answers.length, four.authorities[0]?.type], ["NOERROR", 0, "SOA"]);
+      assertEquals(await addresses(k.port, "v6fast.test", "AAAA"), ["::1"]);
+    },
+    false,
+  );
 });

@@ -190,6 +190,10 @@ export class Draft {
   /** SmartDNS's defaults: `ping,tcp:80,tcp:443`, `first-ping`. */
   speedCheck: readonly SpeedCheckMode[] = SMARTDNS_SPEED_CHECK;
   responseMode: ResponseMode = "first-ping";
+  /** SmartDNS's defaults: on, 10 ms, A never forced. */
+  dualstack = true;
+  dualstackThreshold = 10;
+  dualstackAllowForceAAAA = false;
   dns64Prefix?: string;
   nftsetTimeout = false;
   nftsetDebug = false;

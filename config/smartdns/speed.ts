@@ -30,4 +30,20 @@ export const SPEED: DirectiveTable = {
       });
     },
   },
+  "dualstack-ip-selection": {
+    toml: "rules.dualstack-ip-selection",
+    status: "supported",
+    note: "with the speed check on (it needs the probes' times)",
+    handle: (d, l) => d.dualstack = d.yesNo(l, 1),
+  },
+  "dualstack-ip-selection-threshold": {
+    toml: "rules.dualstack-ip-selection-threshold",
+    status: "supported",
+    handle: (d, l) => d.dualstackThreshold = d.integer(l, 1, 0, 1000),
+  },
+  "dualstack-ip-allow-force-AAAA": {
+    toml: "rules.dualstack-ip-allow-force-aaaa",
+    status: "supported",
+    handle: (d, l) => d.dualstackAllowForceAAAA = d.yesNo(l, 1),
+  },
 };
