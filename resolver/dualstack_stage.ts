@@ -111,7 +111,9 @@ export class DualstackStage implements Stage {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const mine = await Promise.race([
       minePending,
-      new Promise<undefined>((r) => timer = setTimeout(r, theirs + this.options.thresholdMs + 1)),
+      new Promise<undefined>((r) =>
+        timer = setTimeout(() => r(undefined), theirs + this.options.thresholdMs + 1)
+      ),
     ]);
     clearTimeout(timer);
     // IPv6 is kept within the threshold: the other family must be faster by more than it.
