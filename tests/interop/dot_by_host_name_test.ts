@@ -3,7 +3,9 @@
  * DoT server's name through a fake bootstrap server and forwards to a real unbound at the address
  * it got (the certificate is for the name, which stays the SNI); a new answer after the TTL moves
  * it to a second unbound; a name the bootstrap server cannot resolve fails with the reason, said
- * once; `-host-ip` pins the address and the bootstrap server is never asked.
+ * once; `-host-ip` pins the address and the bootstrap server is never asked. A plain UDP server
+ * by name is resolved by the default group's server given by IP address when none is marked
+ * `-bootstrap-dns`; and a file whose names nothing can resolve is refused at load.
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { udpQuery } from "../helpers/dns_client.ts";
@@ -165,4 +167,36 @@ Deno.test("smartdns.conf: a host-named server nothing can resolve is refused at 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "server udp://host:port by name, no -bootstrap-dns: the default group's server by IP resolves it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // SmartDNS asks the servers given by IP address when no server is marked -bootstrap-dns.
+    const byIp = await FakeUpstream.start((name) =>
+      name === "plain.test.example"
+        ? { answers: [{ name, type: "A", ttl: 300, data: "127.0.0.1" }] }
+        : { rcode: "REFUSED" }
+    );
+    const named = await FakeUpstream.start((name) => ({
+      answers: [{ name, type: "A", ttl: 60, data: "192.0.2.7" }],
+    }));
+    const k = await KeeldnsProcess.start(
+      `bind 127.0.0.1:{port}\nserver 127.0.0.1:${byIp.port}\nserver udp://plain.test.example:${named.port}\n` +
+        "cache-size 0\nlog-level info\n",
+      { name: "smartdns.conf" },
+    );
+    try {
+      assertEquals(await who(k.port), "192.0.2.7");
+      assert(byIp.count("plain.test.example") >= 1, "the server given by IP address resolved the name");
+      assertEquals(named.count("who.test"), 1, "the server given by name got the query");
+      await k.waitFor(/udp:\/\/plain\.test\.example:\d+: plain\.test\.example resolved to 127\.0\.0\.1/);
+    } finally {
+      await k.stop();
+      await byIp.close();
+      await named.close();
+    }
+  },
 });
