@@ -5,11 +5,12 @@
  * `-host-name` says otherwise). The address is kept for the answer's TTL, clamped to
  * [{@link MIN_TTL_S}, {@link MAX_TTL_S}]; once it has run out, the next exchange starts a
  * re-resolution in the background and still goes to the last good address, which is kept for as
- * long as re-resolving fails (retried after 1 s, doubling to 30 s). A new address gets a new inner
+ * long as re-resolving fails (retried after 1 s, doubling to 10 s). A new address gets a new inner
  * upstream; the old one is closed a few seconds later, once exchanges under way on it are done.
  *
- * Until a name has resolved once, exchanges fail with the reason (never sent elsewhere); the
- * reason is logged when it changes, not per query. `-host-ip` pins the address: nothing is
+ * Until a name has resolved once, exchanges fail with the reason (never sent elsewhere) and the
+ * resolution is retried by itself on the same schedule (a server named at boot, before the link is
+ * up, comes into use once it is); the reason is logged when it changes, not per query. `-host-ip` pins the address: nothing is
  * resolved. Either way {@link address} is the configured URL, with the name.
  *
  * @module
@@ -33,7 +34,7 @@ export interface HostNameOptions {
   readonly create: (config: UpstreamConfig) => Upstream;
   readonly minTtlS?: number;
   readonly maxTtlS?: number;
-  /** First retry delay after a failed resolution (default 1000 ms), doubling up to `retryMaxMs`. */
+  /** First retry delay after a failed resolution (default 1000 ms), doubling up to `retryMaxMs` (10 s). */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
   /** How long a replaced inner upstream stays open for exchanges under way (default 5000 ms). */
@@ -61,6 +62,7 @@ export class HostNameUpstream implements Upstream {
   private retryAt = 0;
   private failure?: string;
   private logged?: string;
+  private retryTimer?: ReturnType<typeof setTimeout>;
   private closed = false;
   private readonly pinned: boolean;
   private readonly resolver: BootstrapResolver;
@@ -108,6 +110,7 @@ export class HostNameUpstream implements Upstream {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.retryTimer);
     this.stop.abort();
     this.inner?.close();
     for (const [old, timer] of this.retired) {
@@ -159,10 +162,15 @@ export class HostNameUpstream implements Upstream {
   private failed(reason: string): void {
     if (this.closed) return;
     const min = this.options.retryMinMs ?? 1000;
-    const delay = Math.min(this.options.retryMaxMs ?? 30_000, min * 2 ** this.failures);
+    const delay = Math.min(this.options.retryMaxMs ?? 10_000, min * 2 ** this.failures);
     this.failures++;
     this.retryAt = Date.now() + delay;
     this.failure = `cannot resolve ${this.name}: ${reason}`;
+    if (this.ip === undefined) {
+      // Never resolved (say, at boot before the link is up): try again by itself, not only when asked.
+      this.retryTimer = setTimeout(() => this.refresh(), delay);
+      Deno.unrefTimer(this.retryTimer);
+    }
     if (reason === this.logged) return;
     this.logged = reason;
     if (this.ip === undefined) {

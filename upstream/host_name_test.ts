@@ -315,3 +315,32 @@ Deno.test("HostNameUpstream: the first exchanges wait for the first resolution, 
     u.close();
   }
 });
+
+Deno.test("HostNameUpstream: a name that did not resolve is retried by itself, without queries", async () => {
+  let up = false;
+  const boot = new ScriptedServer(
+    "udp://192.0.2.53:53",
+    (name, type) => !up ? "silent" : type === "A" ? [a(name, "127.0.0.1")] : [],
+  );
+  const inners = new Inners();
+  const u = new HostNameUpstream(TLS_NAMED, {
+    resolver: new BootstrapResolver([boot], 20),
+    create: inners.create,
+    retryMinMs: 10,
+    retryMaxMs: 20,
+    log: () => {},
+  });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(u.ip, undefined);
+    assert(u.resolutions >= 2, `retried (${u.resolutions})`);
+    up = true;
+    for (let i = 0; i < 50 && u.ip === undefined; i++) await settle();
+    assertEquals(u.ip, "127.0.0.1");
+    const resolutions = u.resolutions;
+    await new Promise((r) => setTimeout(r, 60));
+    assertEquals(u.resolutions, resolutions, "no more retries once resolved");
+  } finally {
+    u.close();
+  }
+});
