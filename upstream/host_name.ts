@@ -168,7 +168,10 @@ export class HostNameUpstream implements Upstream {
     this.failure = `cannot resolve ${this.name}: ${reason}`;
     if (this.ip === undefined) {
       // Never resolved (say, at boot before the link is up): try again by itself, not only when asked.
-      this.retryTimer = setTimeout(() => this.refresh(), delay);
+      this.retryTimer = setTimeout(() => {
+        this.retryAt = 0; // due now, even if the clock reads a hair early
+        this.refresh();
+      }, delay);
       Deno.unrefTimer(this.retryTimer);
     }
     if (reason === this.logged) return;
