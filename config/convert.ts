@@ -14,6 +14,7 @@ import {
   DEFAULT_RATE_LIMIT,
   DEFAULT_UPSTREAM_TIMEOUT,
 } from "./defaults.ts";
+import { SYSTEM_RESOLV_CONF } from "./bootstrap_servers.ts";
 import { didYouMean } from "./errors.ts";
 import type {
   AddressAction,
@@ -352,6 +353,10 @@ class TomlWriter {
         this.out.push(
           clean(`# no server line: SmartDNS asks the nameservers of ${resolv?.text ?? "resolv-file"}`),
         );
+      } else if (this.config.format === "smartdns" && u.bootstrap && !u.source) {
+        this.out.push(
+          `# nothing else resolves the server names: SmartDNS asks the system resolver (${SYSTEM_RESOLV_CONF})`,
+        );
       }
       this.upstream(u);
     }
@@ -364,6 +369,8 @@ class TomlWriter {
     );
     if (u.groups.length > 0) this.out.push(`groups = [${u.groups.map(str).join(", ")}]`);
     if (u.excludeDefault) this.out.push("exclude-default-group = true");
+    if (u.bootstrap) this.out.push("bootstrap = true");
+    if (u.hostIp !== undefined) this.out.push(`host-ip = ${str(u.hostIp)}`);
     if (u.tls) {
       if (u.tls.hostName !== undefined) this.out.push(`host-name = ${str(u.tls.hostName)}`);
       if (u.tls.verifyName !== undefined) this.out.push(`tls-host-verify = ${str(u.tls.verifyName)}`);

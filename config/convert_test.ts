@@ -281,3 +281,28 @@ Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads b
   const back = parseTomlConfig(toml, OUT);
   assertEquals(back.upstreams.map((u) => u.fallback ?? false), [false, true]);
 });
+
+Deno.test("servers by host name keep the name, -host-ip and -bootstrap-dns in TOML, and read back", () => {
+  const { toml } = roundTrip(
+    "server 192.0.2.53 -bootstrap-dns\nserver-tls dns.example -host-name sni.example\n" +
+      "server-https https://doh.example/q -host-ip 192.0.2.8\nserver udp.example:5353\n",
+  );
+  assertMatch(toml, /address = "udp:\/\/192\.0\.2\.53:53"\nexclude-default-group = true\nbootstrap = true\n/);
+  assertMatch(toml, /address = "tls:\/\/dns\.example:853"\nhost-name = "sni\.example"\n/);
+  assertMatch(toml, /address = "https:\/\/doh\.example:443\/q"\nhost-ip = "192\.0\.2\.8"\n/);
+  assertMatch(toml, /address = "udp:\/\/udp\.example:5353"\n/);
+});
+
+Deno.test("convert: resolv.conf's nameservers, when only they can resolve the server names, are written out", () => {
+  const conf = "server-tls dns.example\n";
+  const c = parseSmartdnsConf(conf, CONF, (p) => p === "/etc/resolv.conf" ? "nameserver 192.0.2.200\n" : "");
+  const toml = convertToToml(c, conf);
+  assertMatch(
+    toml,
+    /# nothing else resolves the server names: SmartDNS asks the system resolver \(\/etc\/resolv\.conf\)\n\[\[upstream\]\]\naddress = "udp:\/\/192\.0\.2\.200:53"\nexclude-default-group = true\nbootstrap = true\n/,
+  );
+  assertEquals(parseTomlConfig(toml, OUT).upstreams.map((u) => [u.host, u.bootstrap ?? false]), [
+    ["dns.example", false],
+    ["192.0.2.200", true],
+  ]);
+});

@@ -55,9 +55,19 @@ export interface UpstreamConfig {
   readonly path?: string;
   /** Certificate checks, for transports "tls" and "https". */
   readonly tls?: TlsOptions;
-  /** Literal IPv4 or IPv6 address. */
+  /** Literal IPv4 or IPv6 address; for a server given by host name (`name`), that name. */
   readonly host: string;
   readonly port: number;
+  /**
+   * The host name the server is given by (`tls://dns.google`): resolved through the bootstrap
+   * servers (see config/bootstrap_servers.ts) unless `hostIp` pins the address. SNI and the
+   * certificate name default to it.
+   */
+  readonly name?: string;
+  /** `-host-ip`: the address a server given by `name` is reached at, never resolved. */
+  readonly hostIp?: string;
+  /** `-bootstrap-dns`: this server resolves the names of the servers given by one. */
+  readonly bootstrap?: boolean;
   /** Named server groups this server belongs to (besides "default", see `excludeDefault`). */
   readonly groups: readonly string[];
   /** Not used for queries that have no group rule. */

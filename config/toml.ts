@@ -38,8 +38,11 @@ import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
+import { checkNameResolution } from "./bootstrap_servers.ts";
 import {
   AUTO_CACHE_SIZE,
+  isIPv4,
+  isIPv6,
   parseAddressAction,
   parseDns64Prefix,
   parseHostPort,
@@ -130,6 +133,8 @@ const SCHEMA: Record<string, readonly string[]> = {
     "blacklist-ip",
     "whitelist-ip",
     "fallback",
+    "bootstrap",
+    "host-ip",
     "host-name",
     "tls-host-verify",
     "verify-certificate",
@@ -308,17 +313,26 @@ class TomlConfigReader {
     return value as T;
   }
 
-  upstreams(value: unknown): UpstreamConfig[] {
+  upstreams(value: unknown): readonly UpstreamConfig[] {
     if (value === undefined) this.src.fail("", "no [[upstream]] servers are configured");
     const list = Array.isArray(value) ? value : [value];
-    return list.map((item, i) => {
+    return checkNameResolution(list.map((item, i) => {
       const path = `upstream[${i}]`;
       const t = this.table(item, path, "upstream");
       const address = this.string(t, "address", path);
       if (address === undefined) this.src.fail(path, `[[upstream]] #${i + 1} has no address`);
       const parsed = this.parsed(`${path}.address`, "address", () => parseUpstreamAddress(address, "udp"));
+      const hostIp = this.string(t, "host-ip", path);
+      if (hostIp !== undefined && !isIPv4(hostIp) && !isIPv6(hostIp)) {
+        this.src.fail(`${path}.host-ip`, `host-ip "${hostIp}" is not an IP address`);
+      }
+      if (hostIp !== undefined && !parsed.name) {
+        this.src.fail(`${path}.host-ip`, "host-ip is only for a server whose address is a host name");
+      }
       return {
         ...parsed,
+        ...(hostIp !== undefined ? { hostIp } : {}),
+        ...(this.boolean(t, "bootstrap", path, false) ? { bootstrap: true } : {}),
         groups: this.strings(t, "groups", path),
         excludeDefault: this.boolean(t, "exclude-default-group", path, false),
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
@@ -329,7 +343,7 @@ class TomlConfigReader {
           : {}),
         source: this.src.position(`${path}.address`),
       };
-    });
+    }));
   }
 
   /** The certificate checks of a tls:// or https:// upstream. */

@@ -95,6 +95,22 @@ Deno.test("TOML: errors point at file:line:col", () => {
       /^k\.toml:4:1: .*response-mode/,
     ],
     ['[[upstream]]\ngroups = ["x"]\n', /^k\.toml:1:1: \[\[upstream\]\] #1 has no address/],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\n',
+      /^k\.toml:2:1: dns.example: nothing can resolve this host name: no bootstrap server .*by IP address; add one/,
+    ],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\nbootstrap = true\n',
+      /^k\.toml:2:1: dns.example: a bootstrap server cannot itself be given by host name/,
+    ],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\nhost-ip = "x"\n',
+      /^k\.toml:3:1: host-ip "x" is not an IP/,
+    ],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\nhost-ip = "1.1.1.2"\n',
+      /^k\.toml:3:1: host-ip is only for a server whose/,
+    ],
   ];
   for (const [text, pattern] of cases) {
     const e = assertThrows(() => parseTomlConfig(text, "k.toml"), pattern);
@@ -133,4 +149,17 @@ Deno.test("TOML: the speed check, response mode and dual-stack keys; off unless 
   assertEquals(on.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 443 }]);
   assertEquals(on.responseMode, "fastest-ip");
   assertEquals(on.dualstack, { enabled: true, thresholdMs: 25, allowForceAAAA: false });
+});
+
+Deno.test("TOML: an upstream by host name, pinned with host-ip or resolved through a bootstrap server", () => {
+  const c = parseTomlConfig(
+    '[[upstream]]\naddress = "192.0.2.53"\nbootstrap = true\nexclude-default-group = true\n\n' +
+      '[[upstream]]\naddress = "tls://Dns.Example."\n\n' +
+      '[[upstream]]\naddress = "https://doh.example/dns-query"\nhost-ip = "2001:db8::8"\n',
+    "k.toml",
+  );
+  const [boot, tls, https] = c.upstreams;
+  assertEquals([boot.bootstrap, boot.excludeDefault, boot.name], [true, true, undefined]);
+  assertEquals([tls.host, tls.name, tls.port, tls.hostIp], ["dns.example", "dns.example", 853, undefined]);
+  assertEquals([https.name, https.hostIp, https.path], ["doh.example", "2001:db8::8", "/dns-query"]);
 });

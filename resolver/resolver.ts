@@ -5,9 +5,11 @@
  *
  * @module
  */
-import { type Config, formatSpeedCheckModes } from "../config/schema.ts";
+import { bootstrapServerIndexes, needsResolution } from "../config/bootstrap_servers.ts";
+import { type Config, formatSpeedCheckModes, type UpstreamConfig } from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
+import { BootstrapResolver } from "../upstream/bootstrap.ts";
 import { createUpstream } from "../upstream/create.ts";
 import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
@@ -107,8 +109,7 @@ export function buildResolver(
 ): Resolver {
   const trust = { caFile: config.server.caFile, caPath: config.server.caPath };
   let healthChanges = 0;
-  const upstreams = config.upstreams.map((u) => {
-    const inner = createUpstream(u, udpPool, trust);
+  const checked = (u: UpstreamConfig, inner: Upstream) => {
     const refusal = (inner as { refusal?: string }).refusal;
     if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: inner.address, refusal });
     return new HealthChecked(inner, {
@@ -120,7 +121,18 @@ export function buildResolver(
         else log.info("{upstream} is up again", { upstream: h.address });
       },
     });
-  });
+  };
+  // Servers given by host name are resolved through the bootstrap servers, so those come first.
+  const direct = config.upstreams.map((u) =>
+    needsResolution(u) ? undefined : checked(u, createUpstream(u, udpPool, trust))
+  );
+  const bootstrap = new BootstrapResolver(
+    bootstrapServerIndexes(config.upstreams).map((i) => direct[i]!),
+    config.server.upstreamTimeout,
+  );
+  const upstreams = config.upstreams.map((u, i) =>
+    direct[i] ?? checked(u, createUpstream(u, udpPool, trust, bootstrap))
+  );
   const { names, members } = groupsOf(config, upstreams, log);
   const filter = config.rules.ipRules.length > 0
     ? new AnswerFilter(
