@@ -112,15 +112,15 @@ export const LISTEN: DirectiveTable = {
   "bind-tls": {
     toml: "server.listen (tls://)",
     status: "partly",
-    note: "DNS over TLS, default port 853, options as bind; needs bind-cert-file and bind-cert-key-file " +
-      "(certificate generation is not built yet)",
+    note: "DNS over TLS, default port 853, options as bind; bind-cert-file and bind-cert-key-file, or " +
+      "without them a CA and certificate made once into the data directory (tls/ beside the cache file)",
     handle: (d, l) => bind(d, l, "tls"),
   },
   "bind-https": {
     toml: "server.listen (https://)",
     status: "partly",
     note: "DNS over HTTPS at /dns-query (POST and GET, HTTP/2 and HTTP/1.1), default port 443, options as " +
-      "bind; needs bind-cert-file and bind-cert-key-file",
+      "bind; the certificate as bind-tls",
     handle: (d, l) => bind(d, l, "https"),
   },
   "bind-cert-file": {
