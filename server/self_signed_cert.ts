@@ -323,12 +323,13 @@ export function dataDirectory(config: Pick<Config, "cache">): string {
  * module doc says), with a log line naming its files and both fingerprints.
  */
 export async function selfSignedFor(config: Pick<Config, "cache" | "server" | "rules">, log: Logger) {
-  const names = certificateNames(
-    config.server.binds,
-    config.rules.serverName,
-    Deno.hostname(),
-    Deno.networkInterfaces(),
-  );
+  let hostname = "";
+  let interfaces: { address: string }[] = [];
+  try {
+    hostname = Deno.hostname();
+    interfaces = Deno.networkInterfaces();
+  } catch { /* no --allow-sys: loopback, the listeners' addresses and the fixed names only */ }
+  const names = certificateNames(config.server.binds, config.rules.serverName, hostname, interfaces);
   const made = await selfSignedCertificate({ dataDir: dataDirectory(config), ...names });
   log.info(
     "encrypted listeners present the certificate keeldns {action} in {dir} (no bind-cert-file): " +
