@@ -57,6 +57,7 @@ type Table = Record<string, unknown>;
 
 /** The flags a `[[server.listen]]` takes (SmartDNS's bind options keeldns honours). */
 const LISTEN_FLAGS = [
+  "ddr",
   "no-rule-addr",
   "no-rule-nameserver",
   "no-rule-soa",

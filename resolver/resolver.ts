@@ -21,6 +21,7 @@ import { CoalesceStage } from "./coalesce_stage.ts";
 import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
 import { nftsetStage } from "./nftset_stage.ts";
+import { DDR_FLAG, designatedResolvers } from "./designated_resolvers.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
@@ -169,13 +170,15 @@ export function buildResolver(
     ttl: config.cache,
     warn: (message: string) => log.warn("rules: {message}", { message }),
     self: config.rules.selfNames || config.rules.resolvHostname ? selfAddresses() : undefined,
+    designatedResolvers: designatedResolvers(config.server.binds),
     strict: previous !== undefined,
   };
   const ruleSet = new RuleSet(config.rules, ruleOptions);
   // One rule set per client group, index 0 the default policy (ClientStage picks the index).
   const ruleSets = [ruleSet, ...config.groups.map((g) => new RuleSet(g.rules, ruleOptions))];
+  // (-ddr switches nothing per query: it only adds the DDR records to the rules.)
   const listenerSwitches = config.server.binds.some((b) =>
-    b.group !== undefined || (b.flags?.length ?? 0) > 0
+    b.group !== undefined || (b.flags ?? []).some((f) => f !== DDR_FLAG)
   );
   // nftset first: it sees every answer, cached ones included (sets emptied by a firewall reload refill).
   if (ruleSet.hasNftset) stages.push(nftsetStage(ruleSet, config.rules, log));

@@ -15,16 +15,30 @@ export interface NotYet {
   readonly critical?: boolean;
 }
 
-const ENCRYPTED_LISTENER = "not built yet (bind-tls and bind-https work with bind-cert-file/-key-file)";
 const LATER = "not built yet; the service runs without it";
 
 /** Every directive of SmartDNS's table that no handler table takes (yet). */
 export const NOT_YET: Readonly<Record<string, NotYet>> = {
-  "bind-http": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-root-key-file": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-generate": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-san": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-validity-days": { reason: ENCRYPTED_LISTENER },
+  "bind-http": { reason: "plain-HTTP DNS listeners are not built yet (bind-tls and bind-https are)" },
+  "bind-cert-root-key-file": {
+    reason:
+      "the CA keeldns makes keeps its key in the data directory (tls/ca.key); another path is not taken yet",
+  },
+  "bind-cert-generate": {
+    reason:
+      "a certificate is made when neither bind-cert-file nor bind-cert-key-file is set (SmartDNS's auto); " +
+      "yes and no are not taken yet",
+  },
+  "bind-cert-san": {
+    reason:
+      "the certificate keeldns makes names keeldns, localhost, the host name, server-name, loopback, the " +
+      "listeners' and the private addresses; more names are not taken yet",
+  },
+  "bind-cert-validity-days": {
+    reason:
+      "the server certificate keeldns makes is valid 390 days (SmartDNS's default) and made anew at start " +
+      "30 days before it ends",
+  },
   "mdns-lookup": {
     reason: "local names are not looked up over mDNS yet (one-shot queries from an ephemeral port, " +
       "RFC 6762 5.1, need no root: a later step)",
