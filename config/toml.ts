@@ -64,6 +64,8 @@ const LISTEN_FLAGS = [
   "no-rules",
   "no-cache",
   "force-aaaa-soa",
+  "no-speed-check",
+  "no-dualstack-selection",
 ];
 
 /** The keys each table accepts. */
