@@ -8,26 +8,45 @@ import { HttpsUpstream } from "./https.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { type TlsTrust, TlsUpstream } from "./tls.ts";
 import { UdpUpstream } from "./udp.ts";
-import { BatchedUdpUpstream, type OutgoingSocketPool } from "./udp_batched.ts";
-import { type Upstream, UpstreamError } from "./upstream.ts";
+import { BatchedUdpUpstream, OutgoingSocketPool } from "./udp_batched.ts";
+import { Socks5UdpUpstream } from "./udp_socks5.ts";
+import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 /**
  * Creates the {@link Upstream} for one configured server, by its transport. UDP servers use the
- * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS servers check
- * certificates against `trust` (`ca-file`, `ca-path`) besides the built-in roots.
+ * batched outgoing sockets of `udpPool` when one is given, else node:dgram; a UDP server with
+ * `-set-mark`/`-interface` gets batched sockets of its own carrying them, and one with a SOCKS5
+ * proxy goes through UDP ASSOCIATE. TLS servers check certificates against `trust` (`ca-file`,
+ * `ca-path`) besides the built-in roots. A server whose settings cannot be honoured is refused:
+ * every exchange fails with the reason (in its `refusal`), it is never asked another way.
  */
 export function createUpstream(
   config: UpstreamConfig,
   udpPool?: OutgoingSocketPool,
   trust?: TlsTrust,
 ): Upstream {
+  const marked = config.setMark !== undefined || config.interface !== undefined;
+  if (marked && (config.transport !== "udp" || config.proxy)) {
+    return refused(config, "-set-mark and -interface are only honoured on plain UDP servers");
+  }
   switch (config.transport) {
     case "udp":
+      if (config.proxy) {
+        if (config.proxy.kind !== "socks5") {
+          return refused(
+            config,
+            `proxy ${config.proxy.name} is an HTTP proxy, which carries no UDP (SmartDNS: only socks5 ` +
+              "supports udp); use a socks5:// proxy or a tcp:// server",
+          );
+        }
+        return new Socks5UdpUpstream(config.host, config.port, config.proxy);
+      }
+      if (marked) return markedUdp(config, udpPool);
       return udpPool
         ? new BatchedUdpUpstream(config.host, config.port, udpPool)
         : new UdpUpstream(config.host, config.port);
     case "tcp":
-      return new TcpUpstream(config.host, config.port);
+      return new TcpUpstream(config.host, config.port, config.proxy);
     case "https":
       return new HttpsUpstream(config, trust);
     case "tls":
@@ -35,6 +54,50 @@ export function createUpstream(
     default:
       return unbuilt(config);
   }
+}
+
+/**
+ * A UDP server whose sockets carry SO_MARK / SO_BINDTODEVICE: batched sockets of its own, opened
+ * once here so a refused option (no capability, no such interface) refuses the server. Its
+ * truncated answers are not retried over TCP (that socket could not carry the options).
+ */
+function markedUdp(config: UpstreamConfig, shared: OutgoingSocketPool | undefined): Upstream {
+  const what = [
+    config.setMark !== undefined ? `-set-mark ${config.setMark}` : "",
+    config.interface !== undefined ? `-interface ${config.interface}` : "",
+  ].filter(Boolean).join(" ");
+  if (!shared) {
+    return refused(
+      config,
+      `${what} needs the batched UDP sockets (Linux, --allow-ffi, udp-transport not portable)`,
+    );
+  }
+  const pool = new OutgoingSocketPool({ mark: config.setMark, device: config.interface });
+  try {
+    pool.probe(config.host.includes(":") ? "v6" : "v4");
+  } catch (e) {
+    pool.close();
+    return refused(config, `${what}: ${(e as Error).message}`);
+  }
+  const address = `udp://${authority(config.host, config.port)}`;
+  const tcp: Pick<Upstream, "exchange"> = {
+    exchange: () =>
+      Promise.reject(
+        new UpstreamError(address, `the answer came truncated and a TCP retry could not carry ${what}`),
+      ),
+  };
+  return new BatchedUdpUpstream(config.host, config.port, pool, { tcp, ownPool: true });
+}
+
+/** A server that is never asked: every exchange fails with `reason`, also its `refusal`. */
+function refused(config: UpstreamConfig, reason: string): Upstream & { refusal: string } {
+  const address = `${config.transport}://${authority(config.host, config.port)}`;
+  return {
+    address,
+    refusal: reason,
+    close() {},
+    exchange: () => Promise.reject(new UpstreamError(address, `refused: ${reason}`)),
+  };
 }
 
 /** A server whose transport has no implementation yet: every exchange fails, saying why. */

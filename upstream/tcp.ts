@@ -1,8 +1,11 @@
 /**
- * DNS over TCP to one upstream: a connection per exchange, 2-byte framing, no Nagle delay.
+ * DNS over TCP to one upstream: a connection per exchange (through the server's proxy when it has
+ * one), 2-byte framing, no Nagle delay.
  *
  * @module
  */
+import type { ProxyConfig } from "../config/schema.ts";
+import { dialTcp } from "./proxy_dial.ts";
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
@@ -12,7 +15,7 @@ import { randomId } from "../dns/transaction_id.ts";
 export class TcpUpstream implements Upstream {
   readonly address: string;
 
-  constructor(readonly host: string, readonly port: number) {
+  constructor(readonly host: string, readonly port: number, readonly proxy?: ProxyConfig) {
     this.address = `tcp://${authority(host, port)}`;
   }
 
@@ -28,7 +31,7 @@ export class TcpUpstream implements Upstream {
     const abort = () => conn?.close();
     signal.addEventListener("abort", abort, { once: true });
     try {
-      conn = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      conn = await dialTcp(this.host, this.port, this.proxy, signal);
       if (signal.aborted) throw new Error("aborted");
       conn.setNoDelay(true);
       await writeAll(conn, frame(query));

@@ -19,6 +19,7 @@ import { randomId } from "../dns/transaction_id.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
+import { dialTcp } from "./proxy_dial.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { loadCaCerts };
@@ -105,6 +106,8 @@ export class TlsUpstream implements Upstream {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** The proxy every connection goes through, if any (TLS runs end to end through it). */
+  readonly proxy?: UpstreamConfig["proxy"];
   /** The name sent as SNI and checked in the certificate (the IP when none is configured). */
   readonly serverName: string;
   /** Why this server can never be used, when a setting cannot be honoured. */
@@ -129,6 +132,7 @@ export class TlsUpstream implements Upstream {
   constructor(config: UpstreamConfig, trust: TlsTrust = {}, options: TlsUpstreamOptions = {}) {
     this.host = config.host;
     this.port = config.port;
+    this.proxy = config.proxy;
     this.address = `tls://${authority(config.host, config.port)}`;
     this.idleMs = options.idleMs ?? 10_000;
     this.backoffMs = options.backoffMs ?? 500;
@@ -239,7 +243,7 @@ export class TlsUpstream implements Upstream {
     let tls: Deno.TlsConn | undefined;
     let stage = "connect";
     try {
-      tcp = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      tcp = await dialTcp(this.host, this.port, this.proxy);
       tcp.setNoDelay(true);
       stage = "TLS handshake";
       tls = await Deno.startTls(tcp, { hostname: this.serverName, caCerts: this.caCerts });

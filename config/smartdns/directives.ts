@@ -13,6 +13,7 @@ import { LISTEN } from "./listen.ts";
 import { LOGGING } from "./logging.ts";
 import { NFTSET } from "./nftset.ts";
 import { NOT_YET } from "./not_yet.ts";
+import { PROXIES } from "./proxies.ts";
 import type { DirectiveTable } from "./reader.ts";
 import { RULES } from "./rules.ts";
 import { UPSTREAMS } from "./upstreams.ts";
@@ -42,6 +43,7 @@ export const SMARTDNS_DIRECTIVES: readonly string[] = (
 export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   listeners: LISTEN,
   upstreams: UPSTREAMS,
+  proxies: PROXIES,
   cache: CACHE,
   rules: RULES,
   "IP rules": IP_RULES,

@@ -41,13 +41,10 @@ export const FLAGS = new Set([
   "fallback",
   "hitchhiking",
 ]);
-/** Options without which queries would go another way than the file says. */
-export const CRITICAL = new Map([
-  ["proxy", "queries would go to the server directly, not through the proxy"],
-  ["p", "queries would go to the server directly, not through the proxy"],
-  ["interface", "queries would leave by the default route, not that interface"],
-  ["set-mark", "queries would not carry the mark policy routing uses"],
-]);
+/** Why `-set-mark`/`-interface` are refused on a server other than plain UDP without a proxy. */
+export const SOCKET_OPTION_REFUSAL =
+  "only plain UDP servers (FFI sockets) can carry it: Deno's TCP sockets " +
+  "take no SO_MARK or SO_BINDTODEVICE, so queries would leave without it";
 /** Options that only mean something for encrypted servers. */
 export const TLS_ONLY = new Set([
   "host-name",
@@ -96,6 +93,10 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let blacklistIp = false;
   let whitelistIp = false;
   let fallback = false;
+  let proxy: string | undefined;
+  let proxyAt = d.at(l, 0);
+  let setMark: number | undefined;
+  let device: string | undefined;
   const encrypted = address.transport === "tls" || address.transport === "https";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
@@ -122,14 +123,38 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       whitelistIp = true;
     } else if (opt === "fallback") {
       fallback = true;
-    } else if (CRITICAL.has(opt)) {
-      d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
+    } else if (opt === "proxy" || opt === "p") {
+      proxy = value ?? "";
+      proxyAt = d.at(l, l.words.indexOf(value ?? "", 2));
+    } else if (opt === "set-mark") {
+      const m = /^(0x[0-9a-f]+|\d+)$/i.exec(value ?? "");
+      const mark = m ? Number(m[1]) : NaN;
+      if (!(mark >= 0 && mark <= 0xffffffff)) {
+        d.fail(l, 0, `${l.words[0]}: -set-mark "${value}" is not a mark`);
+      }
+      setMark = mark;
+    } else if (opt === "interface") {
+      if (!/^[^\s/]{1,15}$/.test(value ?? "")) {
+        d.fail(l, 0, `${l.words[0]}: -interface "${value}" is not an interface name (1 to 15 characters)`);
+      }
+      device = value;
     } else if (TLS_ONLY.has(opt)) {
       d.warn(l, 0, `${l.words[0]}: -${opt} only applies to encrypted servers; ignored`);
     } else {
       d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
     }
   });
+  for (
+    const [opt, given] of [["set-mark", setMark !== undefined], ["interface", device !== undefined]] as const
+  ) {
+    if (!given) continue;
+    if (address.transport !== "udp") {
+      d.notSupportedCritical(`${l.words[0]} -${opt}`, l, SOCKET_OPTION_REFUSAL);
+    } else if (proxy !== undefined) {
+      d.notSupportedCritical(`${l.words[0]} -${opt} with -proxy`, l, "the proxy connection cannot carry it");
+    }
+  }
+  if (proxy !== undefined) d.proxyRefs.push({ upstream: d.upstreams.length, name: proxy, source: proxyAt });
   d.upstreams.push({
     ...address,
     ...(encrypted ? { tls } : {}),
@@ -138,6 +163,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(blacklistIp ? { blacklistIp } : {}),
     ...(whitelistIp ? { whitelistIp } : {}),
     ...(fallback ? { fallback } : {}),
+    ...(setMark !== undefined ? { setMark } : {}),
+    ...(device !== undefined ? { interface: device } : {}),
     source: d.at(l, 1),
   });
 }
@@ -161,7 +188,7 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address",
     status: "partly",
     note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip, " +
-      "-fallback; other options reported",
+      "-fallback, -proxy; -set-mark and -interface on UDP servers (refused on others); other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
