@@ -349,6 +349,7 @@ class TomlWriter {
       if (!u.proxy || seen.has(u.proxy.name)) continue;
       seen.add(u.proxy.name);
       this.blank();
+      this.out.push(...this.above(this.at(u.proxy.source)));
       this.out.push("[[proxy]]", `name = ${str(u.proxy.name)}`, `url = ${str(proxyUrl(u.proxy))}`);
     }
   }

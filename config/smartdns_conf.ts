@@ -191,8 +191,8 @@ export function parseSmartdnsConf(
     );
     d.group = undefined;
   }
-  refuseCritical(d);
   resolveProxies(d);
+  refuseCritical(d);
   const binds = d.binds.length > 0 ? d.binds : [{ transport: "udp" as const, host: "::", port: DNS_PORT }];
   const servers = upstreams(d, file);
   checkRuleReferences(d.domainRules, d.domainSets, servers);

@@ -58,9 +58,10 @@ function code(names: Iterable<string>): string {
 /** What a `directive … -option` line does here, found by reading one (so it cannot drift). */
 function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignored" {
   try {
-    // A server in group "x" too, so that an option naming a group ("-group x") has one.
+    // A server in group "x" too, so that an option naming a group ("-group x") has one, and a
+    // proxy named "x" for "-proxy x".
     const c = parseSmartdnsConf(
-      `${line}\nserver 192.0.2.1\nserver 192.0.2.9 -group x\n`,
+      `${line}\nserver 192.0.2.1\nserver 192.0.2.9 -group x\nproxy-server socks5://127.0.0.1 -name x\n`,
       "compat.conf",
       () => "",
     );
@@ -81,7 +82,8 @@ function byEffect(
 ): Record<string, string[]> {
   const groups: Record<string, string[]> = { honoured: [], "not yet": [], refused: [], ignored: [] };
   for (const option of options) {
-    groups[optionEffect(line(`-${option}${withValue.has(option) ? " x" : ""}`))].push(option);
+    const value = option === "set-mark" ? " 1" : " x";
+    groups[optionEffect(line(`-${option}${withValue.has(option) ? value : ""}`))].push(option);
   }
   return groups;
 }

@@ -42,8 +42,7 @@ export const SMARTDNS_DIRECTIVES: readonly string[] = (
 /** The handler tables, one per feature, by the feature's name (the compat table's sections). */
 export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   listeners: LISTEN,
-  upstreams: UPSTREAMS,
-  proxies: PROXIES,
+  upstreams: { ...UPSTREAMS, ...PROXIES },
   cache: CACHE,
   rules: RULES,
   "IP rules": IP_RULES,

@@ -28,7 +28,8 @@ function proxyServer(d: Draft, l: Line): void {
 
 /**
  * Puts each `-proxy NAME` server's proxy into its model; a name no `proxy-server` defines refuses
- * the file at the `-proxy` option (the server would otherwise be asked directly).
+ * the file at the `-proxy` option (the server would otherwise be asked directly). Call it before
+ * the critical directives are refused: `-set-mark`/`-interface` with a real proxy are critical.
  */
 export function resolveProxies(d: Draft): void {
   for (const ref of d.proxyRefs) {
@@ -41,7 +42,11 @@ export function resolveProxies(d: Draft): void {
         ref.source,
       );
     }
-    if (proxy !== "direct") d.upstreams[ref.upstream] = { ...d.upstreams[ref.upstream], proxy };
+    if (proxy === "direct") continue;
+    for (const name of ref.marked) {
+      d.notSupportedCritical(name, ref.line, "the connection to the proxy cannot carry it");
+    }
+    d.upstreams[ref.upstream] = { ...d.upstreams[ref.upstream], proxy };
   }
 }
 

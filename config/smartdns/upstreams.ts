@@ -144,17 +144,20 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
     }
   });
-  for (
-    const [opt, given] of [["set-mark", setMark !== undefined], ["interface", device !== undefined]] as const
-  ) {
-    if (!given) continue;
-    if (address.transport !== "udp") {
-      d.notSupportedCritical(`${l.words[0]} -${opt}`, l, SOCKET_OPTION_REFUSAL);
-    } else if (proxy !== undefined) {
-      d.notSupportedCritical(`${l.words[0]} -${opt} with -proxy`, l, "the proxy connection cannot carry it");
-    }
+  if (address.transport !== "udp") {
+    if (setMark !== undefined) d.notSupportedCritical(`${l.words[0]} -set-mark`, l, SOCKET_OPTION_REFUSAL);
+    if (device !== undefined) d.notSupportedCritical(`${l.words[0]} -interface`, l, SOCKET_OPTION_REFUSAL);
   }
-  if (proxy !== undefined) d.proxyRefs.push({ upstream: d.upstreams.length, name: proxy, source: proxyAt });
+  if (proxy !== undefined) {
+    const marked = [setMark !== undefined ? "-set-mark" : "", device !== undefined ? "-interface" : ""];
+    d.proxyRefs.push({
+      upstream: d.upstreams.length,
+      name: proxy,
+      source: proxyAt,
+      marked: marked.filter(Boolean).map((o) => `${l.words[0]} ${o} with -proxy`),
+      line: l,
+    });
+  }
   d.upstreams.push({
     ...address,
     ...(encrypted ? { tls } : {}),
