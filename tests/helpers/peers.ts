@@ -86,3 +86,55 @@ export const EXAMPLE_RECORDS = [
   "--txt-record=info.example,keeldns interop",
   "--local=/example/",
 ];
+
+/**
+ * Starts unbound answering dot.test. (a.dot.test A 192.0.2.53) over TLS only on 127.0.0.1:port,
+ * with the leaf of `dir` (makeTestPki); resolves once it accepts.
+ */
+export async function startUnboundDot(dir: string, port: number): Promise<Deno.ChildProcess> {
+  const conf = `${dir}/unbound.conf`;
+  await Deno.writeTextFile(
+    conf,
+    `server:
+  interface: 127.0.0.1@${port}
+  tls-port: ${port}
+  tls-service-key: "${dir}/leaf.key"
+  tls-service-pem: "${dir}/leaf.pem"
+  do-ip6: no
+  do-udp: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "${dir}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  local-zone: "dot.test." static
+  local-data: "a.dot.test. 300 IN A 192.0.2.53"
+remote-control:
+  control-enable: no
+`,
+  );
+  const process = new Deno.Command(programPath("unbound"), {
+    args: ["-d", "-c", conf],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  (async () => {
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return process;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  await stopPeer(process);
+  throw new Error(`unbound did not start on port ${port}: ${stderr}`);
+}
