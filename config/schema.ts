@@ -85,7 +85,7 @@ export interface UpstreamConfig {
   readonly fallback?: boolean;
   /** `-proxy NAME`: every connection to the server goes through this proxy, never around it. */
   readonly proxy?: ProxyConfig;
-  /** `-set-mark N`: SO_MARK on the server's sockets (UDP servers only; needs CAP_NET_ADMIN). */
+  /** `-set-mark N`: SO_MARK on the server's sockets (UDP servers only; needs CAP_NET_ADMIN, or CAP_NET_RAW on Linux 5.17+). */
   readonly setMark?: number;
   /** `-interface IF`: SO_BINDTODEVICE on the server's sockets (UDP servers only; needs CAP_NET_RAW). */
   readonly interface?: string;

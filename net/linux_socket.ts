@@ -247,7 +247,7 @@ export class LinuxUdpSocket {
 
   /**
    * Creates and binds a UDP socket. `::` is bound dual-stack. `receiveTimeoutMs` bounds each
-   * blocking receive so a closing listener notices. `mark` sets SO_MARK (needs CAP_NET_ADMIN),
+   * blocking receive so a closing listener notices. `mark` sets SO_MARK (needs CAP_NET_ADMIN, or CAP_NET_RAW on Linux 5.17+),
    * `device` SO_BINDTODEVICE (needs CAP_NET_RAW). Throws with the OS's reason on failure.
    */
   static bind(
