@@ -389,6 +389,7 @@ class TomlWriter {
     if (u.proxy) this.out.push(`proxy = ${str(u.proxy.name)}`);
     if (u.setMark !== undefined) this.out.push(`set-mark = ${u.setMark}`);
     if (u.interface !== undefined) this.out.push(`interface = ${str(u.interface)}`);
+    if (u.tcpKeepalive !== undefined) this.out.push(`tcp-keepalive = ${u.tcpKeepalive}`);
   }
 
   cache(): void {

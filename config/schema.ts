@@ -89,6 +89,11 @@ export interface UpstreamConfig {
   readonly setMark?: number;
   /** `-interface IF`: SO_BINDTODEVICE on the server's sockets (UDP servers only; needs CAP_NET_RAW). */
   readonly interface?: string;
+  /**
+   * `-tcp-keepalive N`: the edns-tcp-keepalive option (RFC 7828, N in 100 ms units) in queries over
+   * TCP and TLS, and how long the reused TLS connection is kept idle.
+   */
+  readonly tcpKeepalive?: number;
   readonly source?: SourcePosition;
 }
 

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../tests/helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../tests/helpers/assert.ts";
 import { ConfigError } from "./errors.ts";
 import { detectFormat, parseConfig } from "./load.ts";
 import { parseSmartdnsConf } from "./smartdns_conf.ts";
@@ -348,4 +348,7 @@ Deno.test("smartdns.conf: proxy-server, -proxy, -set-mark and -interface", () =>
     /:3:1: proxy-server: "a" is defined twice/,
   );
   assertThrows(() => parse("server 9.9.9.9 -set-mark x\n"), /-set-mark "x" is not a mark/);
+  const k = parse("server-tls 192.0.2.9 -tcp-keepalive 1200\nserver 192.0.2.8 -tcp-keepalive 10\n");
+  assertEquals(k.upstreams.map((u) => u.tcpKeepalive), [1200, undefined]);
+  assertMatch(k.warnings[0].message, /-tcp-keepalive is sent to TCP and TLS servers only .*; ignored/);
 });

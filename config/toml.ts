@@ -135,6 +135,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "proxy",
     "set-mark",
     "interface",
+    "tcp-keepalive",
   ],
   proxy: ["name", "url"],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
@@ -346,6 +347,12 @@ class TomlConfigReader {
         ? undefined
         : this.integer(t, "set-mark", path, 0, 0xffffffff, 0);
       const device = this.string(t, "interface", path);
+      const tcpKeepalive = t["tcp-keepalive"] === undefined
+        ? undefined
+        : this.integer(t, "tcp-keepalive", path, 1, 65535, 0);
+      if (tcpKeepalive !== undefined && parsed.transport !== "tcp" && parsed.transport !== "tls") {
+        this.src.fail(`${path}.tcp-keepalive`, "tcp-keepalive is for tcp:// and tls:// servers (RFC 7828)");
+      }
       for (const [key, given] of [["set-mark", setMark !== undefined], ["interface", device !== undefined]]) {
         if (given && (parsed.transport !== "udp" || (proxy && proxy !== "direct"))) {
           this.src.fail(
@@ -365,6 +372,7 @@ class TomlConfigReader {
         ...(proxy && proxy !== "direct" ? { proxy } : {}),
         ...(setMark !== undefined ? { setMark } : {}),
         ...(device !== undefined ? { interface: device } : {}),
+        ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
         ...(parsed.transport === "tls" || parsed.transport === "https"
           ? { tls: this.tlsOptions(t, path) }
           : {}),

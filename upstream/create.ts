@@ -46,7 +46,7 @@ export function createUpstream(
         ? new BatchedUdpUpstream(config.host, config.port, udpPool)
         : new UdpUpstream(config.host, config.port);
     case "tcp":
-      return new TcpUpstream(config.host, config.port, config.proxy);
+      return new TcpUpstream(config.host, config.port, config.proxy, config.tcpKeepalive);
     case "https":
       return new HttpsUpstream(config, trust);
     case "tls":

@@ -10,7 +10,7 @@ import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { FakeUpstream } from "../tests/helpers/fake_upstream.ts";
 import { Socks5Proxy } from "../tests/helpers/socks5_proxy.ts";
 import { decodePacket } from "../dns/packet.ts";
-import { parseQuery } from "../dns/wire.ts";
+import { buildUpstreamQuery, parseQuery } from "../dns/wire.ts";
 import type { ProxyConfig } from "../config/schema.ts";
 import { parseUdpDatagram, udpDatagram } from "./socks5.ts";
 import { TcpUpstream } from "./tcp.ts";
@@ -196,4 +196,28 @@ Deno.test("http proxy: a TCP server answers through CONNECT with Basic credentia
     listener.close();
     await fake.close();
   }
+});
+
+Deno.test("tcp-keepalive: TCP queries carry the RFC 7828 option with the configured timeout", async () => {
+  const { withTcpKeepalive } = await import("./tcp_keepalive.ts");
+  const plain = buildUpstreamQuery(q("k.test"), 1);
+  const withOption = withTcpKeepalive(plain, 1200);
+  assertEquals([...withOption.subarray(plain.length - 2)], [0, 6, 0, 11, 0, 2, 1200 >> 8, 1200 & 0xff]);
+  // Against a TCP listener that records the query as received.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let received: Uint8Array | undefined;
+  (async () => {
+    const conn = await listener.accept();
+    const buf = new Uint8Array(512);
+    let n = 0;
+    while (n < 2 || n < 2 + ((buf[0] << 8) | buf[1])) n += (await conn.read(buf.subarray(n))) ?? 0;
+    received = buf.slice(2, n);
+    conn.close();
+  })();
+  const up = new TcpUpstream("127.0.0.1", listener.addr.port, undefined, 1200);
+  await rejects(up.exchange(q("k.test"), signal()));
+  listener.close();
+  const opt = decodePacket(received!).additionals?.[0] as { options?: { code: number; timeout?: number }[] };
+  assertEquals(opt.options?.map((o) => o.code), [11]);
+  assertEquals(opt.options?.[0].timeout, 1200);
 });

@@ -20,6 +20,7 @@ import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/
 import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { dialTcp } from "./proxy_dial.ts";
+import { withTcpKeepalive } from "./tcp_keepalive.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { loadCaCerts };
@@ -29,7 +30,10 @@ export type TlsTrust = CaTrust;
 
 /** Tunables, mainly for tests. */
 export interface TlsUpstreamOptions {
-  /** Milliseconds without queries after which the connection is closed (default 10 s). */
+  /**
+   * Milliseconds without queries after which the connection is closed (default: the server's
+   * `-tcp-keepalive` timeout, else 10 s).
+   */
   readonly idleMs?: number;
   /** First delay after a failed connection attempt (default 500 ms); doubles up to `maxBackoffMs`. */
   readonly backoffMs?: number;
@@ -115,6 +119,8 @@ export class TlsUpstream implements Upstream {
   private refusalLogged = false;
   private readonly caCerts: string[] = [];
   private readonly idleMs: number;
+  /** The edns-tcp-keepalive TIMEOUT sent in every query (`-tcp-keepalive`), if any. */
+  private readonly keepalive?: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly log: (level: "error" | "warn", message: string) => void;
@@ -134,7 +140,8 @@ export class TlsUpstream implements Upstream {
     this.port = config.port;
     this.proxy = config.proxy;
     this.address = `tls://${authority(config.host, config.port)}`;
-    this.idleMs = options.idleMs ?? 10_000;
+    this.keepalive = config.tcpKeepalive;
+    this.idleMs = options.idleMs ?? (config.tcpKeepalive ? config.tcpKeepalive * 100 : 10_000);
     this.backoffMs = options.backoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     const logger = options.log ? undefined : getLogger("upstream");
@@ -192,7 +199,8 @@ export class TlsUpstream implements Upstream {
     }
     let id = randomId();
     while (connection.pending.has(id)) id = randomId();
-    const query = buildUpstreamQuery(q, id);
+    const plain = buildUpstreamQuery(q, id);
+    const query = this.keepalive === undefined ? plain : withTcpKeepalive(plain, this.keepalive);
     let onAbort = () => {};
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const fail = (reason: string) => reject(new UpstreamError(this.address, reason));

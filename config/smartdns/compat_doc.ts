@@ -82,7 +82,7 @@ function byEffect(
 ): Record<string, string[]> {
   const groups: Record<string, string[]> = { honoured: [], "not yet": [], refused: [], ignored: [] };
   for (const option of options) {
-    const value = option === "set-mark" ? " 1" : " x";
+    const value = option === "set-mark" || option === "tcp-keepalive" ? " 1" : " x";
     groups[optionEffect(line(`-${option}${withValue.has(option) ? value : ""}`))].push(option);
   }
   return groups;
@@ -92,7 +92,8 @@ function optionsSection(): string[] {
   const server = byEffect(
     [...upstreams.WITH_VALUE, ...upstreams.FLAGS],
     upstreams.WITH_VALUE,
-    (o) => `server 192.0.2.2 ${o}`,
+    // -tcp-keepalive is for TCP and TLS servers (RFC 7828): asked of a TCP one.
+    (o) => o.startsWith("-tcp-keepalive") ? `server tcp://192.0.2.2 ${o}` : `server 192.0.2.2 ${o}`,
   );
   const bind = byEffect(
     [...listen.WITH_VALUE, ...listen.FLAGS],

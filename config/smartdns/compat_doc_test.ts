@@ -24,7 +24,8 @@ Deno.test("the compat page has one row for every SmartDNS directive, and the opt
   }
   assert(
     page.includes(
-      "| `server`, `server-tcp` | `-group`, `-g`, `-proxy`, `-p`, `-interface`, `-set-mark`, `-exclude-default-group`, `-e`, " +
+      "| `server`, `server-tcp` | `-group`, `-g`, `-proxy`, `-p`, `-interface`, `-set-mark`, `-tcp-keepalive`, " +
+        "`-exclude-default-group`, `-e`, " +
         "`-blacklist-ip`, `-whitelist-ip`, `-fallback` |",
     ),
     page,

@@ -11,7 +11,6 @@ import { parseProxyUrl } from "../proxy_url.ts";
 import type { DirectiveTable, Draft, Line } from "./reader.ts";
 
 function proxyServer(d: Draft, l: Line): void {
-  const url = d.text(l, 1);
   let name = "";
   d.options(l, 2, { withValue: new Set(["name", "n"]), flags: new Set(["fallback", "k"]) }, (o, v) => {
     if (o === "name" || o === "n") name = v ?? "";

@@ -97,6 +97,7 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let proxyAt = d.at(l, 0);
   let setMark: number | undefined;
   let device: string | undefined;
+  let tcpKeepalive: number | undefined;
   const encrypted = address.transport === "tls" || address.transport === "https";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
@@ -133,6 +134,23 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
         d.fail(l, 0, `${l.words[0]}: -set-mark "${value}" is not a mark`);
       }
       setMark = mark;
+    } else if (opt === "tcp-keepalive") {
+      const n = /^\d+/.exec(value ?? "");
+      if (!n || Number(n[0]) > 65535) {
+        d.fail(l, 0, `${l.words[0]}: -tcp-keepalive "${value}" is not a timeout (0..65535, in 100 ms units)`);
+      }
+      if (address.transport === "tcp" || address.transport === "tls") {
+        if (Number(n[0]) > 0) tcpKeepalive = Number(n[0]);
+      } else {
+        d.warn(
+          l,
+          0,
+          `${
+            l.words[0]
+          }: -tcp-keepalive is sent to TCP and TLS servers only (RFC 7828 forbids it over UDP; ` +
+            "a DoH connection is HTTP's to manage); ignored",
+        );
+      }
     } else if (opt === "interface") {
       if (!/^[^\s/]{1,15}$/.test(value ?? "")) {
         d.fail(l, 0, `${l.words[0]}: -interface "${value}" is not an interface name (1 to 15 characters)`);
@@ -168,6 +186,7 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(fallback ? { fallback } : {}),
     ...(setMark !== undefined ? { setMark } : {}),
     ...(device !== undefined ? { interface: device } : {}),
+    ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
     source: d.at(l, 1),
   });
 }
@@ -191,7 +210,8 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address",
     status: "partly",
     note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip, " +
-      "-fallback, -proxy; -set-mark and -interface on UDP servers (refused on others); other options reported",
+      "-fallback, -proxy, -tcp-keepalive (the RFC 7828 option in TCP and TLS queries); -set-mark and -interface " +
+      "on UDP servers (refused on others); other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
@@ -219,7 +239,8 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address (tls://)",
     status: "partly",
     note: "DNS over TLS to an IP address, -host-name (SNI), -tls-host-verify, -no-check-certificate, " +
-      "-spki-pin; host names need bootstrap, not built yet",
+      "-spki-pin, -proxy, -tcp-keepalive (also the idle time of the reused connection); host names need " +
+      "bootstrap, not built yet",
     handle: (d, l) => server(d, l, "tls"),
   },
   "server-https": {
