@@ -110,7 +110,8 @@ export class HttpsUpstream implements Upstream {
       return answer;
     } catch (e) {
       if (e instanceof UpstreamError) throw e;
-      throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e));
+      const tunnel = this.tunnel?.lastFailure ? ` (tunnel: ${this.tunnel.lastFailure})` : "";
+      throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e) + tunnel);
     }
   }
 
@@ -173,6 +174,8 @@ class ConnectTunnel {
   private listener?: Deno.TcpListener;
   private readonly conns = new Set<Deno.Conn>();
   private readonly secret = crypto.randomUUID();
+  /** Why the last connection to the server (or its proxy) failed, cleared by the next success. */
+  lastFailure?: string;
 
   constructor(
     private readonly dial: () => Promise<Deno.TcpConn>,
@@ -221,7 +224,14 @@ class ConnectTunnel {
         await client.write(new TextEncoder().encode("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"));
         throw new Error("refused");
       }
-      server = await this.dial();
+      try {
+        server = await this.dial();
+        this.lastFailure = undefined;
+      } catch (e) {
+        this.lastFailure = (e as Error).message;
+        await client.write(new TextEncoder().encode("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"));
+        throw e;
+      }
       this.conns.add(server);
       server.setNoDelay(true);
       (client as Deno.TcpConn).setNoDelay?.(true);
