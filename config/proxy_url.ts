@@ -37,7 +37,14 @@ export function parseProxyUrl(text: string): ProxyTarget {
     }
   }
   if (rest.includes("/")) throw new Error(`"${text}": a proxy URL has no path`);
-  const { host, port } = parseHostPort(rest, DEFAULT_PROXY_PORTS[scheme]);
+  let hostPort: { host: string; port: number };
+  try {
+    hostPort = parseHostPort(rest, DEFAULT_PROXY_PORTS[scheme]);
+  } catch (e) {
+    if (!/is not an IP address/.test((e as Error).message)) throw e;
+    throw new Error(`"${rest}": give the proxy's IP address (proxy host names are not resolved)`);
+  }
+  const { host, port } = hostPort;
   return { kind: scheme, host, port, ...(username !== undefined ? { username, password } : {}) };
 }
 

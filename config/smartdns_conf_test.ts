@@ -348,6 +348,10 @@ Deno.test("smartdns.conf: proxy-server, -proxy, -set-mark and -interface", () =>
     /:3:1: proxy-server: "a" is defined twice/,
   );
   assertThrows(() => parse("server 9.9.9.9 -set-mark x\n"), /-set-mark "x" is not a mark/);
+  assertThrows(
+    () => parse("server 9.9.9.9\nproxy-server socks5://proxy.lan:1080 -name a\n"),
+    /:2:14: proxy-server: "proxy.lan:1080": give the proxy's IP address/,
+  );
   const k = parse("server-tls 192.0.2.9 -tcp-keepalive 1200\nserver 192.0.2.8 -tcp-keepalive 10\n");
   assertEquals(k.upstreams.map((u) => u.tcpKeepalive), [1200, undefined]);
   assertMatch(k.warnings[0].message, /-tcp-keepalive is sent to TCP and TLS servers only .*; ignored/);
