@@ -143,15 +143,23 @@ export function prepareFiles(
       );
     }
   }
-  if (config.cache.persist && config.cache.file) {
+  // The cache file's directory is also where the child makes the encrypted listeners' certificate
+  // when none is configured (server/self_signed_cert.ts).
+  const { binds, certFile, keyFile, keyPass } = config.server;
+  const ownCertificate = binds.some((b) => b.transport === "tls" || b.transport === "https") &&
+    certFile === undefined && keyFile === undefined && keyPass === undefined;
+  if ((config.cache.persist || ownCertificate) && config.cache.file) {
     const dir = dirOf(config.cache.file);
     if (!prepareDirectory(dir, account)) {
       warnings.push(
-        `${dir} is not writable by ${who}: the cache cannot be saved to ${config.cache.file}; ` +
-          `give it a directory of its own (e.g. /var/cache/keeldns/, created when missing)`,
+        `${dir} is not writable by ${who}: ` +
+          (config.cache.persist ? `the cache cannot be saved to ${config.cache.file}` : "") +
+          (config.cache.persist && ownCertificate ? " and " : "") +
+          (ownCertificate ? "the encrypted listeners' certificate cannot be made there" : "") +
+          `; give it a directory of its own (e.g. /var/cache/keeldns/, created when missing)`,
       );
     }
-    handOverFile(config.cache.file, account);
+    if (config.cache.persist) handOverFile(config.cache.file, account);
   }
   if (config.log.file && config.log.num > 0) {
     const file = config.log.file;

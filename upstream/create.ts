@@ -4,6 +4,8 @@
  * @module
  */
 import type { UpstreamConfig } from "../config/schema.ts";
+import type { BootstrapResolver } from "./bootstrap.ts";
+import { HostNameUpstream } from "./host_name.ts";
 import { HttpsUpstream } from "./https.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { type TlsTrust, TlsUpstream } from "./tls.ts";
@@ -17,31 +19,33 @@ import { authority, type Upstream, UpstreamError } from "./upstream.ts";
  * batched outgoing sockets of `udpPool` when one is given, else node:dgram; a UDP server with
  * `-set-mark`/`-interface` gets batched sockets of its own carrying them, and one with a SOCKS5
  * proxy goes through UDP ASSOCIATE. TLS servers check certificates against `trust` (`ca-file`,
- * `ca-path`) besides the built-in roots. A server whose settings cannot be honoured is refused:
- * every exchange fails with the reason (in its `refusal`), it is never asked another way.
+ * `ca-path`) besides the built-in roots. A server given by host name is resolved through `names`
+ * (the bootstrap servers, asked as they are configured: through their own proxies, not this
+ * server's), unless `-host-ip` pins it; its proxy, mark and interface then apply to the
+ * connections to the address it resolved to, as SmartDNS does. A server whose settings cannot be
+ * honoured is refused: every exchange fails with the reason (in its `refusal`), it is never asked
+ * another way.
  */
 export function createUpstream(
   config: UpstreamConfig,
   udpPool?: OutgoingSocketPool,
   trust?: TlsTrust,
+  names?: BootstrapResolver,
 ): Upstream {
-  const marked = config.setMark !== undefined || config.interface !== undefined;
-  if (marked && (config.transport !== "udp" || config.proxy)) {
-    return refused(config, "-set-mark and -interface are only honoured on plain UDP servers");
+  const refusal = refusalOf(config, udpPool);
+  if (refusal) return refused(config, refusal);
+  if (config.name !== undefined) {
+    // Given by host name: the protocol's upstream for the address `names` resolves it to (or -host-ip).
+    return new HostNameUpstream(config, {
+      resolver: names,
+      create: (c) => createUpstream(c, udpPool, trust),
+    });
   }
+  const marked = config.setMark !== undefined || config.interface !== undefined;
   switch (config.transport) {
     case "udp":
-      if (config.proxy) {
-        if (config.proxy.kind !== "socks5") {
-          return refused(
-            config,
-            `proxy ${config.proxy.name} is an HTTP proxy, which carries no UDP (SmartDNS: only socks5 ` +
-              "supports udp); use a socks5:// proxy or a tcp:// server",
-          );
-        }
-        return new Socks5UdpUpstream(config.host, config.port, config.proxy);
-      }
-      if (marked) return markedUdp(config, udpPool);
+      if (config.proxy) return new Socks5UdpUpstream(config.host, config.port, config.proxy);
+      if (marked) return markedUdp(config);
       return udpPool
         ? new BatchedUdpUpstream(config.host, config.port, udpPool)
         : new UdpUpstream(config.host, config.port);
@@ -56,22 +60,28 @@ export function createUpstream(
   }
 }
 
+/** Why `config` cannot be honoured whatever address it has (known before any name resolves), if it cannot. */
+function refusalOf(config: UpstreamConfig, udpPool: OutgoingSocketPool | undefined): string | undefined {
+  const marked = config.setMark !== undefined || config.interface !== undefined;
+  if (marked && (config.transport !== "udp" || config.proxy)) {
+    return "-set-mark and -interface are only honoured on plain UDP servers";
+  }
+  if (marked && !udpPool) return `${markedWhat(config)} ${NEEDS_BATCHED}`;
+  if (config.transport === "udp" && config.proxy && config.proxy.kind !== "socks5") {
+    return `proxy ${config.proxy.name} is an HTTP proxy, which carries no UDP (SmartDNS: only socks5 ` +
+      "supports udp); use a socks5:// proxy or a tcp:// server";
+  }
+  return undefined;
+}
+
 /**
- * A UDP server whose sockets carry SO_MARK / SO_BINDTODEVICE: batched sockets of its own, opened
+ * A UDP server whose sockets carry SO_MARK / SO_BINDTODEVICE (needs the shared batched sockets to
+ * exist, see {@link refusalOf}): batched sockets of its own, opened
  * once here so a refused option (no capability, no such interface) refuses the server. Its
  * truncated answers are not retried over TCP (that socket could not carry the options).
  */
-function markedUdp(config: UpstreamConfig, shared: OutgoingSocketPool | undefined): Upstream {
-  const what = [
-    config.setMark !== undefined ? `-set-mark ${config.setMark}` : "",
-    config.interface !== undefined ? `-interface ${config.interface}` : "",
-  ].filter(Boolean).join(" ");
-  if (!shared) {
-    return refused(
-      config,
-      `${what} needs the batched UDP sockets (Linux, --allow-ffi, udp-transport not portable)`,
-    );
-  }
+function markedUdp(config: UpstreamConfig): Upstream {
+  const what = markedWhat(config);
   const pool = new OutgoingSocketPool({ mark: config.setMark, device: config.interface });
   try {
     pool.probe(config.host.includes(":") ? "v6" : "v4");
@@ -87,6 +97,17 @@ function markedUdp(config: UpstreamConfig, shared: OutgoingSocketPool | undefine
       ),
   };
   return new BatchedUdpUpstream(config.host, config.port, pool, { tcp, ownPool: true });
+}
+
+/** Why a marked server without the batched sockets is refused. */
+const NEEDS_BATCHED = "needs the batched UDP sockets (Linux, --allow-ffi, udp-transport not portable)";
+
+/** The socket options of a marked server, as written in smartdns.conf. */
+function markedWhat(config: UpstreamConfig): string {
+  return [
+    config.setMark !== undefined ? `-set-mark ${config.setMark}` : "",
+    config.interface !== undefined ? `-interface ${config.interface}` : "",
+  ].filter(Boolean).join(" ");
 }
 
 /** A server that is never asked: every exchange fails with `reason`, also its `refusal`. */

@@ -4,7 +4,7 @@
  */
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
 import { freePort, KeeldnsProcess, skipWithout } from "../helpers/keeldns_process.ts";
-import { dig, startUnboundDot, stopPeer } from "../helpers/peers.ts";
+import { dig, startUnboundTls, stopPeer } from "../helpers/peers.ts";
 import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
 
 Deno.test({
@@ -17,7 +17,12 @@ Deno.test({
     await makeTestPki(dir, "dot.test");
     await makeTestCa(dir, "other-ca");
     const upstreamPort = await freePort();
-    const unbound = await startUnboundDot(dir, upstreamPort);
+    const unbound = await startUnboundTls(dir, {
+      host: "127.0.0.1",
+      port: upstreamPort,
+      zone: "dot.test.",
+      records: ["a.dot.test. 300 IN A 192.0.2.53"],
+    });
     const config = (ca: string) =>
       `bind 127.0.0.1:{port}\nserver-tls 127.0.0.1:${upstreamPort} -host-name dot.test\n` +
       `ca-file ${dir}/${ca}\ncache-size 0\n`;
