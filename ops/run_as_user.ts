@@ -28,8 +28,9 @@ import type { UserAccount } from "./user_database.ts";
 
 /**
  * The capabilities the configuration needs once serving: `CAP_NET_ADMIN` when a domain rule adds
- * answer addresses to an nftables set (`nftset`, `ipset`), none otherwise. (`CAP_NET_RAW` will
- * join when ICMP speed checks exist.)
+ * answer addresses to an nftables set (`nftset`, `ipset`), `CAP_NET_RAW` when the speed check
+ * pings (a raw ICMP socket, for systems whose `net.ipv4.ping_group_range` leaves the user out),
+ * none otherwise.
  */
 export function capabilitiesFor(config: Config): Capability[] {
   const caps: Capability[] = [];
@@ -37,6 +38,7 @@ export function capabilitiesFor(config: Config): Capability[] {
     (r.nftset?.v4 && r.nftset.v4 !== "-") || (r.nftset?.v6 && r.nftset.v6 !== "-")
   );
   if (setRule) caps.push("CAP_NET_ADMIN");
+  if (config.rules.speedCheck.some((m) => m.kind === "ping")) caps.push("CAP_NET_RAW");
   return caps;
 }
 

@@ -27,7 +27,10 @@ Deno.test("user: a TOML user that is no name is refused at its position", () => 
 });
 
 Deno.test("user: capabilities kept: none, or CAP_NET_ADMIN with an nftset rule; the guardian adds bind", () => {
-  const plain = parseSmartdnsConf("server 127.0.0.1\nuser nobody\n", "s.conf");
+  const plain = parseSmartdnsConf("server 127.0.0.1\nuser nobody\nspeed-check-mode tcp:80\n", "s.conf");
+  // SmartDNS's default speed check pings: a raw ICMP socket needs CAP_NET_RAW.
+  const pings = parseSmartdnsConf("server 127.0.0.1\nuser nobody\n", "s.conf");
+  assertEquals(capabilitiesFor(pings), ["CAP_NET_RAW"]);
   assertEquals(capabilitiesFor(plain), []);
   assertEquals(guardianPlan(plain), { keep: ["CAP_NET_BIND_SERVICE"], effective: [], passOn: true });
   assertEquals(childPlan(plain), { keep: [], effective: [], passOn: false });
