@@ -68,6 +68,12 @@ export interface UpstreamConfig {
   readonly whitelistIp?: boolean;
   /** `-fallback`: raced only when no other server of the group answered usably. */
   readonly fallback?: boolean;
+  /** `-subnet`: the Client Subnet its queries carry (`IP/len`, one per family), replacing the global one. */
+  readonly clientSubnet?: readonly string[];
+  /** `-subnet-all-query-types`: its own subnet goes with every query type, not only A and AAAA. */
+  readonly subnetAllQueryTypes?: boolean;
+  /** `-check-edns`: its answers without an OPT record are refused (forged answers lack one). */
+  readonly checkEdns?: boolean;
   readonly source?: SourcePosition;
 }
 
@@ -142,6 +148,11 @@ export interface ServerConfig {
   readonly keyFile?: string;
   /** The key's passphrase (`bind-cert-key-pass`): read, but an encrypted key is refused at start. */
   readonly keyPass?: string;
+  /**
+   * `edns-client-subnet`: the Client Subnet upstream queries carry (`IP/len`, one per family), for
+   * servers without their own `-subnet`.
+   */
+  readonly clientSubnet?: readonly string[];
 }
 
 /** How the guardian watches the child. */

@@ -235,6 +235,7 @@ export function parseSmartdnsConf(
       rateBurst: DEFAULT_RATE_BURST,
       ...(d.caFile ? { caFile: d.caFile } : {}),
       ...(d.caPath ? { caPath: d.caPath } : {}),
+      ...(d.clientSubnet.length > 0 ? { clientSubnet: d.clientSubnet } : {}),
       ...(d.certFile ? { certFile: d.certFile } : {}),
       ...(d.keyFile ? { keyFile: d.keyFile } : {}),
       ...(d.keyPass ? { keyPass: d.keyPass } : {}),

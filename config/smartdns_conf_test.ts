@@ -301,3 +301,41 @@ group-end
     /bind -group: no usable server is in group "nope"/,
   );
 });
+
+Deno.test("smartdns.conf: edns-client-subnet and server -subnet, one per family, as SmartDNS reads them", () => {
+  const c = parse(`
+edns-client-subnet 1.2.3.4/24
+edns-client-subnet 2001:db8:1::/48
+edns-client-subnet 5.6.7.8/16
+server 9.9.9.9 -subnet 10.0.0.0/0 -subnet-all-query-types
+server 192.0.2.1 -check-edns -subnet 2001:db8::1
+`);
+  // A later line replaces its family's subnet; the host bits are cleared.
+  assertEquals(c.server.clientSubnet, ["5.6.0.0/16", "2001:db8:1::/48"]);
+  // SmartDNS reads /0 (or no length) as the whole address; /0 is said so.
+  assertEquals(c.upstreams.map((u) => u.clientSubnet), [["10.0.0.0/32"], ["2001:db8::1/128"]]);
+  assertEquals(c.upstreams.map((u) => [u.subnetAllQueryTypes, u.checkEdns]), [[true, undefined], [
+    undefined,
+    true,
+  ]]);
+  assertEquals(c.warnings.map((w) => `${w.source.line}:${w.source.col} ${w.message}`), [
+    '5:24 server: "10.0.0.0/0" read as 10.0.0.0/32, as SmartDNS reads /0',
+  ]);
+  assertEquals(c.unsupported, []);
+});
+
+Deno.test("smartdns.conf: a bad subnet is refused at its word; edns-client-subnet is not per client group", () => {
+  for (
+    const [text, pattern] of [
+      ["edns-client-subnet 1.2.3.0/33\nserver 9.9.9.9\n", /:1:20: edns-client-subnet: .*0\.\.32/],
+      ["server 9.9.9.9 -subnet cdn.example\n", /:1:24: server: "cdn\.example" is not an IPv4 address/],
+      [
+        "server 9.9.9.9\ngroup-begin kids\nedns-client-subnet 1.2.3.0/24\ngroup-end\n",
+        /:3:1: edns-client-subnet cannot be inside group-begin kids/,
+      ],
+    ] as const
+  ) {
+    const e = assertThrows(() => parse(text), pattern);
+    assert(e instanceof ConfigError);
+  }
+});

@@ -36,6 +36,7 @@ import { LOG_LEVELS } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
+import { formatClientSubnet, parseClientSubnet } from "../dns/client_subnet.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
 import {
@@ -116,6 +117,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "cert-file",
     "key-file",
     "key-pass",
+    "edns-client-subnet",
   ],
   upstream: [
     "address",
@@ -124,6 +126,9 @@ const SCHEMA: Record<string, readonly string[]> = {
     "blacklist-ip",
     "whitelist-ip",
     "fallback",
+    "subnet",
+    "subnet-all-query-types",
+    "check-edns",
     "host-name",
     "tls-host-verify",
     "verify-certificate",
@@ -318,12 +323,33 @@ class TomlConfigReader {
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
         ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
         ...(this.boolean(t, "fallback", path, false) ? { fallback: true } : {}),
+        ...this.clientSubnet(t, "subnet", path),
+        ...(this.boolean(t, "subnet-all-query-types", path, false) ? { subnetAllQueryTypes: true } : {}),
+        ...(this.boolean(t, "check-edns", path, false) ? { checkEdns: true } : {}),
         ...(parsed.transport === "tls" || parsed.transport === "https"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
         source: this.src.position(`${path}.address`),
       };
     });
+  }
+
+  /**
+   * `{ clientSubnet }` from a Client Subnet key (`"IP/len"` or a list of them, at most one per
+   * family; `/0` is a real zero-length prefix here), or nothing when unset.
+   */
+  clientSubnet(t: Table, key: string, path: string): { clientSubnet?: string[] } {
+    const texts = this.strings(t, key, path);
+    if (texts.length === 0) return {};
+    const subnets = texts.map((text) =>
+      this.parsed(`${path}.${key}`, key, () => formatClientSubnet(parseClientSubnet(text)))
+    );
+    for (const family of [false, true]) {
+      if (subnets.filter((s) => s.includes(":") === family).length > 1) {
+        this.src.fail(`${path}.${key}`, `${key}: at most one ${family ? "IPv6" : "IPv4"} subnet`);
+      }
+    }
+    return { clientSubnet: subnets };
   }
 
   /** The certificate checks of a tls:// or https:// upstream. */
@@ -613,6 +639,7 @@ class TomlConfigReader {
         ...(this.string(server, "key-pass", "server")
           ? { keyPass: this.string(server, "key-pass", "server") }
           : {}),
+        ...this.clientSubnet(server, "edns-client-subnet", "server"),
       },
       upstreams,
       cache: {

@@ -73,6 +73,9 @@ function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignor
   }
 }
 
+/** A well-formed value for the options whose value is checked (the others are probed with "x"). */
+const SAMPLE_VALUES: Record<string, string> = { subnet: "192.0.2.0/24" };
+
 /** Options grouped by what keeldns does with them. */
 function byEffect(
   options: Iterable<string>,
@@ -81,7 +84,8 @@ function byEffect(
 ): Record<string, string[]> {
   const groups: Record<string, string[]> = { honoured: [], "not yet": [], refused: [], ignored: [] };
   for (const option of options) {
-    groups[optionEffect(line(`-${option}${withValue.has(option) ? " x" : ""}`))].push(option);
+    const value = withValue.has(option) ? ` ${SAMPLE_VALUES[option] ?? "x"}` : "";
+    groups[optionEffect(line(`-${option}${value}`))].push(option);
   }
   return groups;
 }

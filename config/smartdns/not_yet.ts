@@ -57,7 +57,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "rr-ttl-reply-max": { reason: "answers carry their cached TTL" },
   "response-mode": { reason: "the first usable answer is sent (fastest-response)" },
   "force-no-CNAME": { reason: "CNAME records are kept in answers" },
-  "edns-client-subnet": { reason: "no client subnet is sent upstream" },
   "ddns-domain": { reason: "the DDNS name is not answered locally" },
   "local-domain": { reason: "hosts names without a dot are not expanded with a local domain" },
   "odhcpd-lease-file": { reason: "DHCP lease names are not answered locally yet" },

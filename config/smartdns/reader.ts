@@ -195,6 +195,8 @@ export class Draft {
   aclEnable = false;
   caFile?: string;
   caPath?: string;
+  /** `edns-client-subnet`: one `IP/len` per family (a later line replaces its family's). */
+  clientSubnet: string[] = [];
   /** `bind-cert-file`, `bind-cert-key-file`, `bind-cert-key-pass`. */
   certFile?: string;
   keyFile?: string;

@@ -6,6 +6,7 @@
  */
 import type { TlsOptions, UpstreamTransport } from "../schema.ts";
 import { parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
+import { formatClientSubnet, parseClientSubnet } from "../../dns/client_subnet.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** `server` options that take a value, by every name SmartDNS accepts. */
@@ -96,6 +97,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let blacklistIp = false;
   let whitelistIp = false;
   let fallback = false;
+  const subnets: string[] = [];
+  let subnetAllQueryTypes = false;
+  let checkEdns = false;
   const encrypted = address.transport === "tls" || address.transport === "https";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
@@ -122,6 +126,12 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       whitelistIp = true;
     } else if (opt === "fallback") {
       fallback = true;
+    } else if (opt === "subnet") {
+      addSubnet(d, l, subnets, value ?? "");
+    } else if (opt === "subnet-all-query-types") {
+      subnetAllQueryTypes = true;
+    } else if (opt === "check-edns") {
+      checkEdns = true;
     } else if (CRITICAL.has(opt)) {
       d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
     } else if (TLS_ONLY.has(opt)) {
@@ -138,8 +148,29 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(blacklistIp ? { blacklistIp } : {}),
     ...(whitelistIp ? { whitelistIp } : {}),
     ...(fallback ? { fallback } : {}),
+    ...(subnets.length > 0 ? { clientSubnet: subnets } : {}),
+    ...(subnetAllQueryTypes ? { subnetAllQueryTypes } : {}),
+    ...(checkEdns ? { checkEdns } : {}),
     source: d.at(l, 1),
   });
+}
+
+/**
+ * Adds a Client Subnet (`edns-client-subnet`, `-subnet`) to `list`, replacing the one of its
+ * family, as SmartDNS keeps one per family. SmartDNS reads a missing or zero prefix length as the
+ * whole address (`1.2.3.4/0` is `1.2.3.4/32`), and so does this, saying so for `/0`.
+ */
+function addSubnet(d: Draft, l: Line, list: string[], text: string): void {
+  const word = Math.max(1, l.words.indexOf(text));
+  const zero = /\/0*$/.test(text.trim()) ? text.trim().replace(/\/0*$/, "") : undefined;
+  const subnet = d.value(l, word, () => parseClientSubnet(zero ?? text));
+  const canonical = formatClientSubnet(subnet);
+  if (zero !== undefined) {
+    d.warn(l, word, `${l.words[0]}: "${text}" read as ${canonical}, as SmartDNS reads /0`);
+  }
+  const at = list.findIndex((s) => s.includes(":") === (subnet.family === 2));
+  if (at >= 0) list.splice(at, 1, canonical);
+  else list.push(canonical);
 }
 
 /** An encrypted server kind not built yet: reported, and counted as a server line keeldns cannot use. */
@@ -161,7 +192,7 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address",
     status: "partly",
     note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip, " +
-      "-fallback; other options reported",
+      "-fallback, -subnet, -subnet-all-query-types, -check-edns; other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
@@ -174,6 +205,12 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "(none: list the servers)",
     status: "supported",
     handle: (d, l) => d.resolvFile = d.text(l, 1),
+  },
+  "edns-client-subnet": {
+    toml: "server.edns-client-subnet",
+    status: "supported",
+    note: "one IPv4 and one IPv6 subnet, sent to servers without their own -subnet; not per client group",
+    handle: (d, l) => addSubnet(d, l, d.clientSubnet, d.text(l, 1)),
   },
   "ca-file": {
     toml: "server.ca-file",
