@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
+import { withQueryOptions } from "../upstream/query_options.ts";
 import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
@@ -105,7 +106,13 @@ export function buildResolver(
     const inner = createUpstream(u, udpPool, trust);
     const refusal = (inner as { refusal?: string }).refusal;
     if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: inner.address, refusal });
-    return new HealthChecked(inner, {
+    const options = {
+      subnets: u.clientSubnet,
+      subnetAllQueryTypes: u.subnetAllQueryTypes,
+      globalSubnets: config.server.clientSubnet,
+      checkEdns: u.checkEdns,
+    };
+    return new HealthChecked(withQueryOptions(inner, options), {
       timeoutMs: config.server.upstreamTimeout,
       fallback: u.fallback,
       onChange: (h) => {

@@ -1,0 +1,80 @@
+import { assert, assertEquals } from "../tests/helpers/assert.ts";
+import { buildQuery } from "../tests/helpers/dns_client.ts";
+import { encodePacket } from "../dns/packet.ts";
+import { readClientSubnet } from "../dns/client_subnet.ts";
+import { buildUpstreamQuery, parseQuery, type Question } from "../dns/wire.ts";
+import { QuestionWithOptions, requiresOpt, UpstreamWithOptions, withQueryOptions } from "./query_options.ts";
+import type { Upstream } from "./upstream.ts";
+
+/** An upstream that records the query it would send and answers with `answer`. */
+function recorder(answer: Uint8Array): Upstream & { sent: Uint8Array[]; asked: Question[] } {
+  const sent: Uint8Array[] = [];
+  const asked: Question[] = [];
+  return {
+    address: "udp://192.0.2.53:53",
+    sent,
+    asked,
+    close() {},
+    exchange(q) {
+      asked.push(q);
+      sent.push(buildUpstreamQuery(q, 1));
+      return Promise.resolve(answer);
+    },
+  };
+}
+
+const withOpt = encodePacket({
+  type: "response",
+  id: 1,
+  flags: 0x8180,
+  questions: [{ name: "a.test", type: "A", class: "IN" }],
+  answers: [{ name: "a.test", type: "A", ttl: 60, data: "192.0.2.1" }],
+  additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232 } as never],
+});
+const withoutOpt = encodePacket({
+  type: "response",
+  id: 1,
+  flags: 0x8180,
+  questions: [{ name: "a.test", type: "A", class: "IN" }],
+  answers: [{ name: "a.test", type: "A", ttl: 60, data: "192.0.2.1" }],
+});
+
+Deno.test("withQueryOptions: a server with no subnet and no -check-edns is not wrapped", () => {
+  const inner = recorder(withOpt);
+  assert(withQueryOptions(inner, {}) === inner);
+  assert(withQueryOptions(inner, { subnetAllQueryTypes: true, checkEdns: false }) === inner);
+  assert(withQueryOptions(inner, { globalSubnets: ["1.2.3.0/24"] }) instanceof UpstreamWithOptions);
+});
+
+Deno.test("UpstreamWithOptions: the question goes as it is when its type takes no option", async () => {
+  const inner = recorder(withOpt);
+  const u = withQueryOptions(inner, { subnets: ["1.2.3.0/24"] });
+  const mx = parseQuery(buildQuery("a.test", "MX"));
+  await u.exchange(mx, new AbortController().signal);
+  assert(inner.asked[0] === mx, "no per-exchange object for a type without an option");
+  const a = parseQuery(buildQuery("a.test", "A", { edns: 1232 }));
+  await u.exchange(a, new AbortController().signal);
+  const view = inner.asked[1];
+  assert(view instanceof QuestionWithOptions);
+  assertEquals([view.name, view.qtype, view.dnssecOk, view.questionEnd, view.key], [
+    a.name,
+    a.qtype,
+    a.dnssecOk,
+    a.questionEnd,
+    a.key,
+  ]);
+  assertEquals(readClientSubnet(inner.sent[1])?.subnet, "1.2.3.0/24");
+  assertEquals(readClientSubnet(inner.sent[0]), null);
+  assert(!requiresOpt(view) && !requiresOpt(a));
+});
+
+Deno.test("UpstreamWithOptions: -check-edns rejects an answer without an OPT record", async () => {
+  const q = parseQuery(buildQuery("a.test", "A"));
+  const good = withQueryOptions(recorder(withOpt), { checkEdns: true });
+  assertEquals(await good.exchange(q, new AbortController().signal), withOpt);
+  const inner = recorder(withoutOpt);
+  const bad = withQueryOptions(inner, { checkEdns: true });
+  const error = await bad.exchange(q, new AbortController().signal).then(() => null, (e) => e as Error);
+  assert(error?.message.includes("without an OPT record"), String(error));
+  assert(requiresOpt(inner.asked[0]), "UDP exchanges are told to wait on past such answers");
+});
