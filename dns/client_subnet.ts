@@ -1,8 +1,8 @@
 /**
  * EDNS Client Subnet (RFC 7871): the option keeldns adds to the queries it sends upstream when
  * `edns-client-subnet` (global) or `server … -subnet` (one server) is configured, made once at
- * start-up so a query only copies its bytes in; and a reader of the option in a message, for
- * tests and logs.
+ * start-up so a query only copies its bytes in; a reader of the option in a message, for tests
+ * and logs; and {@link hasOptRecord}, whether an answer has an OPT record at all (`-check-edns`).
  *
  * Which option a question carries follows SmartDNS: an A question takes the IPv4 subnet (else the
  * IPv6 one), an AAAA question the IPv6 subnet (else the IPv4 one). Other types take one too from
