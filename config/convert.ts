@@ -511,6 +511,7 @@ class TomlWriter {
       if (g.rules.forceQtypeSoa.join() !== r.forceQtypeSoa.join()) {
         this.out.push(`force-qtype-soa = [${g.rules.forceQtypeSoa.join(", ")}]`);
       }
+      if (g.clientSubnet) this.out.push(`edns-client-subnet = ${subnetValue(g.clientSubnet)}`);
       for (const rule of g.rules.domainRules.filter((x) => x.group === g.name)) this.rule(rule, "group.rule");
     }
   }

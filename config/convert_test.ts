@@ -285,7 +285,8 @@ Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads b
 Deno.test("edns-client-subnet and server -subnet convert to TOML lists and read back the same", () => {
   const c = parseSmartdnsConf(
     "server 9.9.9.9\nedns-client-subnet 1.2.3.4/24\nedns-client-subnet 2001:db8::/56\n" +
-      "server 192.0.2.53 -subnet 10.9.8.0/20 -subnet-all-query-types -check-edns\n",
+      "server 192.0.2.53 -subnet 10.9.8.0/20 -subnet-all-query-types -check-edns\n" +
+      "client-rules 192.168.1.0/24 -group kids\ngroup-begin kids\nedns-client-subnet 9.9.9.0/24\ngroup-end\n",
     CONF,
     () => "",
   );
@@ -295,8 +296,13 @@ Deno.test("edns-client-subnet and server -subnet convert to TOML lists and read 
   assertEquals(c.unsupported, []);
   assertMatch(toml, /\nedns-client-subnet = \["1\.2\.3\.0\/24", "2001:db8::\/56"\]\n/);
   assertMatch(toml, /subnet = "10\.9\.0\.0\/20"\nsubnet-all-query-types = true\ncheck-edns = true\n/);
+  assertMatch(
+    toml,
+    /\[\[group\]\]\nname = "kids"\n.*\nedns-client-subnet = \["2001:db8::\/56", "9\.9\.9\.0\/24"\]\n/,
+  );
   const back = parseTomlConfig(toml, OUT);
   assertEquals(back.server.clientSubnet, c.server.clientSubnet);
+  assertEquals(back.groups.map((g) => g.clientSubnet), [["2001:db8::/56", "9.9.9.0/24"]]);
   assertEquals(
     back.upstreams.map((u) => [u.clientSubnet, u.subnetAllQueryTypes, u.checkEdns]),
     c.upstreams.map((u) => [u.clientSubnet, u.subnetAllQueryTypes, u.checkEdns]),

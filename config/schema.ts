@@ -376,6 +376,11 @@ export interface ClientGroupConfig {
   /** The clients (prefixes) it applies to. */
   readonly clients: readonly string[];
   readonly rules: RulesConfig;
+  /**
+   * The Client Subnet its queries carry to servers without their own `-subnet`, when the group
+   * has its own `edns-client-subnet` (laid over the global one, family by family).
+   */
+  readonly clientSubnet?: readonly string[];
   readonly source?: SourcePosition;
 }
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { overlaySubnets } from "../dns/client_subnet.ts";
 import {
   DEFAULT_GUARDIAN,
   DEFAULT_MAX_TCP_CONNECTIONS,
@@ -122,6 +123,7 @@ const GROUP_SCOPED = new Set([
   ...Object.keys(RULES),
   ...Object.keys(NOT_YET),
   "client-rules",
+  "edns-client-subnet",
   "group-end",
   "group-match",
 ]);
@@ -163,6 +165,7 @@ function clientGroupsOf(
       name,
       clients: g.clients,
       source: g.source,
+      ...(g.clientSubnet ? { clientSubnet: overlaySubnets(d.clientSubnet, g.clientSubnet) } : {}),
       rules: {
         ...rules,
         domainRules: [...rules.domainRules, ...d.domainRules.filter((r) => r.group === name)],

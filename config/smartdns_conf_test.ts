@@ -324,14 +324,33 @@ server 192.0.2.1 -check-edns -subnet 2001:db8::1
   assertEquals(c.unsupported, []);
 });
 
-Deno.test("smartdns.conf: a bad subnet is refused at its word; edns-client-subnet is not per client group", () => {
+Deno.test("smartdns.conf: edns-client-subnet in a client group is laid over the global one by family", () => {
+  const c = parse(`
+edns-client-subnet 1.2.3.0/24
+edns-client-subnet 2001:db8::/56
+server 9.9.9.9
+client-rules 192.168.1.0/24 -group kids
+group-begin kids
+edns-client-subnet 9.9.9.0/24
+group-end
+group-begin guests
+group-end
+`);
+  assertEquals(c.server.clientSubnet, ["1.2.3.0/24", "2001:db8::/56"]);
+  assertEquals(c.groups.map((g) => [g.name, g.clientSubnet]), [
+    ["kids", ["2001:db8::/56", "9.9.9.0/24"]],
+    ["guests", undefined],
+  ]);
+});
+
+Deno.test("smartdns.conf: a bad subnet is refused at its word", () => {
   for (
     const [text, pattern] of [
       ["edns-client-subnet 1.2.3.0/33\nserver 9.9.9.9\n", /:1:20: edns-client-subnet: .*0\.\.32/],
       ["server 9.9.9.9 -subnet cdn.example\n", /:1:24: server: "cdn\.example" is not an IPv4 address/],
       [
-        "server 9.9.9.9\ngroup-begin kids\nedns-client-subnet 1.2.3.0/24\ngroup-end\n",
-        /:3:1: edns-client-subnet cannot be inside group-begin kids/,
+        "server 9.9.9.9\ngroup-begin kids\nedns-client-subnet ::/200\ngroup-end\n",
+        /:3:20: edns-client-subnet: .*0\.\.128/,
       ],
     ] as const
   ) {

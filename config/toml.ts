@@ -36,7 +36,7 @@ import { LOG_LEVELS } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
-import { formatClientSubnet, parseClientSubnet } from "../dns/client_subnet.ts";
+import { formatClientSubnet, overlaySubnets, parseClientSubnet } from "../dns/client_subnet.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
 import {
@@ -78,7 +78,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "ip-set",
     "group",
   ],
-  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "rule"],
+  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "edns-client-subnet", "rule"],
   listen: ["address", "group", "flags"],
   rules: [
     "local-ttl",
@@ -532,7 +532,10 @@ class TomlConfigReader {
     };
   }
 
-  /** `[[group]]`: name, clients, force-aaaa-soa, force-qtype-soa, and its `[[group.rule]]` tables. */
+  /**
+   * `[[group]]`: name, clients, force-aaaa-soa, force-qtype-soa, edns-client-subnet (laid over
+   * the one in [server]), and its `[[group.rule]]` tables.
+   */
   groups(root: Table, rules: RulesConfig, upstreams: readonly UpstreamConfig[]): ClientGroupConfig[] {
     const names = new Set<string>();
     return this.list(root.group, "group").map((item, i) => {
@@ -547,10 +550,17 @@ class TomlConfigReader {
       const own = this.ruleList(g.rule, `${path}.rule`).map((r) => ({ ...r, group: name }));
       checkRuleReferences(own, rules.domainSets, upstreams);
       const qtypes = g["force-qtype-soa"];
+      const subnet = this.clientSubnet(g, "edns-client-subnet", path).clientSubnet;
+      const base = this.clientSubnet(
+        this.table(root.server, "server", "server"),
+        "edns-client-subnet",
+        "server",
+      );
       return {
         name,
         clients,
         source: this.src.position(`${path}.name`),
+        ...(subnet ? { clientSubnet: overlaySubnets(base.clientSubnet, subnet) } : {}),
         rules: {
           ...rules,
           domainRules: [...rules.domainRules, ...own],

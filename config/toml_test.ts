@@ -126,10 +126,18 @@ subnet-all-query-types = true
 check-edns = true
 [[upstream]]
 address = "1.1.1.1"
+[[group]]
+name = "kids"
+clients = ["192.168.1.0/24"]
+edns-client-subnet = ["9.9.9.0/24", "2001:db8:9::/48"]
+[[group]]
+name = "guests"
+clients = ["192.168.2.0/24"]
 `,
     "k.toml",
   );
   assertEquals(c.server.clientSubnet, ["1.2.3.0/24"]);
+  assertEquals(c.groups.map((g) => g.clientSubnet), [["9.9.9.0/24", "2001:db8:9::/48"], undefined]);
   // In TOML /0 is a zero-length prefix (no address sent), not SmartDNS's whole address.
   assertEquals(c.upstreams[0].clientSubnet, ["2001:db8::/56", "0.0.0.0/0"]);
   assertEquals([c.upstreams[0].subnetAllQueryTypes, c.upstreams[0].checkEdns], [true, true]);

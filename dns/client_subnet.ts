@@ -57,6 +57,15 @@ export function formatClientSubnet(subnet: ClientSubnet): string {
 }
 
 /**
+ * The subnets `own` lays over `base`, family by family (`IP/len` texts): a client group's
+ * `edns-client-subnet` replaces the default's subnet of the same family and keeps the other.
+ */
+export function overlaySubnets(base: readonly string[] | undefined, own: readonly string[]): string[] {
+  const family = (text: string) => text.includes(":");
+  return [...(base ?? []).filter((b) => !own.some((o) => family(o) === family(b))), ...own];
+}
+
+/**
  * Encodes the whole option (code, length, then FAMILY, SOURCE PREFIX-LENGTH, SCOPE PREFIX-LENGTH 0
  * and the ceil(prefix / 8) address bytes), ready to be copied into an OPT record's data.
  */

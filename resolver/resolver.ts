@@ -10,6 +10,7 @@ import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { createUpstream } from "../upstream/create.ts";
 import { withQueryOptions } from "../upstream/query_options.ts";
+import type { Question } from "../dns/wire.ts";
 import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
@@ -23,6 +24,7 @@ import { nftsetStage } from "./nftset_stage.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
+import { QueryContext } from "./query_context.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
 
@@ -110,6 +112,8 @@ export function buildResolver(
       subnets: u.clientSubnet,
       subnetAllQueryTypes: u.subnetAllQueryTypes,
       globalSubnets: config.server.clientSubnet,
+      clientGroupSubnets: config.groups.map((g) => g.clientSubnet),
+      clientGroupOf: (q: Question) => q instanceof QueryContext ? q.ruleGroup : 0,
       checkEdns: u.checkEdns,
     };
     return new HealthChecked(withQueryOptions(inner, options), {

@@ -3,12 +3,16 @@
  * that record the queries they receive. The subnet each server sees, per query type, with the
  * global `edns-client-subnet`, a server's own `-subnet` and `-subnet-all-query-types`; that a
  * client's own subnet is not passed on; that a `-check-edns` server's answers without an OPT record
- * are not used, over UDP even when a forged one comes first. The global setting is compared with
+ * are not used, over UDP even when a forged one comes first; a client group's own subnet, cached
+ * apart from the default clients' answer. The global setting is compared with
  * Debian's SmartDNS on the same file (its release 40 has no `-subnet` nor `-check-edns`).
  */
+import dgram from "node:dgram";
+import { Buffer } from "node:buffer";
 import { assertEquals } from "./helpers/assert.ts";
+import { assertValidAnswer } from "./helpers/answer_check.ts";
 import { type FakeBehaviour, FakeUpstream } from "./helpers/fake_upstream.ts";
-import { decodeReply, udpExchangeRaw, udpQuery } from "./helpers/dns_client.ts";
+import { buildQuery, decodeReply, type TestReply, udpExchangeRaw, udpQuery } from "./helpers/dns_client.ts";
 import { freePort, KeeldnsProcess, programPath, skipWithout } from "./helpers/keeldns_process.ts";
 import { stopPeer } from "./helpers/peers.ts";
 import { readClientSubnet } from "../dns/client_subnet.ts";
@@ -31,6 +35,29 @@ function seen(fake: FakeUpstream, name: string): string[] {
 async function seenAll(fake: FakeUpstream, name: string, count: number): Promise<string[]> {
   for (let i = 0; i < 60 && seen(fake, name).length < count; i++) await new Promise((r) => setTimeout(r, 50));
   return seen(fake, name);
+}
+
+/** One UDP query to keeldns from the loopback address `source`, checked and decoded. */
+function udpFrom(port: number, name: string, type: string, source: string): Promise<TestReply> {
+  const query = buildQuery(name, type);
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket("udp4");
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no answer for ${name} ${type} from ${source}`));
+    }, 3000);
+    socket.on("message", (msg: Uint8Array) => {
+      clearTimeout(timer);
+      socket.close();
+      try {
+        assertValidAnswer(new Uint8Array(msg), query, `UDP ${name} from ${source}`);
+        resolve(decodeReply(new Uint8Array(msg)));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    socket.bind({ address: source, port: 0 }, () => socket.send(Buffer.from(query), port, "127.0.0.1"));
+  });
 }
 
 /** Starts keeldns on a smartdns.conf made of `lines` (a bind line is added). */
@@ -227,6 +254,45 @@ Deno.test({
     } finally {
       for (const k of instances) await k.stop();
       for (const f of [noOpt, slow, forged]) await f.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "edns-client-subnet in a client group: its clients' queries carry it, cached apart",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const shared = await FakeUpstream.start();
+    const own = await FakeUpstream.start();
+    const k = await keeldns([
+      "edns-client-subnet 1.2.3.0/24",
+      `server 127.0.0.1:${shared.port}`,
+      `server 127.0.0.1:${own.port} -subnet 5.6.7.0/24`,
+      "client-rules 127.0.0.2/32 -group kids",
+      "group-begin kids",
+      "edns-client-subnet 9.9.9.0/24",
+      "group-end",
+    ]);
+    try {
+      for (const source of ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"]) {
+        const r = await udpFrom(k.port, "grp.test", "A", source);
+        assertEquals(r.answers.map((a) => a.data), ["192.0.2.1"], source);
+      }
+      // One upstream question per client group (the repeats are cache hits), each with its subnet;
+      // the server with its own -subnet sends that one to both.
+      assertEquals((await seenAll(shared, "grp.test", 2)).sort(), [
+        "grp.test A udp 1.2.3.0/24",
+        "grp.test A udp 9.9.9.0/24",
+      ]);
+      assertEquals(await seenAll(own, "grp.test", 2), [
+        "grp.test A udp 5.6.7.0/24",
+        "grp.test A udp 5.6.7.0/24",
+      ]);
+    } finally {
+      await k.stop();
+      await shared.close();
+      await own.close();
     }
   },
 });

@@ -4,9 +4,11 @@
  * and `-check-edns` (an answer without an OPT record is not taken from it). A server with neither
  * is not wrapped, so it pays nothing.
  *
- * The cache: the subnet sent is fixed per server by the configuration, never taken from the
- * client, so an answer does not depend on who asked and is cached as before (one entry per name,
- * type, DO bit and client group). A Client Subnet option in the client's own query is not passed
+ * The cache: the subnet sent is fixed by the configuration (per server, else per client group,
+ * else global), never taken from the client, so an answer depends on no more than the client
+ * group, which the cache key and the coalescing of in-flight misses already hold: it is cached as
+ * before (one entry per name, type, DO bit and client group). A Client Subnet option in the
+ * client's own query is not passed
  * upstream (upstream queries are built fresh, see `buildUpstreamQuery`). SmartDNS differs there:
  * it forwards the client's option but does not key its cache on it, so one client's tailored
  * answer is served to every other; keeldns keeps the answer independent of the client instead, and
@@ -26,6 +28,12 @@ export interface QueryOptions {
   readonly subnetAllQueryTypes?: boolean;
   /** `edns-client-subnet`: the subnets every server without its own sends. */
   readonly globalSubnets?: readonly string[];
+  /**
+   * Client groups with their own `edns-client-subnet`: the subnets for group i + 1 (0 is the
+   * default, `globalSubnets`), sent by servers without their own; `clientGroupOf` tells a query's.
+   */
+  readonly clientGroupSubnets?: readonly (readonly string[] | undefined)[];
+  readonly clientGroupOf?: (q: Question) => number;
   /** `-check-edns`: answers without an OPT record are refused. */
   readonly checkEdns?: boolean;
 }
@@ -88,17 +96,25 @@ export function requiresOpt(q: Question): boolean {
 export class UpstreamWithOptions implements Upstream {
   readonly address: string;
 
+  /**
+   * @param subnets the choice by client group (one entry: the same for every client)
+   * @param groupOf the client group of a query, when `subnets` has more than one entry
+   */
   constructor(
     readonly inner: Upstream,
-    private readonly subnet: ClientSubnetChoice | undefined,
+    private readonly subnets: readonly (ClientSubnetChoice | undefined)[],
     private readonly checkEdns: boolean,
+    private readonly groupOf: (q: Question) => number = () => 0,
   ) {
     this.address = inner.address;
   }
 
   /** The question as this server is asked it: with its subnet option for `q.qtype`, if any. */
   private view(q: Question): Question {
-    const option = this.subnet?.forType(q.qtype);
+    const subnet = this.subnets.length === 1
+      ? this.subnets[0]
+      : this.subnets[this.groupOf(q)] ?? this.subnets[0];
+    const option = subnet?.forType(q.qtype);
     return option === undefined && !this.checkEdns ? q : new QuestionWithOptions(q, option, this.checkEdns);
   }
 
@@ -124,11 +140,14 @@ export class UpstreamWithOptions implements Upstream {
  * no `-check-edns`). Throws on a subnet that is not `IP` or `IP/len`.
  */
 export function withQueryOptions(upstream: Upstream, options: QueryOptions): Upstream {
-  const subnet = ClientSubnetChoice.of(
-    options.subnets,
-    options.subnetAllQueryTypes ?? false,
-    options.globalSubnets,
-  );
-  if (subnet === undefined && !options.checkEdns) return upstream;
-  return new UpstreamWithOptions(upstream, subnet, options.checkEdns ?? false);
+  const all = options.subnetAllQueryTypes ?? false;
+  const own = options.subnets !== undefined && options.subnets.length > 0;
+  const groups = options.clientGroupSubnets ?? [];
+  const byGroup = !own && groups.some((g) => g !== undefined);
+  const subnets = [
+    ClientSubnetChoice.of(options.subnets, all, options.globalSubnets),
+    ...(byGroup ? groups.map((g) => ClientSubnetChoice.of(undefined, all, g ?? options.globalSubnets)) : []),
+  ];
+  if (subnets.every((s) => s === undefined) && !options.checkEdns) return upstream;
+  return new UpstreamWithOptions(upstream, subnets, options.checkEdns ?? false, options.clientGroupOf);
 }

@@ -78,3 +78,31 @@ Deno.test("UpstreamWithOptions: -check-edns rejects an answer without an OPT rec
   assert(error?.message.includes("without an OPT record"), String(error));
   assert(requiresOpt(inner.asked[0]), "UDP exchanges are told to wait on past such answers");
 });
+
+Deno.test("UpstreamWithOptions: a client group's own subnet, unless the server has its own", async () => {
+  const groupOf = (q: Question) => q.id; // the test's stand-in for the query context's client group
+  const options = {
+    globalSubnets: ["1.2.3.0/24"],
+    clientGroupSubnets: [undefined, ["9.9.9.0/24"]],
+    clientGroupOf: groupOf,
+  };
+  const inner = recorder(withOpt);
+  const u = withQueryOptions(inner, options);
+  for (const group of [0, 1, 2, 3]) {
+    await u.exchange(parseQuery(buildQuery("a.test", "A", { id: group })), new AbortController().signal);
+  }
+  // Group 1 (the first client group) has none of its own: the global one; group 2 has its own;
+  // an unknown group number gets the default's.
+  assertEquals(inner.sent.map((q) => readClientSubnet(q)?.subnet), [
+    "1.2.3.0/24",
+    "1.2.3.0/24",
+    "9.9.9.0/24",
+    "1.2.3.0/24",
+  ]);
+  const ownInner = recorder(withOpt);
+  const own = withQueryOptions(ownInner, { ...options, subnets: ["5.6.7.0/24"] });
+  await own.exchange(parseQuery(buildQuery("a.test", "A", { id: 2 })), new AbortController().signal);
+  assertEquals(readClientSubnet(ownInner.sent[0])?.subnet, "5.6.7.0/24");
+  const plain = recorder(withOpt);
+  assert(withQueryOptions(plain, { clientGroupSubnets: [undefined], clientGroupOf: groupOf }) === plain);
+});

@@ -127,6 +127,8 @@ export function asciiDomain(domain: string): string {
 export interface GroupDraft {
   forceAAAASOA?: boolean;
   forceQtypeSoa?: Set<number>;
+  /** Its own `edns-client-subnet` lines (one per family), laid over the default's. */
+  clientSubnet?: string[];
   /** The clients (prefixes) whose queries the group's rules answer. */
   readonly clients: string[];
   /** Where the group was begun. */

@@ -209,8 +209,11 @@ export const UPSTREAMS: DirectiveTable = {
   "edns-client-subnet": {
     toml: "server.edns-client-subnet",
     status: "supported",
-    note: "one IPv4 and one IPv6 subnet, sent to servers without their own -subnet; not per client group",
-    handle: (d, l) => addSubnet(d, l, d.clientSubnet, d.text(l, 1)),
+    note: "one IPv4 and one IPv6 subnet, sent to servers without their own -subnet; per client group too",
+    handle: (d, l) => {
+      const list = d.group ? (d.groups.get(d.group)!.clientSubnet ??= []) : d.clientSubnet;
+      addSubnet(d, l, list, d.text(l, 1));
+    },
   },
   "ca-file": {
     toml: "server.ca-file",
