@@ -8,11 +8,10 @@
  * else global), never taken from the client, so an answer depends on no more than the client
  * group, which the cache key and the coalescing of in-flight misses already hold: it is cached as
  * before (one entry per name, type, DO bit and client group). A Client Subnet option in the
- * client's own query is not passed
- * upstream (upstream queries are built fresh, see `buildUpstreamQuery`). SmartDNS differs there:
- * it forwards the client's option but does not key its cache on it, so one client's tailored
- * answer is served to every other; keeldns keeps the answer independent of the client instead, and
- * the cache-hit path untouched.
+ * client's own query is not passed upstream (upstream queries are built fresh, see
+ * `buildUpstreamQuery`). SmartDNS differs there: it forwards the client's option but does not key
+ * its cache on it, so one client's tailored answer is served to every other; keeldns keeps the
+ * answer independent of the client instead, and the cache-hit path untouched.
  *
  * @module
  */
