@@ -4,7 +4,8 @@
  * global `edns-client-subnet`, a server's own `-subnet` and `-subnet-all-query-types`; that a
  * client's own subnet is not passed on; that a `-check-edns` server's answers without an OPT record
  * are not used, over UDP even when a forged one comes first; a client group's own subnet, cached
- * apart from the default clients' answer. The global setting is compared with
+ * apart from the default clients' answer; a server by host name sending it while the bootstrap
+ * lookup of its name goes without. The global setting is compared with
  * Debian's SmartDNS on the same file (its release 40 has no `-subnet` nor `-check-edns`).
  */
 import dgram from "node:dgram";
@@ -293,6 +294,41 @@ Deno.test({
       await k.stop();
       await shared.close();
       await own.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "edns-client-subnet: a server by host name sends it; the bootstrap lookup of that name does not",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const bootstrap = await FakeUpstream.start((name) =>
+      name === "ecs.named.example"
+        ? { answers: [{ name, type: "A", ttl: 300, data: "127.0.0.1" }] }
+        : { rcode: "REFUSED" }
+    );
+    const named = await FakeUpstream.start();
+    const k = await keeldns([
+      "edns-client-subnet 1.2.3.0/24",
+      `server 127.0.0.1:${bootstrap.port} -bootstrap-dns`,
+      `server udp://ecs.named.example:${named.port}`,
+    ]);
+    try {
+      const r = await udpQuery(k.port, "hn.ecs.test", "A");
+      assertEquals(r.answers.map((a) => a.data), ["192.0.2.1"]);
+      assertEquals(await seenAll(named, "hn.ecs.test", 1), ["hn.ecs.test A udp 1.2.3.0/24"]);
+      // keeldns's own question for the server's address is no client's: no subnet goes with it.
+      const lookups = seen(bootstrap, "ecs.named.example");
+      assertEquals(lookups.filter((l) => l.startsWith("ecs.named.example A ")), [
+        "ecs.named.example A udp -",
+      ]);
+      assertEquals(lookups.filter((l) => !l.endsWith(" -")), []);
+      assertEquals(seen(bootstrap, "hn.ecs.test"), [], "a -bootstrap-dns server is out of the default group");
+    } finally {
+      await k.stop();
+      await bootstrap.close();
+      await named.close();
     }
   },
 });

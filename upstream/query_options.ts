@@ -91,6 +91,19 @@ export function requiresOpt(q: Question): boolean {
   return (q as Partial<QuestionWithOptions>).requireOpt === true;
 }
 
+/** Questions keeldns asks for itself (see {@link ownQuestion}). */
+const OWN_QUESTIONS = new WeakSet<Question>();
+
+/**
+ * Marks `q` as asked for keeldns itself, not for a client (the bootstrap servers' lookups of
+ * upstream host names): it goes without a Client Subnet option whatever the server's options, as
+ * no client's network is behind it. Returns `q`.
+ */
+export function ownQuestion(q: Question): Question {
+  OWN_QUESTIONS.add(q);
+  return q;
+}
+
 /** An upstream whose queries carry its configured options. */
 export class UpstreamWithOptions implements Upstream {
   readonly address: string;
@@ -113,7 +126,7 @@ export class UpstreamWithOptions implements Upstream {
     const subnet = this.subnets.length === 1
       ? this.subnets[0]
       : this.subnets[this.groupOf(q)] ?? this.subnets[0];
-    const option = subnet?.forType(q.qtype);
+    const option = subnet === undefined || OWN_QUESTIONS.has(q) ? undefined : subnet.forType(q.qtype);
     return option === undefined && !this.checkEdns ? q : new QuestionWithOptions(q, option, this.checkEdns);
   }
 

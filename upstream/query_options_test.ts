@@ -3,7 +3,13 @@ import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { readClientSubnet } from "../dns/client_subnet.ts";
 import { buildUpstreamQuery, parseQuery, type Question } from "../dns/wire.ts";
-import { QuestionWithOptions, requiresOpt, UpstreamWithOptions, withQueryOptions } from "./query_options.ts";
+import {
+  ownQuestion,
+  QuestionWithOptions,
+  requiresOpt,
+  UpstreamWithOptions,
+  withQueryOptions,
+} from "./query_options.ts";
 import type { Upstream } from "./upstream.ts";
 
 /** An upstream that records the query it would send and answers with `answer`. */
@@ -105,4 +111,25 @@ Deno.test("UpstreamWithOptions: a client group's own subnet, unless the server h
   assertEquals(readClientSubnet(ownInner.sent[0])?.subnet, "5.6.7.0/24");
   const plain = recorder(withOpt);
   assert(withQueryOptions(plain, { clientGroupSubnets: [undefined], clientGroupOf: groupOf }) === plain);
+});
+
+Deno.test("UpstreamWithOptions: keeldns's own questions go without a subnet, still under -check-edns", async () => {
+  const inner = recorder(withoutOpt);
+  const u = withQueryOptions(inner, {
+    globalSubnets: ["1.2.3.0/24"],
+    subnets: ["5.6.7.0/24"],
+    checkEdns: true,
+  });
+  const own = ownQuestion(parseQuery(buildQuery("dns.example", "A")));
+  const error = await u.exchange(own, new AbortController().signal).then(() => null, (e) => e as Error);
+  assert(error?.message.includes("without an OPT record"), String(error));
+  assertEquals(readClientSubnet(inner.sent[0]), null);
+  await u.exchange(parseQuery(buildQuery("dns.example", "A")), new AbortController().signal).catch(() => {});
+  assertEquals(readClientSubnet(inner.sent[1])?.subnet, "5.6.7.0/24", "a client's question carries it");
+  const plain = recorder(withOpt);
+  await withQueryOptions(plain, { globalSubnets: ["1.2.3.0/24"] }).exchange(
+    own,
+    new AbortController().signal,
+  );
+  assert(plain.asked[0] === own, "no subnet and no -check-edns: the question goes as it is");
 });

@@ -35,6 +35,7 @@ const SECTION_TITLES: Record<string, string> = {
   cache: "Cache and TTLs",
   rules: "Domain rules and local answers",
   "IP rules": "IP rules on answers",
+  "speed check": "Speed check and response mode",
   nftset: "Firewall sets (nftset, ipset)",
   logging: "Logging and audit",
   clients: "Clients and groups",
@@ -74,7 +75,7 @@ function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignor
 }
 
 /** A well-formed value for the options whose value is checked (the others are probed with "x"). */
-const SAMPLE_VALUES: Record<string, string> = { subnet: "192.0.2.0/24" };
+const SAMPLE_VALUES: Record<string, string> = { subnet: "192.0.2.0/24", "host-ip": "192.0.2.3" };
 
 /** Options grouped by what keeldns does with them. */
 function byEffect(
@@ -124,9 +125,16 @@ function optionsSection(): string[] {
       code(RULE_CRITICAL.keys())
     } | — |`,
     "",
-    "`server` addresses are `IP[:port]` or `udp://` / `tcp://` URLs; `tls://`, `https://`, `quic://`, `h3://`",
-    "and the `server-tls`/`server-https`/… directives are reported as not built yet, and never replaced by",
-    "`resolv-file`'s servers. Host names need bootstrap resolution, not built yet.",
+    "`server` addresses are `IP[:port]`, `host.name[:port]` or `udp://`, `tcp://`, `tls://`, `https://` URLs;",
+    "`quic://`, `h3://` and `server-quic`/`server-h3` are reported as not built yet, and never replaced by",
+    "`resolv-file`'s servers. A server given by host name is resolved (A and AAAA, IPv4 preferred) through the",
+    "`-bootstrap-dns` servers, else the default group's servers given by IP address, else the nameservers of",
+    "/etc/resolv.conf (as SmartDNS's getaddrinfo), and the file is refused when there is none of these. The",
+    "address is kept for the answer's TTL (10 s to 1 h) and re-resolved after it, the last good one kept while",
+    "that fails. The name",
+    "is the TLS SNI and certificate name unless `-host-name` says otherwise; `-host-ip` pins the address and",
+    "nothing is resolved. Unlike SmartDNS, the bootstrap query does not pass through the rules (`address`,",
+    "`nameserver`) or the cache.",
     "",
   ];
 }

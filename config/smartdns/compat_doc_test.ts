@@ -24,8 +24,9 @@ Deno.test("the compat page has one row for every SmartDNS directive, and the opt
   }
   assert(
     page.includes(
-      "| `server`, `server-tcp` | `-group`, `-g`, `-subnet`, `-exclude-default-group`, `-e`, `-blacklist-ip`, " +
-        "`-whitelist-ip`, `-check-edns`, `-subnet-all-query-types`, `-fallback` |",
+      "| `server`, `server-tcp` | `-group`, `-g`, `-host-ip`, `-subnet`, `-exclude-default-group`, `-e`, " +
+        "`-blacklist-ip`, `-whitelist-ip`, `-check-edns`, `-bootstrap-dns`, `-b`, `-subnet-all-query-types`, " +
+        "`-fallback` |",
     ),
     page,
   );
