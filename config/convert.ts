@@ -569,6 +569,9 @@ class TomlWriter {
     if (rule.txt && rule.txt.length > 0) this.out.push(`txt = [${rule.txt.map(str).join(", ")}]`);
     if (rule.https) this.out.push(`https = ${str(httpsText(rule.https))}`);
     if (rule.nftset) this.out.push(`nftset = ${str(nftsetText(rule.nftset))}`);
+    if (rule.speedCheck) this.out.push(`speed-check-mode = ${str(formatSpeedCheckModes(rule.speedCheck))}`);
+    if (rule.responseMode) this.out.push(`response-mode = ${str(rule.responseMode)}`);
+    if (rule.dualstack !== undefined) this.out.push(`dualstack-ip-selection = ${rule.dualstack}`);
   }
 
   /** Every line that became nothing, and what the model noticed in files not given. */

@@ -191,7 +191,7 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   );
   assertMatch(toml, /address = "tcp:\/\/8\.8\.8\.8:53"\ncheck-edns = true\n/);
   assertMatch(toml, /^# warning: server: unknown option "-grop" ignored \(did you mean "group"\?\)$/m);
-  assertMatch(toml, /^# not supported yet: domain-rules -speed-check-mode \(read and kept/m);
+  assertMatch(toml, /^domains = \["multi\.example"\]\n(.*\n)*?speed-check-mode = "none"$/m);
   assertMatch(toml, /^speed-check-mode = "ping,tcp:80"$/m);
   assertMatch(toml, /^response-mode = "first-ping"$/m);
   // The lines that became nothing, in the file's order, at the end.

@@ -304,8 +304,14 @@ export interface DomainRule {
   readonly https?: HttpsRecordConfig;
   /** nftables sets the answer addresses are added to (`nftset`, `ipset` mapped onto nftables). */
   readonly nftset?: AddressSetRule;
-  /** Options read and kept for features not built yet (speed-check-mode, nftset …), by name. */
+  /** Options read and kept for features not built yet (https-record, rr-ttl …), by name. */
   readonly deferred?: readonly string[];
+  /** `-speed-check-mode`: these names' own probe kinds (empty: no speed check). */
+  readonly speedCheck?: readonly SpeedCheckMode[];
+  /** `-response-mode`: when these names' answers go out. */
+  readonly responseMode?: ResponseMode;
+  /** `-dualstack-ip-selection yes|no`. */
+  readonly dualstack?: boolean;
 }
 
 /**
@@ -412,6 +418,15 @@ export type ResponseMode = "first-ping" | "fastest-ip" | "fastest-response";
 
 /** The response modes by name. */
 export const RESPONSE_MODES: readonly ResponseMode[] = ["first-ping", "fastest-ip", "fastest-response"];
+
+/** Parses a `response-mode` value; throws with the reason. */
+export function parseResponseMode(text: string): ResponseMode {
+  const mode = text.toLowerCase() as ResponseMode;
+  if (!RESPONSE_MODES.includes(mode)) {
+    throw new Error(`unknown response mode "${text}" (${RESPONSE_MODES.join(", ")})`);
+  }
+  return mode;
+}
 
 /** SmartDNS's default speed check: `ping,tcp:80,tcp:443`. */
 export const SMARTDNS_SPEED_CHECK: readonly SpeedCheckMode[] = [

@@ -23,7 +23,8 @@ import type { ClientGroupConfig, Config, RulesConfig, SourcePosition, UpstreamCo
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
 import { resolveProxies } from "./smartdns/proxies.ts";
 import { RULES } from "./smartdns/rules.ts";
-import { type DirectiveTable, Draft, type FileReader } from "./smartdns/reader.ts";
+import { type DirectiveTable, Draft, type FileReader, type SpeedSettings } from "./smartdns/reader.ts";
+import { SPEED } from "./smartdns/speed.ts";
 import { parseHostPort } from "./values.ts";
 
 export { SMARTDNS_DIRECTIVES };
@@ -137,9 +138,23 @@ function refuseCritical(d: Draft): void {
   );
 }
 
-/** Directives that may be inside `group-begin` … `group-end`: the domain rules and forced answers. */
+/** The model's speed fields from a policy's settings. */
+function speedRules(s: SpeedSettings): Pick<RulesConfig, "speedCheck" | "responseMode" | "dualstack"> {
+  return {
+    speedCheck: s.speedCheck,
+    responseMode: s.responseMode,
+    dualstack: {
+      enabled: s.dualstack,
+      thresholdMs: s.dualstackThreshold,
+      allowForceAAAA: s.dualstackAllowForceAAAA,
+    },
+  };
+}
+
+/** Directives that may be inside `group-begin` … `group-end`: the domain rules, forced answers, speed check. */
 const GROUP_SCOPED = new Set([
   ...Object.keys(RULES),
+  ...Object.keys(SPEED),
   ...Object.keys(NOT_YET),
   "client-rules",
   "edns-client-subnet",
@@ -190,6 +205,7 @@ function clientGroupsOf(
         domainRules: [...rules.domainRules, ...d.domainRules.filter((r) => r.group === name)],
         forceAAAASOA: g.forceAAAASOA ?? rules.forceAAAASOA,
         forceQtypeSoa: g.forceQtypeSoa ? [...g.forceQtypeSoa].sort((a, b) => a - b) : rules.forceQtypeSoa,
+        ...(g.speed ? speedRules(g.speed) : {}),
       },
     });
   }
@@ -235,14 +251,8 @@ export function parseSmartdnsConf(
     serverName: d.serverName,
     resolvHostname: d.resolvHostname,
     maxReplyIpNum: d.maxReplyIpNum,
-    speedCheck: d.speedCheck,
-    responseMode: d.responseMode,
+    ...speedRules(d.defaultSpeed),
     blockingAnswerVote: true,
-    dualstack: {
-      enabled: d.dualstack,
-      thresholdMs: d.dualstackThreshold,
-      allowForceAAAA: d.dualstackAllowForceAAAA,
-    },
     dns64Prefix: d.dns64Prefix,
     nftsetTimeout: d.nftsetTimeout,
     nftsetDebug: d.nftsetDebug,

@@ -248,7 +248,7 @@ local-ttl 300
   assertEquals(rules[6].cname, "target.example");
   assertEquals(rules[7].address, { kind: "ips", v4: ["192.0.2.9"], v6: [] });
   assertEquals(rules[7].nameserver, "office");
-  assertEquals(rules[7].deferred, ["speed-check-mode"]);
+  assertEquals([rules[7].deferred, rules[7].speedCheck], [[], []]);
   assertEquals(rules[9].srv, [{ target: "sip.example", port: 5060, priority: 1, weight: 2 }]);
   assertEquals(c.rules.domainSets, [{
     name: "ads",
@@ -502,4 +502,24 @@ Deno.test("smartdns.conf: which servers resolve names, and a name nothing can re
   } finally {
     delete files["/etc/resolv.conf"];
   }
+});
+
+Deno.test("smartdns.conf: domain-rules -c/-r/-d and speed settings inside a client group", () => {
+  const c = parse(
+    "server 9.9.9.9\ndomain-rules /a.test/ -c none -r fastest-ip -d no\n" +
+      "domain-rules /b.test/ -speed-check-mode tcp:443\n" +
+      "client-rules 192.168.1.0/24 -group kids\ngroup-begin kids\nspeed-check-mode tcp:8080\n" +
+      "response-mode fastest-response\ndualstack-ip-selection no\ngroup-end\n",
+  );
+  const [a, b] = c.rules.domainRules;
+  assertEquals([a.speedCheck, a.responseMode, a.dualstack], [[], "fastest-ip", false]);
+  assertEquals(b.speedCheck, [{ kind: "tcp", port: 443 }]);
+  assertEquals(c.unsupported, []);
+  assertEquals(c.rules.responseMode, "first-ping", "the default policy keeps its own");
+  const kids = c.groups[0].rules;
+  assertEquals([kids.speedCheck, kids.responseMode, kids.dualstack.enabled], [
+    [{ kind: "tcp", port: 8080 }],
+    "fastest-response",
+    false,
+  ]);
 });

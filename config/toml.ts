@@ -33,7 +33,7 @@ import type {
   UdpTransportChoice,
   UpstreamConfig,
 } from "./schema.ts";
-import { LOG_LEVELS, parseSpeedCheckModes, RESPONSE_MODES } from "./schema.ts";
+import { LOG_LEVELS, parseResponseMode, parseSpeedCheckModes, RESPONSE_MODES } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { parseProxyUrl } from "./proxy_url.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
@@ -109,7 +109,19 @@ const SCHEMA: Record<string, readonly string[]> = {
     "nftset-timeout",
     "nftset-debug",
   ],
-  rule: ["domains", "address", "nameserver", "cname", "srv", "txt", "https", "nftset"],
+  rule: [
+    "domains",
+    "address",
+    "nameserver",
+    "cname",
+    "srv",
+    "txt",
+    "https",
+    "nftset",
+    "speed-check-mode",
+    "response-mode",
+    "dualstack-ip-selection",
+  ],
   "domain-set": ["name", "file"],
   "ip-rule": ["cidrs", "blacklist", "whitelist", "bogus-nxdomain", "ignore", "alias"],
   "ip-set": ["name", "file"],
@@ -568,6 +580,25 @@ class TomlConfigReader {
       const txt = this.strings(r, "txt", path);
       if (txt.length > 0) rule.txt = txt;
       if (r.nftset !== undefined) rule.nftset = this.nftset(r.nftset, `${path}.nftset`);
+      const modes = this.string(r, "speed-check-mode", path);
+      if (modes !== undefined) {
+        rule.speedCheck = this.parsed(
+          `${path}.speed-check-mode`,
+          "speed-check-mode",
+          () => parseSpeedCheckModes(modes),
+        );
+      }
+      const mode = this.string(r, "response-mode", path);
+      if (mode !== undefined) {
+        rule.responseMode = this.parsed(
+          `${path}.response-mode`,
+          "response-mode",
+          () => parseResponseMode(mode),
+        );
+      }
+      if (r["dualstack-ip-selection"] !== undefined) {
+        rule.dualstack = this.boolean(r, "dualstack-ip-selection", path, false);
+      }
       return rule;
     });
   }

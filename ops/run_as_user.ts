@@ -38,7 +38,12 @@ export function capabilitiesFor(config: Config): Capability[] {
     (r.nftset?.v4 && r.nftset.v4 !== "-") || (r.nftset?.v6 && r.nftset.v6 !== "-")
   );
   if (setRule) caps.push("CAP_NET_ADMIN");
-  if (config.rules.speedCheck.some((m) => m.kind === "ping")) caps.push("CAP_NET_RAW");
+  const policies = [config.rules, ...config.groups.map((g) => g.rules)];
+  const modeLists = [
+    ...policies.map((r) => r.speedCheck),
+    ...policies.flatMap((r) => r.domainRules.flatMap((d) => d.speedCheck ?? [])).map((m) => [m]),
+  ];
+  if (modeLists.some((modes) => modes.some((m) => m.kind === "ping"))) caps.push("CAP_NET_RAW");
   return caps;
 }
 

@@ -22,14 +22,15 @@ import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
 import { BindFlag, parseContext, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
-import { SPEED_BUDGET_MS } from "./speed_stage.ts";
+import { SPEED_BUDGET_MS, type SpeedStage } from "./speed_stage.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
 
-/** The dual-stack settings. */
+/** One client group's dual-stack settings. */
 export interface DualstackOptions {
+  readonly enabled: boolean;
   /** IPv4 must be faster than IPv6 by more than this many ms for AAAA to be answered empty. */
   readonly thresholdMs: number;
   /** Answer A empty when IPv6 is faster by the threshold (`dualstack-ip-allow-force-AAAA`). */
@@ -68,26 +69,33 @@ export class DualstackStage implements Stage {
   /** The chain from the cache on, for the other family's question (set once the chain is built). */
   fromCache?: Next;
 
+  /**
+   * @param options by client group (index 0: the default policy; a missing one follows it)
+   * @param speed gives the speed checker that applies to a query (none: no selection)
+   */
   constructor(
-    private readonly checker: SpeedChecker,
-    private readonly options: DualstackOptions,
+    private readonly options: readonly DualstackOptions[],
+    private readonly speed: SpeedStage,
     private readonly ttlPolicy: TtlPolicy,
   ) {}
 
   /** Passes the query on; may replace an A or AAAA answer by an empty one. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
-    if (
-      (type !== TYPE_AAAA && (type !== TYPE_A || !this.options.allowForceAAAA)) || ctx.sibling ||
-      (ctx.listener.flags & (BindFlag.NO_DUALSTACK | BindFlag.NO_SPEED_CHECK))
-    ) {
-      return next(ctx);
-    }
+    if ((type !== TYPE_AAAA && type !== TYPE_A) || ctx.sibling) return next(ctx);
+    if (ctx.listener.flags & (BindFlag.NO_DUALSTACK | BindFlag.NO_SPEED_CHECK)) return next(ctx);
+    const options = this.options[ctx.ruleGroup] ?? this.options[0];
+    if (!(ctx.speedRule?.dualstack ?? options.enabled)) return next(ctx);
+    if (type === TYPE_A && !options.allowForceAAAA) return next(ctx);
+    const checker = this.speed.choiceFor(ctx)?.checker;
+    if (!checker) return next(ctx);
     const started = performance.now();
     const other = this.sibling(ctx, type === TYPE_A ? TYPE_AAAA : TYPE_A);
     const answer = next(ctx);
     const otherAnswer = (this.fromCache ?? next)(other);
-    return Promise.resolve(answer).then((a) => this.choose(ctx, a, type, otherAnswer, started));
+    return Promise.resolve(answer).then((a) =>
+      this.choose(ctx, a, type, otherAnswer, started, checker, options.thresholdMs)
+    );
   }
 
   /** `a`, or the empty answer when the other family is faster by the threshold. */
@@ -97,6 +105,8 @@ export class DualstackStage implements Stage {
     type: number,
     otherAnswer: MaybePromise<Answer>,
     started: number,
+    checker: SpeedChecker,
+    thresholdMs: number,
   ): Promise<Answer> {
     if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR) return a;
     const own = answerAddresses(a.wire, type);
@@ -106,21 +116,19 @@ export class DualstackStage implements Stage {
     if (!(otherReply instanceof StoredAnswer) || otherReply.rcode !== Rcode.NOERROR) return a;
     const others = answerAddresses(otherReply.wire, type === TYPE_A ? TYPE_AAAA : TYPE_A);
     if (others.length === 0) return a;
-    const minePending = fastestOf(this.checker, own, budget);
-    const theirs = await fastestOf(this.checker, others, budget);
+    const minePending = fastestOf(checker, own, budget);
+    const theirs = await fastestOf(checker, others, budget);
     if (theirs === undefined) return a;
     // Once the other family has answered, this one gets the threshold and as long again: a
     // probe still silent by then cannot be within the threshold of it.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const mine = await Promise.race([
       minePending,
-      new Promise<undefined>((r) =>
-        timer = setTimeout(() => r(undefined), theirs + this.options.thresholdMs + 1)
-      ),
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), theirs + thresholdMs + 1)),
     ]);
     clearTimeout(timer);
     // IPv6 is kept within the threshold: the other family must be faster by more than it.
-    if (mine !== undefined && theirs + this.options.thresholdMs >= mine) return a;
+    if (mine !== undefined && theirs + thresholdMs >= mine) return a;
     if (type === TYPE_AAAA) this.counters.preferredIpv4++;
     else this.counters.preferredIpv6++;
     ctx.refined = undefined; // the sorted addresses are not what is cached now

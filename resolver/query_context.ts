@@ -13,6 +13,7 @@
  */
 import type { Answer } from "../dns/answer.ts";
 import type { StoredAnswer } from "../dns/stored_answer.ts";
+import type { SpeedOverride } from "./rule_set.ts";
 import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
 
 /** Why an answer is what it is (for counters, the audit log, `explain`). */
@@ -100,6 +101,8 @@ export class QueryContext extends ParsedQuestion {
   onLaterAnswer?: (answer: StoredAnswer | undefined) => void;
   /** Set by the race when it goes on collecting answers for {@link onLaterAnswer}. */
   moreAnswersExpected = false;
+  /** The names' own speed check settings, from a `domain-rules` line (set by the rules stage). */
+  speedRule?: SpeedOverride;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
   sibling = false;
 }

@@ -6,7 +6,12 @@
  * @module
  */
 import { bootstrapServerIndexes, needsResolution } from "../config/bootstrap_servers.ts";
-import { type Config, formatSpeedCheckModes, type UpstreamConfig } from "../config/schema.ts";
+import {
+  type Config,
+  formatSpeedCheckModes,
+  type SpeedCheckMode,
+  type UpstreamConfig,
+} from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { BootstrapResolver } from "../upstream/bootstrap.ts";
@@ -44,6 +49,8 @@ export interface Resolver {
   readonly coalesce: CoalesceStage;
   /** The speed check, when `speed-check-mode` is not none. */
   readonly speed?: SpeedStage;
+  /** The speed checkers by probe kinds (kept on reload, so their results are). */
+  readonly speedCheckers: Map<string, SpeedChecker>;
   readonly router: GroupRouter;
   /** Every stage's counters, merged (for the guardian's stats and `keeldns status`). */
   counters(): Record<string, number>;
@@ -157,7 +164,13 @@ export function buildResolver(
   const ipRules = filter && !filter.empty
     ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
     : undefined;
-  const speedCheck = config.rules.speedCheck;
+  // The speed check: every client group's policy, and the domain rules' own probe kinds.
+  const policies = [config.rules, ...config.groups.map((g) => g.rules)];
+  const modeLists = [
+    ...policies.map((r) => r.speedCheck),
+    ...policies.flatMap((r) => r.domainRules.flatMap((d) => d.speedCheck ? [d.speedCheck] : [])),
+  ];
+  const anySpeed = modeLists.some((m) => m.length > 0);
   const vote = config.rules.blockingAnswerVote
     ? new BlockingAnswerVote(() => upstreams.filter((u) => !u.down).length)
     : undefined;
@@ -169,7 +182,7 @@ export function buildResolver(
       (upstream, error) =>
         log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
       // With a speed check the speed stage limits the addresses, after probing them all.
-      speedCheck.length > 0 ? 0 : config.rules.maxReplyIpNum,
+      anySpeed ? 0 : config.rules.maxReplyIpNum,
       ipRules,
       vote,
     )
@@ -224,37 +237,49 @@ export function buildResolver(
   if (dns64) stages.push(dns64);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);
-  const speed = speedCheck.length > 0
+  const checkers = previous?.speedCheckers ?? new Map<string, SpeedChecker>();
+  const checkerFor = (modes: readonly SpeedCheckMode[]) => {
+    if (modes.length === 0) return undefined;
+    const text = formatSpeedCheckModes(modes);
+    let checker = checkers.get(text);
+    if (!checker) checkers.set(text, checker = new SpeedChecker(modes));
+    return checker;
+  };
+  const speed = anySpeed
     ? new SpeedStage(
-      previous?.speed?.checker.modesText === formatSpeedCheckModes(speedCheck)
-        ? previous.speed.checker
-        : new SpeedChecker(speedCheck),
-      config.rules.responseMode,
+      policies.map((r) => ({
+        checker: checkerFor(r.speedCheck),
+        mode: r.responseMode,
+        maxAddresses: r.maxReplyIpNum,
+      })),
+      checkerFor,
       config.cache,
-      config.rules.maxReplyIpNum,
     )
     : undefined;
-  const dualstack = speed && config.rules.dualstack.enabled
-    ? new DualstackStage(speed.checker, config.rules.dualstack, config.cache)
+  const anyDualstack = policies.some((r) => r.dualstack.enabled) ||
+    policies.some((r) => r.domainRules.some((d) => d.dualstack === true));
+  const dualstack = speed && anyDualstack
+    ? new DualstackStage(policies.map((r) => r.dualstack), speed, config.cache)
     : undefined;
   if (dualstack) stages.push(dualstack);
   if (speed) {
     stages.push(speed);
-    if (speedCheck.some((m) => m.kind === "ping")) {
+    const used = [...new Set(modeLists.filter((m) => m.length > 0).map(formatSpeedCheckModes))];
+    if (modeLists.some((m) => m.some((k) => k.kind === "ping"))) {
       const access = SpeedChecker.icmpAccess();
       if (typeof access === "string") {
-        log.info("speed check: ping through {kind} ICMP sockets, then {rest}", {
+        log.info("speed check: {modes}; ping through {kind} ICMP sockets", {
+          modes: used.join(" / "),
           kind: access === "raw" ? "raw (root)" : "unprivileged datagram",
-          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
         });
       } else {
-        log.warn("speed check: no ping ({why}); probing with {rest}", {
+        log.warn("speed check: {modes}; no ping ({why}): the other probe kinds are used", {
+          modes: used.join(" / "),
           why: access.unavailable,
-          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
         });
       }
     } else {
-      log.info("speed check: {modes}", { modes: formatSpeedCheckModes(speedCheck) });
+      log.info("speed check: {modes}", { modes: used.join(" / ") });
     }
   }
   if (dualstack) dualstack.fromCache = chain(stages.slice(cacheIndex), router);
@@ -264,6 +289,7 @@ export function buildResolver(
     cache,
     coalesce,
     speed,
+    speedCheckers: checkers,
     router,
     counters: () => ({
       ruleLocal: rules?.counters.local ?? 0,
@@ -277,7 +303,7 @@ export function buildResolver(
       speedChecked: speed?.counters.checked ?? 0,
       speedSelected: speed?.counters.selected ?? 0,
       speedUnanswered: speed?.counters.unanswered ?? 0,
-      speedProbes: speed?.checker.probesSent ?? 0,
+      speedProbes: [...checkers.values()].reduce((sum, c) => sum + c.probesSent, 0),
       dualstackPreferredIpv4: dualstack?.counters.preferredIpv4 ?? 0,
       dualstackPreferredIpv6: dualstack?.counters.preferredIpv6 ?? 0,
       dns64Synthesized: dns64?.synthesized ?? 0,

@@ -19,8 +19,10 @@ import type {
   CacheConfig,
   DomainRule,
   NftSetTarget,
+  ResponseMode,
   RulesConfig,
   SourcePosition,
+  SpeedCheckMode,
 } from "../config/schema.ts";
 import type { Answer } from "../dns/answer.ts";
 import { encodeName, LocalAnswer, type LocalRecord, RecordType } from "../dns/local_answer.ts";
@@ -76,6 +78,10 @@ interface RuleRecord {
   /** nftset/ipset, per family as in SmartDNS (`#4:` and `#6:` are separate kinds); null exempts. */
   readonly nftset4?: Decision<NftSetTarget | null>;
   readonly nftset6?: Decision<NftSetTarget | null>;
+  /** `domain-rules -speed-check-mode`, `-response-mode`, `-dualstack-ip-selection`: each its own kind. */
+  readonly speedCheck?: Decision<readonly SpeedCheckMode[]>;
+  readonly responseMode?: Decision<ResponseMode>;
+  readonly dualstack?: Decision<boolean>;
 }
 
 const KINDS = [
@@ -91,6 +97,9 @@ const KINDS = [
   "svcb",
   "nftset4",
   "nftset6",
+  "speedCheck",
+  "responseMode",
+  "dualstack",
 ] as const;
 
 /** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
@@ -116,6 +125,15 @@ export interface RuleVerdict {
    * one); one object per set, shared by every verdict that names it.
    */
   readonly nftset?: NftSetTarget;
+  /** The names' own speed check settings (`domain-rules -c/-r/-d`), when a rule gives any. */
+  readonly speed?: SpeedOverride;
+}
+
+/** What `domain-rules` says of a name's speed check; unset fields follow the policy. */
+export interface SpeedOverride {
+  readonly speedCheck?: readonly SpeedCheckMode[];
+  readonly responseMode?: ResponseMode;
+  readonly dualstack?: boolean;
 }
 
 /** Everything a rule set needs from around it. */
@@ -390,6 +408,9 @@ export class RuleSet {
     }
     if (r.nftset?.v4) record.nftset4 = { value: this.setTarget(r.nftset.v4), rule };
     if (r.nftset?.v6) record.nftset6 = { value: this.setTarget(r.nftset.v6), rule };
+    if (r.speedCheck) record.speedCheck = { value: r.speedCheck, rule };
+    if (r.responseMode) record.responseMode = { value: r.responseMode, rule };
+    if (r.dualstack !== undefined) record.dualstack = { value: r.dualstack, rule };
     return record;
   }
 
@@ -498,9 +519,21 @@ export class RuleSet {
     if (!byType) byType = this.verdicts[id] = new Map();
     const known = byType.get(qtype);
     if (known) return known;
-    const made = this.withNftset(this.makeVerdict(id, qtype), id, qtype);
+    const made = this.withSpeed(this.withNftset(this.makeVerdict(id, qtype), id, qtype), id);
     byType.set(qtype, made);
     return made;
+  }
+
+  /** `verdict` with the speed check settings of record `id`, if it has any. */
+  private withSpeed(verdict: RuleVerdict, id: number): RuleVerdict {
+    const r = this.records[id];
+    if (!r.speedCheck && !r.responseMode && !r.dualstack) return verdict;
+    const speed: SpeedOverride = {
+      ...(r.speedCheck ? { speedCheck: r.speedCheck.value } : {}),
+      ...(r.responseMode ? { responseMode: r.responseMode.value } : {}),
+      ...(r.dualstack ? { dualstack: r.dualstack.value } : {}),
+    };
+    return { ...verdict, speed };
   }
 
   /** `verdict` with the nftset of record `id` for `qtype`'s family, if it has one. */

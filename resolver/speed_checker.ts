@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { formatSpeedCheckModes, type SpeedCheckMode } from "../config/schema.ts";
+import type { SpeedCheckMode } from "../config/schema.ts";
 import { type IcmpAccess, IcmpPinger } from "../net/icmp_probe.ts";
 import { tcpConnectTime } from "../net/tcp_probe.ts";
 
@@ -46,11 +46,6 @@ export class SpeedChecker {
    */
   constructor(readonly modes: readonly SpeedCheckMode[], probes?: Probe[], private readonly now = Date.now) {
     this.probes = probes ?? modes.map(probeFor);
-  }
-
-  /** The kinds as `speed-check-mode` writes them (a reload with the same ones keeps the results). */
-  get modesText(): string {
-    return formatSpeedCheckModes(this.modes);
   }
 
   /** How ICMP probes go out, if `ping` is one of the kinds (for the one log line at start). */

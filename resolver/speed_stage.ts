@@ -12,7 +12,11 @@
  * In every mode the answer cached afterwards ({@link QueryContext.refined}) holds the addresses
  * that answered a probe, fastest first, without those far slower than the fastest, at most
  * `max-reply-ip-num` of them, so cache hits get the sorted list without waiting for anything.
- * When no probe answers, the answer is sent and cached as the upstream gave it.
+ * When no probe answers, the answer is sent and cached as the upstream gave it. The other
+ * servers' answers that come while the probes run add their addresses (as SmartDNS pools them).
+ *
+ * Which probes and mode apply: the client group's policy ({@link SpeedPolicy}), unless a
+ * `domain-rules -speed-check-mode/-response-mode` line gives the name its own.
  *
  * @module
  */
@@ -21,7 +25,7 @@ import { answerAddresses, withAddresses } from "../dns/address_selection.ts";
 import { limitAddresses } from "../dns/address_limit.ts";
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
-import type { ResponseMode } from "../config/schema.ts";
+import type { ResponseMode, SpeedCheckMode } from "../config/schema.ts";
 import { BindFlag, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -43,22 +47,61 @@ export interface SpeedCounters {
   unanswered: number;
 }
 
+/** One client group's speed check: its checker (none: off), response mode and address limit. */
+export interface SpeedPolicy {
+  readonly checker?: SpeedChecker;
+  readonly mode: ResponseMode;
+  /** max-reply-ip-num (0 = all). */
+  readonly maxAddresses: number;
+}
+
+/** The checker for a list of probe kinds (undefined for none), shared by every user of the same kinds. */
+export type CheckerFor = (modes: readonly SpeedCheckMode[]) => SpeedChecker | undefined;
+
+/** What one query's selection works with. */
+interface Choice {
+  readonly checker: SpeedChecker;
+  readonly mode: ResponseMode;
+  readonly maxAddresses: number;
+  readonly ttlPolicy: TtlPolicy;
+  readonly counters: SpeedCounters;
+}
+
 /** Probes the addresses of upstream answers and answers with the fastest. */
 export class SpeedStage implements Stage {
   readonly counters: SpeedCounters = { checked: 0, selected: 0, unanswered: 0 };
 
+  /**
+   * @param policies by client group (index 0: the default policy; a missing one follows it)
+   * @param checkerFor gives the checker of a `domain-rules -speed-check-mode` list
+   */
   constructor(
-    readonly checker: SpeedChecker,
-    private readonly mode: ResponseMode,
+    private readonly policies: readonly SpeedPolicy[],
+    private readonly checkerFor: CheckerFor,
     private readonly ttlPolicy: TtlPolicy,
-    /** max-reply-ip-num (0 = all). */
-    private readonly maxAddresses: number,
   ) {}
+
+  /** The checker and mode that apply to `ctx` (undefined: no speed check for it). */
+  choiceFor(ctx: QueryContext): Choice | undefined {
+    const policy = this.policies[ctx.ruleGroup] ?? this.policies[0];
+    const rule = ctx.speedRule;
+    const checker = rule?.speedCheck ? this.checkerFor(rule.speedCheck) : policy.checker;
+    if (!checker) return undefined;
+    return {
+      checker,
+      mode: rule?.responseMode ?? policy.mode,
+      maxAddresses: policy.maxAddresses,
+      ttlPolicy: this.ttlPolicy,
+      counters: this.counters,
+    };
+  }
 
   /** Passes the query on; selects among the addresses of what comes back. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
-    if ((type !== 1 && type !== 28) || (ctx.listener.flags & BindFlag.NO_SPEED_CHECK)) return next(ctx);
+    if (type !== 1 && type !== 28) return next(ctx);
+    const choice = ctx.listener.flags & BindFlag.NO_SPEED_CHECK ? undefined : this.choiceFor(ctx);
+    if (!choice) return this.limitedOnly(ctx, next);
     const started = performance.now();
     // The other servers' answers, arriving after the first: their addresses are candidates too.
     const later: (StoredAnswer | undefined)[] = [];
@@ -67,7 +110,7 @@ export class SpeedStage implements Stage {
     const answer = next(ctx);
     if (!(answer instanceof Promise)) return answer;
     return answer.then((a) => {
-      const selection = this.select(ctx, a, type, started);
+      const selection = this.select(ctx, choice, a, type, started);
       if (!selection) return a;
       for (const more of later) selection.add(more);
       onLater = (more) => selection.add(more);
@@ -75,70 +118,75 @@ export class SpeedStage implements Stage {
     });
   }
 
+  /** Without a speed check: the answer with at most max-reply-ip-num addresses (the race left them all). */
+  private limitedOnly(ctx: QueryContext, next: Next): MaybePromise<Answer> {
+    const policy = this.policies[ctx.ruleGroup] ?? this.policies[0];
+    const answer = next(ctx);
+    if (policy.maxAddresses <= 0 || !(answer instanceof Promise)) return answer;
+    const limits = { maxAddresses: policy.maxAddresses, ttlPolicy: this.ttlPolicy };
+    return answer.then((a) => a instanceof StoredAnswer ? limited(limits, a) : a);
+  }
+
   /** Starts probing the addresses of `a`, or gives undefined when there is nothing to choose. */
-  private select(ctx: QueryContext, a: Answer, type: number, started: number): Selection | undefined {
+  private select(
+    ctx: QueryContext,
+    choice: Choice,
+    a: Answer,
+    type: number,
+    started: number,
+  ): Selection | undefined {
     if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR) return undefined;
     const ips = answerAddresses(a.wire, type);
     if (ips.length === 0 || (ips.length === 1 && !ctx.moreAnswersExpected)) return undefined;
     this.counters.checked++;
     const budget = Math.max(MIN_BUDGET_MS, SPEED_BUDGET_MS - (performance.now() - started));
-    const selection = new Selection(this, a, type, started, budget, ctx.moreAnswersExpected);
+    const selection = new Selection(choice, a, type, started, budget, ctx.moreAnswersExpected);
     for (const ip of ips) selection.probe(ip);
     ctx.refined = selection.refined;
     return selection;
   }
+}
 
-  /** Whether the answer may go out with `rtt` as the fastest so far (the response mode's rule). */
-  early(rtt: number, waitedMs: number): boolean {
-    return this.mode === "first-ping" || rtt < FAST_ENOUGH_MS || rtt < waitedMs;
+/**
+ * The addresses to keep, fastest first: those a probe answered, without the ones over 5 ms
+ * and 10 % behind the fastest (and over 10 ms themselves); all of them when none answered.
+ */
+function ranked(ips: readonly string[], rtts: readonly (number | undefined)[]): string[] {
+  const answered = ips.map((ip, i) => ({ ip, rtt: rtts[i] })).filter((x) => x.rtt !== undefined);
+  if (answered.length === 0) return [...ips];
+  answered.sort((x, y) => x.rtt! - y.rtt!);
+  const best = answered[0].rtt!;
+  return answered
+    .filter((x) => !(x.rtt! - best >= 5 && x.rtt! > best * 1.1 + 0.5 && x.rtt! >= 10))
+    .map((x) => x.ip);
+}
+
+/**
+ * `a` with only `ips`, in order (and at most max-reply-ip-num), records for addresses `a` lacks
+ * made like its own; `a` itself if it cannot be rebuilt.
+ */
+function rebuilt(choice: Choice, a: StoredAnswer, type: number, ips: readonly string[]): StoredAnswer {
+  const keep = choice.maxAddresses > 0 ? ips.slice(0, choice.maxAddresses) : ips;
+  try {
+    const wire = withAddresses(a.wire, type, keep);
+    const layout = scanResponse(wire);
+    return layout ? StoredAnswer.fromResponse(wire, layout, choice.ttlPolicy, a.storedAt) : a;
+  } catch {
+    return a; // records dns-packet cannot rebuild: sent as they came
   }
+}
 
-  /** Whether the first answer goes out as it came (`fastest-response`). */
-  get passesThrough(): boolean {
-    return this.mode === "fastest-response";
-  }
-
-  /**
-   * The addresses to keep, fastest first: those a probe answered, without the ones over 5 ms
-   * and 10 % behind the fastest (and over 10 ms themselves); all of them when none answered.
-   */
-  ranked(ips: readonly string[], rtts: readonly (number | undefined)[]): string[] {
-    const answered = ips.map((ip, i) => ({ ip, rtt: rtts[i] })).filter((x) => x.rtt !== undefined);
-    if (answered.length === 0) return [...ips];
-    answered.sort((x, y) => x.rtt! - y.rtt!);
-    const best = answered[0].rtt!;
-    return answered
-      .filter((x) => !(x.rtt! - best >= 5 && x.rtt! > best * 1.1 + 0.5 && x.rtt! >= 10))
-      .map((x) => x.ip);
-  }
-
-  /**
-   * `a` with only `ips`, in order (and at most max-reply-ip-num), records for addresses `a` lacks
-   * made like its own; `a` itself if it cannot be rebuilt.
-   */
-  rebuilt(a: StoredAnswer, type: number, ips: readonly string[]): StoredAnswer {
-    const keep = this.maxAddresses > 0 ? ips.slice(0, this.maxAddresses) : ips;
-    try {
-      const wire = withAddresses(a.wire, type, keep);
-      const layout = scanResponse(wire);
-      return layout ? StoredAnswer.fromResponse(wire, layout, this.ttlPolicy, a.storedAt) : a;
-    } catch {
-      return a; // records dns-packet cannot rebuild: sent as they came
-    }
-  }
-
-  /** `a` with at most max-reply-ip-num addresses of each family. */
-  limited(a: StoredAnswer): StoredAnswer {
-    if (this.maxAddresses <= 0) return a;
-    try {
-      const original = a.wire;
-      const wire = limitAddresses(original, this.maxAddresses);
-      if (wire === original) return a;
-      const layout = scanResponse(wire);
-      return layout ? StoredAnswer.fromResponse(wire, layout, this.ttlPolicy, a.storedAt) : a;
-    } catch {
-      return a;
-    }
+/** `a` with at most max-reply-ip-num addresses of each family. */
+function limited(choice: Pick<Choice, "maxAddresses" | "ttlPolicy">, a: StoredAnswer): StoredAnswer {
+  if (choice.maxAddresses <= 0) return a;
+  try {
+    const original = a.wire;
+    const wire = limitAddresses(original, choice.maxAddresses);
+    if (wire === original) return a;
+    const layout = scanResponse(wire);
+    return layout ? StoredAnswer.fromResponse(wire, layout, choice.ttlPolicy, a.storedAt) : a;
+  } catch {
+    return a;
   }
 }
 
@@ -156,7 +204,7 @@ class Selection {
   readonly refined: Promise<Answer>;
 
   constructor(
-    private readonly stage: SpeedStage,
+    private readonly choice: Choice,
     private readonly answer: StoredAnswer,
     private readonly type: number,
     private readonly started: number,
@@ -166,24 +214,24 @@ class Selection {
   ) {
     const all = new Promise<void>((r) => this.settledAll = r);
     this.refined = all.then(() =>
-      stage.rebuilt(answer, type, stage.ranked(this.ips, this.ips.map((ip) => this.rtts.get(ip))))
+      rebuilt(choice, answer, type, ranked(this.ips, this.ips.map((ip) => this.rtts.get(ip))))
     );
-    this.first = stage.passesThrough
-      ? Promise.resolve(stage.limited(answer))
+    const passThrough = choice.mode === "fastest-response";
+    this.first = passThrough
+      ? Promise.resolve(limited(choice, answer))
       : new Promise<Answer>((r) => this.sendFirst = r);
-    if (!stage.passesThrough) {
-      all.then(() => {
-        if (this.sent) return;
-        this.sent = true;
-        if (this.fastest() === undefined) {
-          stage.counters.unanswered++;
-          this.sendFirst(stage.limited(answer));
-        } else {
-          stage.counters.selected++;
-          this.refined.then(this.sendFirst);
-        }
-      });
-    }
+    if (passThrough) return;
+    all.then(() => {
+      if (this.sent) return;
+      this.sent = true;
+      if (this.fastest() === undefined) {
+        choice.counters.unanswered++;
+        this.sendFirst(limited(choice, answer));
+      } else {
+        choice.counters.selected++;
+        this.refined.then(this.sendFirst);
+      }
+    });
   }
 
   /** Adds the addresses of a later server's answer; `undefined`: no more will come. */
@@ -205,15 +253,17 @@ class Selection {
     this.rtts.set(ip, undefined);
     this.open++;
     const left = Math.max(MIN_BUDGET_MS, this.budget - (performance.now() - this.started));
-    this.stage.checker.check(ip, left).then((rtt) => {
+    this.choice.checker.check(ip, left).then((rtt) => {
       this.rtts.set(ip, rtt);
       this.open--;
-      if (rtt !== undefined && !this.sent && !this.stage.passesThrough) {
+      if (rtt !== undefined && !this.sent && this.choice.mode !== "fastest-response") {
         const best = this.fastest()!;
-        if (this.stage.early(best.rtt, performance.now() - this.started)) {
+        const waited = performance.now() - this.started;
+        const early = this.choice.mode === "first-ping" || best.rtt < FAST_ENOUGH_MS || best.rtt < waited;
+        if (early) {
           this.sent = true;
-          this.stage.counters.selected++;
-          this.sendFirst(this.stage.rebuilt(this.answer, this.type, [best.ip]));
+          this.choice.counters.selected++;
+          this.sendFirst(rebuilt(this.choice, this.answer, this.type, [best.ip]));
         }
       }
       if (this.open === 0 && !this.collecting) this.settledAll();

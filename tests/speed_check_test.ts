@@ -181,3 +181,17 @@ Deno.test("speed check: the addresses of a later server's answer are probed too 
     await targets.stop();
   }
 });
+
+Deno.test("speed check per domain: domain-rules -speed-check-mode none and -response-mode", async () => {
+  const rules = `response-mode = "first-ping"\n` +
+    `[[rule]]\ndomains = ["fast.test"]\nspeed-check-mode = "none"\n` +
+    `[[rule]]\ndomains = ["refused.test"]\nresponse-mode = "fastest-response"\n`;
+  await withSpeedCheck(rules, async (k) => {
+    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.2", "127.0.0.3"], "no speed check for it");
+    assertEquals(
+      await addresses(k.port, "refused.test"),
+      ["127.0.0.2", "127.0.0.5"],
+      "fastest-response for it",
+    );
+  });
+});

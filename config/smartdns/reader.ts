@@ -125,8 +125,19 @@ export function asciiDomain(domain: string): string {
   }
 }
 
+/** The speed check, response mode and dual-stack settings of a policy, as read. */
+export interface SpeedSettings {
+  speedCheck: readonly SpeedCheckMode[];
+  responseMode: ResponseMode;
+  dualstack: boolean;
+  dualstackThreshold: number;
+  dualstackAllowForceAAAA: boolean;
+}
+
 /** A client group as read (`group-begin NAME` … `group-end`, `client-rules CIDR -group NAME`). */
 export interface GroupDraft {
+  /** Its own speed settings (from the default's at `group-begin`, as SmartDNS copies them). */
+  speed?: SpeedSettings;
   forceAAAASOA?: boolean;
   forceQtypeSoa?: Set<number>;
   /** Its own `edns-client-subnet` lines (one per family), laid over the default's. */
@@ -201,13 +212,21 @@ export class Draft {
   resolvHostname = true;
   /** SmartDNS's default: at most 8 addresses of each family. */
   maxReplyIpNum = 8;
-  /** SmartDNS's defaults: `ping,tcp:80,tcp:443`, `first-ping`. */
-  speedCheck: readonly SpeedCheckMode[] = SMARTDNS_SPEED_CHECK;
-  responseMode: ResponseMode = "first-ping";
-  /** SmartDNS's defaults: on, 10 ms, A never forced. */
-  dualstack = true;
-  dualstackThreshold = 10;
-  dualstackAllowForceAAAA = false;
+  /** The default policy's speed settings (SmartDNS's defaults until set). */
+  readonly defaultSpeed: SpeedSettings = {
+    speedCheck: SMARTDNS_SPEED_CHECK,
+    responseMode: "first-ping",
+    dualstack: true,
+    dualstackThreshold: 10,
+    dualstackAllowForceAAAA: false,
+  };
+
+  /** The speed settings being set: the default policy's, or the group's being read (a copy at first). */
+  get speed(): SpeedSettings {
+    if (!this.group) return this.defaultSpeed;
+    const g = this.groupDraft();
+    return g.speed ??= { ...this.defaultSpeed };
+  }
   dns64Prefix?: string;
   nftsetTimeout = false;
   nftsetDebug = false;

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import type { DomainRule } from "../schema.ts";
+import { type DomainRule, parseResponseMode, parseSpeedCheckModes } from "../schema.ts";
+import { parseYesNo } from "../values.ts";
 import {
   parseAddressAction,
   parseDns64Prefix,
@@ -117,12 +118,6 @@ export const RULE_FLAGS = new Set([
 ]);
 /** Options kept for features not built yet; the rule works without them. */
 export const RULE_DEFERRED = new Set([
-  "speed-check-mode",
-  "c",
-  "response-mode",
-  "r",
-  "dualstack-ip-selection",
-  "d",
   "https-record",
   "h",
   "rr-ttl",
@@ -159,6 +154,12 @@ function domainRules(d: Draft, l: Line): void {
       options.nftset = mergeSets(options.nftset, d.value(l, 2, () => parseNftsetSpec(text)));
     } else if (opt === "ipset" || opt === "p") {
       options.nftset = mergeSets(options.nftset, d.value(l, 2, () => parseIpsetSpec(text)));
+    } else if (opt === "speed-check-mode" || opt === "c") {
+      options.speedCheck = d.value(l, 2, () => parseSpeedCheckModes(text));
+    } else if (opt === "response-mode" || opt === "r") {
+      options.responseMode = d.value(l, 2, () => parseResponseMode(text));
+    } else if (opt === "dualstack-ip-selection" || opt === "d") {
+      options.dualstack = d.value(l, 2, () => parseYesNo(text));
     } else if (RULE_CRITICAL.has(opt)) {
       d.notSupportedCritical(`domain-rules -${opt}`, l, RULE_CRITICAL.get(opt)!);
     } else if (RULE_DEFERRED.has(opt)) {
@@ -229,7 +230,8 @@ export const RULES: DirectiveTable = {
   "domain-rules": {
     toml: "rule.*",
     status: "partly",
-    note: "-address, -nameserver, -cname, -txt-record, -nftset, -ipset; the others are read and kept for " +
+    note: "-address, -nameserver, -cname, -txt-record, -nftset, -ipset, -speed-check-mode, -response-mode, " +
+      "-dualstack-ip-selection; the others are read and kept for " +
       "later features",
     handle: domainRules,
   },
