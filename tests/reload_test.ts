@@ -2,7 +2,7 @@
  * End to end: SIGHUP reloads the configuration. A good file swaps upstreams in place and keeps the
  * cache; a bad file is refused with file:line:col and the running configuration keeps serving.
  */
-import { assertEquals, assertMatch } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, testConfig } from "./helpers/keeldns_process.ts";
@@ -62,7 +62,9 @@ Deno.test({
         const [line] = await k.waitFor(/reload failed.*/, 5000, mark);
         assertMatch(line, new RegExp(`${k.configPath}:4:1: unknown key "adress"`));
         assertEquals((await udpQuery(k.port, "after-bad.test", "A")).rcode, "NOERROR");
-        assertEquals(second.count("after-bad.test"), 1, "still the reloaded upstream");
+        // (at least once: on a loaded machine the UDP query may be sent again after 700 ms)
+        assert(second.count("after-bad.test") >= 1, "still the reloaded upstream");
+        assertEquals(first.count("after-bad.test"), 0, "not the one before it");
         assertEquals(k.childPid, child);
       });
     } finally {
