@@ -380,7 +380,8 @@ export interface RulesConfig {
   readonly responseMode: ResponseMode;
   /**
    * SmartDNS's ad-block vote: an upstream's 0.x/127.x (or ::/::1) address is dropped from its
-   * answer unless more than half of the servers answered such addresses for the question.
+   * answer unless more than half of the servers answered such addresses for the question; an
+   * answer of such addresses only is kept as it came, given if no other server answers better.
    */
   readonly blockingAnswerVote: boolean;
   /** Dual-stack selection (`dualstack-ip-selection*`; needs the speed check). */

@@ -29,15 +29,28 @@ Deno.test("ad-block vote: a lone server's first blocking address is dropped, lat
   const vote = new BlockingAnswerVote(() => 1);
   const tally = { votes: 0 };
   const out = vote.apply(tally, answer("127.0.0.4", "127.0.0.2", "192.0.2.9"), 1);
-  assertEquals(answerAddresses(out, 1), ["127.0.0.2", "192.0.2.9"]);
+  assertEquals([answerAddresses(out.wire, 1), out.weak], [["127.0.0.2", "192.0.2.9"], false]);
   const plain = answer("192.0.2.9");
-  assertEquals(vote.apply({ votes: 0 }, plain, 1), plain, "nothing to drop: the same bytes");
+  assertEquals(
+    vote.apply({ votes: 0 }, plain, 1),
+    { wire: plain, weak: false },
+    "nothing to drop: the same bytes",
+  );
+});
+
+Deno.test("ad-block vote: an answer whose every address is dropped is kept as it came, weak", () => {
+  // SmartDNS answers a lone server's lone 127.0.0.1 with 127.0.0.1 (release 40 and HEAD).
+  const lone = answer("127.0.0.1");
+  assertEquals(new BlockingAnswerVote(() => 1).apply({ votes: 0 }, lone, 1), { wire: lone, weak: true });
+  const two = answer("0.0.0.0", "192.0.2.9");
+  assertEquals(new BlockingAnswerVote(() => 1).apply({ votes: 0 }, two, 1).weak, false, "an address stays");
 });
 
 Deno.test("ad-block vote: with 3 servers, blocking answers count once more than half agree", () => {
   const vote = new BlockingAnswerVote(() => 3);
   const tally = { votes: 0 };
-  assertEquals(answerAddresses(vote.apply(tally, answer("0.0.0.0"), 1), 1), []);
-  assertEquals(answerAddresses(vote.apply(tally, answer("0.0.0.0"), 1), 1), []);
-  assertEquals(answerAddresses(vote.apply(tally, answer("0.0.0.0"), 1), 1), ["0.0.0.0"]);
+  const blocked = answer("0.0.0.0");
+  assertEquals(vote.apply(tally, blocked, 1), { wire: blocked, weak: true });
+  assertEquals(vote.apply(tally, blocked, 1), { wire: blocked, weak: true });
+  assertEquals(vote.apply(tally, blocked, 1), { wire: blocked, weak: false });
 });

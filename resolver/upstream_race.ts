@@ -126,6 +126,8 @@ export class UpstreamRace implements TerminalStage {
       let passOn: StoredAnswer | undefined;
       /** A fast negative answer, held for {@link NEGATIVE_WAIT_MS} in case a positive one follows. */
       let negative: StoredAnswer | undefined;
+      /** Whether {@link negative} is an answer the ad-block vote left weak rather than a negative one. */
+      let negativeWeak = false;
       let negativeTimer: ReturnType<typeof setTimeout> | undefined;
       const lateTimers: ReturnType<typeof setTimeout>[] = [];
       const tally: VoteTally = { votes: 0 };
@@ -207,7 +209,10 @@ export class UpstreamRace implements TerminalStage {
             ? "an answer with another opcode"
             : messageProblem(response);
           let layout = problem === null ? scanResponse(response) : null;
-          if (layout !== null && this.vote) [response, layout] = this.voted(tally, response, layout, q.qtype);
+          let weak = false;
+          if (layout !== null && this.vote) {
+            [response, layout, weak] = this.voted(tally, response, layout, q.qtype);
+          }
           if (layout === null) {
             this.counters.invalidAnswers++;
             this.onFailure(
@@ -238,7 +243,8 @@ export class UpstreamRace implements TerminalStage {
           [wire, wireLayout] = this.limited(wire, wireLayout);
           const answer = StoredAnswer.fromResponse(wire, wireLayout, this.ttlPolicy, Date.now());
           if (layout.rcode === Rcode.NOERROR || layout.rcode === Rcode.NXDOMAIN) {
-            const positive = layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
+            // An answer the ad-block vote left weak is held like a negative one: given if nothing better comes.
+            const positive = !weak && layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
             if (finished) {
               if (positive) later?.(answer);
               return oneDone();
@@ -249,11 +255,10 @@ export class UpstreamRace implements TerminalStage {
             }
             // A negative answer from the first server does not end the race at once: a positive
             // one from another server within the wait wins (SmartDNS prefers an answer with records).
-            if (pending <= 1) return settle(answer);
-            if (!negative) {
-              negative = answer;
-              negativeTimer = setTimeout(() => settle(answer), NEGATIVE_WAIT_MS);
-            }
+            // A weak answer is preferred to a negative one: it has addresses.
+            if (pending <= 1) return settle(negative && negativeWeak && !weak ? negative : answer);
+            if (!negative || (weak && !negativeWeak)) [negative, negativeWeak] = [answer, weak];
+            negativeTimer ??= setTimeout(() => settle(negative!), NEGATIVE_WAIT_MS);
             return oneDone();
           }
           if (!finished) passOn ??= answer;
@@ -269,19 +274,22 @@ export class UpstreamRace implements TerminalStage {
     });
   }
 
-  /** The answer with the addresses the ad-block vote drops taken out (as it came if it cannot be rebuilt). */
+  /**
+   * The answer with the addresses the ad-block vote drops taken out (as it came if it cannot be
+   * rebuilt), and whether the vote left it weak (every address dropped: kept as it came).
+   */
   private voted(
     tally: VoteTally,
     response: Uint8Array,
     layout: ResponseLayout,
     type: number,
-  ): [Uint8Array, ResponseLayout] {
+  ): [Uint8Array, ResponseLayout, boolean] {
     try {
-      const wire = this.vote!.apply(tally, response, type);
+      const { wire, weak } = this.vote!.apply(tally, response, type);
       const rescanned = wire === response ? layout : scanResponse(wire);
-      return rescanned ? [wire, rescanned] : [response, layout];
+      return rescanned ? [wire, rescanned, weak] : [response, layout, false];
     } catch {
-      return [response, layout];
+      return [response, layout, false];
     }
   }
 

@@ -5,6 +5,8 @@ import { encodePacket } from "../dns/packet.ts";
 import { type Question, Rcode } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "../upstream/upstream.ts";
 import { UpstreamRace } from "./upstream_race.ts";
+import { BlockingAnswerVote } from "./blocking_answer_vote.ts";
+import { answerAddresses } from "../dns/address_selection.ts";
 import { HealthChecked } from "../upstream/health.ts";
 import { parseContext } from "./query_context.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
@@ -323,4 +325,55 @@ Deno.test("fallback: a negative answer with a late server beside it is usable; t
   );
   assertEquals((await race.resolve(question())).rcode, Rcode.NXDOMAIN);
   assertEquals(calls.sort(), ["hole", "nx"]);
+});
+
+/** An upstream that answers `ips` (A records; none: NOERROR without records) after `delay` ms. */
+function addressUpstream(name: string, delay: number, ips: string[]): Upstream {
+  return {
+    address: name,
+    close() {},
+    exchange(q, signal) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() =>
+          resolve(encodePacket({
+            type: "response",
+            id: 0,
+            flags: 0x8180,
+            questions: [{ name: q.name, type: "A", class: "IN" }],
+            answers: ips.map((data) => ({ name: q.name, type: "A" as const, ttl: 60, data })),
+          })), delay);
+        signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          reject(new UpstreamError(name, "aborted"));
+        });
+      });
+    },
+  };
+}
+
+Deno.test("ad-block vote: an answer left weak is given when nothing better comes, and loses to an address", async () => {
+  const voteOf = (servers: Upstream[]) =>
+    new UpstreamRace(
+      servers,
+      policy,
+      1000,
+      undefined,
+      0,
+      undefined,
+      new BlockingAnswerVote(() => servers.length),
+    );
+  const addresses = async (race: UpstreamRace) => answerAddresses((await race.resolve(question())).wire, 1);
+  // A lone server's lone 127.0.0.1: SmartDNS answers it as it came.
+  assertEquals(await addresses(voteOf([addressUpstream("lone", 1, ["127.0.0.1"])])), ["127.0.0.1"]);
+  // One filtering server of two: the other server's address wins, even a little later.
+  const split = [addressUpstream("filter", 1, ["0.0.0.0"]), addressUpstream("plain", 30, ["192.0.2.7"])];
+  assertEquals(await addresses(voteOf(split)), ["192.0.2.7"]);
+  // Preferred to a negative answer from the other server, whichever comes first.
+  const empty = [addressUpstream("empty", 1, []), addressUpstream("filter", 20, ["0.0.0.0"])];
+  assertEquals(await addresses(voteOf(empty)), ["0.0.0.0"]);
+  const emptyLast = [addressUpstream("filter", 1, ["0.0.0.0"]), addressUpstream("empty", 20, [])];
+  assertEquals(await addresses(voteOf(emptyLast)), ["0.0.0.0"]);
+  // Both agree: more than half, the address stays.
+  const both = [addressUpstream("a", 1, ["127.0.0.1"]), addressUpstream("b", 20, ["127.0.0.1"])];
+  assertEquals(await addresses(voteOf(both)), ["127.0.0.1"]);
 });

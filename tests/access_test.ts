@@ -23,16 +23,19 @@ import { Buffer } from "node:buffer";
 import { assert, assertEquals, assertGreater, assertLess } from "./helpers/assert.ts";
 import { buildQuery, decodeReply } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
+import { hasProgram, KeeldnsProcess, PEERS_REQUIRED, programPath } from "./helpers/keeldns_process.ts";
 import {
-  hasProgram,
-  keeldnsCommand,
-  KeeldnsProcess,
-  PEERS_REQUIRED,
-  programPath,
-  runKeeldns,
-} from "./helpers/keeldns_process.ts";
+  addNamespace,
+  digIn,
+  exec,
+  must,
+  namespaceEmpty,
+  namespacesUnavailable,
+  NsKeeldns,
+  removeNamespace,
+  sleep,
+} from "./helpers/netns.ts";
 
-const decoder = new TextDecoder();
 const PORT = 5353;
 const PORT6 = 5354;
 /** Unique per run: other suites (and other runs) may have namespaces of their own. */
@@ -41,41 +44,10 @@ const NS = { srv: `kd-srv-${ID}`, lan: `kd-lan-${ID}`, wan: `kd-wan-${ID}` };
 /** Interface names (at most 15 characters). */
 const LINK = { lanSrv: `kdl${ID}s`, lanCli: `kdl${ID}c`, wanSrv: `kdw${ID}s`, wanCli: `kdw${ID}c` };
 
-/** Runs `cmd`; returns its exit code and output. */
-async function exec(cmd: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  return { code: o.code, out: decoder.decode(o.stdout), err: decoder.decode(o.stderr) };
-}
-
-/** Runs `cmd` and throws with its stderr when it fails. */
-async function must(cmd: string[]): Promise<string> {
-  const r = await exec(cmd);
-  if (r.code !== 0) throw new Error(`${cmd.join(" ")}: exit ${r.code}: ${r.err.trim()}`);
-  return r.out;
-}
-
 /** Why the namespace test cannot run here, or undefined. */
 function cannotRunNamespaces(): string | undefined {
-  if (Deno.build.os !== "linux") return "not Linux";
-  if (Deno.uid() !== 0) return "not root (network namespaces need it)";
-  if (!hasProgram("ip")) return "no ip command (Debian: apt-get install iproute2)";
-  if (!hasProgram("dig")) return "no dig (Debian: apt-get install bind9-dnsutils)";
-  const probe = `kd-probe-${ID}`;
-  try {
-    const add = new Deno.Command(programPath("ip"), { args: ["netns", "add", probe], stderr: "piped" })
-      .outputSync();
-    if (add.code !== 0) return `ip netns add fails: ${decoder.decode(add.stderr).trim()}`;
-    new Deno.Command(programPath("ip"), { args: ["netns", "del", probe], stderr: "null" }).outputSync();
-  } catch (e) {
-    return `ip netns unusable: ${(e as Error).message}`;
-  }
-  return undefined;
+  return namespacesUnavailable() ??
+    (hasProgram("dig") ? undefined : "no dig (Debian: apt-get install bind9-dnsutils)");
 }
 
 const whyNot = cannotRunNamespaces();
@@ -87,165 +59,10 @@ if (whyNot) {
   );
 }
 
-/** What dig saw: the rcode (TIMEOUT when nothing came back) and the answer addresses. */
-interface DigResult {
-  status: string;
-  addresses: string[];
-  raw: string;
-}
-
-/** Runs dig inside namespace `ns` against `server` (one try, 2 s). */
-async function digIn(
-  ns: string,
-  server: string,
-  port: number,
-  name: string,
-  ...extra: string[]
-): Promise<DigResult> {
-  const r = await exec([
-    programPath("ip"),
-    "netns",
-    "exec",
-    ns,
-    programPath("dig"),
-    `@${server}`,
-    "-p",
-    String(port),
-    "+tries=1",
-    "+time=2",
-    "+norecurse",
-    ...extra,
-    name,
-    "A",
-  ]);
-  const status = /status: ([A-Z]+)/.exec(r.out)?.[1] ?? "TIMEOUT";
-  const addresses = [...r.out.matchAll(/^\S+\s+\d+\s+IN\s+A\s+(\S+)$/gm)].map((m) => m[1]);
-  return { status, addresses, raw: r.out + r.err };
-}
-
-/** A keeldns guardian (and its child) running inside a namespace, with its log. */
-class NsKeeldns {
-  readonly lines: string[] = [];
-  private readonly done: Promise<Deno.CommandStatus>;
-  private readonly pumped: Promise<void>;
-
-  private constructor(private readonly process: Deno.ChildProcess, readonly dir: string) {
-    this.done = process.status;
-    this.pumped = this.pump();
-  }
-
-  /** Writes `config` as `name`, starts keeldns in `ns` on it and waits until its child is ready. */
-  static async start(ns: string, name: string, config: string): Promise<NsKeeldns> {
-    const dir = await Deno.makeTempDir({ prefix: "keeldns-access-" });
-    await Deno.writeTextFile(`${dir}/${name}`, config);
-    const { command, args } = keeldnsCommand([
-      "run",
-      "-c",
-      `${dir}/${name}`,
-      "-p",
-      `${dir}/keeldns.pid`,
-      "--control",
-      `${dir}/control.sock`,
-    ]);
-    // `ip netns exec` execs the command: the guardian has this pid, and its child the namespace.
-    const process = new Deno.Command(programPath("ip"), {
-      args: ["netns", "exec", ns, command, ...args],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const k = new NsKeeldns(process, dir);
-    try {
-      await k.waitFor(/child \d+ ready/, 20_000);
-    } catch (e) {
-      await k.stop();
-      throw e;
-    }
-    return k;
-  }
-
-  get control(): string {
-    return `${this.dir}/control.sock`;
-  }
-
-  private async pump(): Promise<void> {
-    let rest = "";
-    for await (const chunk of this.process.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-    if (rest) this.lines.push(rest);
-  }
-
-  /** Waits (polling, bounded) for a log line matching `pattern`. */
-  async waitFor(pattern: RegExp, timeoutMs: number, from = 0): Promise<string> {
-    const find = () => this.lines.slice(from).find((l) => pattern.test(l));
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const line = find();
-      if (line) return line;
-      const exited = await Promise.race([this.done.then(() => true), sleep(50).then(() => false)]);
-      if (exited) break;
-    }
-    const line = find();
-    if (line) return line;
-    throw new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${this.lines.join("\n")}`);
-  }
-
-  /** `keeldns status` over the control socket, as key → value. */
-  async status(): Promise<Record<string, string>> {
-    const r = await runKeeldns(["status", "--control", this.control]);
-    if (r.code !== 0) throw new Error(`keeldns status: exit ${r.code}: ${r.stderr}`);
-    const out: Record<string, string> = {};
-    for (const line of r.stdout.split("\n")) {
-      const m = /^(\w+): (.*)$/.exec(line);
-      if (m) out[m[1]] = m[2];
-    }
-    return out;
-  }
-
-  /** Rewrites the configuration and `keeldns reload`s it; waits for the child to say so. */
-  async reload(name: string, config: string): Promise<void> {
-    const mark = this.lines.length;
-    await Deno.writeTextFile(`${this.dir}/${name}`, config);
-    const r = await runKeeldns(["reload", "--control", this.control]);
-    if (r.code !== 0) throw new Error(`keeldns reload: exit ${r.code}: ${r.stderr}`);
-    await this.waitFor(/reloaded/, 5000, mark);
-  }
-
-  /** SIGTERM (SIGKILL after 10 s); removes the temp dir. */
-  async stop(): Promise<Deno.CommandStatus> {
-    try {
-      this.process.kill("SIGTERM");
-    } catch { /* gone */ }
-    const timer = setTimeout(() => {
-      try {
-        this.process.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 10_000);
-    const status = await this.done;
-    clearTimeout(timer);
-    await this.pumped.catch(() => {});
-    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
-    return status;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Builds srv, lan and wan (see the module comment). */
 async function buildNamespaces(): Promise<void> {
   const ip = programPath("ip");
-  for (const ns of Object.values(NS)) {
-    await must([ip, "netns", "add", ns]);
-    await must([ip, "-n", ns, "link", "set", "lo", "up"]);
-  }
+  for (const ns of Object.values(NS)) await addNamespace(ns);
   const inSrv = (...a: string[]) => must([ip, "-n", NS.srv, ...a]);
   const inLan = (...a: string[]) => must([ip, "-n", NS.lan, ...a]);
   const inWan = (...a: string[]) => must([ip, "-n", NS.wan, ...a]);
@@ -273,16 +90,7 @@ async function buildNamespaces(): Promise<void> {
 
 /** Kills whatever still runs in the namespaces (only processes this test started) and removes them. */
 async function removeNamespaces(): Promise<void> {
-  const ip = programPath("ip");
-  for (const ns of Object.values(NS)) {
-    const pids = await exec([ip, "netns", "pids", ns]);
-    for (const pid of pids.out.split(/\s+/).filter(Boolean)) {
-      try {
-        Deno.kill(Number(pid), "SIGKILL");
-      } catch { /* gone */ }
-    }
-    await exec([ip, "netns", "del", ns]);
-  }
+  for (const ns of Object.values(NS)) await removeNamespace(ns);
 }
 
 /** The refused counter of the child's stats in `keeldns status`; the stats come every ~10 s. */
@@ -479,8 +287,7 @@ Deno.test({
       console.error(`namespace test: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     }
     for (const ns of Object.values(NS)) {
-      const left = await exec([ip, "netns", "pids", ns]);
-      assertEquals(left.code !== 0 || left.out.trim() === "", true, `${ns} still exists with processes`);
+      assertEquals(await namespaceEmpty(ns), true, `${ns} still exists with processes`);
     }
   },
 });

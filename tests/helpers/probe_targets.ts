@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { programPath } from "./keeldns_process.ts";
 
 const SCRIPT = `
 import socket, sys, threading, time
@@ -36,10 +37,22 @@ sys.stdin.read()
 export class ProbeTargets {
   private constructor(private readonly process: Deno.ChildProcess, readonly port: number) {}
 
-  /** Listens on `port` at the `accepting` addresses and drops SYNs at the `silent` ones. */
-  static async start(port: number, accepting: string[], silent: string[]): Promise<ProbeTargets> {
-    const process = new Deno.Command("python3", {
-      args: ["-c", SCRIPT, String(port), accepting.join(","), silent.join(",")],
+  /**
+   * Listens on `port` at the `accepting` addresses and drops SYNs at the `silent` ones; inside
+   * network namespace `netns` when given (see netns.ts).
+   */
+  static async start(
+    port: number,
+    accepting: string[],
+    silent: string[],
+    options: { netns?: string } = {},
+  ): Promise<ProbeTargets> {
+    const python = ["python3", "-c", SCRIPT, String(port), accepting.join(","), silent.join(",")];
+    const [command, ...args] = options.netns
+      ? [programPath("ip"), "netns", "exec", options.netns, ...python]
+      : python;
+    const process = new Deno.Command(command, {
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
