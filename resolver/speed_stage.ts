@@ -12,8 +12,10 @@
  * In every mode the answer cached afterwards ({@link QueryContext.refined}) holds the addresses
  * that answered a probe, fastest first, without those far slower than the fastest, at most
  * `max-reply-ip-num` of them, so cache hits get the sorted list without waiting for anything.
- * When no probe answers, the answer is sent and cached as the upstream gave it. The other
- * servers' answers that come while the probes run add their addresses (as SmartDNS pools them).
+ * When no probe answers, the answer goes out (and is cached, for at most 300 s) with one address,
+ * the one SmartDNS takes for the most likely right: the one most servers gave, else the last
+ * received. The other servers' answers that come while the probes run add their addresses (as
+ * SmartDNS pools them).
  *
  * Which probes and mode apply: the client group's policy ({@link SpeedPolicy}), unless a
  * `domain-rules -speed-check-mode/-response-mode` line gives the name its own.
@@ -36,6 +38,8 @@ export const SPEED_BUDGET_MS = 950;
 const MIN_BUDGET_MS = 200;
 /** A probe this fast ends the wait in `fastest-ip` (ms). */
 const FAST_ENOUGH_MS = 10;
+/** SmartDNS's TTL cap on an answer no probe confirmed (s). */
+const UNPROBED_TTL_MAX = 300;
 
 /** Counters the speed stage keeps. */
 export interface SpeedCounters {
@@ -176,6 +180,11 @@ function rebuilt(choice: Choice, a: StoredAnswer, type: number, ips: readonly st
   }
 }
 
+/** The TTL ceiling of an answer no probe confirmed: 300 s, or the configured lower one. */
+function unprobedTtlMax(policy: TtlPolicy): number {
+  return policy.rrTtlMax > 0 ? Math.min(policy.rrTtlMax, UNPROBED_TTL_MAX) : UNPROBED_TTL_MAX;
+}
+
 /** `a` with at most max-reply-ip-num addresses of each family. */
 function limited(choice: Pick<Choice, "maxAddresses" | "ttlPolicy">, a: StoredAnswer): StoredAnswer {
   if (choice.maxAddresses <= 0) return a;
@@ -194,6 +203,8 @@ function limited(choice: Pick<Choice, "maxAddresses" | "ttlPolicy">, a: StoredAn
 class Selection {
   private readonly ips: string[] = [];
   private readonly rtts = new Map<string, number | undefined>();
+  /** How many servers' answers gave each address. */
+  private readonly hits = new Map<string, number>();
   private open = 0;
   private sent = false;
   private settledAll!: () => void;
@@ -214,23 +225,25 @@ class Selection {
   ) {
     const all = new Promise<void>((r) => this.settledAll = r);
     this.refined = all.then(() =>
-      rebuilt(choice, answer, type, ranked(this.ips, this.ips.map((ip) => this.rtts.get(ip))))
+      this.fastest() === undefined
+        ? rebuilt(
+          { ...choice, ttlPolicy: { ...choice.ttlPolicy, rrTtlMax: unprobedTtlMax(choice.ttlPolicy) } },
+          answer,
+          type,
+          [this.mostLikely()],
+        )
+        : rebuilt(choice, answer, type, ranked(this.ips, this.ips.map((ip) => this.rtts.get(ip))))
     );
     const passThrough = choice.mode === "fastest-response";
-    this.first = passThrough
-      ? Promise.resolve(limited(choice, answer))
-      : new Promise<Answer>((r) => this.sendFirst = r);
+    // Passed through whole, as SmartDNS does: max-reply-ip-num limits the answer made from the probes.
+    this.first = passThrough ? Promise.resolve(answer) : new Promise<Answer>((r) => this.sendFirst = r);
     if (passThrough) return;
     all.then(() => {
       if (this.sent) return;
       this.sent = true;
-      if (this.fastest() === undefined) {
-        choice.counters.unanswered++;
-        this.sendFirst(limited(choice, answer));
-      } else {
-        choice.counters.selected++;
-        this.refined.then(this.sendFirst);
-      }
+      if (this.fastest() === undefined) choice.counters.unanswered++;
+      else choice.counters.selected++;
+      this.refined.then(this.sendFirst);
     });
   }
 
@@ -246,9 +259,29 @@ class Selection {
     for (const ip of answerAddresses(more.wire, this.type)) this.probe(ip);
   }
 
-  /** Probes `ip` unless it is a candidate already. */
+  /**
+   * With no probe answered, SmartDNS's likeliest address: the one most servers gave (when more
+   * than one did), else the last one received.
+   */
+  private mostLikely(): string {
+    let best = this.ips[this.ips.length - 1];
+    let most = 1;
+    for (const ip of this.ips) {
+      const n = this.hits.get(ip) ?? 1;
+      if (n > most) [best, most] = [ip, n];
+    }
+    return best;
+  }
+
+  /** Probes `ip` unless it is a candidate already (then counts one more server giving it). */
   probe(ip: string): void {
-    if (this.rtts.has(ip)) return;
+    this.hits.set(ip, (this.hits.get(ip) ?? 0) + 1);
+    if (this.rtts.has(ip)) {
+      // The last received goes last, for mostLikely().
+      this.ips.splice(this.ips.indexOf(ip), 1);
+      this.ips.push(ip);
+      return;
+    }
     this.ips.push(ip);
     this.rtts.set(ip, undefined);
     this.open++;
