@@ -10,6 +10,7 @@ import { buildUpstreamQuery, type Question } from "../dns/wire.ts";
 import type { TcpUpstream } from "./tcp.ts";
 import { UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
+import { coarseTimers } from "./coarse_timers.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
 export const RETRANSMIT_AFTER = 700;
@@ -56,7 +57,7 @@ export function exchangeOn(
     const finish: PendingQuery["done"] = (error, response, truncated) => {
       if (socket.pending.get(id) !== pending) return;
       socket.pending.delete(id);
-      clearTimeout(retransmit);
+      retransmit.cancel();
       signal.removeEventListener("abort", onAbort);
       socket.settled?.();
       if (error) reject(error);
@@ -68,7 +69,7 @@ export function exchangeOn(
     const fail = (e: Error) => finish(new UpstreamError(address, e.message));
     socket.pending.set(id, pending);
     signal.addEventListener("abort", onAbort, { once: true });
-    const retransmit = setTimeout(() => send(query, fail), RETRANSMIT_AFTER);
+    const retransmit = coarseTimers.after(RETRANSMIT_AFTER, () => send(query, fail));
     send(query, fail);
   });
 }
