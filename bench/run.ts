@@ -12,7 +12,8 @@
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
- * forwarding, latency, memory, rules, encrypted, miss-latency; default all), --rules-seconds N and
+ * forwarding, latency, memory, rules, encrypted, miss-latency, connection-memory (the memory part of
+ * encrypted alone); default all), --rules-seconds N and
  * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
  * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
@@ -51,7 +52,17 @@ const CLIENTS = Number(opts.clients);
 const MEMORY_NAMES = Number(opts["memory-names"]);
 const ONLY = new Set(opts.only.split(",").map((w) => w.trim()));
 for (const w of ONLY) {
-  if (!["hits", "forwarding", "latency", "memory", "rules", "encrypted", "miss-latency"].includes(w)) {
+  const known = [
+    "hits",
+    "forwarding",
+    "latency",
+    "memory",
+    "rules",
+    "encrypted",
+    "connection-memory",
+    "miss-latency",
+  ];
+  if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
   }
 }
@@ -367,7 +378,7 @@ try {
       }
     }
   }
-  if (ONLY.has("encrypted") || ONLY.has("miss-latency")) {
+  if (ONLY.has("encrypted") || ONLY.has("connection-memory") || ONLY.has("miss-latency")) {
     encryptedReport = await encryptedBench({
       parts: ONLY,
       seconds: Number(opts["encrypted-seconds"]),
