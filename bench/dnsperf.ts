@@ -19,6 +19,10 @@ export interface DnsperfRun {
   /** A fixed query rate; latencies are then recorded and p50/p99 given. */
   rate?: number;
   clients: number;
+  /** Transport dnsperf speaks (default udp); dot and doh open one connection per client. */
+  mode?: "udp" | "tcp" | "dot" | "doh";
+  /** Queries outstanding at once (default 100). */
+  outstanding?: number;
   /** Where dnsperf's report goes. */
   report: string;
 }
@@ -38,7 +42,8 @@ export interface DnsperfResult {
 /** Runs dnsperf once and reads its report. */
 export async function dnsperf(o: DnsperfRun): Promise<DnsperfResult> {
   const args = ["-s", "127.0.0.1", "-p", String(o.port), "-d", o.file, "-c", String(o.clients), "-T", "1"];
-  args.push("-q", "100");
+  args.push("-q", String(o.outstanding ?? 100));
+  if (o.mode && o.mode !== "udp") args.push("-m", o.mode);
   if (o.runs) args.push("-n", String(o.runs));
   else args.push("-l", String(o.seconds));
   if (o.rate) args.push("-Q", String(o.rate), "-v");

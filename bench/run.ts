@@ -5,13 +5,19 @@
  * (2) forwarding with every cache off, (3) latency percentiles at a fixed 20k QPS of cached names
  * (servers taking turns, the batched echo as the runtime floor),
  * (4) memory with 100k names cached, (5) rules: 100k and 1M-name block lists loaded (bench/rules.ts:
- * load time, memory added, match rate, QPS). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * load time, memory added, match rate, QPS), (6) encrypted: forwarding over DoT and DoH to a local
+ * unbound, and memory per open DoT connection, (7) miss-latency: p50/p99 a miss adds over the upstream
+ * (both bench/encrypted.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
- * forwarding, latency, memory, rules; default all), --rules-seconds N and --rules-rounds N (rules
- * QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000), --record.
+ * forwarding, latency, memory, rules, encrypted, miss-latency, connection-memory (the memory part of
+ * encrypted alone); default all), --rules-seconds N and
+ * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
+ * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
+ * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
+ * (QPS of the miss-latency runs, default 5000), --record.
  *
  * @module
  */
@@ -19,6 +25,7 @@ import { parseArgs } from "node:util";
 import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 import { rulesBench } from "./rules.ts";
+import { encryptedBench } from "./encrypted.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 
 const { values: opts } = parseArgs({
@@ -28,10 +35,14 @@ const { values: opts } = parseArgs({
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
     "memory-names": { type: "string", default: "100000" },
-    only: { type: "string", default: "hits,forwarding,latency,memory,rules" },
+    only: { type: "string", default: "hits,forwarding,latency,memory,rules,encrypted,miss-latency" },
     "rules-seconds": { type: "string", default: "3" },
     "rules-rounds": { type: "string", default: "5" },
     "rules-sizes": { type: "string", default: "100000,1000000" },
+    "encrypted-seconds": { type: "string", default: "4" },
+    "encrypted-rounds": { type: "string", default: "3" },
+    connections: { type: "string", default: "16" },
+    "miss-rate": { type: "string", default: "5000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -41,7 +52,17 @@ const CLIENTS = Number(opts.clients);
 const MEMORY_NAMES = Number(opts["memory-names"]);
 const ONLY = new Set(opts.only.split(",").map((w) => w.trim()));
 for (const w of ONLY) {
-  if (!["hits", "forwarding", "latency", "memory", "rules"].includes(w)) {
+  const known = [
+    "hits",
+    "forwarding",
+    "latency",
+    "memory",
+    "rules",
+    "encrypted",
+    "connection-memory",
+    "miss-latency",
+  ];
+  if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
   }
 }
@@ -289,6 +310,7 @@ await Deno.writeTextFile(
 const upstream = await startUpstream();
 const rows: Row[] = [];
 let rulesReport = "";
+let encryptedReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -356,6 +378,18 @@ try {
       }
     }
   }
+  if (ONLY.has("encrypted") || ONLY.has("connection-memory") || ONLY.has("miss-latency")) {
+    encryptedReport = await encryptedBench({
+      parts: ONLY,
+      seconds: Number(opts["encrypted-seconds"]),
+      rounds: Number(opts["encrypted-rounds"]),
+      clients: CLIENTS,
+      connections: Number(opts.connections),
+      rate: Number(opts["miss-rate"]),
+      file,
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -374,7 +408,9 @@ const when = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
 const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} clients, 1 thread, ` +
   `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
     table(rows)
-  }\n${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
+  }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${
+    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
+  }`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;

@@ -11,6 +11,7 @@ import { type Upstream, UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
 import { hasOptRecord } from "../dns/client_subnet.ts";
 import { requiresOpt } from "./query_options.ts";
+import { coarseTimers } from "./coarse_timers.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
 export const RETRANSMIT_AFTER = 700;
@@ -61,7 +62,7 @@ export function exchangeOn(
       // the server's own may still come.
       if (requireOpt && !error && !truncated && response && !hasOptRecord(response)) return;
       socket.pending.delete(id);
-      clearTimeout(retransmit);
+      retransmit.cancel();
       signal.removeEventListener("abort", onAbort);
       socket.settled?.();
       if (error) reject(error);
@@ -73,7 +74,7 @@ export function exchangeOn(
     const fail = (e: Error) => finish(new UpstreamError(address, e.message));
     socket.pending.set(id, pending);
     signal.addEventListener("abort", onAbort, { once: true });
-    const retransmit = setTimeout(() => send(query, fail), RETRANSMIT_AFTER);
+    const retransmit = coarseTimers.after(RETRANSMIT_AFTER, () => send(query, fail));
     send(query, fail);
   });
 }

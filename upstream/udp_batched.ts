@@ -26,6 +26,9 @@ const RECEIVE_SLOT = 4096;
 const SEND_SLOT = 512;
 /** How long one blocking receive waits, so that a retired socket notices it may close. */
 const RECEIVE_TIMEOUT_MS = 200;
+/** Batches taken at once on the main thread (MSG_DONTWAIT) after a receive, before the next
+ * worker-thread receive: under load answers are already queued, and each hop costs a thread wake. */
+const EAGER_BATCHES = 4;
 
 /** Whether two sockaddr_in/in6 name the same family, port and address. */
 export function sameSockaddr(a: Uint8Array, b: Uint8Array): boolean {
@@ -58,12 +61,19 @@ class OutgoingSocket implements ExchangeSocket {
 
   private async receiveLoop(): Promise<void> {
     const rx = this.rx;
+    let eager = 0;
     while (!(this.retired && this.pending.size === 0)) {
-      const started = performance.now();
-      const n = await this.socket.receive(rx);
-      if (n <= 0) {
-        if (performance.now() - started < 5) await new Promise((r) => setTimeout(r, 10));
-        continue;
+      let n = eager < EAGER_BATCHES && this.pending.size > 0 ? this.socket.receiveNow(rx) : -1;
+      if (n > 0) {
+        eager++;
+      } else {
+        eager = 0;
+        const started = performance.now();
+        n = await this.socket.receive(rx);
+        if (n <= 0) {
+          if (performance.now() - started < 5) await new Promise((r) => setTimeout(r, 10));
+          continue;
+        }
       }
       for (let i = 0; i < n; i++) {
         if (rx.length(i) >= 12) {
