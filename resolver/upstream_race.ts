@@ -21,6 +21,7 @@ import type { AnswerFilter, ServerFilterFlags } from "./answer_filter.ts";
 import type { BlockingAnswerVote, VoteTally } from "./blocking_answer_vote.ts";
 import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
+import { type CoarseTimer, coarseTimers } from "../upstream/coarse_timers.ts";
 
 /** Counters the race keeps. */
 export interface RaceCounters {
@@ -112,10 +113,11 @@ export class UpstreamRace implements TerminalStage {
     this.counters.queries++;
     const controller = new AbortController();
     let timedOut = false;
-    const timer = setTimeout(() => {
+    // Coarse timers: one real timer per few milliseconds for every race (a timer per miss costs).
+    const timer = coarseTimers.after(this.timeoutMs, () => {
       timedOut = true;
       controller.abort();
-    }, this.timeoutMs);
+    });
     return new Promise<StoredAnswer>((resolve) => {
       /** Exchanges under way, and how many of them are past their server's adaptive timeout. */
       let pending = 0;
@@ -128,33 +130,37 @@ export class UpstreamRace implements TerminalStage {
       let negative: StoredAnswer | undefined;
       /** Whether {@link negative} is an answer the ad-block vote left weak rather than a negative one. */
       let negativeWeak = false;
-      let negativeTimer: ReturnType<typeof setTimeout> | undefined;
-      const lateTimers: ReturnType<typeof setTimeout>[] = [];
+      let negativeTimer: CoarseTimer | undefined;
+      const lateTimers: CoarseTimer[] = [];
       const tally: VoteTally = { votes: 0 };
       /** After the first positive answer, the others' positive answers go to `later` for a while. */
       const later = q.onLaterAnswer;
       let collecting = false;
-      let collectTimer: ReturnType<typeof setTimeout> | undefined;
+      let collectTimer: CoarseTimer | undefined;
       const stopCollecting = () => {
         collecting = false;
-        clearTimeout(collectTimer);
-        clearTimeout(timer);
-        controller.abort(OUTRUN);
+        collectTimer?.cancel();
+        timer.cancel();
+        if (pending > 0) controller.abort(OUTRUN);
         later?.(undefined);
       };
-      const settle = (answer: StoredAnswer, positive = false) => {
+      /**
+       * Ends the race with `answer`. `own` is 1 when the exchange that gave it is still counted in
+       * `pending`: the others are aborted only when one is still under way (an abort costs).
+       */
+      const settle = (answer: StoredAnswer, positive = false, own = 0) => {
         if (finished) return;
         finished = true;
-        clearTimeout(negativeTimer);
-        for (const t of lateTimers) clearTimeout(t);
+        negativeTimer?.cancel();
+        for (const t of lateTimers) t.cancel();
         if (later && positive && pending > 1) {
           // The speed check probes the addresses of every server's answer, as SmartDNS does.
           collecting = true;
           q.moreAnswersExpected = true;
-          collectTimer = setTimeout(stopCollecting, COLLECT_MS);
+          collectTimer = coarseTimers.after(COLLECT_MS, stopCollecting);
         } else {
-          clearTimeout(timer);
-          controller.abort(OUTRUN);
+          timer.cancel();
+          if (pending > own) controller.abort(OUTRUN);
         }
         resolve(answer);
       };
@@ -187,15 +193,15 @@ export class UpstreamRace implements TerminalStage {
         let isLate = false;
         const adaptive = (upstream as Partial<HealthView>).timeoutMs;
         const lateTimer = adaptive !== undefined && adaptive < this.timeoutMs
-          ? setTimeout(() => {
+          ? coarseTimers.after(adaptive, () => {
             isLate = true;
             late++;
             check();
-          }, adaptive)
+          })
           : undefined;
         if (lateTimer !== undefined) lateTimers.push(lateTimer);
         const oneDone = () => {
-          clearTimeout(lateTimer);
+          lateTimer?.cancel();
           pending--;
           if (isLate) late--;
           if (collecting && pending === 0) stopCollecting();
@@ -233,7 +239,7 @@ export class UpstreamRace implements TerminalStage {
             if (verdict.kind === "nxdomain") {
               if (finished) return oneDone();
               this.counters.bogusAnswers++;
-              return settle(this.bogus(q));
+              return settle(this.bogus(q), false, 1);
             }
             if (verdict.kind === "rewritten") {
               const rewritten = scanResponse(verdict.wire);
@@ -251,14 +257,14 @@ export class UpstreamRace implements TerminalStage {
             }
             if (positive) {
               if (negative) this.counters.negativeOvertaken++;
-              return settle(answer, true);
+              return settle(answer, true, 1);
             }
             // A negative answer from the first server does not end the race at once: a positive
             // one from another server within the wait wins (SmartDNS prefers an answer with records).
             // A weak answer is preferred to a negative one: it has addresses.
-            if (pending <= 1) return settle(negative && negativeWeak && !weak ? negative : answer);
+            if (pending <= 1) return settle(negative && negativeWeak && !weak ? negative : answer, false, 1);
             if (!negative || (weak && !negativeWeak)) [negative, negativeWeak] = [answer, weak];
-            negativeTimer ??= setTimeout(() => settle(negative!), NEGATIVE_WAIT_MS);
+            negativeTimer ??= coarseTimers.after(NEGATIVE_WAIT_MS, () => settle(negative!));
             return oneDone();
           }
           if (!finished) passOn ??= answer;

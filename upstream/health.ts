@@ -18,6 +18,7 @@
 import { parseQuery, type Question } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 import { ownQuestion } from "./query_options.ts";
+import { coarseTimers } from "./coarse_timers.ts";
 
 /** What the race needs to know of a member's health: a down server is asked only when all are. */
 export interface HealthView {
@@ -168,15 +169,17 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     const giveUp = () => own.abort(new UpstreamError(this.address, `no answer in ${hard} ms`));
     // One timer at a time: the adaptive timeout first (when shorter), then the rest of the configured one.
     let timer = adaptive < hard
-      ? setTimeout(() => {
+      ? coarseTimers.after(adaptive, () => {
         late = true;
         fail();
         if (outrun) own.abort(new UpstreamError(this.address, `no answer in ${adaptive} ms`));
-        else timer = setTimeout(giveUp, hard - adaptive);
-      }, adaptive)
-      : setTimeout(giveUp, hard);
+        else timer = coarseTimers.after(hard - adaptive, giveUp);
+      })
+      : coarseTimers.after(hard, giveUp);
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    let settled = false;
     const onAbort = () => {
+      if (settled) return;
       if (signal.reason !== OUTRUN) return own.abort(signal.reason);
       outrun = true;
       reject(new UpstreamError(this.address, "another server answered first"));
@@ -186,13 +189,14 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     else signal.addEventListener("abort", onAbort, { once: true });
     const started = performance.now();
     this.inner.exchange(q, own.signal).then((response) => {
+      settled = true;
       this.succeeded(performance.now() - started);
       resolve(response);
     }, (error) => {
       fail();
       reject(own.signal.reason instanceof UpstreamError ? own.signal.reason : error);
     }).finally(() => {
-      clearTimeout(timer);
+      timer.cancel();
       signal.removeEventListener("abort", onAbort);
       this.inFlight.delete(own);
     });
