@@ -280,3 +280,21 @@ Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads b
   const back = parseTomlConfig(toml, OUT);
   assertEquals(back.upstreams.map((u) => u.fallback ?? false), [false, true]);
 });
+
+Deno.test("server-quic and quic:// become quic:// upstreams with their TLS options, and read back", () => {
+  const { toml, c } = roundTrip(
+    "server-quic 127.0.0.1 -host-name doq.test\nserver quic://[2001:db8::53]:8853 -host-name -\n" +
+      "server-quic 192.0.2.1:784 -tls-host-verify doq.test -alpn doq\nca-file /etc/ssl/doq-ca.pem\n",
+  );
+  assertEquals(
+    c.upstreams.map((u) => [u.transport, u.host, u.port, u.tls?.hostName, u.tls?.verifyName]),
+    [
+      ["quic", "127.0.0.1", 853, "doq.test", undefined],
+      ["quic", "2001:db8::53", 8853, "-", undefined],
+      ["quic", "192.0.2.1", 784, undefined, "doq.test"],
+    ],
+  );
+  assertEquals(c.unsupported.map((u) => u.name), ["server-quic -alpn"]);
+  assertMatch(toml, /address = "quic:\/\/127\.0\.0\.1:853"\nhost-name = "doq\.test"\n/);
+  assertMatch(toml, /address = "quic:\/\/\[2001:db8::53\]:8853"\nhost-name = "-"\n/);
+});

@@ -8,8 +8,11 @@
 /** Transport of a listener or an upstream. */
 export type Transport = "udp" | "tcp";
 
-/** Transport of an upstream: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
-export type UpstreamTransport = Transport | "tls" | "https";
+/**
+ * Transport of an upstream: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484),
+ * DNS over QUIC (RFC 9250).
+ */
+export type UpstreamTransport = Transport | "tls" | "https" | "quic";
 
 /** How an encrypted upstream's certificate is checked (SmartDNS's server-tls/-https options). */
 export interface TlsOptions {
@@ -53,7 +56,7 @@ export interface UpstreamConfig {
   readonly transport: UpstreamTransport;
   /** The DoH path (`https://IP/dns-query`), for transport "https". */
   readonly path?: string;
-  /** Certificate checks, for transports "tls" and "https". */
+  /** Certificate checks, for transports "tls", "https" and "quic". */
   readonly tls?: TlsOptions;
   /** Literal IPv4 or IPv6 address. */
   readonly host: string;

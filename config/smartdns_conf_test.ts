@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../tests/helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../tests/helpers/assert.ts";
 import { ConfigError } from "./errors.ts";
 import { detectFormat, parseConfig } from "./load.ts";
 import { parseSmartdnsConf } from "./smartdns_conf.ts";
@@ -300,4 +300,16 @@ group-end
     () => parse("server 9.9.9.9\nbind :53 -group nope\n"),
     /bind -group: no usable server is in group "nope"/,
   );
+});
+
+Deno.test("smartdns.conf: server-quic is DNS over QUIC (port 853); server-h3 is reported as not built", () => {
+  const c = parse(
+    "server-quic 192.0.2.1 -host-name doq.test -k\nserver-h3 192.0.2.2\nserver h3://192.0.2.3\n",
+  );
+  assertEquals(c.upstreams.length, 1);
+  const [u] = c.upstreams;
+  assertEquals([u.transport, u.host, u.port], ["quic", "192.0.2.1", 853]);
+  assertEquals(u.tls, { verifyCertificate: false, spkiPins: [], hostName: "doq.test" });
+  assertEquals(c.unsupported.map((x) => `${x.name}@${x.source.line}`), ["server-h3@2", "server h3://@3"]);
+  assertMatch(c.unsupported[0].reason ?? "", /DNS over HTTP\/3 is not built: Deno's fetch has no HTTP\/3/);
 });

@@ -318,7 +318,7 @@ class TomlConfigReader {
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
         ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
         ...(this.boolean(t, "fallback", path, false) ? { fallback: true } : {}),
-        ...(parsed.transport === "tls" || parsed.transport === "https"
+        ...(parsed.transport === "tls" || parsed.transport === "https" || parsed.transport === "quic"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
         source: this.src.position(`${path}.address`),
@@ -326,7 +326,7 @@ class TomlConfigReader {
     });
   }
 
-  /** The certificate checks of a tls:// or https:// upstream. */
+  /** The certificate checks of a tls://, https:// or quic:// upstream. */
   private tlsOptions(t: Table, path: string): TlsOptions {
     const hostName = this.string(t, "host-name", path);
     const verifyName = this.string(t, "tls-host-verify", path);

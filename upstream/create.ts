@@ -5,6 +5,7 @@
  */
 import type { UpstreamConfig } from "../config/schema.ts";
 import { HttpsUpstream } from "./https.ts";
+import { QuicUpstream } from "./quic.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { type TlsTrust, TlsUpstream } from "./tls.ts";
 import { UdpUpstream } from "./udp.ts";
@@ -13,7 +14,7 @@ import { type Upstream, UpstreamError } from "./upstream.ts";
 
 /**
  * Creates the {@link Upstream} for one configured server, by its transport. UDP servers use the
- * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS servers check
+ * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS and QUIC servers check
  * certificates against `trust` (`ca-file`, `ca-path`) besides the built-in roots.
  */
 export function createUpstream(
@@ -32,6 +33,8 @@ export function createUpstream(
       return new HttpsUpstream(config, trust);
     case "tls":
       return new TlsUpstream(config, trust);
+    case "quic":
+      return new QuicUpstream(config, trust);
     default:
       return unbuilt(config);
   }

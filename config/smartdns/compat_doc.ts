@@ -120,9 +120,10 @@ function optionsSection(): string[] {
       code(RULE_CRITICAL.keys())
     } | — |`,
     "",
-    "`server` addresses are `IP[:port]` or `udp://` / `tcp://` URLs; `tls://`, `https://`, `quic://`, `h3://`",
-    "and the `server-tls`/`server-https`/… directives are reported as not built yet, and never replaced by",
-    "`resolv-file`'s servers. Host names need bootstrap resolution, not built yet.",
+    "`server` addresses are `IP[:port]` or `udp://`, `tcp://`, `tls://`, `https://` or `quic://` URLs;",
+    "`h3://` / `http3://` and `server-h3` / `server-http3` are reported as not built (Deno 2.9.6 has no",
+    "HTTP/3 client), and never replaced by `resolv-file`'s servers. Host names need bootstrap resolution,",
+    "not built yet.",
     "",
   ];
 }

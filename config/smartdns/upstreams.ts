@@ -1,6 +1,6 @@
 /**
- * SmartDNS's upstream directives: `server`, `server-tcp`, `resolv-file`, and the encrypted kinds
- * not built yet. The model half is `UpstreamConfig` in config/schema.ts.
+ * SmartDNS's upstream directives: `server`, `server-tcp`, `server-tls`, `server-https`,
+ * `server-quic`, `resolv-file`, and the HTTP/3 kinds not built. The model half is `UpstreamConfig` in config/schema.ts.
  *
  * @module
  */
@@ -71,14 +71,15 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
         `${l.words[0]} ${reason.split(":")[0]}://`,
         l,
         1,
-        "encrypted upstreams are not built yet",
+        NO_HTTP3,
       );
       d.unusableServers.push(d.at(l, 1));
       return;
     }
     // An encrypted server named by host name (the usual way to write one) needs bootstrap
     // resolution, not built yet: reported, and counted as a server line keeldns cannot use.
-    const encryptedLine = transport === "tls" || transport === "https" || /^(tls|https):\/\//i.test(text);
+    const encryptedLine = transport === "tls" || transport === "https" || transport === "quic" ||
+      /^(tls|https|quic):\/\//i.test(text);
     if (encryptedLine && reason.includes("is not an IP address")) {
       d.notSupported(
         `${l.words[0]} by host name`,
@@ -96,7 +97,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let blacklistIp = false;
   let whitelistIp = false;
   let fallback = false;
-  const encrypted = address.transport === "tls" || address.transport === "https";
+  const encrypted = address.transport === "tls" || address.transport === "https" ||
+    address.transport === "quic";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
     verifyCertificate: true,
@@ -142,14 +144,22 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   });
 }
 
-/** An encrypted server kind not built yet: reported, and counted as a server line keeldns cannot use. */
+/**
+ * Why DNS over HTTP/3 is not built: Deno 2.9.6 has no HTTP/3 client (fetch and
+ * `Deno.createHttpClient` speak HTTP/1.1 and HTTP/2 only); its raw QUIC API would need HTTP/3
+ * framing, control streams and QPACK written here.
+ */
+const NO_HTTP3 = "DNS over HTTP/3 is not built: Deno's fetch has no HTTP/3";
+
+/** An encrypted server kind not built: reported, and counted as a server line keeldns cannot use. */
 function encrypted(name: string): DirectiveTable[string] {
   return {
     toml: "upstream.address",
     status: "partly",
-    note: "not built yet: reported, and never replaced by resolv.conf",
+    note: "not built: Deno 2.9.6's fetch speaks HTTP/1.1 and HTTP/2 only, and HTTP/3 over its raw QUIC " +
+      "streams would need HTTP/3 framing and QPACK written here; reported, and never replaced by resolv.conf",
     handle: (d, l) => {
-      d.notSupported(name, l, 0, "encrypted upstreams are not built yet");
+      d.notSupported(name, l, 0, NO_HTTP3);
       d.unusableServers.push(d.at(l, 1));
     },
   };
@@ -198,7 +208,15 @@ export const UPSTREAMS: DirectiveTable = {
     note: "DNS over HTTPS (POST, HTTP/2) to an IP address, with the server-tls options and -http-host",
     handle: (d, l) => server(d, l, "https"),
   },
-  "server-quic": encrypted("server-quic"),
+  "server-quic": {
+    toml: "upstream.address (quic://)",
+    status: "partly",
+    note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address, -host-name " +
+      "(SNI), ca-file/ca-path; -no-check-certificate, -spki-pin and a -tls-host-verify name other than " +
+      "the SNI name refuse the server (Deno's QUIC client always verifies and does not expose the " +
+      "certificate); -alpn reported (always doq); host names need bootstrap, not built yet",
+    handle: (d, l) => server(d, l, "quic"),
+  },
   "server-h3": encrypted("server-h3"),
   "server-http3": encrypted("server-http3"),
 };
