@@ -9,6 +9,7 @@ import { loadConfig } from "./config/load.ts";
 import type { Config, UdpTransportChoice } from "./config/schema.ts";
 import {
   BEAT_INTERVAL_MS,
+  BESIDE_PREDECESSOR_ENV,
   type ChildMessage,
   EXIT_BIND,
   EXIT_CONFIG,
@@ -36,6 +37,7 @@ import { ServerStats } from "./server/stats.ts";
 import { TcpListener } from "./server/tcp.ts";
 import { type ListenerCertificate, listenTls, loadListenerCertificate } from "./server/tls.ts";
 import { HttpsListener } from "./server/https.ts";
+import { QuicListener } from "./server/quic.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./net/linux_socket.ts";
@@ -139,7 +141,11 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
   };
   // The encrypted listeners' certificate, read once (and its fingerprint logged) if any needs it.
   let certificate: ListenerCertificate | undefined;
-  if (config.server.binds.some((b) => b.transport === "tls" || b.transport === "https")) {
+  if (
+    config.server.binds.some((b) =>
+      b.transport === "tls" || b.transport === "https" || b.transport === "quic"
+    )
+  ) {
     certificate = await loadListenerCertificate(config.server);
     serverLog.info("encrypted listeners present {file}, SHA-256 fingerprint {fingerprint}", {
       file: config.server.certFile,
@@ -158,6 +164,11 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
             ? await listenTls(bind, dispatcher, certificate!, streams, serverLog)
             : bind.transport === "https"
             ? HttpsListener.listen(bind, dispatcher, certificate!, streams, serverLog)
+            : bind.transport === "quic"
+            ? QuicListener.listen(bind, dispatcher, certificate!, {
+              ...streams,
+              waitForPort: Deno.env.get(BESIDE_PREDECESSOR_ENV) === "1",
+            }, serverLog)
             : TcpListener.listen(bind, dispatcher, streams, serverLog),
         );
       } catch (e) {

@@ -290,9 +290,11 @@ class TomlWriter {
       return { value: str(`${scheme ? `${b.transport}://` : ""}${hostPort(b.host, b.port)}`), above };
     };
     // Listeners with bind options are [[server.listen]] tables; then every listener is one, in order.
-    // (DoT and DoH listeners only have that form: bind-udp/bind-tcp lists hold plain ones.)
+    // (DoT, DoH and DoQ listeners only have that form: bind-udp/bind-tcp lists hold plain ones.)
     const options = server.binds.some((b) =>
-      b.group !== undefined || (b.flags?.length ?? 0) > 0 || b.transport === "tls" || b.transport === "https"
+      b.group !== undefined || (b.flags?.length ?? 0) > 0 || b.transport === "tls" ||
+      b.transport === "https" ||
+      b.transport === "quic"
     );
     const binds = options ? [] : server.binds;
     const withOptions = options ? server.binds : [];

@@ -263,6 +263,19 @@ domains = ["a.example"]
 nameserver = "lan"
 txt = ["tab\\there", "ünï"]
 `,
+    `[server]
+bind = ["127.0.0.1:53"]
+cert-file = "/etc/keeldns/cert.pem"
+key-file = "/etc/keeldns/key.pem"
+ca-file = "/etc/keeldns/ca.pem"
+[[server.listen]]
+address = "quic://[::1]"
+group = "lan"
+[[upstream]]
+address = "quic://192.0.2.1:8853"
+host-name = "doq.example"
+groups = ["lan"]
+`,
   ];
   for (const text of samples) {
     const c = parseTomlConfig(text, OUT);

@@ -35,8 +35,11 @@ export interface SourcePosition {
   readonly col: number;
 }
 
-/** Transport of a listener: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
-export type ListenerTransport = Transport | "tls" | "https";
+/**
+ * Transport of a listener: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484),
+ * DNS over QUIC (RFC 9250; keeldns.toml only, SmartDNS has no such listener).
+ */
+export type ListenerTransport = Transport | "tls" | "https" | "quic";
 
 /** One listening socket. */
 export interface BindConfig {

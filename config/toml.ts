@@ -231,12 +231,16 @@ class TomlConfigReader {
       const t = this.table(item, path, "listen");
       const text = this.string(t, "address", path);
       if (!text) this.src.fail(path, `[[server.listen]] #${i + 1} has no address`);
-      const scheme = /^(udp|tcp|tls|https):\/\//i.exec(text);
+      const scheme = /^(udp|tcp|tls|https|quic):\/\//i.exec(text);
       const only = scheme
         ? [scheme[1].toLowerCase() as ListenerTransport]
         : ["udp", "tcp"] as ListenerTransport[];
       const rest = scheme ? text.slice(scheme[0].length) : text;
-      const defaultPort = only[0] === "tls" ? 853 : only[0] === "https" ? 443 : DNS_PORT;
+      const defaultPort = only[0] === "tls" || only[0] === "quic"
+        ? 853
+        : only[0] === "https"
+        ? 443
+        : DNS_PORT;
       const { host, port } = this.parsed(
         `${path}.address`,
         "address",
