@@ -10,11 +10,11 @@
  * chain against the built-in roots plus `caCerts`, checks the `serverName` it sends as SNI, and
  * does not expose the peer certificate. So, as for DoT, `-no-check-certificate`, a
  * `-tls-host-verify` name other than the SNI name, and `-spki-pin` make the server fail every
- * exchange with a reason saying so (logged once). A query given up stops its stream; Deno sends
- * STOP_SENDING with code 0 (it has no way to send DOQ_REQUEST_CANCELLED), and none at all while a
- * read is pending, so such streams stay open until the server answers: after 50 of them without an
- * answer in between, the connection is replaced. A reused connection found closed by the server is
- * replaced and the query sent once more.
+ * exchange with a reason saying so (logged once). A query given up cannot stop its stream: Deno
+ * 2.9.6 sends no STOP_SENDING for a read under way (and could not send DOQ_REQUEST_CANCELLED:
+ * stream error codes cannot be chosen), so the stream stays open until the server answers; with
+ * 50 of them left unanswered for 5 s the connection is replaced. A reused connection found closed by the
+ * server is replaced and the query sent once more.
  *
  * @module
  */
@@ -35,6 +35,8 @@ export interface QuicUpstreamOptions {
   /** First delay after a failed connection attempt (default 500 ms); doubles up to `maxBackoffMs`. */
   readonly backoffMs?: number;
   readonly maxBackoffMs?: number;
+  /** A given-up stream still unanswered after this long counts as stuck (default 5 s). */
+  readonly stuckMs?: number;
   /**
    * Where problems go (default: the "upstream" logger). Refusals and certificate failures are
    * errors, unreachable servers warnings.
@@ -73,16 +75,16 @@ function reasonOf(e: unknown): string {
 }
 
 /**
- * Given-up queries whose streams may still be open, since the last answer, after which the
- * connection is closed and a new one opened (the server allows 100 open streams by default).
+ * Given-up streams left unanswered by the server (for `stuckMs`) at which the connection is closed
+ * and a new one opened: servers allow about 100 open streams per connection.
  */
-const MAX_ABANDONED_STREAMS = 50;
+const MAX_STUCK_STREAMS = 50;
 
 /** One QUIC connection and how many exchanges are using it. */
 class Connection {
   inFlight = 0;
-  /** Queries given up since the last answer (their streams may still be open). */
-  abandoned = 0;
+  /** Given-up streams the server has not answered within `stuckMs`. */
+  stuck = 0;
   closed = false;
 
   constructor(readonly conn: Deno.QuicConn, private readonly onClose: (c: Connection) => void) {
@@ -128,6 +130,13 @@ function resetStream(stream: Deno.QuicBidirectionalStream): void {
   stream.writable.abort().catch(() => {});
 }
 
+/** Reads what is left of a stream in the background, to its end (or its failure). */
+function drain(reader: ReadableStreamDefaultReader<Uint8Array>): void {
+  (async () => {
+    for (;;) if ((await reader.read()).done) return;
+  })().catch(() => {});
+}
+
 /** Reads one length-prefixed DNS message from a DoQ stream; throws when the stream ends early. */
 async function readAnswer(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Uint8Array> {
   let buffer = new Uint8Array(0);
@@ -136,6 +145,7 @@ async function readAnswer(reader: ReadableStreamDefaultReader<Uint8Array>): Prom
       const length = (buffer[0] << 8) | buffer[1];
       if (buffer.length >= 2 + length) {
         if (buffer.length > 2 + length) throw new Error("more than one message on the stream");
+        drain(reader); // the server's FIN, so the stream is done with on both sides
         return buffer.subarray(2);
       }
     }
@@ -166,6 +176,7 @@ export class QuicUpstream implements Upstream {
   private readonly idleMs: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly stuckMs: number;
   private readonly log: (level: "error" | "warn", message: string) => void;
 
   private endpoint?: Deno.QuicEndpoint;
@@ -186,6 +197,7 @@ export class QuicUpstream implements Upstream {
     this.idleMs = options.idleMs ?? 10_000;
     this.backoffMs = options.backoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    this.stuckMs = options.stuckMs ?? 5_000;
     const logger = options.log ? undefined : getLogger("upstream");
     this.log = options.log ??
       ((level, message) =>
@@ -240,9 +252,7 @@ export class QuicUpstream implements Upstream {
             signal,
             resetStream,
           );
-          const answer = await this.ask(q, stream, signal, connection);
-          connection.abandoned = 0;
-          return answer;
+          return await this.ask(q, stream, signal, connection);
         } catch (e) {
           // A reused connection the server had closed (restart, its idle timeout): once more on a new one.
           if (signal.aborted || !reused || !connection.closed || attempt > 0) throw e;
@@ -272,28 +282,35 @@ export class QuicUpstream implements Upstream {
     writer.write(frame(query)).then(() => writer.close()).then(() => sent = true, () => {
       // a send side the server reset shows up as a failed read as well
     });
-    let read = false;
-    const onAbort = () => reader.cancel().catch(() => {});
-    signal.addEventListener("abort", onAbort, { once: true });
+    // The read goes on to the stream's end whatever becomes of this exchange: Deno 2.9.6 cannot
+    // stop a pending read (it sends no STOP_SENDING then), so a stream given up stays open until
+    // the server answers it, and counts as abandoned until then.
+    const reading = readAnswer(reader);
+    let answer: Uint8Array;
     try {
-      const answer = await readAnswer(reader);
-      read = true;
-      if (signal.aborted) throw new Error("aborted");
-      if (answer.length < 12 || !(answer[2] & 0x80)) throw new Error("not a DNS response");
-      if (readId(answer) !== 0) throw new Error(`answer has ID ${readId(answer)}, not 0 (RFC 9250 §4.2.1)`);
-      if (!sameQuestion(query, q.questionEnd, answer)) throw new Error("answer is for another question");
-      return answer;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      // Given up: STOP_SENDING for the answer, RESET_STREAM for a query not sent whole. Deno 2.9.6
-      // sends no STOP_SENDING while a read is pending, so the stream stays open until the server
-      // answers it; too many such streams and the connection is replaced.
-      if (!read) {
-        reader.cancel().catch(() => {});
-        if (++connection.abandoned >= MAX_ABANDONED_STREAMS) connection.close();
+      answer = await abortable(reading, signal, () => {});
+    } catch (e) {
+      if (signal.aborted) {
+        if (!sent) writer.abort().catch(() => {}); // RESET_STREAM for a query not sent whole
+        // Still unanswered after `stuckMs`: the server holds the stream; with too many such
+        // streams the connection is replaced.
+        let stuck = false;
+        const timer = setTimeout(() => {
+          stuck = true;
+          if (++connection.stuck >= MAX_STUCK_STREAMS) connection.close();
+        }, this.stuckMs);
+        Deno.unrefTimer(timer);
+        reading.catch(() => {}).finally(() => {
+          clearTimeout(timer);
+          if (stuck) connection.stuck--;
+        });
       }
-      if (!sent) writer.abort().catch(() => {});
+      throw e;
     }
+    if (answer.length < 12 || !(answer[2] & 0x80)) throw new Error("not a DNS response");
+    if (readId(answer) !== 0) throw new Error(`answer has ID ${readId(answer)}, not 0 (RFC 9250 §4.2.1)`);
+    if (!sameQuestion(query, q.questionEnd, answer)) throw new Error("answer is for another question");
+    return answer;
   }
 
   /** The open connection, or a new one (shared by concurrent callers). */

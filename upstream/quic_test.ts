@@ -220,16 +220,31 @@ test("an aborted exchange fails as aborted at once and leaves the connection usa
   });
 });
 
-test("after 50 given-up queries without an answer the connection is replaced", async () => {
-  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+test("50 given-up streams the server never answers: the connection is replaced", async () => {
+  await withServer({}, { caFile: pki!.caFile }, { stuckMs: 200 }, async (server, upstream) => {
     server.silent = true;
     const given = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => failure(ask(upstream, `q${i}.test`, 200))),
+      Array.from({ length: 60 }, (_, i) => failure(ask(upstream, `q${i}.test`, 100))),
     );
     assertEquals(given.filter((e) => /aborted/.test(e.message)).length, 60);
+    await sleep(250);
     server.silent = false;
     assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
     assertEquals(server.accepted, 2);
+  });
+});
+
+test("given-up streams the server answers late (lost races) keep the connection", async () => {
+  await withServer({}, { caFile: pki!.caFile }, { stuckMs: 300 }, async (server, upstream) => {
+    server.delayMs = 150;
+    const given = await Promise.all(
+      Array.from({ length: 80 }, (_, i) => failure(ask(upstream, `q${i}.test`, 50))),
+    );
+    assertEquals(given.filter((e) => /aborted/.test(e.message)).length, 80);
+    await sleep(400);
+    server.delayMs = 0;
+    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(server.accepted, 1);
   });
 });
 
