@@ -218,9 +218,7 @@ export class QuicListener implements Listener {
     try {
       query = await readQuery(reader);
     } catch {
-      query = null; // reset by the client, or the connection closed
-      clearTimeout(deadline);
-      return;
+      return; // reset by the client, or the connection closed
     } finally {
       clearTimeout(deadline);
     }

@@ -7,7 +7,7 @@
  * Deno's QUIC stack.
  */
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { buildQuery, decodeReply } from "./helpers/dns_client.ts";
+import { buildQuery, decodeReply, udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { freePort, KeeldnsProcess, runKeeldns, skipWithout } from "./helpers/keeldns_process.ts";
 import { makeTestPki } from "./helpers/test_pki.ts";
@@ -158,6 +158,21 @@ level = "info"
         }
         assertMatch(refused, /refused|closed|reset/i);
         for (const c of open) c.close({ closeCode: 0, reason: "" });
+      });
+      await t.step("a second keeldns with server-quic asks this one over DoQ", async () => {
+        const front = await KeeldnsProcess.start(
+          `bind 127.0.0.1:{port}\nserver-quic 127.0.0.1:${quicPort} -host-name dns.test\n` +
+            `ca-file ${pki.caFile}\ncache-size 0\n`,
+          { name: "smartdns.conf" },
+        );
+        try {
+          for (let i = 0; i < 5; i++) {
+            const reply = await udpQuery(front.port, "x.test", "A");
+            assertEquals(reply.answers.map((a) => a.data), ["192.0.2.77"]);
+          }
+        } finally {
+          await front.stop();
+        }
       });
       await t.step(
         "a planned restart: the new child binds the DoQ port once the old one lets go",
