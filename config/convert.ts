@@ -371,6 +371,7 @@ class TomlWriter {
       if (!u.tls.verifyCertificate) this.out.push("verify-certificate = false");
       if (u.tls.spkiPins.length > 0) this.out.push(`spki-pins = [${u.tls.spkiPins.map(str).join(", ")}]`);
       if (u.tls.httpHost !== undefined) this.out.push(`http-host = ${str(u.tls.httpHost)}`);
+      if (u.tls.alpn) this.out.push(`alpn = [${u.tls.alpn.map(str).join(", ")}]`);
     }
     if (u.blacklistIp) this.out.push("blacklist-ip = true");
     if (u.whitelistIp) this.out.push("whitelist-ip = true");

@@ -297,7 +297,8 @@ Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads b
 Deno.test("server-quic and quic:// become quic:// upstreams with their TLS options, and read back", () => {
   const { toml, c } = roundTrip(
     "server-quic 127.0.0.1 -host-name doq.test\nserver quic://[2001:db8::53]:8853 -host-name -\n" +
-      "server-quic 192.0.2.1:784 -tls-host-verify doq.test -alpn doq\nca-file /etc/ssl/doq-ca.pem\n",
+      "server-quic 192.0.2.1:784 -tls-host-verify doq.test -alpn doq\nca-file /etc/ssl/doq-ca.pem\n" +
+      "server-tls 192.0.2.2 -alpn dot\n",
   );
   assertEquals(
     c.upstreams.map((u) => [u.transport, u.host, u.port, u.tls?.hostName, u.tls?.verifyName]),
@@ -305,9 +306,12 @@ Deno.test("server-quic and quic:// become quic:// upstreams with their TLS optio
       ["quic", "127.0.0.1", 853, "doq.test", undefined],
       ["quic", "2001:db8::53", 8853, "-", undefined],
       ["quic", "192.0.2.1", 784, undefined, "doq.test"],
+      ["tls", "192.0.2.2", 853, undefined, undefined],
     ],
   );
-  assertEquals(c.unsupported.map((u) => u.name), ["server-quic -alpn"]);
+  assertEquals(c.unsupported.map((u) => u.name), ["server-tls -alpn"], "DoT keeps its own ALPN");
+  assertEquals(c.upstreams.map((u) => u.tls?.alpn), [undefined, undefined, ["doq"], undefined]);
+  assertMatch(toml, /alpn = \["doq"\]/);
   assertMatch(toml, /address = "quic:\/\/127\.0\.0\.1:853"\nhost-name = "doq\.test"\n/);
   assertMatch(toml, /address = "quic:\/\/\[2001:db8::53\]:8853"\nhost-name = "-"\n/);
 });

@@ -26,6 +26,8 @@ export interface TlsOptions {
   readonly spkiPins: readonly string[];
   /** The HTTP Host header for DoH (`-http-host`). */
   readonly httpHost?: string;
+  /** The ALPN tokens offered to a DoQ server (`-alpn`, comma-separated); default "doq". */
+  readonly alpn?: readonly string[];
 }
 
 /** Where a config value came from, for messages that point at the file. */

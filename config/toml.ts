@@ -129,6 +129,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "verify-certificate",
     "spki-pins",
     "http-host",
+    "alpn",
   ],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
   log: ["level", "file", "size", "num"],
@@ -335,12 +336,14 @@ class TomlConfigReader {
     const hostName = this.string(t, "host-name", path);
     const verifyName = this.string(t, "tls-host-verify", path);
     const httpHost = this.string(t, "http-host", path);
+    const alpn = this.strings(t, "alpn", path);
     return {
       ...(hostName !== undefined ? { hostName } : {}),
       ...(verifyName !== undefined ? { verifyName } : {}),
       verifyCertificate: this.boolean(t, "verify-certificate", path, true),
       spkiPins: this.strings(t, "spki-pins", path),
       ...(httpHost !== undefined ? { httpHost } : {}),
+      ...(alpn.length > 0 ? { alpn } : {}),
     };
   }
 

@@ -1,5 +1,6 @@
 /**
- * DNS over QUIC to one upstream (RFC 9250): one QUIC connection per server (ALPN "doq"), reused;
+ * DNS over QUIC to one upstream (RFC 9250): one QUIC connection per server (ALPN "doq", or the
+ * tokens of `-alpn`), reused;
  * each query on its own bidirectional stream, sent with message ID 0 (§4.2.1) and a 2-byte length
  * prefix, the stream's send side closed (FIN) after it; the answer is the one message the server
  * sends back on that stream. The connection is opened on demand from one UDP endpoint the server
@@ -173,6 +174,8 @@ export class QuicUpstream implements Upstream {
   readonly refusal?: string;
   private refusalLogged = false;
   private readonly caCerts: string[] = [];
+  /** The ALPN tokens offered (`-alpn`; "doq" by default). */
+  readonly alpn: readonly string[];
   private readonly idleMs: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
@@ -205,6 +208,7 @@ export class QuicUpstream implements Upstream {
     const tls: TlsOptions = config.tls ?? { verifyCertificate: true, spkiPins: [] };
     const named = tls.hostName && tls.hostName !== "-" ? tls.hostName : undefined;
     this.serverName = named ?? config.host;
+    this.alpn = tls.alpn?.length ? tls.alpn : [DOQ_ALPN];
     let refusal = quicMissing() ?? refusalOf(tls, this.serverName);
     if (!refusal) {
       try {
@@ -353,14 +357,16 @@ export class QuicUpstream implements Upstream {
         hostname: this.host,
         port: this.port,
         serverName: this.serverName,
-        alpnProtocols: [DOQ_ALPN],
+        alpnProtocols: [...this.alpn],
         endpoint: this.clientEndpoint(),
         ...(this.caCerts.length ? { caCerts: this.caCerts } : {}),
         // A server that went silent is noticed within this time even while queries wait.
         maxIdleTimeout: Math.max(this.idleMs, 5_000) + 5_000,
       });
       await conn.handshake;
-      if (conn.protocol !== DOQ_ALPN) throw new Error(`the server chose ALPN ${conn.protocol ?? "none"}`);
+      if (!conn.protocol || !this.alpn.includes(conn.protocol)) {
+        throw new Error(`the server chose ALPN ${conn.protocol ?? "none"}`);
+      }
       if (this.closedForGood) throw new Error("upstream closed");
       this.failures = 0;
       this.connections++;

@@ -189,6 +189,17 @@ test("a server without the doq ALPN fails the handshake", async () => {
   }, "h3");
 });
 
+test("-alpn: the tokens offered instead of doq (a draft-era server)", async () => {
+  await withServer({ alpn: ["doq-i02", "doq"] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(server.accepted, 1);
+  }, "doq-i02");
+  await withServer({ alpn: ["doq-i02"] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    assertMatch((await failure(ask(upstream, "q1.test"))).message, /handshake failed.*protocol/);
+    assertEquals(server.accepted, 0);
+  });
+});
+
 test("closes the connection when idle and reopens it on demand", async () => {
   await withServer({}, { caFile: pki!.caFile }, { idleMs: 150 }, async (server, upstream) => {
     assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");

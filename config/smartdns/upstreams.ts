@@ -111,7 +111,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       else if (opt === "spki-pin") pins.push(value ?? "");
       else if (opt === "http-host") tls.httpHost = value;
       else if (opt === "no-check-certificate" || opt === "k") tls.verifyCertificate = false;
-      else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
+      else if (opt === "alpn" && address.transport === "quic") {
+        tls.alpn = (value ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "");
+      } else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
       return;
     }
     if (opt === "group" || opt === "g") {
@@ -214,7 +216,7 @@ export const UPSTREAMS: DirectiveTable = {
     note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address, -host-name " +
       "(SNI), ca-file/ca-path; -no-check-certificate, -spki-pin and a -tls-host-verify name other than " +
       "the SNI name refuse the server (Deno's QUIC client always verifies and does not expose the " +
-      "certificate); -alpn reported (always doq); host names need bootstrap, not built yet",
+      "certificate); -alpn (default doq); host names need bootstrap, not built yet",
     handle: (d, l) => server(d, l, "quic"),
   },
   "server-h3": encrypted("server-h3"),
