@@ -38,6 +38,7 @@ import { TcpListener } from "./server/tcp.ts";
 import { type ListenerCertificate, listenTls, loadListenerCertificate } from "./server/tls.ts";
 import { HttpsListener } from "./server/https.ts";
 import { QuicListener } from "./server/quic.ts";
+import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./net/linux_socket.ts";
@@ -139,18 +140,24 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
     idleSeconds: config.server.tcpIdleTime,
     maxConnections: config.server.maxTcpConnections,
   };
-  // The encrypted listeners' certificate, read once (and its fingerprint logged) if any needs it.
+  // The encrypted listeners' certificate (configured, or made once into the data directory), read
+  // once and its fingerprint logged, if any listener needs it.
   let certificate: ListenerCertificate | undefined;
   if (
     config.server.binds.some((b) =>
       b.transport === "tls" || b.transport === "https" || b.transport === "quic"
     )
   ) {
-    certificate = await loadListenerCertificate(config.server);
-    serverLog.info("encrypted listeners present {file}, SHA-256 fingerprint {fingerprint}", {
-      file: config.server.certFile,
-      fingerprint: certificate.fingerprint,
-    });
+    const { certFile, keyFile, keyPass } = config.server;
+    if (certFile === undefined && keyFile === undefined && keyPass === undefined) {
+      certificate = await selfSignedFor(config, serverLog);
+    } else {
+      certificate = await loadListenerCertificate(config.server);
+      serverLog.info("encrypted listeners present {file}, SHA-256 fingerprint {fingerprint}", {
+        file: certFile,
+        fingerprint: certificate.fingerprint,
+      });
+    }
   }
   try {
     for (const bind of config.server.binds) {

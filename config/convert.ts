@@ -14,6 +14,7 @@ import {
   DEFAULT_RATE_LIMIT,
   DEFAULT_UPSTREAM_TIMEOUT,
 } from "./defaults.ts";
+import { SYSTEM_RESOLV_CONF } from "./bootstrap_servers.ts";
 import { didYouMean } from "./errors.ts";
 import type {
   AddressAction,
@@ -24,6 +25,7 @@ import type {
   SourcePosition,
   UpstreamConfig,
 } from "./schema.ts";
+import { formatSpeedCheckModes } from "./schema.ts";
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
 import { nftsetText } from "./smartdns/nftset.ts";
 import { Draft, type Line, readLines, relativeTo } from "./smartdns/reader.ts";
@@ -353,6 +355,10 @@ class TomlWriter {
         this.out.push(
           clean(`# no server line: SmartDNS asks the nameservers of ${resolv?.text ?? "resolv-file"}`),
         );
+      } else if (this.config.format === "smartdns" && u.bootstrap && !u.source) {
+        this.out.push(
+          `# nothing else resolves the server names: SmartDNS asks the system resolver (${SYSTEM_RESOLV_CONF})`,
+        );
       }
       this.upstream(u);
     }
@@ -365,6 +371,8 @@ class TomlWriter {
     );
     if (u.groups.length > 0) this.out.push(`groups = [${u.groups.map(str).join(", ")}]`);
     if (u.excludeDefault) this.out.push("exclude-default-group = true");
+    if (u.bootstrap) this.out.push("bootstrap = true");
+    if (u.hostIp !== undefined) this.out.push(`host-ip = ${str(u.hostIp)}`);
     if (u.tls) {
       if (u.tls.hostName !== undefined) this.out.push(`host-name = ${str(u.tls.hostName)}`);
       if (u.tls.verifyName !== undefined) this.out.push(`tls-host-verify = ${str(u.tls.verifyName)}`);
@@ -452,6 +460,20 @@ class TomlWriter {
     this.files("lease-files", "rules.lease-files", r.leaseFiles, (d) => d.leaseFiles);
     this.scalar("rules.expand-ptr-from-address", "expand-ptr-from-address", String(r.expandPtrFromAddress));
     this.scalar("rules.max-reply-ip-num", "max-reply-ip-num", String(r.maxReplyIpNum));
+    this.scalar("rules.speed-check-mode", "speed-check-mode", str(formatSpeedCheckModes(r.speedCheck)));
+    this.scalar("rules.response-mode", "response-mode", str(r.responseMode));
+    this.scalar("rules.blocking-answer-vote", "blocking-answer-vote", String(r.blockingAnswerVote));
+    this.scalar("rules.dualstack-ip-selection", "dualstack-ip-selection", String(r.dualstack.enabled));
+    this.scalar(
+      "rules.dualstack-ip-selection-threshold",
+      "dualstack-ip-selection-threshold",
+      String(r.dualstack.thresholdMs),
+    );
+    this.scalar(
+      "rules.dualstack-ip-allow-force-aaaa",
+      "dualstack-ip-allow-force-aaaa",
+      String(r.dualstack.allowForceAAAA),
+    );
     if (r.nftsetTimeout) this.scalar("rules.nftset-timeout", "nftset-timeout", "true");
     if (r.nftsetDebug) this.scalar("rules.nftset-debug", "nftset-debug", "true");
     if (r.dns64Prefix !== undefined) this.scalar("rules.dns64", "dns64", str(`${r.dns64Prefix}/96`));

@@ -191,10 +191,11 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   );
   assertMatch(toml, /^# warning: server: unknown option "-grop" ignored \(did you mean "group"\?\)$/m);
   assertMatch(toml, /^# not supported yet: domain-rules -speed-check-mode \(read and kept/m);
+  assertMatch(toml, /^speed-check-mode = "ping,tcp:80"$/m);
+  assertMatch(toml, /^response-mode = "first-ping"$/m);
   // The lines that became nothing, in the file's order, at the end.
   const tail = toml.slice(toml.indexOf("# ---- Lines with no TOML equivalent"));
   assertEquals(tail.split("\n").slice(1).filter((l) => l !== ""), [
-    "# not supported yet: speed-check-mode ping,tcp:80 (the first usable answer is sent, without a speed check)",
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
     "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",
     "# no TOML needed: conf-file extra.conf (the lines it includes are converted above)",
@@ -314,4 +315,29 @@ Deno.test("server-quic and quic:// become quic:// upstreams with their TLS optio
   assertMatch(toml, /alpn = \["doq"\]/);
   assertMatch(toml, /address = "quic:\/\/127\.0\.0\.1:853"\nhost-name = "doq\.test"\n/);
   assertMatch(toml, /address = "quic:\/\/\[2001:db8::53\]:8853"\nhost-name = "-"\n/);
+});
+
+Deno.test("servers by host name keep the name, -host-ip and -bootstrap-dns in TOML, and read back", () => {
+  const { toml } = roundTrip(
+    "server 192.0.2.53 -bootstrap-dns\nserver-tls dns.example -host-name sni.example\n" +
+      "server-https https://doh.example/q -host-ip 192.0.2.8\nserver udp.example:5353\n",
+  );
+  assertMatch(toml, /address = "udp:\/\/192\.0\.2\.53:53"\nexclude-default-group = true\nbootstrap = true\n/);
+  assertMatch(toml, /address = "tls:\/\/dns\.example:853"\nhost-name = "sni\.example"\n/);
+  assertMatch(toml, /address = "https:\/\/doh\.example:443\/q"\nhost-ip = "192\.0\.2\.8"\n/);
+  assertMatch(toml, /address = "udp:\/\/udp\.example:5353"\n/);
+});
+
+Deno.test("convert: resolv.conf's nameservers, when only they can resolve the server names, are written out", () => {
+  const conf = "server-tls dns.example\n";
+  const c = parseSmartdnsConf(conf, CONF, (p) => p === "/etc/resolv.conf" ? "nameserver 192.0.2.200\n" : "");
+  const toml = convertToToml(c, conf);
+  assertMatch(
+    toml,
+    /# nothing else resolves the server names: SmartDNS asks the system resolver \(\/etc\/resolv\.conf\)\n\[\[upstream\]\]\naddress = "udp:\/\/192\.0\.2\.200:53"\nexclude-default-group = true\nbootstrap = true\n/,
+  );
+  assertEquals(parseTomlConfig(toml, OUT).upstreams.map((u) => [u.host, u.bootstrap ?? false]), [
+    ["dns.example", false],
+    ["192.0.2.200", true],
+  ]);
 });

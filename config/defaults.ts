@@ -64,6 +64,13 @@ address = "udp://8.8.8.8"
 [cache]
 size = 4096
 
+# SmartDNS's choices: the fastest address by ICMP, then TCP 80 and 443; IPv6 unless IPv4 is 10 ms faster.
+[rules]
+speed-check-mode = "ping,tcp:80,tcp:443"
+response-mode = "first-ping"
+dualstack-ip-selection = true
+blocking-answer-vote = true
+
 [log]
 level = "info"
 `;

@@ -63,9 +63,19 @@ export interface UpstreamConfig {
   readonly path?: string;
   /** Certificate checks, for transports "tls", "https" and "quic". */
   readonly tls?: TlsOptions;
-  /** Literal IPv4 or IPv6 address. */
+  /** Literal IPv4 or IPv6 address; for a server given by host name (`name`), that name. */
   readonly host: string;
   readonly port: number;
+  /**
+   * The host name the server is given by (`tls://dns.google`): resolved through the bootstrap
+   * servers (see config/bootstrap_servers.ts) unless `hostIp` pins the address. SNI and the
+   * certificate name default to it.
+   */
+  readonly name?: string;
+  /** `-host-ip`: the address a server given by `name` is reached at, never resolved. */
+  readonly hostIp?: string;
+  /** `-bootstrap-dns`: this server resolves the names of the servers given by one. */
+  readonly bootstrap?: boolean;
   /** Named server groups this server belongs to (besides "default", see `excludeDefault`). */
   readonly groups: readonly string[];
   /** Not used for queries that have no group rule. */
@@ -329,6 +339,17 @@ export interface RulesConfig {
   readonly resolvHostname: boolean;
   /** At most this many addresses of each family in an answer (0 = no limit; SmartDNS: 8). */
   readonly maxReplyIpNum: number;
+  /** The speed check's probe kinds, in order (`speed-check-mode`; empty: none). */
+  readonly speedCheck: readonly SpeedCheckMode[];
+  /** When an A/AAAA answer goes out (`response-mode`). */
+  readonly responseMode: ResponseMode;
+  /**
+   * SmartDNS's ad-block vote: an upstream's 0.x/127.x (or ::/::1) address is dropped from its
+   * answer unless more than half of the servers answered such addresses for the question.
+   */
+  readonly blockingAnswerVote: boolean;
+  /** Dual-stack selection (`dualstack-ip-selection*`; needs the speed check). */
+  readonly dualstack: DualstackConfig;
   /** DNS64: the /96 prefix AAAA answers are made under from A records (none: off). */
   readonly dns64Prefix?: string;
   /** Added set elements time out with the answer's TTL (`nftset-timeout`, `ipset-timeout`). */
@@ -345,6 +366,60 @@ export interface RulesConfig {
   readonly ipSets: readonly IpSetConfig[];
 }
 
+/** One probe kind of the speed check: ICMP echo, or a TCP handshake on a port. */
+export type SpeedCheckMode = { readonly kind: "ping" } | { readonly kind: "tcp"; readonly port: number };
+
+/** Dual-stack selection: answer the slower family empty (see resolver/dualstack_stage.ts). */
+export interface DualstackConfig {
+  readonly enabled: boolean;
+  /** IPv4 must be faster by more than this (ms) for AAAA to be answered empty (SmartDNS: 10). */
+  readonly thresholdMs: number;
+  /** Also answer A empty when IPv6 is faster (`dualstack-ip-allow-force-AAAA`). */
+  readonly allowForceAAAA: boolean;
+}
+
+/** SmartDNS's response modes (see resolver/speed_stage.ts). */
+export type ResponseMode = "first-ping" | "fastest-ip" | "fastest-response";
+
+/** The response modes by name. */
+export const RESPONSE_MODES: readonly ResponseMode[] = ["first-ping", "fastest-ip", "fastest-response"];
+
+/** SmartDNS's default speed check: `ping,tcp:80,tcp:443`. */
+export const SMARTDNS_SPEED_CHECK: readonly SpeedCheckMode[] = [
+  { kind: "ping" },
+  { kind: "tcp", port: 80 },
+  { kind: "tcp", port: 443 },
+];
+
+/**
+ * Parses a `speed-check-mode` value (`ping,tcp:80,tcp-syn:443`, `none`); throws with the reason.
+ * `tcp-syn` is probed as a full TCP handshake (no raw SYN sockets).
+ */
+export function parseSpeedCheckModes(text: string): SpeedCheckMode[] {
+  const out: SpeedCheckMode[] = [];
+  for (const raw of text.split(",").map((w) => w.trim()).filter((w) => w !== "")) {
+    const word = raw.toLowerCase();
+    if (word === "none") return out; // SmartDNS: none ends the list
+    if (word === "ping") {
+      out.push({ kind: "ping" });
+      continue;
+    }
+    const m = /^tcp(?:-syn)?(?::(\d+))?$/.exec(word);
+    if (!m) throw new Error(`unknown speed check "${raw}" (ping, tcp:PORT or none)`);
+    const port = m[1] === undefined ? 80 : Number(m[1]);
+    if (port < 1 || port > 65535) throw new Error(`speed check port ${m[1]} is out of range`);
+    out.push({ kind: "tcp", port });
+  }
+  return out;
+}
+
+/** The text form of speed check kinds, as `speed-check-mode` takes it. */
+export function formatSpeedCheckModes(modes: readonly SpeedCheckMode[]): string {
+  return modes.length === 0
+    ? "none"
+    : modes.map((m) => m.kind === "ping" ? "ping" : `tcp:${m.port}`).join(",");
+}
+
 /** No rules at all. */
 export const NO_RULES: RulesConfig = Object.freeze({
   domainRules: [],
@@ -358,6 +433,10 @@ export const NO_RULES: RulesConfig = Object.freeze({
   selfNames: false,
   resolvHostname: false,
   maxReplyIpNum: 0,
+  speedCheck: [],
+  responseMode: "fastest-response",
+  blockingAnswerVote: false,
+  dualstack: { enabled: false, thresholdMs: 10, allowForceAAAA: false },
   nftsetTimeout: false,
   ipRules: [],
   ipSets: [],

@@ -15,6 +15,7 @@ import {
   DEFAULT_UPSTREAM_TIMEOUT,
   DNS_PORT,
 } from "./defaults.ts";
+import { checkNameResolution, SYSTEM_RESOLV_CONF } from "./bootstrap_servers.ts";
 import { ConfigError, readFailure } from "./errors.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import type { ClientGroupConfig, Config, RulesConfig, SourcePosition, UpstreamConfig } from "./schema.ts";
@@ -47,6 +48,21 @@ function where(p: SourcePosition): string {
   return `${p.file}:${p.line}:${p.col}`;
 }
 
+/** The `nameserver` lines of a resolv.conf, as plain UDP servers. */
+function nameservers(text: string): UpstreamConfig[] {
+  const found: UpstreamConfig[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (!m) continue;
+    try {
+      found.push({ transport: "udp", ...parseHostPort(m[1], DNS_PORT), groups: [], excludeDefault: false });
+    } catch {
+      // resolv.conf may hold scoped or odd entries; they are simply not usable upstreams.
+    }
+  }
+  return found;
+}
+
 /** SmartDNS's fallback when no `server` line exists: the nameservers of `resolv-file`. */
 function upstreamsFromResolvFile(d: Draft, file: string): UpstreamConfig[] {
   let text: string;
@@ -58,16 +74,7 @@ function upstreamsFromResolvFile(d: Draft, file: string): UpstreamConfig[] {
       { file, line: 0, col: 0 },
     );
   }
-  const found: UpstreamConfig[] = [];
-  for (const line of text.split("\n")) {
-    const m = /^\s*nameserver\s+(\S+)/.exec(line);
-    if (!m) continue;
-    try {
-      found.push({ transport: "udp", ...parseHostPort(m[1], DNS_PORT), groups: [], excludeDefault: false });
-    } catch {
-      // resolv.conf may hold scoped or odd entries; they are simply not usable upstreams.
-    }
-  }
+  const found = nameservers(text);
   if (found.length === 0) {
     throw new ConfigError(`no server lines, and no usable nameserver in "${d.resolvFile}"`, {
       file,
@@ -83,8 +90,19 @@ function upstreamsFromResolvFile(d: Draft, file: string): UpstreamConfig[] {
  * the fallback when server lines exist that keeldns cannot use yet, or a mistyped one: queries
  * would silently go to other servers than the file names.
  */
-function upstreams(d: Draft, file: string): UpstreamConfig[] {
-  if (d.upstreams.length > 0) return d.upstreams;
+function upstreams(d: Draft, file: string): readonly UpstreamConfig[] {
+  if (d.upstreams.length > 0) {
+    return checkNameResolution(d.upstreams, {
+      what: `nameserver in ${SYSTEM_RESOLV_CONF}`,
+      servers: () => {
+        try {
+          return nameservers(d.readFile(SYSTEM_RESOLV_CONF));
+        } catch {
+          return [];
+        }
+      },
+    });
+  }
   if (d.unusableServers.length > 0) {
     throw new ConfigError(
       `every server line is of a kind keeldns cannot use yet (${d.unusableServers.map(where).join(", ")}); ` +
@@ -212,6 +230,14 @@ export function parseSmartdnsConf(
     serverName: d.serverName,
     resolvHostname: d.resolvHostname,
     maxReplyIpNum: d.maxReplyIpNum,
+    speedCheck: d.speedCheck,
+    responseMode: d.responseMode,
+    blockingAnswerVote: true,
+    dualstack: {
+      enabled: d.dualstack,
+      thresholdMs: d.dualstackThreshold,
+      allowForceAAAA: d.dualstackAllowForceAAAA,
+    },
     dns64Prefix: d.dns64Prefix,
     nftsetTimeout: d.nftsetTimeout,
     nftsetDebug: d.nftsetDebug,

@@ -55,19 +55,18 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nspeed-check-mode ping\nserve-expired yes\nspeed-check-mode none\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
+    "server 9.9.9.9\nprefetch-domain yes\nserve-expired yes\nprefetch-domain no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
     [
-      "speed-check-mode@2",
+      "prefetch-domain@2",
       "serve-expired@3",
       "smartdns-ui.ip@6",
-      "server by host name@7",
       "bind -no-ip-alias@8",
     ],
   );
-  assertEquals(c.upstreams.map((u) => u.transport), ["udp", "tls"]);
+  assertEquals(c.upstreams.map((u) => u.transport), ["udp", "tls", "https"]);
 });
 
 Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
@@ -77,7 +76,8 @@ Deno.test("smartdns.conf: errors carry file:line:col and a suggestion", () => {
       /:1:1: unknown directive "sever" ignored \(did you mean "server"\?\); with no server line/,
     ],
     ["server 1.1.1.1\nbind 127.0.0.1:http", /:2:6: bind: "http" is not a port number/],
-    ["server dns.google", /:1:8: server: "dns.google" is not an IP address \(host names need bootstrap/],
+    ["server dns..google", /:1:8: server: "dns..google" is not an IP address or a host name/],
+    ["server dns.google", /:1:8: dns.google: nothing can resolve this host name: .*\/etc\/resolv.conf/],
     ["server 1.1.1.1\ncache-size lots", /:2:12: cache-size: "lots" is not a size/],
     ["server 1.1.1.1\nlog-level loud", /:2:11: log-level: "loud" is not a level/],
     [
@@ -179,8 +179,8 @@ log-size 8M
 Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   // Only servers keeldns cannot use yet: no fall-back to resolv.conf.
   assertThrows(
-    () => parse("server-tls dns.google\nserver https://dns.example/dns-query\n"),
-    /:1:12: every server line is of a kind keeldns cannot use yet \(.*:1:12, .*:2:8\); it will not fall back/,
+    () => parse("server-h3 dns.google\nserver h3://dns.example\n"),
+    /:1:11: every server line is of a kind keeldns cannot use yet \(.*:1:11, .*:2:8\); it will not fall back/,
   );
   // A directive that would route or filter differently without it refuses the file, naming the line.
   assertThrows(
@@ -194,7 +194,7 @@ Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   // A nameserver rule to a group without a usable server would send its domains to the default group.
   assertThrows(
     () =>
-      parse("server 9.9.9.9\nserver-tls dns.bank.example -group secure\nnameserver /bank.example/secure\n"),
+      parse("server 9.9.9.9\nserver-h3 dns.bank.example -group secure\nnameserver /bank.example/secure\n"),
     /:3:12: nameserver: no usable server is in group "secure"/,
   );
   assertThrows(() => parse("server 9.9.9.9\naddress /domain-set:ads/#\n"), /no domain-set named "ads"/);
@@ -312,4 +312,110 @@ Deno.test("smartdns.conf: server-quic is DNS over QUIC (port 853); server-h3 is 
   assertEquals(u.tls, { verifyCertificate: false, spkiPins: [], hostName: "doq.test" });
   assertEquals(c.unsupported.map((x) => `${x.name}@${x.source.line}`), ["server-h3@2", "server h3://@3"]);
   assertMatch(c.unsupported[0].reason ?? "", /DNS over HTTP\/3 is not built: Deno's fetch has no HTTP\/3/);
+  // By host name, resolved through the bootstrap servers as for DoT; -host-ip pins it.
+  const [, named, pinned] = parse(
+    "server 192.0.2.53\nserver-quic doq.example\nserver quic://DoQ.Example:8853 -host-ip 192.0.2.8\n",
+  ).upstreams;
+  assertEquals([named.transport, named.name, named.port, named.hostIp], [
+    "quic",
+    "doq.example",
+    853,
+    undefined,
+  ]);
+  assertEquals([pinned.transport, pinned.name, pinned.port, pinned.hostIp], [
+    "quic",
+    "doq.example",
+    8853,
+    "192.0.2.8",
+  ]);
+});
+
+Deno.test("smartdns.conf: speed check, response mode and dual-stack, with SmartDNS's defaults", () => {
+  const d = parse("server 9.9.9.9\n").rules;
+  assertEquals(d.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 80 }, { kind: "tcp", port: 443 }]);
+  assertEquals([d.responseMode, d.blockingAnswerVote], ["first-ping", true]);
+  assertEquals(d.dualstack, { enabled: true, thresholdMs: 10, allowForceAAAA: false });
+  const c = parse(
+    "server 9.9.9.9\nspeed-check-mode tcp-syn:8443,ping,none,tcp:80\nresponse-mode fastest-response\n" +
+      "dualstack-ip-selection no\ndualstack-ip-selection-threshold 30\ndualstack-ip-allow-force-AAAA yes\n",
+  ).rules;
+  assertEquals(c.speedCheck, [{ kind: "tcp", port: 8443 }, { kind: "ping" }], "none ends the list");
+  assertEquals(c.responseMode, "fastest-response");
+  assertEquals(c.dualstack, { enabled: false, thresholdMs: 30, allowForceAAAA: true });
+  assertEquals(parse("server 9.9.9.9\nspeed-check-mode none\n").rules.speedCheck, []);
+});
+
+Deno.test("smartdns.conf: servers by host name, -bootstrap-dns and -host-ip", () => {
+  const c = parse(
+    "server 192.0.2.53 -bootstrap-dns -group boot\n" +
+      "server-tls dns.example\n" +
+      "server-https https://doh.example:8443/q -host-ip 192.0.2.8\n" +
+      "server udp.example:5353 -host-name x\n" +
+      "server tcp://DNS.Example. -host-ip 2001:db8::1\n" +
+      "server 192.0.2.1 -host-ip 192.0.2.2\n",
+  );
+  const [boot, tls, https, udp, tcp, ip] = c.upstreams;
+  assertEquals(boot.bootstrap, true);
+  assertEquals(boot.excludeDefault, true, "SmartDNS moves a -bootstrap-dns server out of the default group");
+  assertEquals(boot.groups, ["boot"]);
+  assertEquals([tls.transport, tls.host, tls.name, tls.port, tls.hostIp], [
+    "tls",
+    "dns.example",
+    "dns.example",
+    853,
+    undefined,
+  ]);
+  assertEquals(tls.tls?.hostName, undefined, "the SNI default (the name) is applied when used, not written");
+  assertEquals([https.name, https.port, https.path, https.hostIp], ["doh.example", 8443, "/q", "192.0.2.8"]);
+  assertEquals([udp.transport, udp.name, udp.port], ["udp", "udp.example", 5353]);
+  assertEquals([tcp.transport, tcp.name, tcp.hostIp], ["tcp", "dns.example", "2001:db8::1"]);
+  assertEquals(
+    [ip.host, ip.name, ip.hostIp],
+    ["192.0.2.1", undefined, undefined],
+    "-host-ip is for names only",
+  );
+  assertEquals(c.upstreams.length, 6, "no resolv.conf servers added: there is a bootstrap server");
+  assert(
+    c.warnings.some((w) => w.source.line === 4 && /-host-name only applies to encrypted/.test(w.message)),
+  );
+  assertThrows(
+    () => parse("server 192.0.2.1\nserver-tls dns.example -host-ip dns.other"),
+    /:2:1: server-tls: -host-ip "dns.other" is not an IP address/,
+  );
+});
+
+Deno.test("smartdns.conf: which servers resolve names, and a name nothing can resolve", () => {
+  // No -bootstrap-dns: the servers of the default group given by IP address resolve them.
+  assertEquals(parse("server 192.0.2.1\nserver-tls dns.example\n").upstreams.length, 2);
+  // A bootstrap server given by name would need another to resolve it.
+  assertThrows(
+    () => parse("server 192.0.2.1\nserver-tls dns.example -bootstrap-dns\n"),
+    /:2:12: dns.example: a bootstrap server cannot itself be given by host name/,
+  );
+  // ... unless -host-ip pins it.
+  assertEquals(
+    parse("server-tls dns.example -bootstrap-dns -host-ip 192.0.2.9\nserver b.example\n").upstreams.length,
+    2,
+  );
+  // Nothing but names (an IP server outside the default group does not count): resolv.conf's
+  // nameservers become the bootstrap servers, as SmartDNS asks getaddrinfo.
+  files["/etc/resolv.conf"] = "# system\nnameserver 192.0.2.200\nnameserver fe80::1%eth0\n";
+  try {
+    const c = parse("server 192.0.2.1 -group g -exclude-default-group\nserver-tls dns.example\n");
+    assertEquals(c.upstreams.length, 3);
+    const added = c.upstreams[2];
+    assertEquals([added.host, added.port, added.bootstrap, added.excludeDefault], [
+      "192.0.2.200",
+      53,
+      true,
+      true,
+    ]);
+    files["/etc/resolv.conf"] = "# nothing\n";
+    assertThrows(
+      () => parse("server-tls dns.example\n"),
+      /:1:12: dns.example: nothing can resolve this host name: no bootstrap server .*no nameserver in \/etc\/resolv.conf/,
+    );
+  } finally {
+    delete files["/etc/resolv.conf"];
+  }
 });

@@ -32,14 +32,17 @@ import type {
   UdpTransportChoice,
   UpstreamConfig,
 } from "./schema.ts";
-import { LOG_LEVELS } from "./schema.ts";
+import { LOG_LEVELS, parseSpeedCheckModes, RESPONSE_MODES } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
+import { checkNameResolution } from "./bootstrap_servers.ts";
 import {
   AUTO_CACHE_SIZE,
+  isIPv4,
+  isIPv6,
   parseAddressAction,
   parseDns64Prefix,
   parseHostPort,
@@ -54,6 +57,7 @@ type Table = Record<string, unknown>;
 
 /** The flags a `[[server.listen]]` takes (SmartDNS's bind options keeldns honours). */
 const LISTEN_FLAGS = [
+  "ddr",
   "no-rule-addr",
   "no-rule-nameserver",
   "no-rule-soa",
@@ -89,6 +93,12 @@ const SCHEMA: Record<string, readonly string[]> = {
     "server-name",
     "resolv-hostname",
     "max-reply-ip-num",
+    "speed-check-mode",
+    "response-mode",
+    "blocking-answer-vote",
+    "dualstack-ip-selection",
+    "dualstack-ip-selection-threshold",
+    "dualstack-ip-allow-force-aaaa",
     "dns64",
     "nftset-timeout",
     "nftset-debug",
@@ -124,6 +134,8 @@ const SCHEMA: Record<string, readonly string[]> = {
     "blacklist-ip",
     "whitelist-ip",
     "fallback",
+    "bootstrap",
+    "host-ip",
     "host-name",
     "tls-host-verify",
     "verify-certificate",
@@ -307,17 +319,26 @@ class TomlConfigReader {
     return value as T;
   }
 
-  upstreams(value: unknown): UpstreamConfig[] {
+  upstreams(value: unknown): readonly UpstreamConfig[] {
     if (value === undefined) this.src.fail("", "no [[upstream]] servers are configured");
     const list = Array.isArray(value) ? value : [value];
-    return list.map((item, i) => {
+    return checkNameResolution(list.map((item, i) => {
       const path = `upstream[${i}]`;
       const t = this.table(item, path, "upstream");
       const address = this.string(t, "address", path);
       if (address === undefined) this.src.fail(path, `[[upstream]] #${i + 1} has no address`);
       const parsed = this.parsed(`${path}.address`, "address", () => parseUpstreamAddress(address, "udp"));
+      const hostIp = this.string(t, "host-ip", path);
+      if (hostIp !== undefined && !isIPv4(hostIp) && !isIPv6(hostIp)) {
+        this.src.fail(`${path}.host-ip`, `host-ip "${hostIp}" is not an IP address`);
+      }
+      if (hostIp !== undefined && !parsed.name) {
+        this.src.fail(`${path}.host-ip`, "host-ip is only for a server whose address is a host name");
+      }
       return {
         ...parsed,
+        ...(hostIp !== undefined ? { hostIp } : {}),
+        ...(this.boolean(t, "bootstrap", path, false) ? { bootstrap: true } : {}),
         groups: this.strings(t, "groups", path),
         excludeDefault: this.boolean(t, "exclude-default-group", path, false),
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
@@ -328,7 +349,7 @@ class TomlConfigReader {
           : {}),
         source: this.src.position(`${path}.address`),
       };
-    });
+    }));
   }
 
   /** The certificate checks of a tls://, https:// or quic:// upstream. */
@@ -504,6 +525,18 @@ class TomlConfigReader {
       selfNames: this.string(t, "server-name", "rules") !== undefined,
       resolvHostname: this.boolean(t, "resolv-hostname", "rules", false),
       maxReplyIpNum: this.integer(t, "max-reply-ip-num", "rules", 0, 65535, 0),
+      speedCheck: t["speed-check-mode"] === undefined ? [] : this.parsed(
+        "rules.speed-check-mode",
+        "speed-check-mode",
+        () => parseSpeedCheckModes(this.string(t, "speed-check-mode", "rules")!),
+      ),
+      responseMode: this.choice(t, "response-mode", "rules", RESPONSE_MODES, "first-ping"),
+      blockingAnswerVote: this.boolean(t, "blocking-answer-vote", "rules", false),
+      dualstack: {
+        enabled: this.boolean(t, "dualstack-ip-selection", "rules", false),
+        thresholdMs: this.integer(t, "dualstack-ip-selection-threshold", "rules", 0, 1000, 10),
+        allowForceAAAA: this.boolean(t, "dualstack-ip-allow-force-aaaa", "rules", false),
+      },
       dns64Prefix: t.dns64 === undefined
         ? undefined
         : this.parsed("rules.dns64", "dns64", () => parseDns64Prefix(this.string(t, "dns64", "rules")!)),

@@ -86,7 +86,31 @@ Deno.test("TOML: errors point at file:line:col", () => {
       /^k\.toml:4:3: unknown key "levle" in \[log\] \(did you mean "level"\?\)/,
     ],
     ["[server]\n", /^k\.toml:1:1: no \[\[upstream\]\] servers are configured/],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nspeed-check-mode = "ping,udp:53"\n',
+      /^k\.toml:4:1: .*unknown speed check "udp:53"/,
+    ],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nresponse-mode = "fastest"\n',
+      /^k\.toml:4:1: .*response-mode/,
+    ],
     ['[[upstream]]\ngroups = ["x"]\n', /^k\.toml:1:1: \[\[upstream\]\] #1 has no address/],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\n',
+      /^k\.toml:2:1: dns.example: nothing can resolve this host name: no bootstrap server .*by IP address; add one/,
+    ],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\nbootstrap = true\n',
+      /^k\.toml:2:1: dns.example: a bootstrap server cannot itself be given by host name/,
+    ],
+    [
+      '[[upstream]]\naddress = "tls://dns.example"\nhost-ip = "x"\n',
+      /^k\.toml:3:1: host-ip "x" is not an IP/,
+    ],
+    [
+      '[[upstream]]\naddress = "1.1.1.1"\nhost-ip = "1.1.1.2"\n',
+      /^k\.toml:3:1: host-ip is only for a server whose/,
+    ],
   ];
   for (const [text, pattern] of cases) {
     const e = assertThrows(() => parseTomlConfig(text, "k.toml"), pattern);
@@ -112,4 +136,30 @@ Deno.test("TOML: [guardian] settings, with a suggestion for a misspelt choice", 
       parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n[guardian]\noptimize-for = "memroy"\n', "k.toml"),
     /^k\.toml:4:1: optimize-for must be one of speed, memory \(did you mean "memory"\?\)/,
   );
+});
+
+Deno.test("TOML: the speed check, response mode and dual-stack keys; off unless set", () => {
+  const off = parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', "k.toml").rules;
+  assertEquals([off.speedCheck, off.dualstack.enabled, off.blockingAnswerVote], [[], false, false]);
+  const on = parseTomlConfig(
+    '[[upstream]]\naddress = "1.1.1.1"\n[rules]\nspeed-check-mode = "ping,tcp:443"\nresponse-mode = "fastest-ip"\n' +
+      "dualstack-ip-selection = true\ndualstack-ip-selection-threshold = 25\n",
+    "k.toml",
+  ).rules;
+  assertEquals(on.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 443 }]);
+  assertEquals(on.responseMode, "fastest-ip");
+  assertEquals(on.dualstack, { enabled: true, thresholdMs: 25, allowForceAAAA: false });
+});
+
+Deno.test("TOML: an upstream by host name, pinned with host-ip or resolved through a bootstrap server", () => {
+  const c = parseTomlConfig(
+    '[[upstream]]\naddress = "192.0.2.53"\nbootstrap = true\nexclude-default-group = true\n\n' +
+      '[[upstream]]\naddress = "tls://Dns.Example."\n\n' +
+      '[[upstream]]\naddress = "https://doh.example/dns-query"\nhost-ip = "2001:db8::8"\n',
+    "k.toml",
+  );
+  const [boot, tls, https] = c.upstreams;
+  assertEquals([boot.bootstrap, boot.excludeDefault, boot.name], [true, true, undefined]);
+  assertEquals([tls.host, tls.name, tls.port, tls.hostIp], ["dns.example", "dns.example", 853, undefined]);
+  assertEquals([https.name, https.hostIp, https.path], ["doh.example", "2001:db8::8", "/dns-query"]);
 });

@@ -46,9 +46,26 @@ export function parsePort(text: string): number {
 
 /**
  * Parses `IP[:port]`, `[IPv6][:port]`, bare IPv6, or `:port` (host `emptyHost`). Host names are
- * refused: keeldns needs literal addresses until bootstrap resolution exists.
+ * refused (listeners and resolv.conf need literal addresses).
  */
 export function parseHostPort(text: string, defaultPort: number, emptyHost?: string): HostPort {
+  const parsed = splitHostPort(text, defaultPort, emptyHost);
+  if (!isIPv4(parsed.host) && !isIPv6(parsed.host)) throw new Error(`"${parsed.host}" is not an IP address`);
+  return parsed;
+}
+
+/** A DNS host name: letters, digits, `-` and `_` in labels of 1–63, not all-numeric at the end. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/i;
+
+/** Whether `text` is a host name (not an IP address), such as `dns.google`. */
+export function isHostName(text: string): boolean {
+  const name = text.replace(/\.$/, "");
+  return HOST_NAME.test(name) && !/^\d+$/.test(name.slice(name.lastIndexOf(".") + 1));
+}
+
+/** Splits host and port without checking what the host is. */
+function splitHostPort(text: string, defaultPort: number, emptyHost?: string): HostPort {
   let host: string;
   let port = defaultPort;
   const bracket = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
@@ -64,12 +81,6 @@ export function parseHostPort(text: string, defaultPort: number, emptyHost?: str
   }
   if (host === "" && emptyHost !== undefined) host = emptyHost;
   if (host.includes("%")) throw new Error(`"${text}": scoped IPv6 addresses are not supported`);
-  if (!isIPv4(host) && !isIPv6(host)) {
-    throw new Error(
-      `"${host}" is not an IP address` +
-        (/^[a-z0-9.-]+$/i.test(host) ? " (host names need bootstrap resolution, not supported yet)" : ""),
-    );
-  }
   return { host, port };
 }
 
@@ -78,6 +89,8 @@ export interface UpstreamAddress extends HostPort {
   readonly transport: UpstreamTransport;
   /** The DoH path, for https. */
   readonly path?: string;
+  /** The host name the server is given by (then `host` is that name too), lower-cased. */
+  readonly name?: string;
 }
 
 /** Schemes a later version will support; named so the error can say "not supported yet". */
@@ -93,8 +106,9 @@ const DEFAULT_PORTS: Record<UpstreamTransport, number> = {
 const SCHEMES = "udp://, tcp://, tls://, https:// or quic://";
 
 /**
- * Parses `[scheme://]IP[:port][/path]` for an upstream; the scheme (udp, tcp, tls, https, quic)
- * overrides `transport`. Throws for schemes keeldns does not speak yet.
+ * Parses `[scheme://]host[:port][/path]` for an upstream, the host an IP address or a host name;
+ * the scheme (udp, tcp, tls, https, quic) overrides `transport`. Throws for schemes keeldns does
+ * not speak yet.
  */
 export function parseUpstreamAddress(text: string, transport: UpstreamTransport): UpstreamAddress {
   const scheme = /^([a-z0-9]+):\/\/(.*)$/i.exec(text);
@@ -115,7 +129,13 @@ export function parseUpstreamAddress(text: string, transport: UpstreamTransport)
   }
   if (transport === "https") path ??= "/dns-query";
   else if (path !== undefined) throw new Error(`"${text}": a path is only for https:// upstreams`);
-  return { transport, ...parseHostPort(rest, DEFAULT_PORTS[transport]), ...(path ? { path } : {}) };
+  const { host, port } = splitHostPort(rest, DEFAULT_PORTS[transport]);
+  let name: string | undefined;
+  if (!isIPv4(host) && !isIPv6(host)) {
+    if (!isHostName(host)) throw new Error(`"${host}" is not an IP address or a host name`);
+    name = host.replace(/\.$/, "").toLowerCase();
+  }
+  return { transport, host: name ?? host, port, ...(path ? { path } : {}), ...(name ? { name } : {}) };
 }
 
 /** Parses a size such as `128k`, `1m`, `2g` or a plain byte count. */

@@ -32,6 +32,7 @@ export const RecordType = {
   TXT: 16,
   AAAA: 28,
   SRV: 33,
+  SVCB: 64,
   HTTPS: 65,
 } as const;
 

@@ -28,8 +28,9 @@ import type { UserAccount } from "./user_database.ts";
 
 /**
  * The capabilities the configuration needs once serving: `CAP_NET_ADMIN` when a domain rule adds
- * answer addresses to an nftables set (`nftset`, `ipset`), none otherwise. (`CAP_NET_RAW` will
- * join when ICMP speed checks exist.)
+ * answer addresses to an nftables set (`nftset`, `ipset`), `CAP_NET_RAW` when the speed check
+ * pings (a raw ICMP socket, for systems whose `net.ipv4.ping_group_range` leaves the user out),
+ * none otherwise.
  */
 export function capabilitiesFor(config: Config): Capability[] {
   const caps: Capability[] = [];
@@ -37,6 +38,7 @@ export function capabilitiesFor(config: Config): Capability[] {
     (r.nftset?.v4 && r.nftset.v4 !== "-") || (r.nftset?.v6 && r.nftset.v6 !== "-")
   );
   if (setRule) caps.push("CAP_NET_ADMIN");
+  if (config.rules.speedCheck.some((m) => m.kind === "ping")) caps.push("CAP_NET_RAW");
   return caps;
 }
 
@@ -143,15 +145,24 @@ export function prepareFiles(
       );
     }
   }
-  if (config.cache.persist && config.cache.file) {
+  // The cache file's directory is also where the child makes the encrypted listeners' certificate
+  // when none is configured (server/self_signed_cert.ts).
+  const { binds, certFile, keyFile, keyPass } = config.server;
+  const ownCertificate =
+    binds.some((b) => b.transport === "tls" || b.transport === "https" || b.transport === "quic") &&
+    certFile === undefined && keyFile === undefined && keyPass === undefined;
+  if ((config.cache.persist || ownCertificate) && config.cache.file) {
     const dir = dirOf(config.cache.file);
     if (!prepareDirectory(dir, account)) {
       warnings.push(
-        `${dir} is not writable by ${who}: the cache cannot be saved to ${config.cache.file}; ` +
-          `give it a directory of its own (e.g. /var/cache/keeldns/, created when missing)`,
+        `${dir} is not writable by ${who}: ` +
+          (config.cache.persist ? `the cache cannot be saved to ${config.cache.file}` : "") +
+          (config.cache.persist && ownCertificate ? " and " : "") +
+          (ownCertificate ? "the encrypted listeners' certificate cannot be made there" : "") +
+          `; give it a directory of its own (e.g. /var/cache/keeldns/, created when missing)`,
       );
     }
-    handOverFile(config.cache.file, account);
+    if (config.cache.persist) handOverFile(config.cache.file, account);
   }
   if (config.log.file && config.log.num > 0) {
     const file = config.log.file;

@@ -2,7 +2,7 @@ import { assertEquals, assertMatch, assertThrows } from "../tests/helpers/assert
 import { convertToToml } from "../config/convert.ts";
 import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
 import { parseTomlConfig } from "../config/toml.ts";
-import { capabilitiesFor, childPlan, guardianPlan, writableBy } from "./run_as_user.ts";
+import { capabilitiesFor, childPlan, guardianPlan, prepareFiles, writableBy } from "./run_as_user.ts";
 import type { UserAccount } from "./user_database.ts";
 
 const TOML = `[[upstream]]\naddress = "udp://127.0.0.1"\n`;
@@ -27,7 +27,10 @@ Deno.test("user: a TOML user that is no name is refused at its position", () => 
 });
 
 Deno.test("user: capabilities kept: none, or CAP_NET_ADMIN with an nftset rule; the guardian adds bind", () => {
-  const plain = parseSmartdnsConf("server 127.0.0.1\nuser nobody\n", "s.conf");
+  const plain = parseSmartdnsConf("server 127.0.0.1\nuser nobody\nspeed-check-mode tcp:80\n", "s.conf");
+  // SmartDNS's default speed check pings: a raw ICMP socket needs CAP_NET_RAW.
+  const pings = parseSmartdnsConf("server 127.0.0.1\nuser nobody\n", "s.conf");
+  assertEquals(capabilitiesFor(pings), ["CAP_NET_RAW"]);
   assertEquals(capabilitiesFor(plain), []);
   assertEquals(guardianPlan(plain), { keep: ["CAP_NET_BIND_SERVICE"], effective: [], passOn: true });
   assertEquals(childPlan(plain), { keep: [], effective: [], passOn: false });
@@ -66,4 +69,29 @@ Deno.test("user: writableBy reads owner, group and other bits", () => {
   assertEquals(writableBy(dir(0, 108, 0o750), account), false);
   assertEquals(writableBy(dir(0, 0, 0o755), account), false);
   assertEquals(writableBy(dir(0, 0, 0o1777), account), true);
+});
+
+Deno.test({
+  name: "user: the data directory is made for the user when the child makes the listeners' certificate",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const tmp = await Deno.makeTempDir({ prefix: "keeldns-prepare-" });
+    const account: UserAccount = { name: "k", uid: 4242, gid: 4242, groups: [4242] };
+    try {
+      const conf = (extra: string) =>
+        parseSmartdnsConf(
+          `bind-tls 127.0.0.1:853\ncache-persist no\ncache-file ${tmp}/${extra}/keeldns.cache\n${
+            extra === "b" ? "bind-cert-file /c.pem\nbind-cert-key-file /k.pem\n" : ""
+          }`,
+          "/x.conf",
+        );
+      assertEquals(prepareFiles(account, conf("a"), {}).warnings, []);
+      assertEquals((await Deno.stat(`${tmp}/a`)).uid, 4242, "made for the user");
+      prepareFiles(account, conf("b"), {});
+      // A configured certificate: nothing made.
+      assertThrows(() => Deno.statSync(`${tmp}/b`), /No such file/);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
 });

@@ -67,6 +67,10 @@ export class CacheStage implements Stage {
     if (answer instanceof Promise) {
       return answer.then((a) => {
         if (a instanceof StoredAnswer) this.cache.set(ctx, a, variant, this.tagNow(ctx));
+        // The speed check's sorted answer replaces the first one when its probes are in.
+        ctx.refined?.then((r) => {
+          if (r instanceof StoredAnswer) this.cache.set(ctx, r, variant, this.tagNow(ctx));
+        });
         return a;
       });
     }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import type { Answer } from "../dns/answer.ts";
 import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
 
 /** Why an answer is what it is (for counters, the audit log, `explain`). */
@@ -81,6 +82,13 @@ export class QueryContext extends ParsedQuestion {
   rule = -1;
   /** Why the answer is what it is. */
   reason: ReasonCode = Reason.UPSTREAM;
+  /**
+   * A better answer for the cache to store once it settles (the speed check's sorted addresses),
+   * set on the miss path by the stage that makes it.
+   */
+  refined?: Promise<Answer>;
+  /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
+  sibling = false;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -5,9 +5,11 @@
  *
  * @module
  */
-import type { Config } from "../config/schema.ts";
+import { bootstrapServerIndexes, needsResolution } from "../config/bootstrap_servers.ts";
+import { type Config, formatSpeedCheckModes, type UpstreamConfig } from "../config/schema.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
+import { BootstrapResolver } from "../upstream/bootstrap.ts";
 import { createUpstream } from "../upstream/create.ts";
 import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
@@ -19,11 +21,16 @@ import { CoalesceStage } from "./coalesce_stage.ts";
 import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
 import { nftsetStage } from "./nftset_stage.ts";
+import { DDR_FLAG, designatedResolvers } from "./designated_resolvers.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
+import { BlockingAnswerVote } from "./blocking_answer_vote.ts";
+import { SpeedChecker } from "./speed_checker.ts";
+import { SpeedStage } from "./speed_stage.ts";
+import { DualstackStage } from "./dualstack_stage.ts";
 
 /** A ready resolver chain and its parts. */
 export interface Resolver {
@@ -32,6 +39,8 @@ export interface Resolver {
   readonly rules?: RulesStage;
   readonly cache?: CacheStage;
   readonly coalesce: CoalesceStage;
+  /** The speed check, when `speed-check-mode` is not none. */
+  readonly speed?: SpeedStage;
   readonly router: GroupRouter;
   /** Every stage's counters, merged (for the guardian's stats and `keeldns status`). */
   counters(): Record<string, number>;
@@ -101,8 +110,7 @@ export function buildResolver(
 ): Resolver {
   const trust = { caFile: config.server.caFile, caPath: config.server.caPath };
   let healthChanges = 0;
-  const upstreams = config.upstreams.map((u) => {
-    const inner = createUpstream(u, udpPool, trust);
+  const checked = (u: UpstreamConfig, inner: Upstream) => {
     const refusal = (inner as { refusal?: string }).refusal;
     if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: inner.address, refusal });
     return new HealthChecked(inner, {
@@ -114,7 +122,18 @@ export function buildResolver(
         else log.info("{upstream} is up again", { upstream: h.address });
       },
     });
-  });
+  };
+  // Servers given by host name are resolved through the bootstrap servers, so those come first.
+  const direct = config.upstreams.map((u) =>
+    needsResolution(u) ? undefined : checked(u, createUpstream(u, udpPool, trust))
+  );
+  const bootstrap = new BootstrapResolver(
+    bootstrapServerIndexes(config.upstreams).map((i) => direct[i]!),
+    config.server.upstreamTimeout,
+  );
+  const upstreams = config.upstreams.map((u, i) =>
+    direct[i] ?? checked(u, createUpstream(u, udpPool, trust, bootstrap))
+  );
   const { names, members } = groupsOf(config, upstreams, log);
   const filter = config.rules.ipRules.length > 0
     ? new AnswerFilter(
@@ -127,6 +146,10 @@ export function buildResolver(
   const ipRules = filter && !filter.empty
     ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
     : undefined;
+  const speedCheck = config.rules.speedCheck;
+  const vote = config.rules.blockingAnswerVote
+    ? new BlockingAnswerVote(() => upstreams.filter((u) => !u.down).length)
+    : undefined;
   const races = members.map((group) =>
     new UpstreamRace(
       group,
@@ -134,8 +157,10 @@ export function buildResolver(
       config.server.upstreamTimeout,
       (upstream, error) =>
         log.debug("{upstream} failed: {error}", { upstream: upstream.address, error: String(error) }),
-      config.rules.maxReplyIpNum,
+      // With a speed check the speed stage limits the addresses, after probing them all.
+      speedCheck.length > 0 ? 0 : config.rules.maxReplyIpNum,
       ipRules,
+      vote,
     )
   );
   const router = new GroupRouter(races, names);
@@ -145,19 +170,23 @@ export function buildResolver(
     ttl: config.cache,
     warn: (message: string) => log.warn("rules: {message}", { message }),
     self: config.rules.selfNames || config.rules.resolvHostname ? selfAddresses() : undefined,
+    designatedResolvers: designatedResolvers(config.server.binds),
     strict: previous !== undefined,
   };
   const ruleSet = new RuleSet(config.rules, ruleOptions);
   // One rule set per client group, index 0 the default policy (ClientStage picks the index).
   const ruleSets = [ruleSet, ...config.groups.map((g) => new RuleSet(g.rules, ruleOptions))];
+  // (-ddr switches nothing per query: it only adds the DDR records to the rules.)
   const listenerSwitches = config.server.binds.some((b) =>
-    b.group !== undefined || (b.flags?.length ?? 0) > 0
+    b.group !== undefined || (b.flags ?? []).some((f) => f !== DDR_FLAG)
   );
   // nftset first: it sees every answer, cached ones included (sets emptied by a firewall reload refill).
   if (ruleSet.hasNftset) stages.push(nftsetStage(ruleSet, config.rules, log));
   if (config.groups.length > 0 || listenerSwitches) {
     stages.push(new ClientStage(config.groups.map((g) => g.clients), (name) => router.indexOf(name)));
   }
+  /** Where the cache stage is (or would be): the dual-stack stage's other question starts there. */
+  const cacheIndex = stages.length;
   let cache: CacheStage | undefined;
   if (config.cache.size > 0) {
     cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
@@ -184,11 +213,46 @@ export function buildResolver(
   if (dns64) stages.push(dns64);
   const coalesce = new CoalesceStage();
   stages.push(coalesce);
+  const speed = speedCheck.length > 0
+    ? new SpeedStage(
+      previous?.speed?.checker.modesText === formatSpeedCheckModes(speedCheck)
+        ? previous.speed.checker
+        : new SpeedChecker(speedCheck),
+      config.rules.responseMode,
+      config.cache,
+      config.rules.maxReplyIpNum,
+    )
+    : undefined;
+  const dualstack = speed && config.rules.dualstack.enabled
+    ? new DualstackStage(speed.checker, config.rules.dualstack, config.cache)
+    : undefined;
+  if (dualstack) stages.push(dualstack);
+  if (speed) {
+    stages.push(speed);
+    if (speedCheck.some((m) => m.kind === "ping")) {
+      const access = SpeedChecker.icmpAccess();
+      if (typeof access === "string") {
+        log.info("speed check: ping through {kind} ICMP sockets, then {rest}", {
+          kind: access === "raw" ? "raw (root)" : "unprivileged datagram",
+          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
+        });
+      } else {
+        log.warn("speed check: no ping ({why}); probing with {rest}", {
+          why: access.unavailable,
+          rest: formatSpeedCheckModes(speedCheck.filter((m) => m.kind !== "ping")),
+        });
+      }
+    } else {
+      log.info("speed check: {modes}", { modes: formatSpeedCheckModes(speedCheck) });
+    }
+  }
+  if (dualstack) dualstack.fromCache = chain(stages.slice(cacheIndex), router);
   return {
     resolve: chain(stages, router),
     rules,
     cache,
     coalesce,
+    speed,
     router,
     counters: () => ({
       ruleLocal: rules?.counters.local ?? 0,
@@ -199,6 +263,12 @@ export function buildResolver(
       cacheEntries: cache?.cache.size ?? 0,
       cacheBytes: cache?.cache.reservedBytes ?? 0,
       coalesced: coalesce.joined,
+      speedChecked: speed?.counters.checked ?? 0,
+      speedSelected: speed?.counters.selected ?? 0,
+      speedUnanswered: speed?.counters.unanswered ?? 0,
+      speedProbes: speed?.checker.probesSent ?? 0,
+      dualstackPreferredIpv4: dualstack?.counters.preferredIpv4 ?? 0,
+      dualstackPreferredIpv6: dualstack?.counters.preferredIpv6 ?? 0,
       dns64Synthesized: dns64?.synthesized ?? 0,
       upstreamQueries: races.reduce((sum, r) => sum + r.counters.queries, 0),
       upstreamFailures: races.reduce((sum, r) => sum + r.counters.failures, 0),

@@ -18,16 +18,17 @@ import type {
   AddressAction,
   CacheConfig,
   DomainRule,
-  HttpsRecordConfig,
   NftSetTarget,
   RulesConfig,
   SourcePosition,
 } from "../config/schema.ts";
 import type { Answer } from "../dns/answer.ts";
 import { encodeName, LocalAnswer, type LocalRecord, RecordType } from "../dns/local_answer.ts";
+import { type SvcbParams, svcbRdata } from "../dns/svcb.ts";
 import { clampTtl } from "../dns/stored_answer.ts";
 import { Rcode } from "../dns/wire.ts";
 import { ipBytes, reverseName } from "../net/address.ts";
+import { DDR_NAME } from "./designated_resolvers.ts";
 import { DomainTable, NO_RULE } from "./domain_table.ts";
 import { Reason, type ReasonCode } from "./query_context.ts";
 
@@ -70,6 +71,8 @@ interface RuleRecord {
   readonly txt?: Decision<readonly LocalRecord[]>;
   readonly https?: Decision<readonly LocalRecord[]>;
   readonly ptr?: Decision<readonly LocalRecord[]>;
+  /** SVCB records (the DDR answer of `_dns.resolver.arpa`). */
+  readonly svcb?: Decision<readonly LocalRecord[]>;
   /** nftset/ipset, per family as in SmartDNS (`#4:` and `#6:` are separate kinds); null exempts. */
   readonly nftset4?: Decision<NftSetTarget | null>;
   readonly nftset6?: Decision<NftSetTarget | null>;
@@ -85,6 +88,7 @@ const KINDS = [
   "txt",
   "https",
   "ptr",
+  "svcb",
   "nftset4",
   "nftset6",
 ] as const;
@@ -136,6 +140,8 @@ export interface RuleSetOptions {
     readonly v4: readonly string[];
     readonly v6: readonly string[];
   };
+  /** The SVCB records of the encrypted listeners advertised by DDR (resolver/designated_resolvers.ts). */
+  readonly designatedResolvers?: readonly SvcbParams[];
 }
 
 const NO_VERDICT: RuleVerdict = Object.freeze({ reason: Reason.UPSTREAM, group: -1, rule: -1 });
@@ -208,6 +214,7 @@ export class RuleSet {
     for (const pattern of this.config.hostsFiles) this.loadHosts(pattern);
     for (const file of this.config.leaseFiles) this.loadLeases(file);
     this.loadSelfNames();
+    this.loadDesignatedResolvers();
     if (this.config.expandPtrFromAddress) this.expandPtr();
     this.table.finish();
   }
@@ -269,6 +276,18 @@ export class RuleSet {
       line: 0,
       col: 0,
     });
+  }
+
+  /** DDR: `_dns.resolver.arpa` type SVCB answers the advertised encrypted listeners (that name only). */
+  private loadDesignatedResolvers(): void {
+    const endpoints = this.options.designatedResolvers ?? [];
+    if (endpoints.length === 0) return;
+    const rule = this.rules.push({
+      text: "DDR: the encrypted listeners marked -ddr",
+      source: { file: "", line: 0, col: 0 },
+    }) - 1;
+    const value = endpoints.map((e) => ({ type: RecordType.SVCB, ttl: this.ttl, rdata: svcbRdata(e) }));
+    this.table.add(`-.${DDR_NAME}`, this.addRecord({ svcb: { value, rule } }));
   }
 
   /** Adds the domains of one list file with the record of every rule that names the set. */
@@ -361,7 +380,7 @@ export class RuleSet {
       };
     }
     if (r.https) {
-      record.https = { value: [{ type: RecordType.HTTPS, ttl: this.ttl, rdata: httpsRdata(r.https) }], rule };
+      record.https = { value: [{ type: RecordType.HTTPS, ttl: this.ttl, rdata: svcbRdata(r.https) }], rule };
     }
     if (r.txt) {
       record.txt = {
@@ -522,6 +541,8 @@ export class RuleSet {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.txt.value), Reason.RULE, r.txt.rule);
     } else if (qtype === RecordType.HTTPS && r.https) {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.https.value), Reason.RULE, r.https.rule);
+    } else if (qtype === RecordType.SVCB && r.svcb) {
+      decided = local(new LocalAnswer(Rcode.NOERROR, r.svcb.value), Reason.RULE, r.svcb.rule);
     } else if (qtype === RecordType.PTR && r.ptr) {
       decided = local(new LocalAnswer(Rcode.NOERROR, r.ptr.value), Reason.RULE, r.ptr.rule);
     }
@@ -558,44 +579,6 @@ function srvRdata(s: { target: string; port: number; priority: number; weight: n
   out[4] = s.port >> 8;
   out[5] = s.port & 0xff;
   out.set(target, 6);
-  return out;
-}
-
-/** HTTPS (SVCB) rdata: priority, target, then the parameters in key order (RFC 9460). */
-function httpsRdata(h: HttpsRecordConfig): Uint8Array {
-  const params: [number, Uint8Array][] = [];
-  const encoder = new TextEncoder();
-  if (h.alpn.length > 0) {
-    const ids = h.alpn.map((a) => encoder.encode(a));
-    const value = new Uint8Array(ids.reduce((sum, id) => sum + 1 + id.length, 0));
-    let p = 0;
-    for (const id of ids) value[p] = id.length, value.set(id, p + 1), p += 1 + id.length;
-    params.push([1, value]);
-  }
-  if (h.port !== undefined) params.push([3, new Uint8Array([h.port >> 8, h.port & 0xff])]);
-  const hints = (ips: readonly string[]) => {
-    const bytes = ips.map(ipBytes);
-    const value = new Uint8Array(bytes.reduce((sum, b) => sum + b.length, 0));
-    bytes.forEach((b, i) => value.set(b, i * b.length));
-    return value;
-  };
-  if (h.ipv4hint.length > 0) params.push([4, hints(h.ipv4hint)]);
-  if (h.ech) params.push([5, Uint8Array.from(atob(h.ech), (c) => c.charCodeAt(0))]);
-  if (h.ipv6hint.length > 0) params.push([6, hints(h.ipv6hint)]);
-  const target = encodeName(h.target);
-  const out = new Uint8Array(2 + target.length + params.reduce((sum, [, v]) => sum + 4 + v.length, 0));
-  out[0] = h.priority >> 8;
-  out[1] = h.priority & 0xff;
-  out.set(target, 2);
-  let p = 2 + target.length;
-  for (const [key, value] of params) {
-    out[p] = key >> 8;
-    out[p + 1] = key & 0xff;
-    out[p + 2] = value.length >> 8;
-    out[p + 3] = value.length & 0xff;
-    out.set(value, p + 4);
-    p += 4 + value.length;
-  }
   return out;
 }
 

@@ -18,6 +18,7 @@ import { Rcode, type ResponseLayout, scanResponse } from "../dns/wire.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { type FallbackView, type HealthView, OUTRUN } from "../upstream/health.ts";
 import type { AnswerFilter, ServerFilterFlags } from "./answer_filter.ts";
+import type { BlockingAnswerVote, VoteTally } from "./blocking_answer_vote.ts";
 import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
 
@@ -73,6 +74,8 @@ export class UpstreamRace implements TerminalStage {
     private readonly maxAddresses = 0,
     /** IP rules on the answers, if any. */
     private readonly ipRules?: RaceFilter,
+    /** SmartDNS's ad-block vote on 0.x/127.x/::/::1 addresses, when on. */
+    private readonly vote?: BlockingAnswerVote,
   ) {
     const isFallback = (u: Upstream) => (u as Partial<FallbackView>).fallback === true;
     const fallbacks = upstreams.filter(isFallback);
@@ -119,6 +122,7 @@ export class UpstreamRace implements TerminalStage {
       let negative: StoredAnswer | undefined;
       let negativeTimer: ReturnType<typeof setTimeout> | undefined;
       const lateTimers: ReturnType<typeof setTimeout>[] = [];
+      const tally: VoteTally = { votes: 0 };
       const settle = (answer: StoredAnswer) => {
         if (finished) return;
         finished = true;
@@ -177,7 +181,8 @@ export class UpstreamRace implements TerminalStage {
           const problem = (response[2] & 0x78) !== 0
             ? "an answer with another opcode"
             : messageProblem(response);
-          const layout = problem === null ? scanResponse(response) : null;
+          let layout = problem === null ? scanResponse(response) : null;
+          if (layout !== null && this.vote) [response, layout] = this.voted(tally, response, layout, q.qtype);
           if (layout === null) {
             this.counters.invalidAnswers++;
             this.onFailure(
@@ -232,6 +237,22 @@ export class UpstreamRace implements TerminalStage {
       };
       ask(this.primary);
     });
+  }
+
+  /** The answer with the addresses the ad-block vote drops taken out (as it came if it cannot be rebuilt). */
+  private voted(
+    tally: VoteTally,
+    response: Uint8Array,
+    layout: ResponseLayout,
+    type: number,
+  ): [Uint8Array, ResponseLayout] {
+    try {
+      const wire = this.vote!.apply(tally, response, type);
+      const rescanned = wire === response ? layout : scanResponse(wire);
+      return rescanned ? [wire, rescanned] : [response, layout];
+    } catch {
+      return [response, layout];
+    }
   }
 
   /** The NXDOMAIN (with the local SOA) a bogus-nxdomain answer becomes; cached like one. */

@@ -9,9 +9,10 @@
  * finish within the idle time is dropped, connections still in their handshake count against the
  * cap, and garbage instead of a ClientHello only ends that connection.
  *
- * Certificates: keeldns does not generate one yet; `bind-cert-file` and `bind-cert-key-file`
- * (`[server] cert-file`, `key-file`) are required. Deno cannot load an encrypted private key, so
- * `bind-cert-key-pass` (or a key that says it is encrypted) is refused with a clear message.
+ * Certificates: `bind-cert-file` and `bind-cert-key-file` (`[server] cert-file`, `key-file`), or,
+ * with neither, the one keeldns makes once in its data directory (server/self_signed_cert.ts).
+ * Deno cannot load an encrypted private key, so `bind-cert-key-pass` (or a key that says it is
+ * encrypted) is refused with a clear message.
  *
  * @module
  */
@@ -60,7 +61,12 @@ export async function loadListenerCertificate(
 ): Promise<ListenerCertificate> {
   if (!server.certFile || !server.keyFile) {
     throw new Error(
-      "bind-tls needs bind-cert-file and bind-cert-key-file (certificate generation is not built yet)",
+      `${
+        server.certFile
+          ? "bind-cert-file needs bind-cert-key-file"
+          : "bind-cert-key-file needs bind-cert-file"
+      }` +
+        " too (or neither: keeldns then makes its own certificate in the data directory)",
     );
   }
   if (server.keyPass !== undefined) {

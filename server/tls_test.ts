@@ -29,9 +29,14 @@ Deno.test("listener certificate: loaded; missing, encrypted or unreadable ones r
   assertEquals(loaded.cert, PEM);
   assertEquals(loaded.key, KEY);
   await assertRejects(
-    () => loadListenerCertificate({}, read),
+    () => loadListenerCertificate({ certFile: "/c.pem" }, read),
     Error,
-    "bind-tls needs bind-cert-file and bind-cert-key-file (certificate generation is not built yet)",
+    "bind-cert-file needs bind-cert-key-file too (or neither",
+  );
+  await assertRejects(
+    () => loadListenerCertificate({ keyFile: "/k.pem" }, read),
+    Error,
+    "bind-cert-key-file needs bind-cert-file too",
   );
   await assertRejects(
     () => loadListenerCertificate({ certFile: "/c.pem", keyFile: "/k.pem", keyPass: "x" }, read),

@@ -3,8 +3,8 @@
  * and a leaf certificate made by openssl for the test (SAN IP:127.0.0.1, DNS:dns.test), asked by
  * kdig over DoT and DoH (POST and GET); malformed input over TLS and bad HTTP requests get clean
  * errors and never end the child; the connection cap and the idle timeout apply to DoT; without a
- * certificate the start is refused with a clear message. Needs kdig and openssl (skipped without
- * them, required under KEELDNS_REQUIRE_PEERS=1).
+ * certificate keeldns makes one, once, into the data directory, and kdig trusting its CA is
+ * answered. Needs kdig and openssl (skipped without them, required under KEELDNS_REQUIRE_PEERS=1).
  */
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { buildQuery, decodeReply } from "./helpers/dns_client.ts";
@@ -263,17 +263,120 @@ level = "info"
 });
 
 Deno.test({
-  name: "bind-tls without a certificate: the start is refused with a clear message",
+  name: "bind-tls and bind-https without a certificate: keeldns makes one once into the data directory",
+  ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const fake = await FakeUpstream.start();
+    const tlsPort = await freePort();
+    const httpsPort = await freePort();
+    // cache-file names the data directory: the test's own (relative to the config file).
+    const k = await KeeldnsProcess.start(
+      `bind 127.0.0.1:{port}
+bind-tls 127.0.0.1:${tlsPort}
+bind-https 127.0.0.1:${httpsPort}
+cache-file keeldns.cache
+server 127.0.0.1:${fake.port}
+address /x.test/192.0.2.77
+log-level info
+`,
+      { name: "smartdns.conf" },
+    );
+    const tls = `${k.dir}/tls`;
+    const ask = (port: number, hostname: string, ...args: string[]) =>
+      run("kdig", [
+        "@127.0.0.1",
+        "-p",
+        String(port),
+        `+tls-ca=${tls}/ca.pem`,
+        `+tls-hostname=${hostname}`,
+        "+time=3",
+        "+retry=0",
+        "+short",
+        ...args,
+      ]);
+    try {
+      let fingerprint = "";
+      await t.step("the CA and the server certificate are made and both fingerprints logged", async () => {
+        const m = await k.waitFor(
+          /certificate keeldns made in (\S+) .*CA SHA-256 fingerprint ([0-9A-F:]{95}).*SHA-256 fingerprint ([0-9A-F:]{95})/,
+        );
+        assertEquals(m[1], tls);
+        const caFp =
+          (await run("openssl", ["x509", "-in", `${tls}/ca.pem`, "-noout", "-fingerprint", "-sha256"]))
+            .trim().split("=")[1];
+        assertEquals(m[2], caFp);
+        fingerprint = m[3];
+        assertEquals((await Deno.stat(`${tls}/ca.key`)).mode! & 0o777, 0o600);
+        assertEquals((await Deno.stat(`${tls}/server.pem`)).mode! & 0o777, 0o600);
+        const verify = await run("openssl", ["verify", "-CAfile", `${tls}/ca.pem`, `${tls}/server.pem`]);
+        assert(/OK/.test(verify), verify);
+      });
+      await t.step("kdig trusting the made CA gets answers over DoT and DoH, by name and by IP", async () => {
+        assertEquals((await ask(tlsPort, "keeldns", "+tls", "x.test", "A")).trim(), "192.0.2.77");
+        assertEquals((await ask(tlsPort, "localhost", "+tls", "x.test", "A")).trim(), "192.0.2.77");
+        assertEquals((await ask(httpsPort, "keeldns", "+https", "x.test", "A")).trim(), "192.0.2.77");
+        // No +tls-hostname: kdig checks the address it connects to against the certificate.
+        const byIp = await run("kdig", [
+          "@127.0.0.1",
+          "-p",
+          String(tlsPort),
+          `+tls-ca=${tls}/ca.pem`,
+          "+time=3",
+          "+retry=0",
+          "+short",
+          "+tls",
+          "x.test",
+        ]);
+        assertEquals(byIp.trim(), "192.0.2.77");
+      });
+      await t.step(
+        "a name the certificate does not carry is refused by kdig (the check can fail)",
+        async () => {
+          const wrong = await ask(tlsPort, "not-this.test", "+tls", "x.test", "A").then(
+            () => "answered",
+            () => "refused",
+          );
+          assertEquals(wrong, "refused");
+        },
+      );
+      await t.step("a new child uses the same files again", async () => {
+        const from = k.lines.length;
+        Deno.kill(k.childPid, "SIGKILL");
+        // (The guardian's crash report quotes the old child's lines, "made" among them.)
+        const m = await k.waitFor(
+          /certificate keeldns reused in .*SHA-256 fingerprint ([0-9A-F:]{95})$/,
+          20_000,
+          from,
+        );
+        assertEquals(m[1], fingerprint);
+        assert(
+          !k.lines.slice(from).some((l) => /^\S.*certificate keeldns made/.test(l)),
+          "nothing made anew",
+        );
+        await k.waitFor(/child (\d+) ready/, 20_000, from);
+        assertEquals((await ask(tlsPort, "keeldns", "+tls", "x.test", "A")).trim(), "192.0.2.77");
+      });
+    } finally {
+      await k.stop();
+      await fake.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "bind-cert-file without bind-cert-key-file: the start is refused with a clear message",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
     const fake = await FakeUpstream.start();
     const k = await KeeldnsProcess.start(
-      `bind-tls 127.0.0.1:{port}\nserver 127.0.0.1:${fake.port}\n`,
+      `bind-tls 127.0.0.1:{port}\nbind-cert-file /nonexistent/cert.pem\nserver 127.0.0.1:${fake.port}\n`,
       { name: "smartdns.conf", waitReady: false },
     );
     try {
-      await k.waitFor(/bind-tls needs bind-cert-file and bind-cert-key-file/, 20_000);
+      await k.waitFor(/bind-cert-file needs bind-cert-key-file too/, 20_000);
     } finally {
       await k.stop();
       await fake.close();

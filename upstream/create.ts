@@ -4,6 +4,8 @@
  * @module
  */
 import type { UpstreamConfig } from "../config/schema.ts";
+import type { BootstrapResolver } from "./bootstrap.ts";
+import { HostNameUpstream } from "./host_name.ts";
 import { HttpsUpstream } from "./https.ts";
 import { QuicUpstream } from "./quic.ts";
 import { TcpUpstream } from "./tcp.ts";
@@ -14,14 +16,24 @@ import { type Upstream, UpstreamError } from "./upstream.ts";
 
 /**
  * Creates the {@link Upstream} for one configured server, by its transport. UDP servers use the
- * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS and QUIC servers check
- * certificates against `trust` (`ca-file`, `ca-path`) besides the built-in roots.
+ * batched outgoing sockets of `udpPool` when one is given, else node:dgram. TLS, HTTPS and QUIC
+ * servers check certificates against `trust` (`ca-file`, `ca-path`) besides the built-in roots. A
+ * server given by host name is resolved through `names` (the bootstrap servers), unless `-host-ip`
+ * pins it.
  */
 export function createUpstream(
   config: UpstreamConfig,
   udpPool?: OutgoingSocketPool,
   trust?: TlsTrust,
+  names?: BootstrapResolver,
 ): Upstream {
+  if (config.name !== undefined) {
+    // Given by host name: the protocol's upstream for the address `names` resolves it to (or -host-ip).
+    return new HostNameUpstream(config, {
+      resolver: names,
+      create: (c) => createUpstream(c, udpPool, trust),
+    });
+  }
   switch (config.transport) {
     case "udp":
       return udpPool

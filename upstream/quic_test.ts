@@ -6,8 +6,11 @@ import { doqAddressFor, DoqServer } from "../tests/helpers/doq_server.ts";
 import { decodePacket } from "../dns/packet.ts";
 import { parseQuery } from "../dns/wire.ts";
 import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
+import { encodePacket } from "../dns/packet.ts";
+import { BootstrapResolver } from "./bootstrap.ts";
+import { createUpstream } from "./create.ts";
 import { QuicUpstream, type QuicUpstreamOptions } from "./quic.ts";
-import { UpstreamError } from "./upstream.ts";
+import { type Upstream, UpstreamError } from "./upstream.ts";
 
 const HAVE_OPENSSL = hasProgram("openssl");
 const pki: (TestPki & { otherCaFile: string }) | undefined = HAVE_OPENSSL
@@ -328,6 +331,64 @@ test("close() fails exchanges under way", async () => {
     await failure(pending);
     assertMatch((await failure(ask(upstream, "q2.test"))).message, /upstream closed/);
   });
+});
+
+test("by host name: resolved through the bootstrap servers, the name is the SNI and certificate name", async () => {
+  const server = new DoqServer(pki!);
+  // A bootstrap server that answers every A question with 127.0.0.1 (and AAAA with nothing).
+  const boot: Upstream = {
+    address: "udp://192.0.2.53:53",
+    close() {},
+    exchange(q) {
+      const query = decodePacket(q.wire.subarray(0, q.questionEnd));
+      const { name, type } = query.questions![0];
+      return Promise.resolve(encodePacket({
+        type: "response",
+        id: 0,
+        flags: 0x8180,
+        questions: query.questions,
+        answers: type === "A" ? [{ name, type: "A", ttl: 300, data: "127.0.0.1" }] : [],
+      }));
+    },
+  };
+  const byName = (name: string, hostIp?: string): Upstream =>
+    createUpstream(
+      {
+        transport: "quic",
+        host: name,
+        name,
+        port: server.port,
+        ...(hostIp ? { hostIp } : {}),
+        tls: { verifyCertificate: true, spkiPins: [] },
+        groups: [],
+        excludeDefault: false,
+      },
+      undefined,
+      { caFile: pki!.caFile },
+      new BootstrapResolver([boot], 1000),
+    );
+  const exchange = async (u: Upstream) => {
+    const a = decodePacket(
+      await u.exchange(parseQuery(buildQuery("q5.test", "A")), AbortSignal.timeout(3000)),
+    );
+    return (a.answers![0] as { data: string }).data;
+  };
+  const named = byName("doq.test");
+  // The certificate also names IP:127.0.0.1, so only the name as SNI can fail for another name.
+  const other = byName("other.test", "127.0.0.1");
+  try {
+    assertEquals(named.address, `quic://doq.test:${server.port}`);
+    assertEquals(await exchange(named), "192.0.2.6");
+    const e = await failure(exchange(other));
+    assertMatch(
+      e.message,
+      /^quic:\/\/other\.test:\d+: .*not valid for name "other\.test".*\(at 127\.0\.0\.1\)$/,
+    );
+  } finally {
+    named.close();
+    other.close();
+    server.close();
+  }
 });
 
 if (pki) {

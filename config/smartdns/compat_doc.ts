@@ -35,6 +35,7 @@ const SECTION_TITLES: Record<string, string> = {
   cache: "Cache and TTLs",
   rules: "Domain rules and local answers",
   "IP rules": "IP rules on answers",
+  "speed check": "Speed check and response mode",
   nftset: "Firewall sets (nftset, ipset)",
   logging: "Logging and audit",
   clients: "Clients and groups",
@@ -73,6 +74,9 @@ function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignor
   }
 }
 
+/** Option values that must be of a kind (any word does for the others). */
+const SAMPLE_VALUES: Record<string, string> = { "host-ip": "192.0.2.3" };
+
 /** Options grouped by what keeldns does with them. */
 function byEffect(
   options: Iterable<string>,
@@ -81,7 +85,8 @@ function byEffect(
 ): Record<string, string[]> {
   const groups: Record<string, string[]> = { honoured: [], "not yet": [], refused: [], ignored: [] };
   for (const option of options) {
-    groups[optionEffect(line(`-${option}${withValue.has(option) ? " x" : ""}`))].push(option);
+    const value = withValue.has(option) ? ` ${SAMPLE_VALUES[option] ?? "x"}` : "";
+    groups[optionEffect(line(`-${option}${value}`))].push(option);
   }
   return groups;
 }
@@ -120,10 +125,16 @@ function optionsSection(): string[] {
       code(RULE_CRITICAL.keys())
     } | — |`,
     "",
-    "`server` addresses are `IP[:port]` or `udp://`, `tcp://`, `tls://`, `https://` or `quic://` URLs;",
-    "`h3://` / `http3://` and `server-h3` / `server-http3` are reported as not built (Deno 2.9.6 has no",
-    "HTTP/3 client), and never replaced by `resolv-file`'s servers. Host names need bootstrap resolution,",
-    "not built yet.",
+    "`server` addresses are `IP[:port]`, `host.name[:port]` or `udp://`, `tcp://`, `tls://`, `https://` or",
+    "`quic://` URLs; `h3://` / `http3://` and `server-h3` / `server-http3` are reported as not built (Deno",
+    "2.9.6 has no HTTP/3 client), and never replaced by `resolv-file`'s servers. A server given by host name",
+    "is resolved (A and AAAA, IPv4 preferred) through the `-bootstrap-dns` servers, else the default group's",
+    "servers given by IP address, else the nameservers of /etc/resolv.conf (as SmartDNS's getaddrinfo), and",
+    "the file is refused when there is none of these. The address is kept for the answer's TTL (10 s to 1 h)",
+    "and re-resolved after it, the last good one kept while that fails. The name is the TLS (or QUIC) SNI",
+    "and certificate name unless `-host-name` says otherwise; `-host-ip` pins the address and nothing is",
+    "resolved. Unlike SmartDNS, the bootstrap query does not pass through the rules (`address`,",
+    "`nameserver`) or the cache.",
     "",
   ];
 }

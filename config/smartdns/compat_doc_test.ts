@@ -24,7 +24,8 @@ Deno.test("the compat page has one row for every SmartDNS directive, and the opt
   }
   assert(
     page.includes(
-      "| `server`, `server-tcp` | `-group`, `-g`, `-exclude-default-group`, `-e`, `-blacklist-ip`, `-whitelist-ip`, `-fallback` |",
+      "| `server`, `server-tcp` | `-group`, `-g`, `-host-ip`, `-exclude-default-group`, `-e`, `-blacklist-ip`, " +
+        "`-whitelist-ip`, `-bootstrap-dns`, `-b`, `-fallback` |",
     ),
     page,
   );

@@ -15,6 +15,7 @@ import { NFTSET } from "./nftset.ts";
 import { NOT_YET } from "./not_yet.ts";
 import type { DirectiveTable } from "./reader.ts";
 import { RULES } from "./rules.ts";
+import { SPEED } from "./speed.ts";
 import { UPSTREAMS } from "./upstreams.ts";
 
 /** Every directive SmartDNS's `_config_item[]` table accepts (current source). */
@@ -45,6 +46,7 @@ export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   cache: CACHE,
   rules: RULES,
   "IP rules": IP_RULES,
+  "speed check": SPEED,
   clients: CLIENTS,
   nftset: NFTSET,
   logging: LOGGING,

@@ -45,8 +45,12 @@ export const CRITICAL = new Map([
   ["nftset", "answer addresses would not be added to the set"],
 ]);
 
-/** Bind flags keeldns honours (server/listener.ts turns them into BindFlag bits). */
+/**
+ * Bind flags keeldns honours (server/listener.ts turns them into BindFlag bits; `ddr` adds the
+ * listener to the DDR answer, resolver/designated_resolvers.ts).
+ */
 export const HONOURED = new Set([
+  "ddr",
   "no-rule-addr",
   "no-rule-nameserver",
   "no-rule-soa",
@@ -113,15 +117,16 @@ export const LISTEN: DirectiveTable = {
   "bind-tls": {
     toml: "server.listen (tls://)",
     status: "partly",
-    note: "DNS over TLS, default port 853, options as bind; needs bind-cert-file and bind-cert-key-file " +
-      "(certificate generation is not built yet)",
+    note: "DNS over TLS, default port 853, options as bind; bind-cert-file and bind-cert-key-file, or " +
+      "without them a CA and certificate made once into the data directory (tls/ beside the cache file); " +
+      "-ddr advertises it in the answer to _dns.resolver.arpa SVCB (RFC 9462)",
     handle: (d, l) => bind(d, l, "tls"),
   },
   "bind-https": {
     toml: "server.listen (https://)",
     status: "partly",
     note: "DNS over HTTPS at /dns-query (POST and GET, HTTP/2 and HTTP/1.1), default port 443, options as " +
-      "bind; needs bind-cert-file and bind-cert-key-file",
+      "bind; the certificate and -ddr as bind-tls (the DDR record also carries dohpath)",
     handle: (d, l) => bind(d, l, "https"),
   },
   "bind-cert-file": {

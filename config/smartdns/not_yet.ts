@@ -15,23 +15,36 @@ export interface NotYet {
   readonly critical?: boolean;
 }
 
-const ENCRYPTED_LISTENER = "not built yet (bind-tls and bind-https work with bind-cert-file/-key-file)";
 const LATER = "not built yet; the service runs without it";
 
 /** Every directive of SmartDNS's table that no handler table takes (yet). */
 export const NOT_YET: Readonly<Record<string, NotYet>> = {
-  "bind-http": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-root-key-file": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-generate": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-san": { reason: ENCRYPTED_LISTENER },
-  "bind-cert-validity-days": { reason: ENCRYPTED_LISTENER },
+  "bind-http": { reason: "plain-HTTP DNS listeners are not built yet (bind-tls and bind-https are)" },
+  "bind-cert-root-key-file": {
+    reason:
+      "the CA keeldns makes keeps its key in the data directory (tls/ca.key); another path is not taken yet",
+  },
+  "bind-cert-generate": {
+    reason:
+      "a certificate is made when neither bind-cert-file nor bind-cert-key-file is set (SmartDNS's auto); " +
+      "yes and no are not taken yet",
+  },
+  "bind-cert-san": {
+    reason:
+      "the certificate keeldns makes names keeldns, localhost, the host name, server-name, loopback, the " +
+      "listeners' and the private addresses; more names are not taken yet",
+  },
+  "bind-cert-validity-days": {
+    reason:
+      "the server certificate keeldns makes is valid 390 days (SmartDNS's default) and made anew at start " +
+      "30 days before it ends",
+  },
   "mdns-lookup": {
     reason: "local names are not looked up over mDNS yet (one-shot queries from an ephemeral port, " +
       "RFC 6762 5.1, need no root: a later step)",
   },
   "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
   "proxy-server": { reason: "servers would be asked directly, not through the proxy", critical: true },
-  "speed-check-mode": { reason: "the first usable answer is sent, without a speed check" },
   "cache-mem-size": { reason: "the cache is bounded by cache-size entries only" },
   "data-dir": { reason: "the cache file path is taken from cache-file" },
   "prefetch-domain": { reason: "expiring names are not refreshed ahead of time" },
@@ -39,9 +52,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "serve-expired-ttl": { reason: "expired answers are not served" },
   "serve-expired-reply-ttl": { reason: "expired answers are not served" },
   "serve-expired-prefetch-time": { reason: "expired answers are not served" },
-  "dualstack-ip-selection": { reason: "A and AAAA answers are sent as the upstreams give them" },
-  "dualstack-ip-allow-force-AAAA": { reason: "A and AAAA answers are sent as the upstreams give them" },
-  "dualstack-ip-selection-threshold": { reason: "A and AAAA answers are sent as the upstreams give them" },
   "log-color": { reason: LATER },
   "log-console": { reason: "the log goes to stderr and log-file as configured" },
   "log-syslog": { reason: "the log goes to stderr and log-file" },
@@ -55,7 +65,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "audit-console": { reason: "no audit log is written yet" },
   "audit-syslog": { reason: "no audit log is written yet" },
   "rr-ttl-reply-max": { reason: "answers carry their cached TTL" },
-  "response-mode": { reason: "the first usable answer is sent (fastest-response)" },
   "force-no-CNAME": { reason: "CNAME records are kept in answers" },
   "edns-client-subnet": { reason: "no client subnet is sent upstream" },
   "ddns-domain": { reason: "the DDNS name is not answered locally" },

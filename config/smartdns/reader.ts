@@ -23,6 +23,7 @@ import type {
   UnsupportedDirective,
   UpstreamConfig,
 } from "../schema.ts";
+import { type ResponseMode, SMARTDNS_SPEED_CHECK, type SpeedCheckMode } from "../schema.ts";
 import { parseSize, parseYesNo } from "../values.ts";
 
 /** One directive as read: its words and where each word starts. */
@@ -186,6 +187,13 @@ export class Draft {
   resolvHostname = true;
   /** SmartDNS's default: at most 8 addresses of each family. */
   maxReplyIpNum = 8;
+  /** SmartDNS's defaults: `ping,tcp:80,tcp:443`, `first-ping`. */
+  speedCheck: readonly SpeedCheckMode[] = SMARTDNS_SPEED_CHECK;
+  responseMode: ResponseMode = "first-ping";
+  /** SmartDNS's defaults: on, 10 ms, A never forced. */
+  dualstack = true;
+  dualstackThreshold = 10;
+  dualstackAllowForceAAAA = false;
   dns64Prefix?: string;
   nftsetTimeout = false;
   nftsetDebug = false;

@@ -1,11 +1,13 @@
 /**
  * SmartDNS's upstream directives: `server`, `server-tcp`, `server-tls`, `server-https`,
- * `server-quic`, `resolv-file`, and the HTTP/3 kinds not built. The model half is `UpstreamConfig` in config/schema.ts.
+ * `server-quic`, `resolv-file`, and the HTTP/3 kinds not built. A server may be given by IP address
+ * or by host name (resolved through the bootstrap servers, see config/bootstrap_servers.ts;
+ * `-host-ip` pins the address). The model half is `UpstreamConfig` in config/schema.ts.
  *
  * @module
  */
 import type { TlsOptions, UpstreamTransport } from "../schema.ts";
-import { parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
+import { isIPv4, isIPv6, parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** `server` options that take a value, by every name SmartDNS accepts. */
@@ -76,20 +78,6 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       d.unusableServers.push(d.at(l, 1));
       return;
     }
-    // An encrypted server named by host name (the usual way to write one) needs bootstrap
-    // resolution, not built yet: reported, and counted as a server line keeldns cannot use.
-    const encryptedLine = transport === "tls" || transport === "https" || transport === "quic" ||
-      /^(tls|https|quic):\/\//i.test(text);
-    if (encryptedLine && reason.includes("is not an IP address")) {
-      d.notSupported(
-        `${l.words[0]} by host name`,
-        l,
-        1,
-        "host names need bootstrap resolution, not built yet",
-      );
-      d.unusableServers.push(d.at(l, 1));
-      return;
-    }
     d.fail(l, 1, `${l.words[0]}: ${reason}`);
   }
   const groups: string[] = [];
@@ -97,6 +85,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let blacklistIp = false;
   let whitelistIp = false;
   let fallback = false;
+  let bootstrap = false;
+  let hostIp: string | undefined;
   const encrypted = address.transport === "tls" || address.transport === "https" ||
     address.transport === "quic";
   const pins: string[] = [];
@@ -126,6 +116,14 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       whitelistIp = true;
     } else if (opt === "fallback") {
       fallback = true;
+    } else if (opt === "bootstrap-dns" || opt === "b") {
+      bootstrap = true; // SmartDNS: in group "bootstrap-dns", out of the default group
+      excludeDefault = true;
+    } else if (opt === "host-ip") {
+      const ip = value ?? "";
+      if (!isIPv4(ip) && !isIPv6(ip)) d.fail(l, 0, `${l.words[0]}: -host-ip "${ip}" is not an IP address`);
+      // As in SmartDNS, it only means something for a server given by host name.
+      if (address.name) hostIp = ip;
     } else if (CRITICAL.has(opt)) {
       d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
     } else if (TLS_ONLY.has(opt)) {
@@ -142,6 +140,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(blacklistIp ? { blacklistIp } : {}),
     ...(whitelistIp ? { whitelistIp } : {}),
     ...(fallback ? { fallback } : {}),
+    ...(hostIp ? { hostIp } : {}),
+    ...(bootstrap ? { bootstrap } : {}),
     source: d.at(l, 1),
   });
 }
@@ -172,8 +172,8 @@ export const UPSTREAMS: DirectiveTable = {
   "server": {
     toml: "upstream.address",
     status: "partly",
-    note: "udp:// and tcp:// with -group, -exclude-default-group, -blacklist-ip, -whitelist-ip, " +
-      "-fallback; other options reported",
+    note: "udp:// and tcp:// by IP address or host name, with -group, -exclude-default-group, " +
+      "-blacklist-ip, -whitelist-ip, -fallback, -bootstrap-dns, -host-ip; other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
@@ -200,23 +200,24 @@ export const UPSTREAMS: DirectiveTable = {
   "server-tls": {
     toml: "upstream.address (tls://)",
     status: "partly",
-    note: "DNS over TLS to an IP address, -host-name (SNI), -tls-host-verify, -no-check-certificate, " +
-      "-spki-pin; host names need bootstrap, not built yet",
+    note: "DNS over TLS to an IP address or a host name (the default SNI), -host-name (SNI), " +
+      "-tls-host-verify, -no-check-certificate, -spki-pin, -host-ip",
     handle: (d, l) => server(d, l, "tls"),
   },
   "server-https": {
     toml: "upstream.address (https://)",
     status: "partly",
-    note: "DNS over HTTPS (POST, HTTP/2) to an IP address, with the server-tls options and -http-host",
+    note: "DNS over HTTPS (POST, HTTP/2) to an IP address or a host name, with the server-tls options " +
+      "and -http-host",
     handle: (d, l) => server(d, l, "https"),
   },
   "server-quic": {
     toml: "upstream.address (quic://)",
     status: "partly",
-    note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address, -host-name " +
-      "(SNI), ca-file/ca-path; -no-check-certificate, -spki-pin and a -tls-host-verify name other than " +
-      "the SNI name refuse the server (Deno's QUIC client always verifies and does not expose the " +
-      "certificate); -alpn (default doq); host names need bootstrap, not built yet",
+    note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address or a host " +
+      "name (the default SNI), -host-name (SNI), -host-ip, ca-file/ca-path; -no-check-certificate, " +
+      "-spki-pin and a -tls-host-verify name other than the SNI name refuse the server (Deno's QUIC " +
+      "client always verifies and does not expose the certificate); -alpn (default doq)",
     handle: (d, l) => server(d, l, "quic"),
   },
   "server-h3": encrypted("server-h3"),

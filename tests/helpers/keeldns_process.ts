@@ -68,6 +68,10 @@ export class KeeldnsProcess {
   /**
    * Writes `config` (with `{port}` replaced by a free port) to a temp file named `name`, starts
    * keeldns on it, and waits until a child reports ready.
+   *
+   * A smartdns.conf (`name` ending in `.conf`) without a `speed-check-mode` line gets
+   * `speed-check-mode none` appended: SmartDNS's default speed check would probe the fake
+   * upstreams' addresses (192.0.2.x, off loopback here). The speed check's own tests set the mode.
    */
   static async start(
     config: string,
@@ -76,7 +80,10 @@ export class KeeldnsProcess {
     const port = options.port ?? await freePort();
     const dir = await Deno.makeTempDir({ prefix: "keeldns-test-" });
     const configPath = `${dir}/${options.name ?? "keeldns.toml"}`;
-    await Deno.writeTextFile(configPath, config.replaceAll("{port}", String(port)));
+    const text = options.name?.endsWith(".conf") && !/^\s*speed-check-mode\s/m.test(config)
+      ? `${config}${config.endsWith("\n") ? "" : "\n"}speed-check-mode none\n`
+      : config;
+    await Deno.writeTextFile(configPath, text.replaceAll("{port}", String(port)));
     const { command, args } = keeldnsCommand([
       "run",
       "-c",

@@ -1,6 +1,6 @@
 /**
  * Real peers for interop tests and the benchmark: dig as a client, dnsmasq as an upstream that
- * answers local names itself, SmartDNS as the reference.
+ * answers local names itself, unbound as a DNS-over-TLS upstream, SmartDNS as the reference.
  *
  * @module
  */
@@ -61,6 +61,67 @@ export async function startDnsmasq(
     throw e;
   }
   return process;
+}
+
+/** Where a DNS-over-TLS unbound listens and what it answers. */
+export interface UnboundTlsOptions {
+  /** Loopback address and port it listens on (TLS only). */
+  readonly host: string;
+  readonly port: number;
+  /** The zone it answers itself (`dot.test.`) and its records (`a.dot.test. 300 IN A 192.0.2.53`). */
+  readonly zone: string;
+  readonly records: readonly string[];
+}
+
+/**
+ * Starts unbound answering `zone` over TLS only, with the leaf.pem/leaf.key of `dir` (see
+ * test_pki.ts), and resolves once it accepts connections.
+ */
+export async function startUnboundTls(dir: string, o: UnboundTlsOptions): Promise<Deno.ChildProcess> {
+  const conf = `${dir}/unbound-${o.host}-${o.port}.conf`;
+  await Deno.writeTextFile(
+    conf,
+    `server:
+  interface: ${o.host}@${o.port}
+  tls-port: ${o.port}
+  tls-service-key: "${dir}/leaf.key"
+  tls-service-pem: "${dir}/leaf.pem"
+  do-ip6: no
+  do-udp: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "${dir}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  local-zone: "${o.zone}" static
+${o.records.map((r) => `  local-data: "${r}"\n`).join("")}remote-control:
+  control-enable: no
+`,
+  );
+  const process = new Deno.Command(programPath("unbound"), {
+    args: ["-d", "-c", conf],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  (async () => {
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: o.host, port: o.port })).close();
+      return process;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  await stopPeer(process);
+  throw new Error(`unbound did not start on ${o.host}:${o.port}: ${stderr}`);
 }
 
 /** Stops a peer with SIGTERM (SIGKILL after 5 s) and waits for it. */

@@ -5,6 +5,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
+import { FakeUpstream } from "../helpers/fake_upstream.ts";
 import { dig, stopPeer } from "../helpers/peers.ts";
 import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
 
@@ -98,6 +99,32 @@ Deno.test({
           await k.stop();
         }
       });
+
+      await t.step(
+        "by host name: resolved through the -bootstrap-dns server, the name is the SNI",
+        async () => {
+          const boot = await FakeUpstream.start((name, type) => ({
+            answers: name === "doh.test" && type === "A"
+              ? [{ name, type: "A", ttl: 300, data: "127.0.0.1" }]
+              : [],
+          }));
+          const k = await KeeldnsProcess.start(
+            `bind 127.0.0.1:{port}\nserver 127.0.0.1:${boot.port} -bootstrap-dns\n` +
+              `server-https https://doh.test:${dnsdist.dohPort}/dns-query\nca-file ${dir}/ca.pem\nlog-level info\n`,
+            { name: "smartdns.conf" },
+          );
+          try {
+            const at = ["@127.0.0.1", "-p", String(k.port), "+time=3", "+tries=1", "+short"];
+            assertEquals((await dig(...at, "named.example")).trim(), "192.0.2.54");
+            await k.waitFor(/https:\/\/doh\.test:\d+\/dns-query: doh\.test resolved to 127\.0\.0\.1/);
+            assert(boot.count("doh.test") >= 1, "the bootstrap server was asked");
+            assertEquals(boot.count("named.example"), 0, "queries go to the DoH server only");
+          } finally {
+            await k.stop();
+            await boot.close();
+          }
+        },
+      );
 
       await t.step("the wrong CA: SERVFAIL, and the log says why", async () => {
         const k = await KeeldnsProcess.start(config(`${other}/ca.pem`), { name: "smartdns.conf" });

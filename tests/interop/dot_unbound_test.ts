@@ -3,58 +3,9 @@
  * answers a local zone itself (no internet), with a test CA and leaf made by openssl.
  */
 import { assertEquals, assertMatch } from "../helpers/assert.ts";
-import { freePort, KeeldnsProcess, programPath, skipWithout } from "../helpers/keeldns_process.ts";
-import { dig, stopPeer } from "../helpers/peers.ts";
+import { freePort, KeeldnsProcess, skipWithout } from "../helpers/keeldns_process.ts";
+import { dig, startUnboundTls, stopPeer } from "../helpers/peers.ts";
 import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
-
-/** Starts unbound answering dot.test. over TLS only on 127.0.0.1:port; resolves once it accepts. */
-async function startUnbound(dir: string, port: number): Promise<Deno.ChildProcess> {
-  const conf = `${dir}/unbound.conf`;
-  await Deno.writeTextFile(
-    conf,
-    `server:
-  interface: 127.0.0.1@${port}
-  tls-port: ${port}
-  tls-service-key: "${dir}/leaf.key"
-  tls-service-pem: "${dir}/leaf.pem"
-  do-ip6: no
-  do-udp: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  access-control: 127.0.0.0/8 allow
-  local-zone: "dot.test." static
-  local-data: "a.dot.test. 300 IN A 192.0.2.53"
-remote-control:
-  control-enable: no
-`,
-  );
-  const process = new Deno.Command(programPath("unbound"), {
-    args: ["-d", "-c", conf],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  (async () => {
-    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
-  })();
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return process;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  await stopPeer(process);
-  throw new Error(`unbound did not start on port ${port}: ${stderr}`);
-}
 
 Deno.test({
   name: "dig → keeldns → unbound over DNS-over-TLS: answer with the right CA, SERVFAIL with a wrong one",
@@ -66,7 +17,12 @@ Deno.test({
     await makeTestPki(dir, "dot.test");
     await makeTestCa(dir, "other-ca");
     const upstreamPort = await freePort();
-    const unbound = await startUnbound(dir, upstreamPort);
+    const unbound = await startUnboundTls(dir, {
+      host: "127.0.0.1",
+      port: upstreamPort,
+      zone: "dot.test.",
+      records: ["a.dot.test. 300 IN A 192.0.2.53"],
+    });
     const config = (ca: string) =>
       `bind 127.0.0.1:{port}\nserver-tls 127.0.0.1:${upstreamPort} -host-name dot.test\n` +
       `ca-file ${dir}/${ca}\ncache-size 0\n`;
