@@ -3,6 +3,8 @@
  * only: SmartDNS has no DoQ listener), asked by keeldns's own DoQ client (upstream/quic.ts) and by
  * raw `Deno.connectQuic` streams for the protocol errors; the connection cap and the idle timeout
  * of `tcp-idle-time` apply; a planned restart binds the port again once the old child lets it go.
+ * Without a certificate configured, the listener presents the one keeldns makes in its data
+ * directory, and `flags = ["ddr"]` lists it in the DDR answer with ALPN "doq".
  * No Debian peer on this machine speaks DoQ (kdig 3.2.6 is built without QUIC), so the clients are
  * Deno's QUIC stack.
  */
@@ -10,6 +12,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { buildQuery, decodeReply, udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { freePort, KeeldnsProcess, runKeeldns, skipWithout } from "./helpers/keeldns_process.ts";
+import { dig } from "./helpers/peers.ts";
 import { makeTestPki } from "./helpers/test_pki.ts";
 import { frame } from "../dns/stream_framing.ts";
 import { parseQuery } from "../dns/wire.ts";
@@ -198,6 +201,88 @@ level = "info"
       await k.stop();
       await fake.close();
       await Deno.remove(pki.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "DoQ listener without cert-file: the made certificate, and DDR advertises it with alpn doq",
+  ignore: skipWithout("openssl", "dig"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const data = await Deno.makeTempDir({ prefix: "keeldns-doq-made-" });
+    const fake = await FakeUpstream.start();
+    const quicPort = await freePort();
+    const plainQuic = await freePort();
+    const k = await KeeldnsProcess.start(
+      `[server]
+bind = ["127.0.0.1:{port}"]
+[[server.listen]]
+address = "quic://127.0.0.1:${quicPort}"
+flags = ["ddr"]
+[[server.listen]]
+address = "quic://127.0.0.1:${plainQuic}"
+[[upstream]]
+address = "udp://127.0.0.1:${fake.port}"
+[[rule]]
+domains = ["x.test"]
+address = "192.0.2.77"
+[cache]
+file = "${data}/keeldns.cache"
+[log]
+level = "info"
+`,
+      { name: "keeldns.toml" },
+    );
+    const client = (port: number, hostName?: string) =>
+      new QuicUpstream(
+        {
+          transport: "quic",
+          host: "127.0.0.1",
+          port,
+          groups: [],
+          excludeDefault: false,
+          tls: { verifyCertificate: true, spkiPins: [], ...(hostName ? { hostName } : {}) },
+        },
+        { caFile: `${data}/tls/ca.pem` },
+        { log: () => {} },
+      );
+    const ask = async (u: QuicUpstream) => {
+      try {
+        const answer = await u.exchange(parseQuery(buildQuery("x.test", "A")), AbortSignal.timeout(3000));
+        return decodeReply(answer).answers.map((a) => a.data);
+      } finally {
+        u.close();
+      }
+    };
+    try {
+      await t.step("the CA and server certificate are made into the data directory", async () => {
+        const m = await k.waitFor(/certificate keeldns made in (\S+) /);
+        assertEquals(m[1], `${data}/tls`);
+      });
+      await t.step("a DoQ client trusting the made CA gets answers, by name and by IP", async () => {
+        assertEquals(await ask(client(quicPort, "keeldns")), ["192.0.2.77"]);
+        assertEquals(await ask(client(quicPort)), ["192.0.2.77"], "the certificate names 127.0.0.1");
+        const wrong = await ask(client(quicPort, "not-this.test")).then(() => "answered", () => "refused");
+        assertEquals(wrong, "refused", "a name the certificate does not carry fails the handshake");
+      });
+      await t.step("_dns.resolver.arpa SVCB lists the -ddr DoQ listener only, with alpn doq", async () => {
+        const out = await dig(
+          "@127.0.0.1",
+          "-p",
+          String(k.port),
+          "_dns.resolver.arpa",
+          "SVCB",
+          "+short",
+          "+time=2",
+        );
+        assertEquals(out.trim().split("\n"), [`1 . alpn="doq" port=${quicPort} ipv4hint=127.0.0.1`]);
+      });
+    } finally {
+      await k.stop();
+      await fake.close();
+      await Deno.remove(data, { recursive: true }).catch(() => {});
     }
   },
 });
