@@ -42,8 +42,9 @@ export function answerAddresses(wire: Uint8Array, type: number): string[] {
 }
 
 /**
- * `wire` with its A or AAAA records (by `type`) reduced to `ips`, in that order; other records
- * unchanged. Throws when dns-packet cannot rebuild the message.
+ * `wire` with its A or AAAA records (by `type`) reduced to `ips`, in that order; an address `wire`
+ * has no record for gets one made like its first (owner name, TTL: another server's answer for
+ * the same name). Other records unchanged. Throws when dns-packet cannot rebuild the message.
  */
 export function withAddresses(wire: Uint8Array, type: number, ips: readonly string[]): Uint8Array {
   const packet = decodePacket(wire);
@@ -55,6 +56,7 @@ export function withAddresses(wire: Uint8Array, type: number, ips: readonly stri
   for (const ip of ips) {
     const record = of.find((r) => sameAddress(String((r as { data?: unknown }).data), ip));
     if (record) chosen.push(record);
+    else if (of.length > 0) chosen.push({ ...of[0], data: ip } as typeof of[0]);
   }
   const rest = answers.filter((r) => r.type !== name);
   // The chosen records go where the first address record was (after the CNAME chain).

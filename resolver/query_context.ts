@@ -12,6 +12,7 @@
  * @module
  */
 import type { Answer } from "../dns/answer.ts";
+import type { StoredAnswer } from "../dns/stored_answer.ts";
 import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
 
 /** Why an answer is what it is (for counters, the audit log, `explain`). */
@@ -87,6 +88,14 @@ export class QueryContext extends ParsedQuestion {
    * set on the miss path by the stage that makes it.
    */
   refined?: Promise<Answer>;
+  /**
+   * Set by the speed stage before a miss goes upstream: the race hands it the other servers'
+   * positive answers that come after the first, so their addresses are probed too, then
+   * `undefined` once no more will come.
+   */
+  onLaterAnswer?: (answer: StoredAnswer | undefined) => void;
+  /** Set by the race when it goes on collecting answers for {@link onLaterAnswer}. */
+  moreAnswersExpected = false;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
   sibling = false;
 }

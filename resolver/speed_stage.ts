@@ -60,67 +60,49 @@ export class SpeedStage implements Stage {
     const type = ctx.qtype;
     if (type !== 1 && type !== 28) return next(ctx);
     const started = performance.now();
+    // The other servers' answers, arriving after the first: their addresses are candidates too.
+    const later: (StoredAnswer | undefined)[] = [];
+    let onLater: ((a: StoredAnswer | undefined) => void) | undefined;
+    ctx.onLaterAnswer = (a) => onLater ? onLater(a) : later.push(a);
     const answer = next(ctx);
     if (!(answer instanceof Promise)) return answer;
-    return answer.then((a) => this.select(ctx, a, type, started));
+    return answer.then((a) => {
+      const selection = this.select(ctx, a, type, started);
+      if (!selection) return a;
+      for (const more of later) selection.add(more);
+      onLater = (more) => selection.add(more);
+      return selection.first;
+    });
   }
 
-  /** The answer to send for `a`; sets `ctx.refined` to the one to cache when probes settle. */
-  private select(ctx: QueryContext, a: Answer, type: number, started: number): MaybePromise<Answer> {
-    if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR) return a;
-    const wire = a.wire;
-    const ips = answerAddresses(wire, type);
-    if (ips.length <= 1) return a;
+  /** Starts probing the addresses of `a`, or gives undefined when there is nothing to choose. */
+  private select(ctx: QueryContext, a: Answer, type: number, started: number): Selection | undefined {
+    if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR) return undefined;
+    const ips = answerAddresses(a.wire, type);
+    if (ips.length === 0 || (ips.length === 1 && !ctx.moreAnswersExpected)) return undefined;
     this.counters.checked++;
     const budget = Math.max(MIN_BUDGET_MS, SPEED_BUDGET_MS - (performance.now() - started));
-    const rtts = new Array<number | undefined>(ips.length);
-    const probes = ips.map((ip, i) => this.checker.check(ip, budget).then((rtt) => rtts[i] = rtt));
-    const all = Promise.all(probes);
-    const refined = all.then(() => this.rebuilt(a, type, this.ranked(ips, rtts)));
-    ctx.refined = refined;
-    if (this.mode === "fastest-response") return this.limited(a);
-    return new Promise<Answer>((resolve) => {
-      let sent = false;
-      const send = (answer: Answer) => {
-        if (!sent) sent = true, resolve(answer);
-      };
-      const fastest = () => {
-        let best = -1;
-        for (let i = 0; i < ips.length; i++) {
-          if (rtts[i] !== undefined && (best < 0 || rtts[i]! < rtts[best]!)) best = i;
-        }
-        return best;
-      };
-      probes.forEach((p) =>
-        p.then(() => {
-          if (sent) return;
-          const best = fastest();
-          if (best < 0) return;
-          const waited = performance.now() - started;
-          const early = this.mode === "first-ping" || rtts[best]! < FAST_ENOUGH_MS || rtts[best]! < waited;
-          if (early) {
-            this.counters.selected++;
-            send(this.rebuilt(a, type, [ips[best]]));
-          }
-        })
-      );
-      all.then(() => {
-        if (sent) return;
-        if (fastest() < 0) {
-          this.counters.unanswered++;
-          return send(this.limited(a));
-        }
-        this.counters.selected++;
-        refined.then(send);
-      });
-    });
+    const selection = new Selection(this, a, type, started, budget, ctx.moreAnswersExpected);
+    for (const ip of ips) selection.probe(ip);
+    ctx.refined = selection.refined;
+    return selection;
+  }
+
+  /** Whether the answer may go out with `rtt` as the fastest so far (the response mode's rule). */
+  early(rtt: number, waitedMs: number): boolean {
+    return this.mode === "first-ping" || rtt < FAST_ENOUGH_MS || rtt < waitedMs;
+  }
+
+  /** Whether the first answer goes out as it came (`fastest-response`). */
+  get passesThrough(): boolean {
+    return this.mode === "fastest-response";
   }
 
   /**
    * The addresses to keep, fastest first: those a probe answered, without the ones over 5 ms
    * and 10 % behind the fastest (and over 10 ms themselves); all of them when none answered.
    */
-  private ranked(ips: readonly string[], rtts: readonly (number | undefined)[]): string[] {
+  ranked(ips: readonly string[], rtts: readonly (number | undefined)[]): string[] {
     const answered = ips.map((ip, i) => ({ ip, rtt: rtts[i] })).filter((x) => x.rtt !== undefined);
     if (answered.length === 0) return [...ips];
     answered.sort((x, y) => x.rtt! - y.rtt!);
@@ -130,8 +112,11 @@ export class SpeedStage implements Stage {
       .map((x) => x.ip);
   }
 
-  /** `a` with only `ips`, in order (and at most max-reply-ip-num); `a` itself if it cannot be rebuilt. */
-  private rebuilt(a: StoredAnswer, type: number, ips: readonly string[]): StoredAnswer {
+  /**
+   * `a` with only `ips`, in order (and at most max-reply-ip-num), records for addresses `a` lacks
+   * made like its own; `a` itself if it cannot be rebuilt.
+   */
+  rebuilt(a: StoredAnswer, type: number, ips: readonly string[]): StoredAnswer {
     const keep = this.maxAddresses > 0 ? ips.slice(0, this.maxAddresses) : ips;
     try {
       const wire = withAddresses(a.wire, type, keep);
@@ -143,7 +128,7 @@ export class SpeedStage implements Stage {
   }
 
   /** `a` with at most max-reply-ip-num addresses of each family. */
-  private limited(a: StoredAnswer): StoredAnswer {
+  limited(a: StoredAnswer): StoredAnswer {
     if (this.maxAddresses <= 0) return a;
     try {
       const original = a.wire;
@@ -154,5 +139,94 @@ export class SpeedStage implements Stage {
     } catch {
       return a;
     }
+  }
+}
+
+/** One miss's probes: the addresses of the first answer and of those that came after it. */
+class Selection {
+  private readonly ips: string[] = [];
+  private readonly rtts = new Map<string, number | undefined>();
+  private open = 0;
+  private sent = false;
+  private settledAll!: () => void;
+  private sendFirst!: (answer: Answer) => void;
+  /** What the client gets. */
+  readonly first: Promise<Answer>;
+  /** What the cache keeps once every probe is in. */
+  readonly refined: Promise<Answer>;
+
+  constructor(
+    private readonly stage: SpeedStage,
+    private readonly answer: StoredAnswer,
+    private readonly type: number,
+    private readonly started: number,
+    private readonly budget: number,
+    /** Whether other servers' answers may still come (the race is collecting them). */
+    private collecting: boolean,
+  ) {
+    const all = new Promise<void>((r) => this.settledAll = r);
+    this.refined = all.then(() =>
+      stage.rebuilt(answer, type, stage.ranked(this.ips, this.ips.map((ip) => this.rtts.get(ip))))
+    );
+    this.first = stage.passesThrough
+      ? Promise.resolve(stage.limited(answer))
+      : new Promise<Answer>((r) => this.sendFirst = r);
+    if (!stage.passesThrough) {
+      all.then(() => {
+        if (this.sent) return;
+        this.sent = true;
+        if (this.fastest() === undefined) {
+          stage.counters.unanswered++;
+          this.sendFirst(stage.limited(answer));
+        } else {
+          stage.counters.selected++;
+          this.refined.then(this.sendFirst);
+        }
+      });
+    }
+  }
+
+  /** Adds the addresses of a later server's answer; `undefined`: no more will come. */
+  add(more: StoredAnswer | undefined): void {
+    if (!this.collecting) return;
+    if (more === undefined) {
+      this.collecting = false;
+      if (this.open === 0) this.settledAll();
+      return;
+    }
+    if (more.rcode !== Rcode.NOERROR) return;
+    for (const ip of answerAddresses(more.wire, this.type)) this.probe(ip);
+  }
+
+  /** Probes `ip` unless it is a candidate already. */
+  probe(ip: string): void {
+    if (this.rtts.has(ip)) return;
+    this.ips.push(ip);
+    this.rtts.set(ip, undefined);
+    this.open++;
+    const left = Math.max(MIN_BUDGET_MS, this.budget - (performance.now() - this.started));
+    this.stage.checker.check(ip, left).then((rtt) => {
+      this.rtts.set(ip, rtt);
+      this.open--;
+      if (rtt !== undefined && !this.sent && !this.stage.passesThrough) {
+        const best = this.fastest()!;
+        if (this.stage.early(best.rtt, performance.now() - this.started)) {
+          this.sent = true;
+          this.stage.counters.selected++;
+          this.sendFirst(this.stage.rebuilt(this.answer, this.type, [best.ip]));
+        }
+      }
+      if (this.open === 0 && !this.collecting) this.settledAll();
+    });
+  }
+
+  /** The fastest address so far, if any answered. */
+  private fastest(): { ip: string; rtt: number } | undefined {
+    let best: { ip: string; rtt: number } | undefined;
+    for (const ip of this.ips) {
+      const rtt = this.rtts.get(ip);
+      if (rtt !== undefined && (!best || rtt < best.rtt)) best = { ip, rtt };
+    }
+    return best;
   }
 }

@@ -38,6 +38,12 @@ export interface RaceCounters {
   negativeOvertaken: number;
 }
 
+/**
+ * How long, after the first positive answer, the other servers' answers are still taken for the
+ * speed check (when it asked for them, {@link QueryContext.onLaterAnswer}); SmartDNS's probe budget.
+ */
+export const COLLECT_MS = 950;
+
 /** How long a fast negative answer (NXDOMAIN, or no records) waits for a positive one from the others. */
 export const NEGATIVE_WAIT_MS = 150;
 
@@ -123,13 +129,31 @@ export class UpstreamRace implements TerminalStage {
       let negativeTimer: ReturnType<typeof setTimeout> | undefined;
       const lateTimers: ReturnType<typeof setTimeout>[] = [];
       const tally: VoteTally = { votes: 0 };
-      const settle = (answer: StoredAnswer) => {
+      /** After the first positive answer, the others' positive answers go to `later` for a while. */
+      const later = q.onLaterAnswer;
+      let collecting = false;
+      let collectTimer: ReturnType<typeof setTimeout> | undefined;
+      const stopCollecting = () => {
+        collecting = false;
+        clearTimeout(collectTimer);
+        clearTimeout(timer);
+        controller.abort(OUTRUN);
+        later?.(undefined);
+      };
+      const settle = (answer: StoredAnswer, positive = false) => {
         if (finished) return;
         finished = true;
-        clearTimeout(timer);
         clearTimeout(negativeTimer);
         for (const t of lateTimers) clearTimeout(t);
-        controller.abort(OUTRUN);
+        if (later && positive && pending > 1) {
+          // The speed check probes the addresses of every server's answer, as SmartDNS does.
+          collecting = true;
+          q.moreAnswersExpected = true;
+          collectTimer = setTimeout(stopCollecting, COLLECT_MS);
+        } else {
+          clearTimeout(timer);
+          controller.abort(OUTRUN);
+        }
         resolve(answer);
       };
       /**
@@ -172,10 +196,11 @@ export class UpstreamRace implements TerminalStage {
           clearTimeout(lateTimer);
           pending--;
           if (isLate) late--;
+          if (collecting && pending === 0) stopCollecting();
           check();
         };
         upstream.exchange(q, controller.signal).then((response) => {
-          if (finished) return;
+          if (finished && !collecting) return;
           // Checked once here, before it may win or be cached: nothing malformed reaches a client.
           // Our queries are standard queries (opcode 0): an answer with another opcode is not theirs.
           const problem = (response[2] & 0x78) !== 0
@@ -201,6 +226,7 @@ export class UpstreamRace implements TerminalStage {
               return oneDone();
             }
             if (verdict.kind === "nxdomain") {
+              if (finished) return oneDone();
               this.counters.bogusAnswers++;
               return settle(this.bogus(q));
             }
@@ -213,9 +239,13 @@ export class UpstreamRace implements TerminalStage {
           const answer = StoredAnswer.fromResponse(wire, wireLayout, this.ttlPolicy, Date.now());
           if (layout.rcode === Rcode.NOERROR || layout.rcode === Rcode.NXDOMAIN) {
             const positive = layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
+            if (finished) {
+              if (positive) later?.(answer);
+              return oneDone();
+            }
             if (positive) {
               if (negative) this.counters.negativeOvertaken++;
-              return settle(answer);
+              return settle(answer, true);
             }
             // A negative answer from the first server does not end the race at once: a positive
             // one from another server within the wait wins (SmartDNS prefers an answer with records).
@@ -226,7 +256,7 @@ export class UpstreamRace implements TerminalStage {
             }
             return oneDone();
           }
-          passOn ??= answer;
+          if (!finished) passOn ??= answer;
           oneDone();
         }, (error) => {
           if (!finished) {

@@ -140,3 +140,33 @@ Deno.test("dual-stack selection: AAAA answered empty when IPv4 is faster, A kept
     false,
   );
 });
+
+Deno.test("speed check: the addresses of a later server's answer are probed too (SmartDNS merges them)", async () => {
+  const probePort = await freePort();
+  const targets = await ProbeTargets.start(probePort, ["127.0.0.3"], ["127.0.0.2"]);
+  // The fast server's only usable address drops SYNs; the slower one's answers the probe.
+  const fast = await FakeUpstream.start((name, type) => ({
+    answers: type === "A" ? [a(name, "127.0.0.4"), a(name, "127.0.0.2")] : [],
+  }));
+  const slow = await FakeUpstream.start((name, type) => ({
+    answers: type === "A" ? [a(name, "127.0.0.3")] : [],
+    delayMs: 40,
+  }));
+  const k = await KeeldnsProcess.start(
+    `[server]\nbind = ["127.0.0.1:{port}"]\n` +
+      `[[upstream]]\naddress = "udp://127.0.0.1:${fast.port}"\n[[upstream]]\naddress = "udp://127.0.0.1:${slow.port}"\n` +
+      `[log]\nlevel = "info"\n[rules]\nspeed-check-mode = "tcp:${probePort}"\nblocking-answer-vote = true\n`,
+  );
+  try {
+    const t0 = performance.now();
+    assertEquals(await addresses(k.port, "merged.test"), ["127.0.0.3"]);
+    assert(performance.now() - t0 < 700, "answered on the later server's probe, not at the budget's end");
+    await new Promise((r) => setTimeout(r, 1200));
+    assertEquals(await addresses(k.port, "merged.test"), ["127.0.0.3"], "cached: the one that answered");
+  } finally {
+    await k.stop();
+    await fast.close();
+    await slow.close();
+    await targets.stop();
+  }
+});
