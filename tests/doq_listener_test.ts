@@ -3,6 +3,7 @@
  * only: SmartDNS has no DoQ listener), asked by keeldns's own DoQ client (upstream/quic.ts) and by
  * raw `Deno.connectQuic` streams for the protocol errors; the connection cap and the idle timeout
  * of `tcp-idle-time` apply; a planned restart binds the port again once the old child lets it go.
+ * Another keeldns asks it with `server-quic`, also by host name (`-host-ip`, the name as SNI).
  * Without a certificate configured, the listener presents the one keeldns makes in its data
  * directory, and `flags = ["ddr"]` lists it in the DDR answer with ALPN "doq".
  * No Debian peer on this machine speaks DoQ (kdig 3.2.6 is built without QUIC), so the clients are
@@ -177,6 +178,33 @@ level = "info"
           await front.stop();
         }
       });
+      await t.step(
+        "server-quic by host name (-host-ip): the name is the SNI and certificate name",
+        async () => {
+          const front = await KeeldnsProcess.start(
+            `bind 127.0.0.1:{port}\nserver-quic dns.test:${quicPort} -host-ip 127.0.0.1\n` +
+              `ca-file ${pki.caFile}\ncache-size 0\n`,
+            { name: "smartdns.conf" },
+          );
+          try {
+            const reply = await udpQuery(front.port, "x.test", "A");
+            assertEquals(reply.answers.map((a) => a.data), ["192.0.2.77"]);
+          } finally {
+            await front.stop();
+          }
+          // The certificate also names IP:127.0.0.1: only the name as SNI makes another name fail.
+          const wrong = await KeeldnsProcess.start(
+            `bind 127.0.0.1:{port}\nserver-quic other.test:${quicPort} -host-ip 127.0.0.1\n` +
+              `ca-file ${pki.caFile}\ncache-size 0\n`,
+            { name: "smartdns.conf" },
+          );
+          try {
+            assertEquals((await udpQuery(wrong.port, "x.test", "A")).rcode, "SERVFAIL");
+          } finally {
+            await wrong.stop();
+          }
+        },
+      );
       await t.step(
         "a planned restart: the new child binds the DoQ port once the old one lets go",
         async () => {
