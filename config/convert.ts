@@ -16,6 +16,7 @@ import {
 } from "./defaults.ts";
 import { SYSTEM_RESOLV_CONF } from "./bootstrap_servers.ts";
 import { didYouMean } from "./errors.ts";
+import { proxyUrl } from "./proxy_url.ts";
 import type {
   AddressAction,
   BindConfig,
@@ -345,6 +346,18 @@ class TomlWriter {
     }
   }
 
+  /** `[[proxy]]` for each proxy the upstreams go through (by name, in the order first used). */
+  proxies(): void {
+    const seen = new Set<string>();
+    for (const u of this.config.upstreams) {
+      if (!u.proxy || seen.has(u.proxy.name)) continue;
+      seen.add(u.proxy.name);
+      this.blank();
+      this.out.push(...this.above(this.at(u.proxy.source)));
+      this.out.push("[[proxy]]", `name = ${str(u.proxy.name)}`, `url = ${str(proxyUrl(u.proxy))}`);
+    }
+  }
+
   upstreams(): void {
     const fromResolv = this.config.format === "smartdns" && this.config.upstreams.every((u) => !u.source);
     for (const u of this.config.upstreams) {
@@ -384,6 +397,10 @@ class TomlWriter {
     if (u.blacklistIp) this.out.push("blacklist-ip = true");
     if (u.whitelistIp) this.out.push("whitelist-ip = true");
     if (u.fallback) this.out.push("fallback = true");
+    if (u.proxy) this.out.push(`proxy = ${str(u.proxy.name)}`);
+    if (u.setMark !== undefined) this.out.push(`set-mark = ${u.setMark}`);
+    if (u.interface !== undefined) this.out.push(`interface = ${str(u.interface)}`);
+    if (u.tcpKeepalive !== undefined) this.out.push(`tcp-keepalive = ${u.tcpKeepalive}`);
   }
 
   cache(): void {
@@ -612,6 +629,7 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   const w = new TomlWriter(config, walk);
   w.header();
   w.server();
+  w.proxies();
   w.upstreams();
   w.cache();
   w.log();

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
-import { assert, assertEquals, assertMatch } from "../tests/helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "../tests/helpers/assert.ts";
 import { convertToToml } from "./convert.ts";
 import { EMBEDDED_CONFIG_TOML } from "./defaults.ts";
 import type { Config } from "./schema.ts";
@@ -315,6 +315,35 @@ Deno.test("server-quic and quic:// become quic:// upstreams with their TLS optio
   assertMatch(toml, /alpn = \["doq"\]/);
   assertMatch(toml, /address = "quic:\/\/127\.0\.0\.1:853"\nhost-name = "doq\.test"\n/);
   assertMatch(toml, /address = "quic:\/\/\[2001:db8::53\]:8853"\nhost-name = "-"\n/);
+});
+
+Deno.test("proxy-server and -proxy become [[proxy]] and proxy = NAME; -set-mark, -interface read back", () => {
+  const text = "# the office proxy\nproxy-server socks5://u:p@127.0.0.1:1081 -name office\n" +
+    "proxy-server http://[::1] -name web\n" +
+    "server 192.0.2.1 -proxy office\nserver-tcp 192.0.2.2 -proxy web\nserver 192.0.2.3 -set-mark 7 -interface lo\n" +
+    "server tcp://192.0.2.4 -tcp-keepalive 300\n";
+  const { toml } = roundTrip(text);
+  assertMatch(toml, /\[\[proxy\]\]\nname = "office"\nurl = "socks5:\/\/u:p@127\.0\.0\.1:1081"\n/);
+  assertMatch(toml, /\[\[proxy\]\]\nname = "web"\nurl = "http:\/\/\[::1\]:3128"\n/);
+  assertMatch(toml, /address = "udp:\/\/192\.0\.2\.1:53"\nproxy = "office"\n/);
+  assertMatch(toml, /address = "udp:\/\/192\.0\.2\.3:53"\nset-mark = 7\ninterface = "lo"\n/);
+  assertMatch(toml, /address = "tcp:\/\/192\.0\.2\.4:53"\ntcp-keepalive = 300\n/);
+  assertThrows(
+    () => parseTomlConfig('[[upstream]]\naddress = "9.9.9.9"\nproxy = "nope"\n', OUT),
+    /no \[\[proxy\]\] is named "nope"/,
+  );
+  assertThrows(
+    () => parseTomlConfig('[[upstream]]\naddress = "tcp://9.9.9.9"\nset-mark = 1\n', OUT),
+    /set-mark is only honoured on plain udp:\/\/ servers/,
+  );
+  assertThrows(
+    () =>
+      parseTomlConfig(
+        '[[proxy]]\nname = "s"\nurl = "socks5://127.0.0.1"\n[[upstream]]\naddress = "quic://9.9.9.9"\nproxy = "s"\n',
+        OUT,
+      ),
+    /keeldns\.toml:6:1: a quic:\/\/ server cannot go through a proxy/,
+  );
 });
 
 Deno.test("servers by host name keep the name, -host-ip and -bootstrap-dns in TOML, and read back", () => {

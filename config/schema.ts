@@ -56,6 +56,21 @@ export interface BindConfig {
   readonly source?: SourcePosition;
 }
 
+/** A proxy the connections to an upstream go through (SmartDNS's `proxy-server`). */
+export interface ProxyConfig {
+  /** The name servers refer to it by (`-name`, `-proxy NAME`). */
+  readonly name: string;
+  /** SOCKS5 (RFC 1928; UDP servers through UDP ASSOCIATE) or an HTTP CONNECT proxy (TCP only). */
+  readonly kind: "socks5" | "http";
+  /** IP address or host name of the proxy. */
+  readonly host: string;
+  readonly port: number;
+  /** User name and password (SOCKS5 RFC 1929, HTTP Basic), from the URL's user info. */
+  readonly username?: string;
+  readonly password?: string;
+  readonly source?: SourcePosition;
+}
+
 /** One upstream DNS server. */
 export interface UpstreamConfig {
   readonly transport: UpstreamTransport;
@@ -86,6 +101,17 @@ export interface UpstreamConfig {
   readonly whitelistIp?: boolean;
   /** `-fallback`: raced only when no other server of the group answered usably. */
   readonly fallback?: boolean;
+  /** `-proxy NAME`: every connection to the server goes through this proxy, never around it. */
+  readonly proxy?: ProxyConfig;
+  /** `-set-mark N`: SO_MARK on the server's sockets (UDP servers only; needs CAP_NET_ADMIN, or CAP_NET_RAW on Linux 5.17+). */
+  readonly setMark?: number;
+  /** `-interface IF`: SO_BINDTODEVICE on the server's sockets (UDP servers only; needs CAP_NET_RAW). */
+  readonly interface?: string;
+  /**
+   * `-tcp-keepalive N`: the edns-tcp-keepalive option (RFC 7828, N in 100 ms units) in queries over
+   * TCP and TLS, and how long the reused TLS connection is kept idle.
+   */
+  readonly tcpKeepalive?: number;
   readonly source?: SourcePosition;
 }
 

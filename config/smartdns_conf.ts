@@ -20,6 +20,7 @@ import { ConfigError, readFailure } from "./errors.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import type { ClientGroupConfig, Config, RulesConfig, SourcePosition, UpstreamConfig } from "./schema.ts";
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
+import { resolveProxies } from "./smartdns/proxies.ts";
 import { RULES } from "./smartdns/rules.ts";
 import { type DirectiveTable, Draft, type FileReader } from "./smartdns/reader.ts";
 import { parseHostPort } from "./values.ts";
@@ -208,6 +209,7 @@ export function parseSmartdnsConf(
     );
     d.group = undefined;
   }
+  resolveProxies(d);
   refuseCritical(d);
   const binds = d.binds.length > 0 ? d.binds : [{ transport: "udp" as const, host: "::", port: DNS_PORT }];
   const servers = upstreams(d, file);

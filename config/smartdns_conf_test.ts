@@ -187,9 +187,18 @@ Deno.test("smartdns.conf: never a silent change of where queries go", () => {
     () => parse("server 9.9.9.9\ngroup-begin kids\ngroup-match -domain x.test\ngroup-end\n"),
     /:3:1: group-match -domain is not supported yet, and without it the group's rules would not be limited/,
   );
+  // A server naming a proxy no proxy-server defines would be asked directly.
   assertThrows(
-    () => parse("server 9.9.9.9 -proxy socks\nproxy-server socks5://127.0.0.1:1080 -name socks\n"),
-    /:1:1: server -proxy is not supported yet.*\(also: proxy-server at .*:2:1\)/,
+    () => parse("server 9.9.9.9 -proxy socks\nproxy-server socks5://127.0.0.1:1080 -name other\n"),
+    /:1:23: -proxy socks: no proxy-server is named "socks" \(defined: other\)/,
+  );
+  assertThrows(
+    () => parse("server tcp://9.9.9.9 -set-mark 5\n"),
+    /:1:1: server -set-mark is not supported yet, and without it only plain UDP servers/,
+  );
+  assertThrows(
+    () => parse("proxy-server socks5://127.0.0.1 -name p\nserver 9.9.9.9 -interface lo -proxy p\n"),
+    /:2:1: server -interface with -proxy is not supported yet/,
   );
   // A nameserver rule to a group without a usable server would send its domains to the default group.
   assertThrows(
@@ -330,6 +339,52 @@ Deno.test("smartdns.conf: server-quic is DNS over QUIC (port 853); server-h3 is 
   ]);
 });
 
+Deno.test("smartdns.conf: proxy-server, -proxy, -set-mark and -interface", () => {
+  const c = parse(
+    "server 192.0.2.1 -proxy s\n" +
+      "server-tcp 192.0.2.2 -p h\n" +
+      "server 192.0.2.3 -proxy d -set-mark 0x10 -interface lo\n" +
+      "proxy-server socks5://user:p@ss@127.0.0.1 -name s\n" +
+      "proxy-server http://[::1]:8080 -name h\n" +
+      "proxy-server direct:// -name d\n",
+  );
+  assertEquals(c.upstreams[0].proxy, {
+    name: "s",
+    kind: "socks5",
+    host: "127.0.0.1",
+    port: 1080,
+    username: "user",
+    password: "p@ss",
+    source: { file: "/etc/smartdns/smartdns.conf", line: 4, col: 14 },
+  });
+  assertEquals(c.upstreams[1].proxy?.kind, "http");
+  assertEquals([c.upstreams[1].proxy?.host, c.upstreams[1].proxy?.port], ["::1", 8080]);
+  assertEquals(c.upstreams[2].proxy, undefined, "a direct:// proxy is no proxy");
+  assertEquals([c.upstreams[2].setMark, c.upstreams[2].interface], [16, "lo"]);
+  assertEquals(c.unsupported, []);
+  assertThrows(
+    () => parse("server 9.9.9.9\nproxy-server socks5://127.0.0.1\n"),
+    /:2:1: proxy-server: -name is missing/,
+  );
+  assertThrows(
+    () => parse("server 9.9.9.9\nproxy-server socks4://127.0.0.1 -name a\n"),
+    /:2:14: proxy-server: unknown proxy scheme "socks4:\/\/"/,
+  );
+  assertThrows(
+    () =>
+      parse("server 9.9.9.9\nproxy-server socks5://1.2.3.4 -name a\nproxy-server http://1.2.3.4 -name a\n"),
+    /:3:1: proxy-server: "a" is defined twice/,
+  );
+  assertThrows(() => parse("server 9.9.9.9 -set-mark x\n"), /-set-mark "x" is not a mark/);
+  assertThrows(
+    () => parse("server 9.9.9.9\nproxy-server socks5://proxy.lan:1080 -name a\n"),
+    /:2:14: proxy-server: "proxy.lan:1080": give the proxy's IP address/,
+  );
+  const k = parse("server-tls 192.0.2.9 -tcp-keepalive 1200\nserver 192.0.2.8 -tcp-keepalive 10\n");
+  assertEquals(k.upstreams.map((u) => u.tcpKeepalive), [1200, undefined]);
+  assertMatch(k.warnings[0].message, /-tcp-keepalive is sent to TCP and TLS servers only .*; ignored/);
+});
+
 Deno.test("smartdns.conf: speed check, response mode and dual-stack, with SmartDNS's defaults", () => {
   const d = parse("server 9.9.9.9\n").rules;
   assertEquals(d.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 80 }, { kind: "tcp", port: 443 }]);
@@ -418,4 +473,13 @@ Deno.test("smartdns.conf: which servers resolve names, and a name nothing can re
   } finally {
     delete files["/etc/resolv.conf"];
   }
+});
+
+Deno.test("smartdns.conf: server-quic -proxy refuses the file (Deno's QUIC cannot be tunnelled); direct:// is fine", () => {
+  assertThrows(
+    () => parse("server 9.9.9.9\nserver-quic 192.0.2.9 -proxy s\nproxy-server socks5://127.0.0.1 -name s\n"),
+    /:2:1: server-quic -proxy \(DNS over QUIC\) is not supported yet.*QUIC endpoint sends its own UDP packets/,
+  );
+  const c = parse("server-quic 192.0.2.9 -proxy d\nproxy-server direct:// -name d\n");
+  assertEquals([c.upstreams[0].transport, c.upstreams[0].proxy], ["quic", undefined]);
 });

@@ -26,6 +26,7 @@ import type {
   ListenerTransport,
   LogLevel,
   NftSetTarget,
+  ProxyConfig,
   RulesConfig,
   TlsOptions,
   Transport,
@@ -34,6 +35,7 @@ import type {
 } from "./schema.ts";
 import { LOG_LEVELS, parseSpeedCheckModes, RESPONSE_MODES } from "./schema.ts";
 import { TomlSource } from "./toml_source.ts";
+import { parseProxyUrl } from "./proxy_url.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
@@ -64,6 +66,8 @@ const LISTEN_FLAGS = [
   "no-rules",
   "no-cache",
   "force-aaaa-soa",
+  "no-speed-check",
+  "no-dualstack-selection",
 ];
 
 /** The keys each table accepts. */
@@ -71,6 +75,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   "": [
     "server",
     "upstream",
+    "proxy",
     "cache",
     "log",
     "guardian",
@@ -142,7 +147,12 @@ const SCHEMA: Record<string, readonly string[]> = {
     "spki-pins",
     "http-host",
     "alpn",
+    "proxy",
+    "set-mark",
+    "interface",
+    "tcp-keepalive",
   ],
+  proxy: ["name", "url"],
   cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
   log: ["level", "file", "size", "num"],
 };
@@ -319,7 +329,26 @@ class TomlConfigReader {
     return value as T;
   }
 
-  upstreams(value: unknown): readonly UpstreamConfig[] {
+  /** `[[proxy]]` name/url: the proxies `[[upstream]] proxy = "name"` refers to. */
+  proxies(value: unknown): Map<string, ProxyConfig | "direct"> {
+    const proxies = new Map<string, ProxyConfig | "direct">();
+    this.list(value, "proxy").forEach((item, i) => {
+      const path = `proxy[${i}]`;
+      const t = this.table(item, path, "proxy");
+      const name = this.string(t, "name", path);
+      const url = this.string(t, "url", path);
+      if (!name || !url) this.src.fail(path, `[[proxy]] #${i + 1} needs a name and a url`);
+      if (proxies.has(name)) this.src.fail(`${path}.name`, `proxy "${name}" is defined twice`);
+      const target = this.parsed(`${path}.url`, "url", () => parseProxyUrl(url));
+      proxies.set(
+        name,
+        target === "direct" ? "direct" : { name, ...target, source: this.src.position(`${path}.url`) },
+      );
+    });
+    return proxies;
+  }
+
+  upstreams(value: unknown, proxies: Map<string, ProxyConfig | "direct">): readonly UpstreamConfig[] {
     if (value === undefined) this.src.fail("", "no [[upstream]] servers are configured");
     const list = Array.isArray(value) ? value : [value];
     return checkNameResolution(list.map((item, i) => {
@@ -328,6 +357,37 @@ class TomlConfigReader {
       const address = this.string(t, "address", path);
       if (address === undefined) this.src.fail(path, `[[upstream]] #${i + 1} has no address`);
       const parsed = this.parsed(`${path}.address`, "address", () => parseUpstreamAddress(address, "udp"));
+      const proxyName = this.string(t, "proxy", path);
+      const proxy = proxyName === undefined ? undefined : proxies.get(proxyName);
+      if (proxyName !== undefined && proxy === undefined) {
+        this.src.fail(`${path}.proxy`, `no [[proxy]] is named "${proxyName}"`);
+      }
+      if (proxy && proxy !== "direct" && parsed.transport === "quic") {
+        this.src.fail(
+          `${path}.proxy`,
+          "a quic:// server cannot go through a proxy (Deno's QUIC endpoint sends its own UDP packets); " +
+            "use a tls:// or https:// server through it",
+        );
+      }
+      const setMark = t["set-mark"] === undefined
+        ? undefined
+        : this.integer(t, "set-mark", path, 0, 0xffffffff, 0);
+      const device = this.string(t, "interface", path);
+      const tcpKeepalive = t["tcp-keepalive"] === undefined
+        ? undefined
+        : this.integer(t, "tcp-keepalive", path, 1, 65535, 0);
+      if (tcpKeepalive !== undefined && parsed.transport !== "tcp" && parsed.transport !== "tls") {
+        this.src.fail(`${path}.tcp-keepalive`, "tcp-keepalive is for tcp:// and tls:// servers (RFC 7828)");
+      }
+      for (const [key, given] of [["set-mark", setMark !== undefined], ["interface", device !== undefined]]) {
+        if (given && (parsed.transport !== "udp" || (proxy && proxy !== "direct"))) {
+          this.src.fail(
+            `${path}.${key}`,
+            `${key} is only honoured on plain udp:// servers without a proxy (Deno's TCP sockets take ` +
+              "no SO_MARK or SO_BINDTODEVICE)",
+          );
+        }
+      }
       const hostIp = this.string(t, "host-ip", path);
       if (hostIp !== undefined && !isIPv4(hostIp) && !isIPv6(hostIp)) {
         this.src.fail(`${path}.host-ip`, `host-ip "${hostIp}" is not an IP address`);
@@ -344,6 +404,10 @@ class TomlConfigReader {
         ...(this.boolean(t, "blacklist-ip", path, false) ? { blacklistIp: true } : {}),
         ...(this.boolean(t, "whitelist-ip", path, false) ? { whitelistIp: true } : {}),
         ...(this.boolean(t, "fallback", path, false) ? { fallback: true } : {}),
+        ...(proxy && proxy !== "direct" ? { proxy } : {}),
+        ...(setMark !== undefined ? { setMark } : {}),
+        ...(device !== undefined ? { interface: device } : {}),
+        ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
         ...(parsed.transport === "tls" || parsed.transport === "https" || parsed.transport === "quic"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
@@ -598,7 +662,7 @@ class TomlConfigReader {
     if (rrTtlMax > 0 && rrTtlMin > rrTtlMax) rrTtlMin = rrTtlMax;
     const binds = this.binds(server);
     const udpTransport = this.udpTransport(server);
-    const upstreams = this.upstreams(root.upstream);
+    const upstreams = this.upstreams(root.upstream, this.proxies(root.proxy));
     const rules = this.rules(root, upstreams);
     const serverGroups = new Set(upstreams.flatMap((u) => u.groups));
     binds.forEach((b, i) => {

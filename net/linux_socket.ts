@@ -19,6 +19,8 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_RCVBUF = 8;
 const SO_RCVTIMEO = 20;
+const SO_BINDTODEVICE = 25;
+const SO_MARK = 36;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 /** recvmmsg: block for the first datagram only, then take what is queued. */
@@ -245,12 +247,13 @@ export class LinuxUdpSocket {
 
   /**
    * Creates and binds a UDP socket. `::` is bound dual-stack. `receiveTimeoutMs` bounds each
-   * blocking receive so a closing listener notices. Throws with the OS's reason on failure.
+   * blocking receive so a closing listener notices. `mark` sets SO_MARK (needs CAP_NET_ADMIN, or CAP_NET_RAW on Linux 5.17+),
+   * `device` SO_BINDTODEVICE (needs CAP_NET_RAW). Throws with the OS's reason on failure.
    */
   static bind(
     host: string,
     port: number,
-    options: { receiveTimeoutMs: number; reuseAddress?: boolean },
+    options: { receiveTimeoutMs: number; reuseAddress?: boolean; mark?: number; device?: string },
   ): LinuxUdpSocket {
     const lib = loadLibc();
     const address = encodeSockaddr(host, port);
@@ -268,6 +271,13 @@ export class LinuxUdpSocket {
         BigInt((options.receiveTimeoutMs % 1000) * 1000),
       ]);
       s.setOption(SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(tv.buffer));
+      if (options.mark !== undefined) {
+        s.setOption(SOL_SOCKET, SO_MARK, new Uint8Array(new Uint32Array([options.mark]).buffer), "SO_MARK");
+      }
+      if (options.device !== undefined) {
+        const name = new TextEncoder().encode(options.device + "\0");
+        s.setOption(SOL_SOCKET, SO_BINDTODEVICE, name, `SO_BINDTODEVICE ${options.device}`);
+      }
       if (lib.bind(fd, address, address.length) !== 0) throw new Error(lastError(lib));
     } catch (e) {
       lib.close(fd);
@@ -276,9 +286,9 @@ export class LinuxUdpSocket {
     return s;
   }
 
-  private setOption(level: number, name: number, value: Uint8Array<ArrayBuffer>): void {
+  private setOption(level: number, name: number, value: Uint8Array<ArrayBuffer>, what?: string): void {
     if (this.lib.setsockopt(this.fd, level, name, value, value.length) !== 0) {
-      throw new Error(`setsockopt(${level}, ${name}): ${lastError(this.lib)}`);
+      throw new Error(`setsockopt(${what ?? `${level}, ${name}`}): ${lastError(this.lib)}`);
     }
   }
 

@@ -53,8 +53,10 @@ export class CacheStage implements Stage {
   /** Answers from the cache, or from `next` (then stores the answer). */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     if (ctx.listener.flags & BindFlag.NO_CACHE) return next(ctx);
-    // Client groups are kept apart: the group is in the key's last byte, above the DO bit.
-    const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1);
+    // Client groups are kept apart: the group is in the key's last byte, above the DO bit; so are
+    // the unsorted answers of -no-speed-check listeners (the top bit), as SmartDNS's key does.
+    const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1) |
+      ((ctx.listener.flags & BindFlag.NO_SPEED_CHECK) ? 0x80 : 0);
     const hit = this.cache.get(ctx, this.now(), variant);
     const rules = this.rules;
     if (hit !== undefined && this.stillUpstream(rules, ctx)) {

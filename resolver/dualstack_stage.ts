@@ -20,7 +20,7 @@ import { LocalAnswer } from "../dns/local_answer.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
-import { parseContext, type QueryContext } from "./query_context.ts";
+import { BindFlag, parseContext, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
 import { SPEED_BUDGET_MS } from "./speed_stage.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -77,7 +77,10 @@ export class DualstackStage implements Stage {
   /** Passes the query on; may replace an A or AAAA answer by an empty one. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
-    if ((type !== TYPE_AAAA && (type !== TYPE_A || !this.options.allowForceAAAA)) || ctx.sibling) {
+    if (
+      (type !== TYPE_AAAA && (type !== TYPE_A || !this.options.allowForceAAAA)) || ctx.sibling ||
+      (ctx.listener.flags & (BindFlag.NO_DUALSTACK | BindFlag.NO_SPEED_CHECK))
+    ) {
       return next(ctx);
     }
     const started = performance.now();

@@ -50,6 +50,10 @@ export const BindFlag = {
   NO_CACHE: 16,
   /** `-force-aaaa-soa`: every AAAA question gets an empty answer. */
   FORCE_AAAA_SOA: 32,
+  /** `-no-speed-check`: answers go out as the upstream gave them. */
+  NO_SPEED_CHECK: 64,
+  /** `-no-dualstack-selection`: both families are answered. */
+  NO_DUALSTACK: 128,
 } as const;
 
 /** What the chain knows of the listener a query came in on. */

@@ -22,7 +22,7 @@ import { limitAddresses } from "../dns/address_limit.ts";
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
 import type { ResponseMode } from "../config/schema.ts";
-import type { QueryContext } from "./query_context.ts";
+import { BindFlag, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
@@ -58,7 +58,7 @@ export class SpeedStage implements Stage {
   /** Passes the query on; selects among the addresses of what comes back. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
-    if (type !== 1 && type !== 28) return next(ctx);
+    if ((type !== 1 && type !== 28) || (ctx.listener.flags & BindFlag.NO_SPEED_CHECK)) return next(ctx);
     const started = performance.now();
     // The other servers' answers, arriving after the first: their addresses are candidates too.
     const later: (StoredAnswer | undefined)[] = [];

@@ -29,6 +29,8 @@ const FLAG_NAMES: Record<string, number> = {
   "no-rules": BindFlag.NO_RULES,
   "no-cache": BindFlag.NO_CACHE,
   "force-aaaa-soa": BindFlag.FORCE_AAAA_SOA,
+  "no-speed-check": BindFlag.NO_SPEED_CHECK,
+  "no-dualstack-selection": BindFlag.NO_DUALSTACK,
 };
 
 /** The flag bits of a bind line's options (names other than the ones above set nothing). */

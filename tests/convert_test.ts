@@ -62,11 +62,11 @@ Deno.test("convert refuses what keeldns refuses, names the line, and has --help"
   try {
     await Deno.writeTextFile(
       `${dir}/smartdns.conf`,
-      "server 9.9.9.9\nproxy-server socks5://127.0.0.1:1080 -name tor\n",
+      "server 9.9.9.9\nserver tcp://9.9.9.9 -set-mark 1\n",
     );
     const r = await runKeeldns(["convert", `${dir}/smartdns.conf`]);
     assertEquals(r.code, 1);
-    assertMatch(r.stderr, new RegExp(`^${dir}/smartdns.conf:2:1: proxy-server is not supported yet`));
+    assertMatch(r.stderr, new RegExp(`^${dir}/smartdns.conf:2:1: server -set-mark is not supported yet`));
     assertEquals(r.stdout, "");
     const help = await runKeeldns(["convert", "--help"]);
     assertEquals(help.code, 0);

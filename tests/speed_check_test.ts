@@ -34,9 +34,10 @@ const ADDRESSES: Record<string, Answer[]> = {
 
 async function withSpeedCheck(
   rules: string,
-  fn: (k: KeeldnsProcess, probePort: number) => Promise<void>,
+  fn: (k: KeeldnsProcess, probePort: number, plainPort: number) => Promise<void>,
   vote = true,
 ): Promise<void> {
+  const plainPort = await freePort();
   const silent = ["127.0.0.2", "127.0.0.6"];
   const probePort = await freePort();
   const targets = await ProbeTargets.start(probePort, ["127.0.0.3", "::1"], silent);
@@ -54,11 +55,12 @@ async function withSpeedCheck(
       : [],
   }));
   const config =
-    `[server]\nbind = ["127.0.0.1:{port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${fake.port}"\n` +
+    `[server]\nbind = ["127.0.0.1:{port}"]\n[[server.listen]]\naddress = "udp://127.0.0.1:${plainPort}"\n` +
+    `flags = ["no-speed-check", "no-dualstack-selection"]\n[[upstream]]\naddress = "udp://127.0.0.1:${fake.port}"\n` +
     `[log]\nlevel = "info"\n[rules]\nspeed-check-mode = "tcp:${probePort}"\nblocking-answer-vote = ${vote}\n${rules}`;
   const k = await KeeldnsProcess.start(config);
   try {
-    await fn(k, probePort);
+    await fn(k, probePort, plainPort);
   } finally {
     await k.stop();
     await fake.close();
@@ -85,7 +87,10 @@ Deno.test("speed check first-ping: the address that answers the probe, alone; th
 });
 
 Deno.test("speed check fastest-ip: the fastest address alone", async () => {
-  await withSpeedCheck(`response-mode = "fastest-ip"`, async (k) => {
+  await withSpeedCheck(`response-mode = "fastest-ip"`, async (k, _probe, plain) => {
+    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
+    // A -no-speed-check listener gets the upstream's addresses, and its own cache entry.
+    assertEquals(await addresses(plain, "fast.test"), ["127.0.0.2", "127.0.0.3"]);
     assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
   });
   // ::1 is a blocking address for the vote, so it is off here.
@@ -120,16 +125,22 @@ Deno.test("speed check: no address answers → the upstream's addresses after th
 });
 
 Deno.test("dual-stack selection: AAAA answered empty when IPv4 is faster, A kept unless allow-force-AAAA", async () => {
-  await withSpeedCheck(`response-mode = "first-ping"\ndualstack-ip-selection = true`, async (k) => {
-    const six = await udpQuery(k.port, "v4fast.test", "AAAA");
-    assertEquals([six.rcode, six.answers.length, six.authorities[0]?.type], ["NOERROR", 0, "SOA"]);
-    assertEquals(await addresses(k.port, "v4fast.test"), ["127.0.0.3"]);
-    const again = await udpQuery(k.port, "v4fast.test", "AAAA");
-    assertEquals(again.answers.length, 0, "a cache hit gives the same choice");
-    // IPv6 faster: AAAA as it is; A kept (allow-force-AAAA is off).
-    assertEquals(await addresses(k.port, "v6fast.test", "AAAA"), ["::1"]);
-    assertEquals(await addresses(k.port, "v6fast.test"), ["127.0.0.2"]);
-  }, false);
+  await withSpeedCheck(
+    `response-mode = "first-ping"\ndualstack-ip-selection = true`,
+    async (k, _p, plainPort) => {
+      const six = await udpQuery(k.port, "v4fast.test", "AAAA");
+      assertEquals([six.rcode, six.answers.length, six.authorities[0]?.type], ["NOERROR", 0, "SOA"]);
+      assertEquals(await addresses(k.port, "v4fast.test"), ["127.0.0.3"]);
+      const again = await udpQuery(k.port, "v4fast.test", "AAAA");
+      assertEquals(again.answers.length, 0, "a cache hit gives the same choice");
+      const plain = await udpQuery(plainPort, "v4fast.test", "AAAA");
+      assertEquals(plain.answers.length, 1, "a -no-dualstack-selection listener gets the AAAA record");
+      // IPv6 faster: AAAA as it is; A kept (allow-force-AAAA is off).
+      assertEquals(await addresses(k.port, "v6fast.test", "AAAA"), ["::1"]);
+      assertEquals(await addresses(k.port, "v6fast.test"), ["127.0.0.2"]);
+    },
+    false,
+  );
   await withSpeedCheck(
     `response-mode = "first-ping"\ndualstack-ip-selection = true\ndualstack-ip-allow-force-aaaa = true`,
     async (k) => {

@@ -8,7 +8,8 @@
  * always connects to the configured IP (whatever the name resolves to, it is never resolved): the
  * TLS handshake runs end to end through the tunnel, with SNI NAME and the certificate checked for
  * NAME. Without a name (or with "-") the URL is `https://IP:port/path`: no SNI, and the certificate
- * must carry the IP. `-http-host` sets the Host header only. What Deno cannot do, keeldns refuses
+ * must carry the IP. `-http-host` sets the Host header only. A server with `-proxy` always goes
+ * through the tunnel, which reaches the server through the proxy (SOCKS5 or HTTP CONNECT). What Deno cannot do, keeldns refuses
  * rather than checking differently: `-no-check-certificate`, `-spki-pin`, and a `-tls-host-verify`
  * name that differs from the SNI name.
  *
@@ -17,6 +18,7 @@
 import type { UpstreamConfig } from "../config/schema.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
+import { dialTcp } from "./proxy_dial.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 /** Where the CA certificates come from (`ca-file`, `ca-path`). */
@@ -39,7 +41,7 @@ export class HttpsUpstream implements Upstream {
   private closed = false;
 
   constructor(
-    config: Pick<UpstreamConfig, "host" | "port" | "path" | "tls">,
+    config: Pick<UpstreamConfig, "host" | "port" | "path" | "tls" | "proxy">,
     trust: HttpsTrust = {},
   ) {
     const path = config.path || "/dns-query";
@@ -58,8 +60,10 @@ export class HttpsUpstream implements Upstream {
         this.refusal = (e as Error).message;
       }
     }
-    if (!this.refusal && this.url !== this.address) {
-      this.tunnel = new ConnectTunnel(config.host, config.port, authority(sni!, config.port));
+    if (!this.refusal && (this.url !== this.address || config.proxy)) {
+      const expected = this.url === this.address ? ip : authority(sni!, config.port);
+      const proxy = config.proxy;
+      this.tunnel = new ConnectTunnel(() => dialTcp(config.host, config.port, proxy), expected.toLowerCase());
     }
   }
 
@@ -106,7 +110,8 @@ export class HttpsUpstream implements Upstream {
       return answer;
     } catch (e) {
       if (e instanceof UpstreamError) throw e;
-      throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e));
+      const tunnel = this.tunnel?.lastFailure ? ` (tunnel: ${this.tunnel.lastFailure})` : "";
+      throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e) + tunnel);
     }
   }
 
@@ -161,17 +166,19 @@ function reasonOf(e: unknown): string {
 
 /**
  * A loopback HTTP CONNECT endpoint that tunnels to one fixed server: fetch asks for `expected`
- * (`name:port`) with a per-upstream secret, and the tunnel connects to the configured IP instead of
- * resolving the name. TLS runs end to end through it; the tunnel sees only ciphertext.
+ * (`name:port`) with a per-upstream secret, and the tunnel connects to the configured IP (with
+ * `dial`, through the server's proxy if it has one) instead of resolving the name. TLS runs end to
+ * end through it; the tunnel sees only ciphertext.
  */
 class ConnectTunnel {
   private listener?: Deno.TcpListener;
   private readonly conns = new Set<Deno.Conn>();
   private readonly secret = crypto.randomUUID();
+  /** Why the last connection to the server (or its proxy) failed, cleared by the next success. */
+  lastFailure?: string;
 
   constructor(
-    private readonly host: string,
-    private readonly port: number,
+    private readonly dial: () => Promise<Deno.TcpConn>,
     private readonly expected: string,
   ) {}
 
@@ -217,7 +224,14 @@ class ConnectTunnel {
         await client.write(new TextEncoder().encode("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"));
         throw new Error("refused");
       }
-      server = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      try {
+        server = await this.dial();
+        this.lastFailure = undefined;
+      } catch (e) {
+        this.lastFailure = (e as Error).message;
+        await client.write(new TextEncoder().encode("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"));
+        throw e;
+      }
       this.conns.add(server);
       server.setNoDelay(true);
       (client as Deno.TcpConn).setNoDelay?.(true);

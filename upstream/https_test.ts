@@ -10,6 +10,7 @@ import { parseQuery } from "../dns/wire.ts";
 import { HttpsUpstream } from "./https.ts";
 import { UpstreamError } from "./upstream.ts";
 import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
+import { Socks5Proxy } from "../tests/helpers/socks5_proxy.ts";
 
 interface TestServer {
   port: number;
@@ -225,6 +226,64 @@ Deno.test({
       await failing.shutdown();
       await Deno.remove(dir, { recursive: true });
       await Deno.remove(other, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "DoH upstream through a SOCKS5 proxy: by IP and by -host-name, and never around a proxy that is down",
+  ignore: !hasProgram("openssl"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const signal = () => AbortSignal.timeout(5000);
+    const dir = await Deno.makeTempDir({ prefix: "keeldns-doh-proxy-" });
+    await makeTestPki(dir, "doh.test", "keeldns test CA");
+    const server = await startServer(dir);
+    const proxy = Socks5Proxy.start();
+    const via = (port: number) => ({ name: "p", kind: "socks5" as const, host: "127.0.0.1", port });
+    try {
+      for (const hostName of [undefined, "doh.test"]) {
+        const up = new HttpsUpstream({
+          host: "127.0.0.1",
+          port: server.port,
+          path: "/dns-query",
+          tls: tls(hostName ? { hostName } : {}),
+          proxy: via(proxy.port),
+        }, { caFile: `${dir}/ca.pem` });
+        try {
+          const before = proxy.connects;
+          const answer = decodePacket(await up.exchange(parseQuery(buildQuery("p.test", "A")), signal()));
+          assertEquals((answer.answers?.[0] as { data?: unknown }).data, "192.0.2.54");
+          assertEquals(proxy.connects, before + 1, `through the proxy (host-name ${hostName})`);
+        } finally {
+          up.close();
+        }
+      }
+      const seen = server.requests.length;
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const downPort = l.addr.port;
+      l.close();
+      const down = new HttpsUpstream(
+        { host: "127.0.0.1", port: server.port, path: "/dns-query", tls: tls(), proxy: via(downPort) },
+        { caFile: `${dir}/ca.pem` },
+      );
+      try {
+        let failed = "";
+        try {
+          await down.exchange(parseQuery(buildQuery("down.test", "A")), signal());
+        } catch (e) {
+          if (e instanceof UpstreamError) failed = e.message;
+        }
+        assertMatch(failed, /tunnel: proxy p \(127\.0\.0\.1:\d+\): Connection refused/);
+        assertEquals(server.requests.length, seen, "the server was not asked directly");
+      } finally {
+        down.close();
+      }
+    } finally {
+      proxy.close();
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -7,8 +7,7 @@
  * @module
  */
 import { buildUpstreamQuery, type Question } from "../dns/wire.ts";
-import type { TcpUpstream } from "./tcp.ts";
-import { UpstreamError } from "./upstream.ts";
+import { type Upstream, UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
@@ -37,14 +36,14 @@ export interface ExchangeSocket {
 
 /**
  * Sends `q` over `socket` with `send` and resolves with the verified response (over `tcp` if it came
- * truncated). Rejects with {@link UpstreamError} on abort or a send error.
+ * truncated: a TCP upstream to the same server, the same way it is reached). Rejects with {@link UpstreamError} on abort or a send error.
  */
 export function exchangeOn(
   socket: ExchangeSocket,
   q: Question,
   signal: AbortSignal,
   address: string,
-  tcp: TcpUpstream,
+  tcp: Pick<Upstream, "exchange">,
   send: (query: Uint8Array, fail: (e: Error) => void) => void,
   server?: Uint8Array,
 ): Promise<Uint8Array> {

@@ -391,6 +391,21 @@ test("by host name: resolved through the bootstrap servers, the name is the SNI 
   }
 });
 
+Deno.test("DoQ upstream: a server with a proxy is refused, never asked around it", async () => {
+  const u = createUpstream({
+    transport: "quic",
+    host: "127.0.0.1",
+    port: 853,
+    groups: [],
+    excludeDefault: false,
+    tls: { verifyCertificate: true, spkiPins: [] },
+    proxy: { name: "s", kind: "socks5", host: "127.0.0.1", port: 1080 },
+  });
+  assertMatch((u as { refusal?: string }).refusal ?? "", /^proxy s: DNS over QUIC cannot go through a proxy/);
+  const e = await failure(u.exchange(parseQuery(buildQuery("q1.test", "A")), AbortSignal.timeout(1000)));
+  assertMatch(e.message, /refused: proxy s: DNS over QUIC cannot go through a proxy/);
+});
+
 if (pki) {
   globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive: true }));
 }

@@ -1,8 +1,12 @@
 /**
- * DNS over TCP to one upstream: a connection per exchange, 2-byte framing, no Nagle delay.
+ * DNS over TCP to one upstream: a connection per exchange (through the server's proxy when it has
+ * one), 2-byte framing, no Nagle delay.
  *
  * @module
  */
+import type { ProxyConfig } from "../config/schema.ts";
+import { dialTcp } from "./proxy_dial.ts";
+import { withTcpKeepalive } from "./tcp_keepalive.ts";
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
@@ -12,7 +16,13 @@ import { randomId } from "../dns/transaction_id.ts";
 export class TcpUpstream implements Upstream {
   readonly address: string;
 
-  constructor(readonly host: string, readonly port: number) {
+  /** `keepalive`: the edns-tcp-keepalive TIMEOUT (100 ms units) to send, if any (`-tcp-keepalive`). */
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly proxy?: ProxyConfig,
+    readonly keepalive?: number,
+  ) {
     this.address = `tcp://${authority(host, port)}`;
   }
 
@@ -23,12 +33,13 @@ export class TcpUpstream implements Upstream {
   async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
     if (signal.aborted) throw new UpstreamError(this.address, "aborted");
     const id = randomId();
-    const query = buildUpstreamQuery(q, id);
+    const plain = buildUpstreamQuery(q, id);
+    const query = this.keepalive === undefined ? plain : withTcpKeepalive(plain, this.keepalive);
     let conn: Deno.TcpConn | undefined;
     const abort = () => conn?.close();
     signal.addEventListener("abort", abort, { once: true });
     try {
-      conn = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      conn = await dialTcp(this.host, this.port, this.proxy, signal);
       if (signal.aborted) throw new Error("aborted");
       conn.setNoDelay(true);
       await writeAll(conn, frame(query));

@@ -19,6 +19,8 @@ import { randomId } from "../dns/transaction_id.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
+import { dialTcp } from "./proxy_dial.ts";
+import { withTcpKeepalive } from "./tcp_keepalive.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { loadCaCerts };
@@ -28,7 +30,10 @@ export type TlsTrust = CaTrust;
 
 /** Tunables, mainly for tests. */
 export interface TlsUpstreamOptions {
-  /** Milliseconds without queries after which the connection is closed (default 10 s). */
+  /**
+   * Milliseconds without queries after which the connection is closed (default: the server's
+   * `-tcp-keepalive` timeout, else 10 s).
+   */
   readonly idleMs?: number;
   /** First delay after a failed connection attempt (default 500 ms); doubles up to `maxBackoffMs`. */
   readonly backoffMs?: number;
@@ -105,6 +110,8 @@ export class TlsUpstream implements Upstream {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** The proxy every connection goes through, if any (TLS runs end to end through it). */
+  readonly proxy?: UpstreamConfig["proxy"];
   /** The name sent as SNI and checked in the certificate (the IP when none is configured). */
   readonly serverName: string;
   /** Why this server can never be used, when a setting cannot be honoured. */
@@ -112,6 +119,8 @@ export class TlsUpstream implements Upstream {
   private refusalLogged = false;
   private readonly caCerts: string[] = [];
   private readonly idleMs: number;
+  /** The edns-tcp-keepalive TIMEOUT sent in every query (`-tcp-keepalive`), if any. */
+  private readonly keepalive?: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly log: (level: "error" | "warn", message: string) => void;
@@ -129,8 +138,10 @@ export class TlsUpstream implements Upstream {
   constructor(config: UpstreamConfig, trust: TlsTrust = {}, options: TlsUpstreamOptions = {}) {
     this.host = config.host;
     this.port = config.port;
+    this.proxy = config.proxy;
     this.address = `tls://${authority(config.host, config.port)}`;
-    this.idleMs = options.idleMs ?? 10_000;
+    this.keepalive = config.tcpKeepalive;
+    this.idleMs = options.idleMs ?? (config.tcpKeepalive ? config.tcpKeepalive * 100 : 10_000);
     this.backoffMs = options.backoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     const logger = options.log ? undefined : getLogger("upstream");
@@ -188,7 +199,8 @@ export class TlsUpstream implements Upstream {
     }
     let id = randomId();
     while (connection.pending.has(id)) id = randomId();
-    const query = buildUpstreamQuery(q, id);
+    const plain = buildUpstreamQuery(q, id);
+    const query = this.keepalive === undefined ? plain : withTcpKeepalive(plain, this.keepalive);
     let onAbort = () => {};
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const fail = (reason: string) => reject(new UpstreamError(this.address, reason));
@@ -239,7 +251,7 @@ export class TlsUpstream implements Upstream {
     let tls: Deno.TlsConn | undefined;
     let stage = "connect";
     try {
-      tcp = await Deno.connect({ hostname: this.host, port: this.port, transport: "tcp" });
+      tcp = await dialTcp(this.host, this.port, this.proxy);
       tcp.setNoDelay(true);
       stage = "TLS handshake";
       tls = await Deno.startTls(tcp, { hostname: this.serverName, caCerts: this.caCerts });

@@ -5,6 +5,8 @@
  * `ROTATE_AFTER` queries, is shared by every upstream; each query carries a fresh random ID, and a
  * response is accepted only from the server's address and port, for an ID pending on that socket,
  * with the same question. A truncated answer, or one larger than the receive slot, is retried over TCP.
+ * A server with `-set-mark` or `-interface` has a pool of its own whose sockets carry SO_MARK /
+ * SO_BINDTODEVICE.
  *
  * @module
  */
@@ -89,13 +91,32 @@ class OutgoingSocket implements ExchangeSocket {
   }
 }
 
-/** The shared pool of outgoing sockets, one set per address family. */
+/** Socket options every socket of a pool carries. */
+export interface SocketMarking {
+  /** SO_MARK (`-set-mark`). */
+  readonly mark?: number;
+  /** SO_BINDTODEVICE (`-interface`). */
+  readonly device?: string;
+}
+
+/** A pool of outgoing sockets, one set per address family (shared, or one server's own). */
 export class OutgoingSocketPool {
   private readonly sockets: Record<"v4" | "v6", (OutgoingSocket | undefined)[]> = {
     v4: new Array(POOL_SIZE),
     v6: new Array(POOL_SIZE),
   };
   private next = 0;
+
+  constructor(private readonly marking: SocketMarking = {}) {}
+
+  /**
+   * Opens (and keeps) a socket for `family` now, so that a socket option the kernel refuses
+   * (EPERM without the capability, ENODEV for an unknown interface) is known before any query.
+   * Throws with the reason.
+   */
+  probe(family: "v4" | "v6"): void {
+    this.socket(family);
+  }
 
   /** A socket for `family` with room for another query, opening or rotating one as needed. */
   socket(family: "v4" | "v6"): OutgoingSocket {
@@ -108,7 +129,9 @@ export class OutgoingSocketPool {
     }
     if (!out) {
       const host = family === "v4" ? "0.0.0.0" : "::";
-      out = new OutgoingSocket(LinuxUdpSocket.bind(host, 0, { receiveTimeoutMs: RECEIVE_TIMEOUT_MS }));
+      out = new OutgoingSocket(
+        LinuxUdpSocket.bind(host, 0, { receiveTimeoutMs: RECEIVE_TIMEOUT_MS, ...this.marking }),
+      );
       slots[slot] = out;
     }
     return out;
@@ -128,17 +151,31 @@ export class BatchedUdpUpstream implements Upstream {
   readonly address: string;
   private readonly server: Uint8Array;
   private readonly family: "v4" | "v6";
-  private readonly tcp: TcpUpstream;
+  private readonly tcp: Pick<Upstream, "exchange">;
 
-  constructor(readonly host: string, readonly port: number, private readonly pool: OutgoingSocketPool) {
+  /**
+   * `tcp` asks again when an answer comes truncated (default: plain TCP to the server); `ownPool`
+   * says the pool is this server's alone, closed with it.
+   */
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly pool: OutgoingSocketPool,
+    options: { tcp?: Pick<Upstream, "exchange">; ownPool?: boolean } = {},
+  ) {
     this.address = `udp://${authority(host, port)}`;
     this.server = encodeSockaddr(host, port);
     this.family = host.includes(":") ? "v6" : "v4";
-    this.tcp = new TcpUpstream(host, port);
+    this.tcp = options.tcp ?? new TcpUpstream(host, port);
+    this.ownPool = options.ownPool ?? false;
   }
 
-  /** Nothing of its own to free: the sockets belong to the shared pool, closed with the child. */
-  close(): void {}
+  private readonly ownPool: boolean;
+
+  /** Closes the pool if it is this server's own; the shared one is closed with the child. */
+  close(): void {
+    if (this.ownPool) this.pool.close();
+  }
 
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
   exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {

@@ -59,9 +59,10 @@ function code(names: Iterable<string>): string {
 /** What a `directive … -option` line does here, found by reading one (so it cannot drift). */
 function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignored" {
   try {
-    // A server in group "x" too, so that an option naming a group ("-group x") has one.
+    // A server in group "x" too, so that an option naming a group ("-group x") has one, and a
+    // proxy named "x" for "-proxy x".
     const c = parseSmartdnsConf(
-      `${line}\nserver 192.0.2.1\nserver 192.0.2.9 -group x\n`,
+      `${line}\nserver 192.0.2.1\nserver 192.0.2.9 -group x\nproxy-server socks5://127.0.0.1 -name x\n`,
       "compat.conf",
       () => "",
     );
@@ -75,7 +76,11 @@ function optionEffect(line: string): "honoured" | "not yet" | "refused" | "ignor
 }
 
 /** Option values that must be of a kind (any word does for the others). */
-const SAMPLE_VALUES: Record<string, string> = { "host-ip": "192.0.2.3" };
+const SAMPLE_VALUES: Record<string, string> = {
+  "host-ip": "192.0.2.3",
+  "set-mark": "1",
+  "tcp-keepalive": "1",
+};
 
 /** Options grouped by what keeldns does with them. */
 function byEffect(
@@ -95,7 +100,8 @@ function optionsSection(): string[] {
   const server = byEffect(
     [...upstreams.WITH_VALUE, ...upstreams.FLAGS],
     upstreams.WITH_VALUE,
-    (o) => `server 192.0.2.2 ${o}`,
+    // -tcp-keepalive is for TCP and TLS servers (RFC 7828): asked of a TCP one.
+    (o) => o.startsWith("-tcp-keepalive") ? `server tcp://192.0.2.2 ${o}` : `server 192.0.2.2 ${o}`,
   );
   const bind = byEffect(
     [...listen.WITH_VALUE, ...listen.FLAGS],
@@ -134,7 +140,9 @@ function optionsSection(): string[] {
     "and re-resolved after it, the last good one kept while that fails. The name is the TLS (or QUIC) SNI",
     "and certificate name unless `-host-name` says otherwise; `-host-ip` pins the address and nothing is",
     "resolved. Unlike SmartDNS, the bootstrap query does not pass through the rules (`address`,",
-    "`nameserver`) or the cache.",
+    "`nameserver`) or the cache. As in SmartDNS, a named server's `-proxy` (and a UDP server's `-set-mark`,",
+    "`-interface`) apply to the connections to the address it resolved to; the bootstrap queries go as their",
+    "servers are configured, through those servers' own `-proxy` if any, never the named server's.",
     "",
   ];
 }

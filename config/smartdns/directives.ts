@@ -13,6 +13,7 @@ import { LISTEN } from "./listen.ts";
 import { LOGGING } from "./logging.ts";
 import { NFTSET } from "./nftset.ts";
 import { NOT_YET } from "./not_yet.ts";
+import { PROXIES } from "./proxies.ts";
 import type { DirectiveTable } from "./reader.ts";
 import { RULES } from "./rules.ts";
 import { SPEED } from "./speed.ts";
@@ -42,7 +43,7 @@ export const SMARTDNS_DIRECTIVES: readonly string[] = (
 /** The handler tables, one per feature, by the feature's name (the compat table's sections). */
 export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   listeners: LISTEN,
-  upstreams: UPSTREAMS,
+  upstreams: { ...UPSTREAMS, ...PROXIES },
   cache: CACHE,
   rules: RULES,
   "IP rules": IP_RULES,

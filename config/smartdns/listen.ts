@@ -57,9 +57,11 @@ export const HONOURED = new Set([
   "no-rules",
   "no-cache",
   "force-aaaa-soa",
+  "no-speed-check",
+  "no-dualstack-selection",
 ]);
 /** Bind flags that turn off a feature keeldns does not have yet: already so. */
-export const ALREADY = new Set(["no-speed-check", "no-dualstack-selection", "no-serve-expired"]);
+export const ALREADY = new Set(["no-serve-expired"]);
 
 function bind(d: Draft, l: Line, transport: ListenerTransport): void {
   let spec = d.text(l, 1);

@@ -44,7 +44,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
       "RFC 6762 5.1, need no root: a later step)",
   },
   "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
-  "proxy-server": { reason: "servers would be asked directly, not through the proxy", critical: true },
   "cache-mem-size": { reason: "the cache is bounded by cache-size entries only" },
   "data-dir": { reason: "the cache file path is taken from cache-file" },
   "prefetch-domain": { reason: "expiring names are not refreshed ahead of time" },

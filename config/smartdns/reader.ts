@@ -19,6 +19,7 @@ import type {
   IpRuleConfig,
   IpSetConfig,
   LogConfig,
+  ProxyConfig,
   SourcePosition,
   UnsupportedDirective,
   UpstreamConfig,
@@ -138,6 +139,17 @@ export interface GroupDraft {
 export class Draft {
   readonly binds: BindConfig[] = [];
   readonly upstreams: UpstreamConfig[] = [];
+  /** `proxy-server` definitions by name ("direct" for a passthrough one). */
+  readonly proxies = new Map<string, ProxyConfig | "direct">();
+  /** `server … -proxy NAME`, resolved once the whole file is read (the proxy may come later). */
+  readonly proxyRefs: {
+    upstream: number;
+    name: string;
+    source: SourcePosition;
+    /** The socket options the server also asks for (refused with a real proxy). */
+    marked: string[];
+    line: Line;
+  }[] = [];
   /** Server lines of a kind keeldns cannot use yet (they would otherwise decide where queries go). */
   readonly unusableServers: SourcePosition[] = [];
   cache: { -readonly [K in keyof CacheConfig]: CacheConfig[K] } = { ...DEFAULT_CACHE };

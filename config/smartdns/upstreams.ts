@@ -43,13 +43,10 @@ export const FLAGS = new Set([
   "fallback",
   "hitchhiking",
 ]);
-/** Options without which queries would go another way than the file says. */
-export const CRITICAL = new Map([
-  ["proxy", "queries would go to the server directly, not through the proxy"],
-  ["p", "queries would go to the server directly, not through the proxy"],
-  ["interface", "queries would leave by the default route, not that interface"],
-  ["set-mark", "queries would not carry the mark policy routing uses"],
-]);
+/** Why `-set-mark`/`-interface` are refused on a server other than plain UDP without a proxy. */
+export const SOCKET_OPTION_REFUSAL =
+  "only plain UDP servers (FFI sockets) can carry it: Deno's TCP sockets " +
+  "take no SO_MARK or SO_BINDTODEVICE, so queries would leave without it";
 /** Options that only mean something for encrypted servers. */
 export const TLS_ONLY = new Set([
   "host-name",
@@ -85,6 +82,11 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let blacklistIp = false;
   let whitelistIp = false;
   let fallback = false;
+  let proxy: string | undefined;
+  let proxyAt = d.at(l, 0);
+  let setMark: number | undefined;
+  let device: string | undefined;
+  let tcpKeepalive: number | undefined;
   let bootstrap = false;
   let hostIp: string | undefined;
   const encrypted = address.transport === "tls" || address.transport === "https" ||
@@ -116,6 +118,38 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       whitelistIp = true;
     } else if (opt === "fallback") {
       fallback = true;
+    } else if (opt === "proxy" || opt === "p") {
+      proxy = value ?? "";
+      proxyAt = d.at(l, l.words.indexOf(value ?? "", 2));
+    } else if (opt === "set-mark") {
+      const m = /^(0x[0-9a-f]+|\d+)$/i.exec(value ?? "");
+      const mark = m ? Number(m[1]) : NaN;
+      if (!(mark >= 0 && mark <= 0xffffffff)) {
+        d.fail(l, 0, `${l.words[0]}: -set-mark "${value}" is not a mark`);
+      }
+      setMark = mark;
+    } else if (opt === "tcp-keepalive") {
+      const n = /^\d+/.exec(value ?? "");
+      if (!n || Number(n[0]) > 65535) {
+        d.fail(l, 0, `${l.words[0]}: -tcp-keepalive "${value}" is not a timeout (0..65535, in 100 ms units)`);
+      }
+      if (address.transport === "tcp" || address.transport === "tls") {
+        if (Number(n[0]) > 0) tcpKeepalive = Number(n[0]);
+      } else {
+        d.warn(
+          l,
+          0,
+          `${
+            l.words[0]
+          }: -tcp-keepalive is sent to TCP and TLS servers only (RFC 7828 forbids it over UDP; ` +
+            "a DoH connection is HTTP's to manage); ignored",
+        );
+      }
+    } else if (opt === "interface") {
+      if (!/^[^\s/]{1,15}$/.test(value ?? "")) {
+        d.fail(l, 0, `${l.words[0]}: -interface "${value}" is not an interface name (1 to 15 characters)`);
+      }
+      device = value;
     } else if (opt === "bootstrap-dns" || opt === "b") {
       bootstrap = true; // SmartDNS: in group "bootstrap-dns", out of the default group
       excludeDefault = true;
@@ -124,14 +158,26 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       if (!isIPv4(ip) && !isIPv6(ip)) d.fail(l, 0, `${l.words[0]}: -host-ip "${ip}" is not an IP address`);
       // As in SmartDNS, it only means something for a server given by host name.
       if (address.name) hostIp = ip;
-    } else if (CRITICAL.has(opt)) {
-      d.notSupportedCritical(`${l.words[0]} -${opt}`, l, CRITICAL.get(opt)!);
     } else if (TLS_ONLY.has(opt)) {
       d.warn(l, 0, `${l.words[0]}: -${opt} only applies to encrypted servers; ignored`);
     } else {
       d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
     }
   });
+  if (address.transport !== "udp") {
+    if (setMark !== undefined) d.notSupportedCritical(`${l.words[0]} -set-mark`, l, SOCKET_OPTION_REFUSAL);
+    if (device !== undefined) d.notSupportedCritical(`${l.words[0]} -interface`, l, SOCKET_OPTION_REFUSAL);
+  }
+  if (proxy !== undefined) {
+    const marked = [setMark !== undefined ? "-set-mark" : "", device !== undefined ? "-interface" : ""];
+    d.proxyRefs.push({
+      upstream: d.upstreams.length,
+      name: proxy,
+      source: proxyAt,
+      marked: marked.filter(Boolean).map((o) => `${l.words[0]} ${o} with -proxy`),
+      line: l,
+    });
+  }
   d.upstreams.push({
     ...address,
     ...(encrypted ? { tls } : {}),
@@ -140,6 +186,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(blacklistIp ? { blacklistIp } : {}),
     ...(whitelistIp ? { whitelistIp } : {}),
     ...(fallback ? { fallback } : {}),
+    ...(setMark !== undefined ? { setMark } : {}),
+    ...(device !== undefined ? { interface: device } : {}),
+    ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
     ...(hostIp ? { hostIp } : {}),
     ...(bootstrap ? { bootstrap } : {}),
     source: d.at(l, 1),
@@ -173,7 +222,9 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address",
     status: "partly",
     note: "udp:// and tcp:// by IP address or host name, with -group, -exclude-default-group, " +
-      "-blacklist-ip, -whitelist-ip, -fallback, -bootstrap-dns, -host-ip; other options reported",
+      "-blacklist-ip, -whitelist-ip, -fallback, -bootstrap-dns, -host-ip, -proxy, -tcp-keepalive (the " +
+      "RFC 7828 option in TCP and TLS queries); -set-mark and -interface on UDP servers (refused on " +
+      "others); other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
@@ -201,7 +252,8 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address (tls://)",
     status: "partly",
     note: "DNS over TLS to an IP address or a host name (the default SNI), -host-name (SNI), " +
-      "-tls-host-verify, -no-check-certificate, -spki-pin, -host-ip",
+      "-tls-host-verify, -no-check-certificate, -spki-pin, -host-ip, -proxy, -tcp-keepalive (also the " +
+      "idle time of the reused connection)",
     handle: (d, l) => server(d, l, "tls"),
   },
   "server-https": {
@@ -217,7 +269,8 @@ export const UPSTREAMS: DirectiveTable = {
     note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address or a host " +
       "name (the default SNI), -host-name (SNI), -host-ip, ca-file/ca-path; -no-check-certificate, " +
       "-spki-pin and a -tls-host-verify name other than the SNI name refuse the server (Deno's QUIC " +
-      "client always verifies and does not expose the certificate); -alpn (default doq)",
+      "client always verifies and does not expose the certificate); -alpn (default doq); a real -proxy " +
+      "refuses the file (Deno's QUIC cannot be tunnelled)",
     handle: (d, l) => server(d, l, "quic"),
   },
   "server-h3": encrypted("server-h3"),
