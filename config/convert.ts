@@ -337,6 +337,13 @@ class TomlWriter {
     if (server.certFile) this.scalar("server.cert-file", "cert-file", str(server.certFile));
     if (server.keyFile) this.scalar("server.key-file", "key-file", str(server.keyFile));
     if (server.keyPass) this.scalar("server.key-pass", "key-pass", str(server.keyPass));
+    if (server.clientSubnet) {
+      // One line per family in smartdns.conf, one list here.
+      for (const info of this.byToml.get("server.edns-client-subnet") ?? []) {
+        this.out.push(...this.above(info));
+      }
+      this.out.push(`edns-client-subnet = ${subnetValue(server.clientSubnet)}`);
+    }
     for (const b of withOptions) {
       this.blank();
       this.out.push(...this.above(this.at(b.source)));
@@ -401,6 +408,9 @@ class TomlWriter {
     if (u.setMark !== undefined) this.out.push(`set-mark = ${u.setMark}`);
     if (u.interface !== undefined) this.out.push(`interface = ${str(u.interface)}`);
     if (u.tcpKeepalive !== undefined) this.out.push(`tcp-keepalive = ${u.tcpKeepalive}`);
+    if (u.clientSubnet) this.out.push(`subnet = ${subnetValue(u.clientSubnet)}`);
+    if (u.subnetAllQueryTypes) this.out.push("subnet-all-query-types = true");
+    if (u.checkEdns) this.out.push("check-edns = true");
   }
 
   cache(): void {
@@ -543,6 +553,7 @@ class TomlWriter {
       if (g.rules.forceQtypeSoa.join() !== r.forceQtypeSoa.join()) {
         this.out.push(`force-qtype-soa = [${g.rules.forceQtypeSoa.join(", ")}]`);
       }
+      if (g.clientSubnet) this.out.push(`edns-client-subnet = ${subnetValue(g.clientSubnet)}`);
       for (const rule of g.rules.domainRules.filter((x) => x.group === g.name)) this.rule(rule, "group.rule");
     }
   }
@@ -637,4 +648,9 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   w.rules();
   w.rest();
   return w.out.join("\n") + "\n";
+}
+
+/** A Client Subnet key's value: one string, or a list of both families. */
+function subnetValue(subnets: readonly string[]): string {
+  return subnets.length === 1 ? str(subnets[0]) : `[${subnets.map(str).join(", ")}]`;
 }

@@ -24,7 +24,7 @@ tcp-idle-time 30
 server 9.9.9.9
 server 1.1.1.1:5353 -group cf -exclude-default-group
 server-tcp [2606:4700::1111] -g cf -g dual
-server tcp://8.8.8.8 -check-edns
+server tcp://8.8.8.8 -check-edns -hitchhiking
 server-tls 1.1.1.1
 server 10.0.0.1 -group office -e
 server udp://192.0.2.53:5353 -grop x
@@ -187,8 +187,9 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   );
   assertMatch(
     toml,
-    /^# not supported yet: server -check-edns \(the server is used without it\)\n\[\[upstream\]\]$/m,
+    /^# not supported yet: server -hitchhiking \(the server is used without it\)\n\[\[upstream\]\]$/m,
   );
+  assertMatch(toml, /address = "tcp:\/\/8\.8\.8\.8:53"\ncheck-edns = true\n/);
   assertMatch(toml, /^# warning: server: unknown option "-grop" ignored \(did you mean "group"\?\)$/m);
   assertMatch(toml, /^# not supported yet: domain-rules -speed-check-mode \(read and kept/m);
   assertMatch(toml, /^speed-check-mode = "ping,tcp:80"$/m);
@@ -343,6 +344,33 @@ Deno.test("proxy-server and -proxy become [[proxy]] and proxy = NAME; -set-mark,
         OUT,
       ),
     /keeldns\.toml:6:1: a quic:\/\/ server cannot go through a proxy/,
+  );
+});
+
+Deno.test("edns-client-subnet and server -subnet convert to TOML lists and read back the same", () => {
+  const c = parseSmartdnsConf(
+    "server 9.9.9.9\nedns-client-subnet 1.2.3.4/24\nedns-client-subnet 2001:db8::/56\n" +
+      "server 192.0.2.53 -subnet 10.9.8.0/20 -subnet-all-query-types -check-edns\n" +
+      "client-rules 192.168.1.0/24 -group kids\ngroup-begin kids\nedns-client-subnet 9.9.9.0/24\ngroup-end\n",
+    CONF,
+    () => "",
+  );
+  assertEquals(c.server.clientSubnet, ["1.2.3.0/24", "2001:db8::/56"]);
+  assertEquals(c.upstreams[1].clientSubnet, ["10.9.0.0/20"]);
+  const toml = convertToToml(c);
+  assertEquals(c.unsupported, []);
+  assertMatch(toml, /\nedns-client-subnet = \["1\.2\.3\.0\/24", "2001:db8::\/56"\]\n/);
+  assertMatch(toml, /subnet = "10\.9\.0\.0\/20"\nsubnet-all-query-types = true\ncheck-edns = true\n/);
+  assertMatch(
+    toml,
+    /\[\[group\]\]\nname = "kids"\n.*\nedns-client-subnet = \["2001:db8::\/56", "9\.9\.9\.0\/24"\]\n/,
+  );
+  const back = parseTomlConfig(toml, OUT);
+  assertEquals(back.server.clientSubnet, c.server.clientSubnet);
+  assertEquals(back.groups.map((g) => g.clientSubnet), [["2001:db8::/56", "9.9.9.0/24"]]);
+  assertEquals(
+    back.upstreams.map((u) => [u.clientSubnet, u.subnetAllQueryTypes, u.checkEdns]),
+    c.upstreams.map((u) => [u.clientSubnet, u.subnetAllQueryTypes, u.checkEdns]),
   );
 });
 

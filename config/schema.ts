@@ -112,6 +112,12 @@ export interface UpstreamConfig {
    * TCP and TLS, and how long the reused TLS connection is kept idle.
    */
   readonly tcpKeepalive?: number;
+  /** `-subnet`: the Client Subnet its queries carry (`IP/len`, one per family), replacing the global one. */
+  readonly clientSubnet?: readonly string[];
+  /** `-subnet-all-query-types`: its own subnet goes with every query type, not only A and AAAA. */
+  readonly subnetAllQueryTypes?: boolean;
+  /** `-check-edns`: its answers without an OPT record are refused (forged answers lack one). */
+  readonly checkEdns?: boolean;
   readonly source?: SourcePosition;
 }
 
@@ -186,6 +192,11 @@ export interface ServerConfig {
   readonly keyFile?: string;
   /** The key's passphrase (`bind-cert-key-pass`): read, but an encrypted key is refused at start. */
   readonly keyPass?: string;
+  /**
+   * `edns-client-subnet`: the Client Subnet upstream queries carry (`IP/len`, one per family), for
+   * servers without their own `-subnet`.
+   */
+  readonly clientSubnet?: readonly string[];
 }
 
 /** How the guardian watches the child. */
@@ -478,6 +489,11 @@ export interface ClientGroupConfig {
   /** The clients (prefixes) it applies to. */
   readonly clients: readonly string[];
   readonly rules: RulesConfig;
+  /**
+   * The Client Subnet its queries carry to servers without their own `-subnet`, when the group
+   * has its own `edns-client-subnet` (laid over the global one, family by family).
+   */
+  readonly clientSubnet?: readonly string[];
   readonly source?: SourcePosition;
 }
 

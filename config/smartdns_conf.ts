@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { overlaySubnets } from "../dns/client_subnet.ts";
 import {
   DEFAULT_GUARDIAN,
   DEFAULT_MAX_TCP_CONNECTIONS,
@@ -141,6 +142,7 @@ const GROUP_SCOPED = new Set([
   ...Object.keys(RULES),
   ...Object.keys(NOT_YET),
   "client-rules",
+  "edns-client-subnet",
   "group-end",
   "group-match",
 ]);
@@ -182,6 +184,7 @@ function clientGroupsOf(
       name,
       clients: g.clients,
       source: g.source,
+      ...(g.clientSubnet ? { clientSubnet: overlaySubnets(d.clientSubnet, g.clientSubnet) } : {}),
       rules: {
         ...rules,
         domainRules: [...rules.domainRules, ...d.domainRules.filter((r) => r.group === name)],
@@ -263,6 +266,7 @@ export function parseSmartdnsConf(
       rateBurst: DEFAULT_RATE_BURST,
       ...(d.caFile ? { caFile: d.caFile } : {}),
       ...(d.caPath ? { caPath: d.caPath } : {}),
+      ...(d.clientSubnet.length > 0 ? { clientSubnet: d.clientSubnet } : {}),
       ...(d.certFile ? { certFile: d.certFile } : {}),
       ...(d.keyFile ? { keyFile: d.keyFile } : {}),
       ...(d.keyPass ? { keyPass: d.keyPass } : {}),

@@ -385,6 +385,63 @@ Deno.test("smartdns.conf: proxy-server, -proxy, -set-mark and -interface", () =>
   assertMatch(k.warnings[0].message, /-tcp-keepalive is sent to TCP and TLS servers only .*; ignored/);
 });
 
+Deno.test("smartdns.conf: edns-client-subnet and server -subnet, one per family, as SmartDNS reads them", () => {
+  const c = parse(`
+edns-client-subnet 1.2.3.4/24
+edns-client-subnet 2001:db8:1::/48
+edns-client-subnet 5.6.7.8/16
+server 9.9.9.9 -subnet 10.0.0.0/0 -subnet-all-query-types
+server 192.0.2.1 -check-edns -subnet 2001:db8::1
+`);
+  // A later line replaces its family's subnet; the host bits are cleared.
+  assertEquals(c.server.clientSubnet, ["5.6.0.0/16", "2001:db8:1::/48"]);
+  // SmartDNS reads /0 (or no length) as the whole address; /0 is said so.
+  assertEquals(c.upstreams.map((u) => u.clientSubnet), [["10.0.0.0/32"], ["2001:db8::1/128"]]);
+  assertEquals(c.upstreams.map((u) => [u.subnetAllQueryTypes, u.checkEdns]), [[true, undefined], [
+    undefined,
+    true,
+  ]]);
+  assertEquals(c.warnings.map((w) => `${w.source.line}:${w.source.col} ${w.message}`), [
+    '5:24 server: "10.0.0.0/0" read as 10.0.0.0/32, as SmartDNS reads /0',
+  ]);
+  assertEquals(c.unsupported, []);
+});
+
+Deno.test("smartdns.conf: edns-client-subnet in a client group is laid over the global one by family", () => {
+  const c = parse(`
+edns-client-subnet 1.2.3.0/24
+edns-client-subnet 2001:db8::/56
+server 9.9.9.9
+client-rules 192.168.1.0/24 -group kids
+group-begin kids
+edns-client-subnet 9.9.9.0/24
+group-end
+group-begin guests
+group-end
+`);
+  assertEquals(c.server.clientSubnet, ["1.2.3.0/24", "2001:db8::/56"]);
+  assertEquals(c.groups.map((g) => [g.name, g.clientSubnet]), [
+    ["kids", ["2001:db8::/56", "9.9.9.0/24"]],
+    ["guests", undefined],
+  ]);
+});
+
+Deno.test("smartdns.conf: a bad subnet is refused at its word", () => {
+  for (
+    const [text, pattern] of [
+      ["edns-client-subnet 1.2.3.0/33\nserver 9.9.9.9\n", /:1:20: edns-client-subnet: .*0\.\.32/],
+      ["server 9.9.9.9 -subnet cdn.example\n", /:1:24: server: "cdn\.example" is not an IPv4 address/],
+      [
+        "server 9.9.9.9\ngroup-begin kids\nedns-client-subnet ::/200\ngroup-end\n",
+        /:3:20: edns-client-subnet: .*0\.\.128/,
+      ],
+    ] as const
+  ) {
+    const e = assertThrows(() => parse(text), pattern);
+    assert(e instanceof ConfigError);
+  }
+});
+
 Deno.test("smartdns.conf: speed check, response mode and dual-stack, with SmartDNS's defaults", () => {
   const d = parse("server 9.9.9.9\n").rules;
   assertEquals(d.speedCheck, [{ kind: "ping" }, { kind: "tcp", port: 80 }, { kind: "tcp", port: 443 }]);

@@ -38,6 +38,7 @@ import { TomlSource } from "./toml_source.ts";
 import { parseProxyUrl } from "./proxy_url.ts";
 import { parseNftsetSpec, parseNftTarget } from "./smartdns/nftset.ts";
 import { parseCidr } from "../net/cidr_set.ts";
+import { formatClientSubnet, overlaySubnets, parseClientSubnet } from "../dns/client_subnet.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
 import { checkNameResolution } from "./bootstrap_servers.ts";
@@ -86,7 +87,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "ip-set",
     "group",
   ],
-  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "rule"],
+  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "edns-client-subnet", "rule"],
   listen: ["address", "group", "flags"],
   rules: [
     "local-ttl",
@@ -131,6 +132,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "cert-file",
     "key-file",
     "key-pass",
+    "edns-client-subnet",
   ],
   upstream: [
     "address",
@@ -139,6 +141,9 @@ const SCHEMA: Record<string, readonly string[]> = {
     "blacklist-ip",
     "whitelist-ip",
     "fallback",
+    "subnet",
+    "subnet-all-query-types",
+    "check-edns",
     "bootstrap",
     "host-ip",
     "host-name",
@@ -408,12 +413,33 @@ class TomlConfigReader {
         ...(setMark !== undefined ? { setMark } : {}),
         ...(device !== undefined ? { interface: device } : {}),
         ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
+        ...this.clientSubnet(t, "subnet", path),
+        ...(this.boolean(t, "subnet-all-query-types", path, false) ? { subnetAllQueryTypes: true } : {}),
+        ...(this.boolean(t, "check-edns", path, false) ? { checkEdns: true } : {}),
         ...(parsed.transport === "tls" || parsed.transport === "https" || parsed.transport === "quic"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
         source: this.src.position(`${path}.address`),
       };
     }));
+  }
+
+  /**
+   * `{ clientSubnet }` from a Client Subnet key (`"IP/len"` or a list of them, at most one per
+   * family; `/0` is a real zero-length prefix here), or nothing when unset.
+   */
+  clientSubnet(t: Table, key: string, path: string): { clientSubnet?: string[] } {
+    const texts = this.strings(t, key, path);
+    if (texts.length === 0) return {};
+    const subnets = texts.map((text) =>
+      this.parsed(`${path}.${key}`, key, () => formatClientSubnet(parseClientSubnet(text)))
+    );
+    for (const family of [false, true]) {
+      if (subnets.filter((s) => s.includes(":") === family).length > 1) {
+        this.src.fail(`${path}.${key}`, `${key}: at most one ${family ? "IPv6" : "IPv4"} subnet`);
+      }
+    }
+    return { clientSubnet: subnets };
   }
 
   /** The certificate checks of a tls://, https:// or quic:// upstream. */
@@ -610,7 +636,10 @@ class TomlConfigReader {
     };
   }
 
-  /** `[[group]]`: name, clients, force-aaaa-soa, force-qtype-soa, and its `[[group.rule]]` tables. */
+  /**
+   * `[[group]]`: name, clients, force-aaaa-soa, force-qtype-soa, edns-client-subnet (laid over
+   * the one in [server]), and its `[[group.rule]]` tables.
+   */
   groups(root: Table, rules: RulesConfig, upstreams: readonly UpstreamConfig[]): ClientGroupConfig[] {
     const names = new Set<string>();
     return this.list(root.group, "group").map((item, i) => {
@@ -625,10 +654,17 @@ class TomlConfigReader {
       const own = this.ruleList(g.rule, `${path}.rule`).map((r) => ({ ...r, group: name }));
       checkRuleReferences(own, rules.domainSets, upstreams);
       const qtypes = g["force-qtype-soa"];
+      const subnet = this.clientSubnet(g, "edns-client-subnet", path).clientSubnet;
+      const base = this.clientSubnet(
+        this.table(root.server, "server", "server"),
+        "edns-client-subnet",
+        "server",
+      );
       return {
         name,
         clients,
         source: this.src.position(`${path}.name`),
+        ...(subnet ? { clientSubnet: overlaySubnets(base.clientSubnet, subnet) } : {}),
         rules: {
           ...rules,
           domainRules: [...rules.domainRules, ...own],
@@ -717,6 +753,7 @@ class TomlConfigReader {
         ...(this.string(server, "key-pass", "server")
           ? { keyPass: this.string(server, "key-pass", "server") }
           : {}),
+        ...this.clientSubnet(server, "edns-client-subnet", "server"),
       },
       upstreams,
       cache: {

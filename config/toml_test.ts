@@ -138,6 +138,49 @@ Deno.test("TOML: [guardian] settings, with a suggestion for a misspelt choice", 
   );
 });
 
+Deno.test("TOML: edns-client-subnet and the upstream subnet options", () => {
+  const c = parseTomlConfig(
+    `
+[server]
+edns-client-subnet = "1.2.3.4/24"
+[[upstream]]
+address = "9.9.9.9"
+subnet = ["2001:db8::/56", "0.0.0.0/0"]
+subnet-all-query-types = true
+check-edns = true
+[[upstream]]
+address = "1.1.1.1"
+[[group]]
+name = "kids"
+clients = ["192.168.1.0/24"]
+edns-client-subnet = ["9.9.9.0/24", "2001:db8:9::/48"]
+[[group]]
+name = "guests"
+clients = ["192.168.2.0/24"]
+`,
+    "k.toml",
+  );
+  assertEquals(c.server.clientSubnet, ["1.2.3.0/24"]);
+  assertEquals(c.groups.map((g) => g.clientSubnet), [["9.9.9.0/24", "2001:db8:9::/48"], undefined]);
+  // In TOML /0 is a zero-length prefix (no address sent), not SmartDNS's whole address.
+  assertEquals(c.upstreams[0].clientSubnet, ["2001:db8::/56", "0.0.0.0/0"]);
+  assertEquals([c.upstreams[0].subnetAllQueryTypes, c.upstreams[0].checkEdns], [true, true]);
+  assertEquals([c.upstreams[1].clientSubnet, c.upstreams[1].checkEdns], [undefined, undefined]);
+  for (
+    const [text, pattern] of [
+      [
+        '[server]\nedns-client-subnet = "1.2.3.0/40"\n[[upstream]]\naddress = "9.9.9.9"',
+        /edns-client-subnet: .*0\.\.32/,
+      ],
+      ['[[upstream]]\naddress = "9.9.9.9"\nsubnet = ["1.2.3.0/24", "5.6.7.0/24"]', /at most one IPv4 subnet/],
+      ['[[upstream]]\naddress = "9.9.9.9"\ncheck-edns = "yes"', /check-edns must be true or false/],
+    ] as const
+  ) {
+    const e = assertThrows(() => parseTomlConfig(text, "k.toml"), pattern);
+    assert(e instanceof ConfigError);
+  }
+});
+
 Deno.test("TOML: the speed check, response mode and dual-stack keys; off unless set", () => {
   const off = parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', "k.toml").rules;
   assertEquals([off.speedCheck, off.dualstack.enabled, off.blockingAnswerVote], [[], false, false]);

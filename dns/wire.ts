@@ -66,6 +66,12 @@ export interface Question {
   readonly recursionDesired: boolean;
   /** Key for in-flight lookups and logs: name, type, class and DO bit. */
   readonly key: string;
+  /**
+   * An encoded EDNS option (Client Subnet) the upstream query carries, or none. Client queries
+   * never have one: it is set only on the per-server view an upstream is handed (see
+   * upstream/query_options.ts), so the path without it reads one absent property.
+   */
+  readonly upstreamOption?: Uint8Array;
 }
 
 /**
@@ -385,9 +391,13 @@ export function appendAnswerOpt(q: Question, out: Uint8Array, messageStart: numb
 
 /**
  * Builds an upstream query for `q`: a fresh ID, RD set, the client's question, and an OPT record
- * that announces our UDP size and carries the client's DO bit.
+ * that announces our UDP size, carries the client's DO bit and `q.upstreamOption` if any. Nothing
+ * else of the client's OPT record goes upstream (its own Client Subnet neither: see
+ * upstream/query_options.ts).
  */
 export function buildUpstreamQuery(q: Question, id: number): Uint8Array {
+  const option = q.upstreamOption;
+  if (option !== undefined) return withOption(q, id, option);
   const out = new Uint8Array(q.questionEnd + OPT_RECORD_LENGTH);
   out.set(q.wire.subarray(0, q.questionEnd));
   writeId(out, id);
@@ -401,6 +411,22 @@ export function buildUpstreamQuery(q: Question, id: number): Uint8Array {
     out[11] =
       0;
   writeOpt(out, q.questionEnd, q.dnssecOk);
+  out[11] = 1;
+  return out;
+}
+
+/** {@link buildUpstreamQuery} with `option` (code, length and data) in the OPT record's data. */
+function withOption(q: Question, id: number, option: Uint8Array): Uint8Array {
+  const out = new Uint8Array(q.questionEnd + OPT_RECORD_LENGTH + option.length);
+  out.set(q.wire.subarray(0, q.questionEnd));
+  writeId(out, id);
+  out[2] = FLAG_RD;
+  out[3] = 0;
+  out.fill(0, 6, 12); // QDCOUNT (bytes 4, 5) stays 1
+  writeOpt(out, q.questionEnd, q.dnssecOk);
+  out[q.questionEnd + 9] = option.length >> 8;
+  out[q.questionEnd + 10] = option.length & 0xff;
+  out.set(option, q.questionEnd + OPT_RECORD_LENGTH);
   out[11] = 1;
   return out;
 }

@@ -11,6 +11,8 @@ import { clampTtl } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { BootstrapResolver } from "../upstream/bootstrap.ts";
 import { createUpstream } from "../upstream/create.ts";
+import { withQueryOptions } from "../upstream/query_options.ts";
+import type { Question } from "../dns/wire.ts";
 import { HealthChecked, type UpstreamHealthReport } from "../upstream/health.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
@@ -25,6 +27,7 @@ import { DDR_FLAG, designatedResolvers } from "./designated_resolvers.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
+import { QueryContext } from "./query_context.ts";
 import { chain, type Next, type Stage } from "./stage.ts";
 import { UpstreamRace } from "./upstream_race.ts";
 import { BlockingAnswerVote } from "./blocking_answer_vote.ts";
@@ -113,7 +116,15 @@ export function buildResolver(
   const checked = (u: UpstreamConfig, inner: Upstream) => {
     const refusal = (inner as { refusal?: string }).refusal;
     if (refusal) log.warn("{upstream} is refused: {refusal}", { upstream: inner.address, refusal });
-    return new HealthChecked(inner, {
+    const options = {
+      subnets: u.clientSubnet,
+      subnetAllQueryTypes: u.subnetAllQueryTypes,
+      globalSubnets: config.server.clientSubnet,
+      clientGroupSubnets: config.groups.map((g) => g.clientSubnet),
+      clientGroupOf: (q: Question) => q instanceof QueryContext ? q.ruleGroup : 0,
+      checkEdns: u.checkEdns,
+    };
+    return new HealthChecked(withQueryOptions(inner, options), {
       timeoutMs: config.server.upstreamTimeout,
       fallback: u.fallback,
       onChange: (h) => {

@@ -10,6 +10,7 @@
 import { decodePacket, encodePacket, RECURSION_DESIRED } from "../dns/packet.ts";
 import { parseQuery, type Question } from "../dns/wire.ts";
 import { OUTRUN } from "./health.ts";
+import { ownQuestion } from "./query_options.ts";
 import { canonicalIp, type Upstream, UpstreamError } from "./upstream.ts";
 
 /** An address a name resolved to, and for how many seconds the answer said it holds. */
@@ -23,7 +24,7 @@ type Outcome = { readonly ips: string[]; readonly ttl: number } | string;
 
 const RCODE_NAMES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
 
-/** A query for `name` and `type`, as the upstreams take it. */
+/** A query for `name` and `type`, as the upstreams take it (with no Client Subnet: keeldns's own). */
 function question(name: string, type: "A" | "AAAA"): Question {
   const wire = encodePacket({
     type: "query",
@@ -31,7 +32,7 @@ function question(name: string, type: "A" | "AAAA"): Question {
     flags: RECURSION_DESIRED,
     questions: [{ name, type, class: "IN" }],
   });
-  return parseQuery(wire);
+  return ownQuestion(parseQuery(wire));
 }
 
 /** The addresses of `type` in an answer and their TTL (the least of the answer records), or why none. */

@@ -17,6 +17,7 @@
  */
 import { parseQuery, type Question } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
+import { ownQuestion } from "./query_options.ts";
 
 /** What the race needs to know of a member's health: a down server is asked only when all are. */
 export interface HealthView {
@@ -85,11 +86,11 @@ export interface HealthOptions {
   readonly probeMaxMs?: number;
 }
 
-/** The probe question: `. NS`, which any resolver answers one way or another. */
+/** The probe question: `. NS`, which any resolver answers one way or another (no client's subnet on it). */
 function probeQuestion(): Question {
   const wire = new Uint8Array([0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1]);
   crypto.getRandomValues(wire.subarray(0, 2));
-  return parseQuery(wire);
+  return ownQuestion(parseQuery(wire));
 }
 
 /** An {@link Upstream} that tracks its own health (see the module doc). */

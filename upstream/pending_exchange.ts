@@ -9,6 +9,8 @@
 import { buildUpstreamQuery, type Question } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
+import { hasOptRecord } from "../dns/client_subnet.ts";
+import { requiresOpt } from "./query_options.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
 export const RETRANSMIT_AFTER = 700;
@@ -50,10 +52,14 @@ export function exchangeOn(
   let id = randomId();
   while (socket.pending.has(id)) id = randomId();
   const query = buildUpstreamQuery(q, id);
+  const requireOpt = requiresOpt(q);
   socket.sent++;
   return new Promise((resolve, reject) => {
     const finish: PendingQuery["done"] = (error, response, truncated) => {
       if (socket.pending.get(id) !== pending) return;
+      // -check-edns: an answer without an OPT record (a forged one, typically) is not the answer;
+      // the server's own may still come.
+      if (requireOpt && !error && !truncated && response && !hasOptRecord(response)) return;
       socket.pending.delete(id);
       clearTimeout(retransmit);
       signal.removeEventListener("abort", onAbort);

@@ -8,7 +8,9 @@ import { parseQuery } from "../dns/wire.ts";
 import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { BootstrapResolver } from "./bootstrap.ts";
+import { readClientSubnet } from "../dns/client_subnet.ts";
 import { createUpstream } from "./create.ts";
+import { withQueryOptions } from "./query_options.ts";
 import { QuicUpstream, type QuicUpstreamOptions } from "./quic.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 
@@ -389,6 +391,16 @@ test("by host name: resolved through the bootstrap servers, the name is the SNI 
     other.close();
     server.close();
   }
+});
+
+test("-subnet: the Client Subnet option goes in the DoQ query (A and AAAA only by default)", async () => {
+  await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    const u = withQueryOptions(upstream, { subnets: ["198.51.100.0/24"] });
+    for (const type of ["A", "TXT"] as const) {
+      await u.exchange(parseQuery(buildQuery("q1.test", type)), AbortSignal.timeout(3000));
+    }
+    assertEquals(server.queries.map((q) => readClientSubnet(q)?.subnet ?? null), ["198.51.100.0/24", null]);
+  });
 });
 
 Deno.test("DoQ upstream: a server with a proxy is refused, never asked around it", async () => {

@@ -80,6 +80,7 @@ const SAMPLE_VALUES: Record<string, string> = {
   "host-ip": "192.0.2.3",
   "set-mark": "1",
   "tcp-keepalive": "1",
+  subnet: "192.0.2.0/24",
 };
 
 /** Options grouped by what keeldns does with them. */

@@ -24,9 +24,9 @@ Deno.test("the compat page has one row for every SmartDNS directive, and the opt
   }
   assert(
     page.includes(
-      "| `server`, `server-tcp` | `-group`, `-g`, `-proxy`, `-p`, `-host-ip`, `-interface`, `-set-mark`, " +
-        "`-tcp-keepalive`, `-exclude-default-group`, `-e`, `-blacklist-ip`, `-whitelist-ip`, `-bootstrap-dns`, " +
-        "`-b`, `-fallback` |",
+      "| `server`, `server-tcp` | `-group`, `-g`, `-proxy`, `-p`, `-host-ip`, `-subnet`, `-interface`, " +
+        "`-set-mark`, `-tcp-keepalive`, `-exclude-default-group`, `-e`, `-blacklist-ip`, `-whitelist-ip`, " +
+        "`-check-edns`, `-bootstrap-dns`, `-b`, `-subnet-all-query-types`, `-fallback` |",
     ),
     page,
   );

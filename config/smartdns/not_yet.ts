@@ -65,7 +65,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "audit-syslog": { reason: "no audit log is written yet" },
   "rr-ttl-reply-max": { reason: "answers carry their cached TTL" },
   "force-no-CNAME": { reason: "CNAME records are kept in answers" },
-  "edns-client-subnet": { reason: "no client subnet is sent upstream" },
   "ddns-domain": { reason: "the DDNS name is not answered locally" },
   "local-domain": { reason: "hosts names without a dot are not expanded with a local domain" },
   "odhcpd-lease-file": { reason: "DHCP lease names are not answered locally yet" },

@@ -129,6 +129,8 @@ export function asciiDomain(domain: string): string {
 export interface GroupDraft {
   forceAAAASOA?: boolean;
   forceQtypeSoa?: Set<number>;
+  /** Its own `edns-client-subnet` lines (one per family), laid over the default's. */
+  clientSubnet?: string[];
   /** The clients (prefixes) whose queries the group's rules answer. */
   readonly clients: string[];
   /** Where the group was begun. */
@@ -215,6 +217,8 @@ export class Draft {
   aclEnable = false;
   caFile?: string;
   caPath?: string;
+  /** `edns-client-subnet`: one `IP/len` per family (a later line replaces its family's). */
+  clientSubnet: string[] = [];
   /** `bind-cert-file`, `bind-cert-key-file`, `bind-cert-key-pass`. */
   certFile?: string;
   keyFile?: string;

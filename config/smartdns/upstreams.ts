@@ -8,6 +8,7 @@
  */
 import type { TlsOptions, UpstreamTransport } from "../schema.ts";
 import { isIPv4, isIPv6, parseUpstreamAddress, type UpstreamAddress } from "../values.ts";
+import { formatClientSubnet, parseClientSubnet } from "../../dns/client_subnet.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
 /** `server` options that take a value, by every name SmartDNS accepts. */
@@ -87,6 +88,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let setMark: number | undefined;
   let device: string | undefined;
   let tcpKeepalive: number | undefined;
+  const subnets: string[] = [];
+  let subnetAllQueryTypes = false;
+  let checkEdns = false;
   let bootstrap = false;
   let hostIp: string | undefined;
   const encrypted = address.transport === "tls" || address.transport === "https" ||
@@ -150,6 +154,12 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
         d.fail(l, 0, `${l.words[0]}: -interface "${value}" is not an interface name (1 to 15 characters)`);
       }
       device = value;
+    } else if (opt === "subnet") {
+      addSubnet(d, l, subnets, value ?? "");
+    } else if (opt === "subnet-all-query-types") {
+      subnetAllQueryTypes = true;
+    } else if (opt === "check-edns") {
+      checkEdns = true;
     } else if (opt === "bootstrap-dns" || opt === "b") {
       bootstrap = true; // SmartDNS: in group "bootstrap-dns", out of the default group
       excludeDefault = true;
@@ -189,6 +199,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
     ...(setMark !== undefined ? { setMark } : {}),
     ...(device !== undefined ? { interface: device } : {}),
     ...(tcpKeepalive !== undefined ? { tcpKeepalive } : {}),
+    ...(subnets.length > 0 ? { clientSubnet: subnets } : {}),
+    ...(subnetAllQueryTypes ? { subnetAllQueryTypes } : {}),
+    ...(checkEdns ? { checkEdns } : {}),
     ...(hostIp ? { hostIp } : {}),
     ...(bootstrap ? { bootstrap } : {}),
     source: d.at(l, 1),
@@ -201,6 +214,24 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
  * framing, control streams and QPACK written here.
  */
 const NO_HTTP3 = "DNS over HTTP/3 is not built: Deno's fetch has no HTTP/3";
+
+/**
+ * Adds a Client Subnet (`edns-client-subnet`, `-subnet`) to `list`, replacing the one of its
+ * family, as SmartDNS keeps one per family. SmartDNS reads a missing or zero prefix length as the
+ * whole address (`1.2.3.4/0` is `1.2.3.4/32`), and so does this, saying so for `/0`.
+ */
+function addSubnet(d: Draft, l: Line, list: string[], text: string): void {
+  const word = Math.max(1, l.words.indexOf(text));
+  const zero = /\/0*$/.test(text.trim()) ? text.trim().replace(/\/0*$/, "") : undefined;
+  const subnet = d.value(l, word, () => parseClientSubnet(zero ?? text));
+  const canonical = formatClientSubnet(subnet);
+  if (zero !== undefined) {
+    d.warn(l, word, `${l.words[0]}: "${text}" read as ${canonical}, as SmartDNS reads /0`);
+  }
+  const at = list.findIndex((s) => s.includes(":") === (subnet.family === 2));
+  if (at >= 0) list.splice(at, 1, canonical);
+  else list.push(canonical);
+}
 
 /** An encrypted server kind not built: reported, and counted as a server line keeldns cannot use. */
 function encrypted(name: string): DirectiveTable[string] {
@@ -222,9 +253,9 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address",
     status: "partly",
     note: "udp:// and tcp:// by IP address or host name, with -group, -exclude-default-group, " +
-      "-blacklist-ip, -whitelist-ip, -fallback, -bootstrap-dns, -host-ip, -proxy, -tcp-keepalive (the " +
-      "RFC 7828 option in TCP and TLS queries); -set-mark and -interface on UDP servers (refused on " +
-      "others); other options reported",
+      "-blacklist-ip, -whitelist-ip, -fallback, -bootstrap-dns, -host-ip, -subnet, -subnet-all-query-types, " +
+      "-check-edns, -proxy, -tcp-keepalive (the RFC 7828 option in TCP and TLS queries); -set-mark and " +
+      "-interface on UDP servers (refused on others); other options reported",
     handle: (d, l) => server(d, l, "udp"),
   },
   "server-tcp": {
@@ -237,6 +268,15 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "(none: list the servers)",
     status: "supported",
     handle: (d, l) => d.resolvFile = d.text(l, 1),
+  },
+  "edns-client-subnet": {
+    toml: "server.edns-client-subnet",
+    status: "supported",
+    note: "one IPv4 and one IPv6 subnet, sent to servers without their own -subnet; per client group too",
+    handle: (d, l) => {
+      const list = d.group ? (d.groups.get(d.group)!.clientSubnet ??= []) : d.clientSubnet;
+      addSubnet(d, l, list, d.text(l, 1));
+    },
   },
   "ca-file": {
     toml: "server.ca-file",

@@ -34,6 +34,8 @@ export class DoqServer {
   streams = 0;
   /** The message ID of every query received, in order. */
   readonly queryIds: number[] = [];
+  /** Every query received as sent (without the length prefix), in order. */
+  readonly queries: Uint8Array[] = [];
   /** The most streams open at once on one connection. */
   maxConcurrent = 0;
   /** Streams not answered: the client reset or stopped them, or the server is silent. */
@@ -109,7 +111,9 @@ export class DoqServer {
       for await (const chunk of stream.readable) chunks.push(...chunk);
       const length = (chunks[0] << 8) | chunks[1];
       if (chunks.length !== 2 + length) throw new Error("not one length-prefixed message");
-      const query = decodePacket(new Uint8Array(chunks.slice(2)));
+      const wire = new Uint8Array(chunks.slice(2));
+      this.queries.push(wire);
+      const query = decodePacket(wire);
       this.queryIds.push(query.id ?? -1);
       if (this.silent) return false;
       const name = query.questions![0].name;

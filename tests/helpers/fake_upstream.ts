@@ -32,6 +32,10 @@ export interface FakeBehaviour {
   mutate?: (wire: Uint8Array, context: MutateContext) => Uint8Array;
   /** Additional records (besides the OPT record echoed to an EDNS0 query). */
   additionals?: Answer[];
+  /** Answer without the OPT record even to an EDNS0 query (a server or forger without EDNS0). */
+  noOpt?: boolean;
+  /** Over UDP, first send a forged answer (A 198.51.100.66, no OPT record), then the real one. */
+  forgedFirst?: boolean;
 }
 
 /** What a {@link FakeBehaviour.mutate} hook is told about the answer it rewrites. */
@@ -49,6 +53,8 @@ export type FakeScript = (name: string, type: string) => FakeBehaviour;
 export class FakeUpstream {
   /** Every question received, as `name type proto`. */
   readonly log: string[] = [];
+  /** Every query received, as its bytes, in the order of {@link log}. */
+  readonly queries: Uint8Array[] = [];
   private readonly tcpConns = new Set<Deno.TcpConn>();
 
   private constructor(
@@ -103,7 +109,7 @@ export class FakeUpstream {
       authorities: truncated ? [] : behaviour.authorities ?? [],
       additionals: [
         ...(truncated ? [] : behaviour.additionals ?? []),
-        ...(query.additionals?.some((a) => a.type === "OPT")
+        ...(!behaviour.noOpt && query.additionals?.some((a) => a.type === "OPT")
           ? [{ type: "OPT", name: ".", udpPayloadSize: 1232 } as unknown as Answer]
           : []),
       ],
@@ -121,6 +127,7 @@ export class FakeUpstream {
     const q = query.questions?.[0];
     if (!q) return;
     this.log.push(`${q.name} ${q.type} udp`);
+    this.queries.push(new Uint8Array(msg));
     const behaviour = this.script(q.name, q.type);
     if (behaviour.drop) return;
     if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
@@ -129,6 +136,13 @@ export class FakeUpstream {
       out = this.answer(query, new Uint8Array(msg), behaviour, true);
     } catch {
       return; // a script or hook that throws means: no answer
+    }
+    if (behaviour.forgedFirst) {
+      const forged: FakeBehaviour = {
+        answers: [{ name: query.questions![0].name, type: "A", ttl: 300, data: "198.51.100.66" }],
+        noOpt: true,
+      };
+      this.udp.send(this.answer(query, new Uint8Array(msg), forged, true), rinfo.port, rinfo.address);
     }
     if (behaviour.wrongIdFirst) {
       const wrong = out.slice();
@@ -156,6 +170,7 @@ export class FakeUpstream {
             const query = decodePacket(msg);
             const q = query.questions![0];
             this.log.push(`${q.name} ${q.type} tcp`);
+            this.queries.push(msg.slice());
             const behaviour = this.script(q.name, q.type);
             if (behaviour.drop) continue;
             if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
