@@ -9,6 +9,7 @@ import { loadConfig } from "./config/load.ts";
 import type { Config, UdpTransportChoice } from "./config/schema.ts";
 import {
   BEAT_INTERVAL_MS,
+  BESIDE_PREDECESSOR_ENV,
   type ChildMessage,
   EXIT_BIND,
   EXIT_CONFIG,
@@ -36,6 +37,7 @@ import { ServerStats } from "./server/stats.ts";
 import { TcpListener } from "./server/tcp.ts";
 import { type ListenerCertificate, listenTls, loadListenerCertificate } from "./server/tls.ts";
 import { HttpsListener } from "./server/https.ts";
+import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
@@ -141,7 +143,11 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
   // The encrypted listeners' certificate (configured, or made once into the data directory), read
   // once and its fingerprint logged, if any listener needs it.
   let certificate: ListenerCertificate | undefined;
-  if (config.server.binds.some((b) => b.transport === "tls" || b.transport === "https")) {
+  if (
+    config.server.binds.some((b) =>
+      b.transport === "tls" || b.transport === "https" || b.transport === "quic"
+    )
+  ) {
     const { certFile, keyFile, keyPass } = config.server;
     if (certFile === undefined && keyFile === undefined && keyPass === undefined) {
       certificate = await selfSignedFor(config, serverLog);
@@ -165,6 +171,11 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
             ? await listenTls(bind, dispatcher, certificate!, streams, serverLog)
             : bind.transport === "https"
             ? HttpsListener.listen(bind, dispatcher, certificate!, streams, serverLog)
+            : bind.transport === "quic"
+            ? QuicListener.listen(bind, dispatcher, certificate!, {
+              ...streams,
+              waitForPort: Deno.env.get(BESIDE_PREDECESSOR_ENV) === "1",
+            }, serverLog)
             : TcpListener.listen(bind, dispatcher, streams, serverLog),
         );
       } catch (e) {

@@ -16,6 +16,7 @@ import { LastGoodConfig, readConfig } from "./guardian/last_good_config.ts";
 import { RestartBackoff } from "./guardian/restart_backoff.ts";
 import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
 import {
+  BESIDE_PREDECESSOR_ENV,
   EXIT_BIND,
   EXIT_CONFIG,
   EXIT_PRIVILEGES,
@@ -345,8 +346,11 @@ class Guardian {
     return 0;
   }
 
-  /** Starts a child (the one place children are started); `takeOverCache` has it load the hand-over file. */
-  private spawn(takeOverCache: boolean): ChildHandle {
+  /**
+   * Starts a child (the one place children are started); `takeOverCache` has it load the hand-over
+   * file, `beside` tells it its predecessor still serves (planned restart).
+   */
+  private spawn(takeOverCache: boolean, beside = false): ChildHandle {
     if (this.lastGood.servingLastGood()) {
       try {
         if (this.lastGood.recover()) {
@@ -360,6 +364,7 @@ class Guardian {
     const { command, args } = loaderCommand(child.command, child.args);
     const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
     if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
+    if (beside) env[BESIDE_PREDECESSOR_ENV] = "1";
     env.DENO_V8_FLAGS = childV8Flags(this.config.optimizeFor, Deno.env.get("DENO_V8_FLAGS"));
     const process = new Deno.Command(command, {
       args,
@@ -466,7 +471,7 @@ class Guardian {
       reason,
       pid: old?.pid ?? "none",
     });
-    const next = this.spawn(handover);
+    const next = this.spawn(handover, old !== undefined);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const ready = await Promise.race([
       next.ready,

@@ -293,9 +293,11 @@ class TomlWriter {
       return { value: str(`${scheme ? `${b.transport}://` : ""}${hostPort(b.host, b.port)}`), above };
     };
     // Listeners with bind options are [[server.listen]] tables; then every listener is one, in order.
-    // (DoT and DoH listeners only have that form: bind-udp/bind-tcp lists hold plain ones.)
+    // (DoT, DoH and DoQ listeners only have that form: bind-udp/bind-tcp lists hold plain ones.)
     const options = server.binds.some((b) =>
-      b.group !== undefined || (b.flags?.length ?? 0) > 0 || b.transport === "tls" || b.transport === "https"
+      b.group !== undefined || (b.flags?.length ?? 0) > 0 || b.transport === "tls" ||
+      b.transport === "https" ||
+      b.transport === "quic"
     );
     const binds = options ? [] : server.binds;
     const withOptions = options ? server.binds : [];
@@ -397,6 +399,7 @@ class TomlWriter {
       if (!u.tls.verifyCertificate) this.out.push("verify-certificate = false");
       if (u.tls.spkiPins.length > 0) this.out.push(`spki-pins = [${u.tls.spkiPins.map(str).join(", ")}]`);
       if (u.tls.httpHost !== undefined) this.out.push(`http-host = ${str(u.tls.httpHost)}`);
+      if (u.tls.alpn) this.out.push(`alpn = [${u.tls.alpn.map(str).join(", ")}]`);
     }
     if (u.blacklistIp) this.out.push("blacklist-ip = true");
     if (u.whitelistIp) this.out.push("whitelist-ip = true");

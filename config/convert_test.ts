@@ -265,6 +265,19 @@ domains = ["a.example"]
 nameserver = "lan"
 txt = ["tab\\there", "ünï"]
 `,
+    `[server]
+bind = ["127.0.0.1:53"]
+cert-file = "/etc/keeldns/cert.pem"
+key-file = "/etc/keeldns/key.pem"
+ca-file = "/etc/keeldns/ca.pem"
+[[server.listen]]
+address = "quic://[::1]"
+group = "lan"
+[[upstream]]
+address = "quic://192.0.2.1:8853"
+host-name = "doq.example"
+groups = ["lan"]
+`,
   ];
   for (const text of samples) {
     const c = parseTomlConfig(text, OUT);
@@ -281,6 +294,28 @@ Deno.test("server -fallback becomes fallback = true in [[upstream]], and reads b
   assertMatch(toml, /address = "udp:\/\/192\.0\.2\.53:53"\nfallback = true\n/);
   const back = parseTomlConfig(toml, OUT);
   assertEquals(back.upstreams.map((u) => u.fallback ?? false), [false, true]);
+});
+
+Deno.test("server-quic and quic:// become quic:// upstreams with their TLS options, and read back", () => {
+  const { toml, c } = roundTrip(
+    "server-quic 127.0.0.1 -host-name doq.test\nserver quic://[2001:db8::53]:8853 -host-name -\n" +
+      "server-quic 192.0.2.1:784 -tls-host-verify doq.test -alpn doq\nca-file /etc/ssl/doq-ca.pem\n" +
+      "server-tls 192.0.2.2 -alpn dot\n",
+  );
+  assertEquals(
+    c.upstreams.map((u) => [u.transport, u.host, u.port, u.tls?.hostName, u.tls?.verifyName]),
+    [
+      ["quic", "127.0.0.1", 853, "doq.test", undefined],
+      ["quic", "2001:db8::53", 8853, "-", undefined],
+      ["quic", "192.0.2.1", 784, undefined, "doq.test"],
+      ["tls", "192.0.2.2", 853, undefined, undefined],
+    ],
+  );
+  assertEquals(c.unsupported.map((u) => u.name), ["server-tls -alpn"], "DoT keeps its own ALPN");
+  assertEquals(c.upstreams.map((u) => u.tls?.alpn), [undefined, undefined, ["doq"], undefined]);
+  assertMatch(toml, /alpn = \["doq"\]/);
+  assertMatch(toml, /address = "quic:\/\/127\.0\.0\.1:853"\nhost-name = "doq\.test"\n/);
+  assertMatch(toml, /address = "quic:\/\/\[2001:db8::53\]:8853"\nhost-name = "-"\n/);
 });
 
 Deno.test("proxy-server and -proxy become [[proxy]] and proxy = NAME; -set-mark, -interface read back", () => {
@@ -301,6 +336,14 @@ Deno.test("proxy-server and -proxy become [[proxy]] and proxy = NAME; -set-mark,
   assertThrows(
     () => parseTomlConfig('[[upstream]]\naddress = "tcp://9.9.9.9"\nset-mark = 1\n', OUT),
     /set-mark is only honoured on plain udp:\/\/ servers/,
+  );
+  assertThrows(
+    () =>
+      parseTomlConfig(
+        '[[proxy]]\nname = "s"\nurl = "socks5://127.0.0.1"\n[[upstream]]\naddress = "quic://9.9.9.9"\nproxy = "s"\n',
+        OUT,
+      ),
+    /keeldns\.toml:6:1: a quic:\/\/ server cannot go through a proxy/,
   );
 });
 

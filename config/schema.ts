@@ -8,8 +8,11 @@
 /** Transport of a listener or an upstream. */
 export type Transport = "udp" | "tcp";
 
-/** Transport of an upstream: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
-export type UpstreamTransport = Transport | "tls" | "https";
+/**
+ * Transport of an upstream: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484),
+ * DNS over QUIC (RFC 9250).
+ */
+export type UpstreamTransport = Transport | "tls" | "https" | "quic";
 
 /** How an encrypted upstream's certificate is checked (SmartDNS's server-tls/-https options). */
 export interface TlsOptions {
@@ -23,6 +26,8 @@ export interface TlsOptions {
   readonly spkiPins: readonly string[];
   /** The HTTP Host header for DoH (`-http-host`). */
   readonly httpHost?: string;
+  /** The ALPN tokens offered to a DoQ server (`-alpn`, comma-separated); default "doq". */
+  readonly alpn?: readonly string[];
 }
 
 /** Where a config value came from, for messages that point at the file. */
@@ -32,8 +37,11 @@ export interface SourcePosition {
   readonly col: number;
 }
 
-/** Transport of a listener: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484). */
-export type ListenerTransport = Transport | "tls" | "https";
+/**
+ * Transport of a listener: plain UDP/TCP, DNS over TLS (RFC 7858), DNS over HTTPS (RFC 8484),
+ * DNS over QUIC (RFC 9250; keeldns.toml only, SmartDNS has no such listener).
+ */
+export type ListenerTransport = Transport | "tls" | "https" | "quic";
 
 /** One listening socket. */
 export interface BindConfig {
@@ -68,7 +76,7 @@ export interface UpstreamConfig {
   readonly transport: UpstreamTransport;
   /** The DoH path (`https://IP/dns-query`), for transport "https". */
   readonly path?: string;
-  /** Certificate checks, for transports "tls" and "https". */
+  /** Certificate checks, for transports "tls", "https" and "quic". */
   readonly tls?: TlsOptions;
   /** Literal IPv4 or IPv6 address; for a server given by host name (`name`), that name. */
   readonly host: string;

@@ -179,8 +179,8 @@ log-size 8M
 Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   // Only servers keeldns cannot use yet: no fall-back to resolv.conf.
   assertThrows(
-    () => parse("server-quic dns.google\nserver quic://dns.example\n"),
-    /:1:13: every server line is of a kind keeldns cannot use yet \(.*:1:13, .*:2:8\); it will not fall back/,
+    () => parse("server-h3 dns.google\nserver h3://dns.example\n"),
+    /:1:11: every server line is of a kind keeldns cannot use yet \(.*:1:11, .*:2:8\); it will not fall back/,
   );
   // A directive that would route or filter differently without it refuses the file, naming the line.
   assertThrows(
@@ -203,7 +203,7 @@ Deno.test("smartdns.conf: never a silent change of where queries go", () => {
   // A nameserver rule to a group without a usable server would send its domains to the default group.
   assertThrows(
     () =>
-      parse("server 9.9.9.9\nserver-quic dns.bank.example -group secure\nnameserver /bank.example/secure\n"),
+      parse("server 9.9.9.9\nserver-h3 dns.bank.example -group secure\nnameserver /bank.example/secure\n"),
     /:3:12: nameserver: no usable server is in group "secure"/,
   );
   assertThrows(() => parse("server 9.9.9.9\naddress /domain-set:ads/#\n"), /no domain-set named "ads"/);
@@ -309,6 +309,34 @@ group-end
     () => parse("server 9.9.9.9\nbind :53 -group nope\n"),
     /bind -group: no usable server is in group "nope"/,
   );
+});
+
+Deno.test("smartdns.conf: server-quic is DNS over QUIC (port 853); server-h3 is reported as not built", () => {
+  const c = parse(
+    "server-quic 192.0.2.1 -host-name doq.test -k\nserver-h3 192.0.2.2\nserver h3://192.0.2.3\n",
+  );
+  assertEquals(c.upstreams.length, 1);
+  const [u] = c.upstreams;
+  assertEquals([u.transport, u.host, u.port], ["quic", "192.0.2.1", 853]);
+  assertEquals(u.tls, { verifyCertificate: false, spkiPins: [], hostName: "doq.test" });
+  assertEquals(c.unsupported.map((x) => `${x.name}@${x.source.line}`), ["server-h3@2", "server h3://@3"]);
+  assertMatch(c.unsupported[0].reason ?? "", /DNS over HTTP\/3 is not built: Deno's fetch has no HTTP\/3/);
+  // By host name, resolved through the bootstrap servers as for DoT; -host-ip pins it.
+  const [, named, pinned] = parse(
+    "server 192.0.2.53\nserver-quic doq.example\nserver quic://DoQ.Example:8853 -host-ip 192.0.2.8\n",
+  ).upstreams;
+  assertEquals([named.transport, named.name, named.port, named.hostIp], [
+    "quic",
+    "doq.example",
+    853,
+    undefined,
+  ]);
+  assertEquals([pinned.transport, pinned.name, pinned.port, pinned.hostIp], [
+    "quic",
+    "doq.example",
+    8853,
+    "192.0.2.8",
+  ]);
 });
 
 Deno.test("smartdns.conf: proxy-server, -proxy, -set-mark and -interface", () => {
@@ -522,4 +550,13 @@ Deno.test("smartdns.conf: domain-rules -c/-r/-d and speed settings inside a clie
     "fastest-response",
     false,
   ]);
+});
+
+Deno.test("smartdns.conf: server-quic -proxy refuses the file (Deno's QUIC cannot be tunnelled); direct:// is fine", () => {
+  assertThrows(
+    () => parse("server 9.9.9.9\nserver-quic 192.0.2.9 -proxy s\nproxy-server socks5://127.0.0.1 -name s\n"),
+    /:2:1: server-quic -proxy \(DNS over QUIC\) is not supported yet.*QUIC endpoint sends its own UDP packets/,
+  );
+  const c = parse("server-quic 192.0.2.9 -proxy d\nproxy-server direct:// -name d\n");
+  assertEquals([c.upstreams[0].transport, c.upstreams[0].proxy], ["quic", undefined]);
 });

@@ -163,6 +163,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "verify-certificate",
     "spki-pins",
     "http-host",
+    "alpn",
     "proxy",
     "set-mark",
     "interface",
@@ -270,12 +271,16 @@ class TomlConfigReader {
       const t = this.table(item, path, "listen");
       const text = this.string(t, "address", path);
       if (!text) this.src.fail(path, `[[server.listen]] #${i + 1} has no address`);
-      const scheme = /^(udp|tcp|tls|https):\/\//i.exec(text);
+      const scheme = /^(udp|tcp|tls|https|quic):\/\//i.exec(text);
       const only = scheme
         ? [scheme[1].toLowerCase() as ListenerTransport]
         : ["udp", "tcp"] as ListenerTransport[];
       const rest = scheme ? text.slice(scheme[0].length) : text;
-      const defaultPort = only[0] === "tls" ? 853 : only[0] === "https" ? 443 : DNS_PORT;
+      const defaultPort = only[0] === "tls" || only[0] === "quic"
+        ? 853
+        : only[0] === "https"
+        ? 443
+        : DNS_PORT;
       const { host, port } = this.parsed(
         `${path}.address`,
         "address",
@@ -374,6 +379,13 @@ class TomlConfigReader {
       if (proxyName !== undefined && proxy === undefined) {
         this.src.fail(`${path}.proxy`, `no [[proxy]] is named "${proxyName}"`);
       }
+      if (proxy && proxy !== "direct" && parsed.transport === "quic") {
+        this.src.fail(
+          `${path}.proxy`,
+          "a quic:// server cannot go through a proxy (Deno's QUIC endpoint sends its own UDP packets); " +
+            "use a tls:// or https:// server through it",
+        );
+      }
       const setMark = t["set-mark"] === undefined
         ? undefined
         : this.integer(t, "set-mark", path, 0, 0xffffffff, 0);
@@ -416,7 +428,7 @@ class TomlConfigReader {
         ...this.clientSubnet(t, "subnet", path),
         ...(this.boolean(t, "subnet-all-query-types", path, false) ? { subnetAllQueryTypes: true } : {}),
         ...(this.boolean(t, "check-edns", path, false) ? { checkEdns: true } : {}),
-        ...(parsed.transport === "tls" || parsed.transport === "https"
+        ...(parsed.transport === "tls" || parsed.transport === "https" || parsed.transport === "quic"
           ? { tls: this.tlsOptions(t, path) }
           : {}),
         source: this.src.position(`${path}.address`),
@@ -442,17 +454,19 @@ class TomlConfigReader {
     return { clientSubnet: subnets };
   }
 
-  /** The certificate checks of a tls:// or https:// upstream. */
+  /** The certificate checks of a tls://, https:// or quic:// upstream. */
   private tlsOptions(t: Table, path: string): TlsOptions {
     const hostName = this.string(t, "host-name", path);
     const verifyName = this.string(t, "tls-host-verify", path);
     const httpHost = this.string(t, "http-host", path);
+    const alpn = this.strings(t, "alpn", path);
     return {
       ...(hostName !== undefined ? { hostName } : {}),
       ...(verifyName !== undefined ? { verifyName } : {}),
       verifyCertificate: this.boolean(t, "verify-certificate", path, true),
       spkiPins: this.strings(t, "spki-pins", path),
       ...(httpHost !== undefined ? { httpHost } : {}),
+      ...(alpn.length > 0 ? { alpn } : {}),
     };
   }
 

@@ -74,8 +74,8 @@ Deno.test("TOML: errors point at file:line:col", () => {
     ["[server]\nbind = [\n", /^k\.toml:3:1: /],
     ['[[upstream]]\naddress = "1.1.1.1"\n[cache]\nsize = "big"\n', /^k\.toml:4:1: size must be an integer/],
     [
-      '[[upstream]]\naddress = "1.1.1.1"\n\n[[upstream]]\naddress = "quic://1.1.1.1"\n',
-      /^k\.toml:5:1: address: quic:\/\/ upstreams are not supported yet/,
+      '[[upstream]]\naddress = "1.1.1.1"\n\n[[upstream]]\naddress = "h3://1.1.1.1"\n',
+      /^k\.toml:5:1: address: h3:\/\/ upstreams are not supported yet/,
     ],
     [
       '[[upstream]]\naddress = "1.1.1.1"\n[sever]\n',

@@ -94,23 +94,30 @@ export interface UpstreamAddress extends HostPort {
 }
 
 /** Schemes a later version will support; named so the error can say "not supported yet". */
-const FUTURE_SCHEMES = new Set(["quic", "h3", "http3"]);
-/** Default ports by transport. */
-const DEFAULT_PORTS: Record<UpstreamTransport, number> = { udp: 53, tcp: 53, tls: 853, https: 443 };
+const FUTURE_SCHEMES = new Set(["h3", "http3"]);
+/** Default ports by transport (DoQ: 853, RFC 9250 §4.1.1). */
+const DEFAULT_PORTS: Record<UpstreamTransport, number> = {
+  udp: 53,
+  tcp: 53,
+  tls: 853,
+  https: 443,
+  quic: 853,
+};
+const SCHEMES = "udp://, tcp://, tls://, https:// or quic://";
 
 /**
  * Parses `[scheme://]host[:port][/path]` for an upstream, the host an IP address or a host name;
- * the scheme (udp, tcp, tls, https) overrides `transport`. Throws for schemes keeldns does not
- * speak yet.
+ * the scheme (udp, tcp, tls, https, quic) overrides `transport`. Throws for schemes keeldns does
+ * not speak yet.
  */
 export function parseUpstreamAddress(text: string, transport: UpstreamTransport): UpstreamAddress {
   const scheme = /^([a-z0-9]+):\/\/(.*)$/i.exec(text);
   let rest = text;
   if (scheme) {
     const name = scheme[1].toLowerCase();
-    if (name === "udp" || name === "tcp" || name === "tls" || name === "https") transport = name;
+    if (Object.hasOwn(DEFAULT_PORTS, name)) transport = name as UpstreamTransport;
     else if (FUTURE_SCHEMES.has(name)) throw new Error(`${name}:// upstreams are not supported yet`);
-    else throw new Error(`unknown upstream scheme "${name}://" (use udp://, tcp://, tls:// or https://)`);
+    else throw new Error(`unknown upstream scheme "${name}://" (use ${SCHEMES})`);
     rest = scheme[2];
   }
   let path: string | undefined;

@@ -60,6 +60,11 @@ export type ChildMessage =
 export const HANDOVER_FILE_ENV = "KEELDNS_HANDOVER_FILE";
 /** Environment variable telling a new child to load (then delete) that file before it is ready. */
 export const HANDOVER_LOAD_ENV = "KEELDNS_HANDOVER_LOAD";
+/**
+ * Set ("1") for a child started beside the one it replaces (planned restart): a port only the
+ * predecessor can hold for now (QUIC: no SO_REUSEPORT in Deno) is waited for, not a failure.
+ */
+export const BESIDE_PREDECESSOR_ENV = "KEELDNS_BESIDE_PREDECESSOR";
 
 /**
  * Test-only: milliseconds the child spends in an extra start-up step before it binds and reports

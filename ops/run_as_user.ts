@@ -153,7 +153,8 @@ export function prepareFiles(
   // The cache file's directory is also where the child makes the encrypted listeners' certificate
   // when none is configured (server/self_signed_cert.ts).
   const { binds, certFile, keyFile, keyPass } = config.server;
-  const ownCertificate = binds.some((b) => b.transport === "tls" || b.transport === "https") &&
+  const ownCertificate =
+    binds.some((b) => b.transport === "tls" || b.transport === "https" || b.transport === "quic") &&
     certFile === undefined && keyFile === undefined && keyPass === undefined;
   if ((config.cache.persist || ownCertificate) && config.cache.file) {
     const dir = dirOf(config.cache.file);

@@ -44,6 +44,25 @@ Deno.test('DDR: keeldns.toml flags = ["ddr"], and convert keeps -ddr', () => {
   assertEquals(designatedResolvers(back.server.binds), designatedResolvers(config.server.binds));
 });
 
+Deno.test('DDR: a keeldns.toml DoQ listener with flags = ["ddr"] is advertised with alpn "doq"', () => {
+  const config = parseTomlConfig(
+    `[[server.listen]]
+address = "quic://192.0.2.53"
+flags = ["ddr"]
+
+[[server.listen]]
+address = "quic://[::]:8853"
+
+[[upstream]]
+address = "udp://9.9.9.9"
+`,
+    "/etc/keeldns.toml",
+  );
+  assertEquals(designatedResolvers(config.server.binds), [
+    { priority: 1, target: ".", alpn: ["doq"], port: 853, ipv4hint: ["192.0.2.53"], ipv6hint: [] },
+  ]);
+});
+
 Deno.test("DDR: SVCB rdata in RFC 9460 wire form, keys in order, dohpath last", () => {
   const dot = svcbRdata({
     priority: 1,

@@ -7,6 +7,7 @@ import type { UpstreamConfig } from "../config/schema.ts";
 import type { BootstrapResolver } from "./bootstrap.ts";
 import { HostNameUpstream } from "./host_name.ts";
 import { HttpsUpstream } from "./https.ts";
+import { QuicUpstream } from "./quic.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { type TlsTrust, TlsUpstream } from "./tls.ts";
 import { UdpUpstream } from "./udp.ts";
@@ -18,8 +19,8 @@ import { authority, type Upstream, UpstreamError } from "./upstream.ts";
  * Creates the {@link Upstream} for one configured server, by its transport. UDP servers use the
  * batched outgoing sockets of `udpPool` when one is given, else node:dgram; a UDP server with
  * `-set-mark`/`-interface` gets batched sockets of its own carrying them, and one with a SOCKS5
- * proxy goes through UDP ASSOCIATE. TLS servers check certificates against `trust` (`ca-file`,
- * `ca-path`) besides the built-in roots. A server given by host name is resolved through `names`
+ * proxy goes through UDP ASSOCIATE. TLS, HTTPS and QUIC servers check certificates against `trust`
+ * (`ca-file`, `ca-path`) besides the built-in roots; a QUIC server cannot go through a proxy. A server given by host name is resolved through `names`
  * (the bootstrap servers, asked as they are configured: through their own proxies, not this
  * server's), unless `-host-ip` pins it; its proxy, mark and interface then apply to the
  * connections to the address it resolved to, as SmartDNS does. A server whose settings cannot be
@@ -55,6 +56,8 @@ export function createUpstream(
       return new HttpsUpstream(config, trust);
     case "tls":
       return new TlsUpstream(config, trust);
+    case "quic":
+      return new QuicUpstream(config, trust);
     default:
       return unbuilt(config);
   }
@@ -67,6 +70,7 @@ function refusalOf(config: UpstreamConfig, udpPool: OutgoingSocketPool | undefin
     return "-set-mark and -interface are only honoured on plain UDP servers";
   }
   if (marked && !udpPool) return `${markedWhat(config)} ${NEEDS_BATCHED}`;
+  if (config.transport === "quic" && config.proxy) return `proxy ${config.proxy.name}: ${QUIC_NO_PROXY}`;
   if (config.transport === "udp" && config.proxy && config.proxy.kind !== "socks5") {
     return `proxy ${config.proxy.name} is an HTTP proxy, which carries no UDP (SmartDNS: only socks5 ` +
       "supports udp); use a socks5:// proxy or a tcp:// server";
@@ -98,6 +102,11 @@ function markedUdp(config: UpstreamConfig): Upstream {
   };
   return new BatchedUdpUpstream(config.host, config.port, pool, { tcp, ownPool: true });
 }
+
+/** Why a DoQ server with a proxy is refused (config/smartdns/proxies.ts and config/toml.ts say so too). */
+export const QUIC_NO_PROXY = "DNS over QUIC cannot go through a proxy: Deno's QUIC endpoint sends its " +
+  "own UDP packets (no SOCKS5 UDP ASSOCIATE, no HTTP CONNECT for UDP); remove -proxy or use a " +
+  "tls:// or https:// server";
 
 /** Why a marked server without the batched sockets is refused. */
 const NEEDS_BATCHED = "needs the batched UDP sockets (Linux, --allow-ffi, udp-transport not portable)";

@@ -1,6 +1,6 @@
 /**
  * An upstream given by host name (`server-tls dns.google`): wraps the protocol's own upstream
- * (udp.ts, tcp.ts, tls.ts, https.ts), built for the address the name resolves to through the
+ * (udp.ts, tcp.ts, tls.ts, https.ts, quic.ts), built for the address the name resolves to through the
  * {@link BootstrapResolver}, with the name kept as the SNI and certificate name (unless
  * `-host-name` says otherwise). The address is kept for the answer's TTL, clamped to
  * [{@link MIN_TTL_S}, {@link MAX_TTL_S}]; once it has run out, the next exchange starts a
@@ -186,7 +186,8 @@ export class HostNameUpstream implements Upstream {
   /** Builds the inner upstream for `ip`, retiring the previous one. */
   private use(ip: string): void {
     const tls = this.config.tls ??
-      (this.config.transport === "tls" || this.config.transport === "https"
+      (this.config.transport === "tls" || this.config.transport === "https" ||
+          this.config.transport === "quic"
         ? { verifyCertificate: true, spkiPins: [] }
         : undefined);
     const { name: _name, hostIp: _hostIp, ...rest } = this.config;

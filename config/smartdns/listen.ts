@@ -9,12 +9,13 @@ import type { ListenerTransport } from "../schema.ts";
 import { parseHostPort } from "../values.ts";
 import { type DirectiveTable, type Draft, type Line, relativeTo } from "./reader.ts";
 
-/** Default ports of the encrypted listeners (RFC 7858, RFC 8484). */
+/** Default ports of the encrypted listeners (RFC 7858, RFC 8484, RFC 9250: keeldns.toml only). */
 const DEFAULT_PORTS: Record<ListenerTransport, number> = {
   udp: DNS_PORT,
   tcp: DNS_PORT,
   tls: 853,
   https: 443,
+  quic: 853,
 };
 
 /** `bind` options that take a value. */

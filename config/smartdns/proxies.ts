@@ -8,6 +8,10 @@
  */
 import { ConfigError } from "../errors.ts";
 import { parseProxyUrl } from "../proxy_url.ts";
+
+/** Why a DoQ server cannot have a proxy (upstream/create.ts refuses one too). */
+const QUIC_NO_PROXY = "Deno's QUIC endpoint sends its own UDP packets, so the queries would go around " +
+  "the proxy; use a server-tls or server-https server through it";
 import type { DirectiveTable, Draft, Line } from "./reader.ts";
 
 function proxyServer(d: Draft, l: Line): void {
@@ -44,6 +48,10 @@ export function resolveProxies(d: Draft): void {
     if (proxy === "direct") continue;
     for (const name of ref.marked) {
       d.notSupportedCritical(name, ref.line, "the connection to the proxy cannot carry it");
+    }
+    if (d.upstreams[ref.upstream].transport === "quic") {
+      // Deno's QUIC endpoint cannot be tunnelled: asked directly, queries would go around the proxy.
+      d.notSupportedCritical(`${ref.line.words[0]} -proxy (DNS over QUIC)`, ref.line, QUIC_NO_PROXY);
     }
     d.upstreams[ref.upstream] = { ...d.upstreams[ref.upstream], proxy };
   }

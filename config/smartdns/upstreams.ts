@@ -1,8 +1,8 @@
 /**
  * SmartDNS's upstream directives: `server`, `server-tcp`, `server-tls`, `server-https`,
- * `resolv-file`, and the encrypted kinds not built yet. A server may be given by IP address or by
- * host name (resolved through the bootstrap servers, see config/bootstrap_servers.ts; `-host-ip`
- * pins the address). The model half is `UpstreamConfig` in config/schema.ts.
+ * `server-quic`, `resolv-file`, and the HTTP/3 kinds not built. A server may be given by IP address
+ * or by host name (resolved through the bootstrap servers, see config/bootstrap_servers.ts;
+ * `-host-ip` pins the address). The model half is `UpstreamConfig` in config/schema.ts.
  *
  * @module
  */
@@ -71,7 +71,7 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
         `${l.words[0]} ${reason.split(":")[0]}://`,
         l,
         1,
-        "encrypted upstreams are not built yet",
+        NO_HTTP3,
       );
       d.unusableServers.push(d.at(l, 1));
       return;
@@ -93,7 +93,8 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
   let checkEdns = false;
   let bootstrap = false;
   let hostIp: string | undefined;
-  const encrypted = address.transport === "tls" || address.transport === "https";
+  const encrypted = address.transport === "tls" || address.transport === "https" ||
+    address.transport === "quic";
   const pins: string[] = [];
   const tls: { -readonly [K in keyof TlsOptions]: TlsOptions[K] } = {
     verifyCertificate: true,
@@ -106,7 +107,9 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
       else if (opt === "spki-pin") pins.push(value ?? "");
       else if (opt === "http-host") tls.httpHost = value;
       else if (opt === "no-check-certificate" || opt === "k") tls.verifyCertificate = false;
-      else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
+      else if (opt === "alpn" && address.transport === "quic") {
+        tls.alpn = (value ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "");
+      } else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the server is used without it");
       return;
     }
     if (opt === "group" || opt === "g") {
@@ -206,6 +209,13 @@ function server(d: Draft, l: Line, transport: UpstreamTransport): void {
 }
 
 /**
+ * Why DNS over HTTP/3 is not built: Deno 2.9.6 has no HTTP/3 client (fetch and
+ * `Deno.createHttpClient` speak HTTP/1.1 and HTTP/2 only); its raw QUIC API would need HTTP/3
+ * framing, control streams and QPACK written here.
+ */
+const NO_HTTP3 = "DNS over HTTP/3 is not built: Deno's fetch has no HTTP/3";
+
+/**
  * Adds a Client Subnet (`edns-client-subnet`, `-subnet`) to `list`, replacing the one of its
  * family, as SmartDNS keeps one per family. SmartDNS reads a missing or zero prefix length as the
  * whole address (`1.2.3.4/0` is `1.2.3.4/32`), and so does this, saying so for `/0`.
@@ -223,14 +233,15 @@ function addSubnet(d: Draft, l: Line, list: string[], text: string): void {
   else list.push(canonical);
 }
 
-/** An encrypted server kind not built yet: reported, and counted as a server line keeldns cannot use. */
+/** An encrypted server kind not built: reported, and counted as a server line keeldns cannot use. */
 function encrypted(name: string): DirectiveTable[string] {
   return {
     toml: "upstream.address",
     status: "partly",
-    note: "not built yet: reported, and never replaced by resolv.conf",
+    note: "not built: Deno 2.9.6's fetch speaks HTTP/1.1 and HTTP/2 only, and HTTP/3 over its raw QUIC " +
+      "streams would need HTTP/3 framing and QPACK written here; reported, and never replaced by resolv.conf",
     handle: (d, l) => {
-      d.notSupported(name, l, 0, "encrypted upstreams are not built yet");
+      d.notSupported(name, l, 0, NO_HTTP3);
       d.unusableServers.push(d.at(l, 1));
     },
   };
@@ -292,7 +303,16 @@ export const UPSTREAMS: DirectiveTable = {
       "and -http-host",
     handle: (d, l) => server(d, l, "https"),
   },
-  "server-quic": encrypted("server-quic"),
+  "server-quic": {
+    toml: "upstream.address (quic://)",
+    status: "partly",
+    note: "DNS over QUIC (RFC 9250: ALPN doq, one stream per query, ID 0) to an IP address or a host " +
+      "name (the default SNI), -host-name (SNI), -host-ip, ca-file/ca-path; -no-check-certificate, " +
+      "-spki-pin and a -tls-host-verify name other than the SNI name refuse the server (Deno's QUIC " +
+      "client always verifies and does not expose the certificate); -alpn (default doq); a real -proxy " +
+      "refuses the file (Deno's QUIC cannot be tunnelled)",
+    handle: (d, l) => server(d, l, "quic"),
+  },
   "server-h3": encrypted("server-h3"),
   "server-http3": encrypted("server-http3"),
 };
