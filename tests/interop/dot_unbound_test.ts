@@ -8,7 +8,8 @@ import { dig, startUnboundTls, stopPeer } from "../helpers/peers.ts";
 import { makeTestCa, makeTestPki } from "../helpers/test_pki.ts";
 
 Deno.test({
-  name: "dig → keeldns → unbound over DNS-over-TLS: answer with the right CA, SERVFAIL with a wrong one",
+  name:
+    "dig → keeldns → unbound over DNS-over-TLS: the right CA answers; a wrong CA, SNI or pin gives SERVFAIL",
   ignore: skipWithout("dig", "unbound", "openssl"),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -59,6 +60,42 @@ Deno.test({
           await k.stop();
         }
       });
+      await t.step("a wrong SNI name: refused with the reason, SERVFAIL", async () => {
+        const k = await KeeldnsProcess.start(
+          config("ca.pem").replace("-host-name dot.test", "-host-name wrong.test"),
+          { name: "smartdns.conf" },
+        );
+        try {
+          const out = await dig("@127.0.0.1", "-p", String(k.port), "+time=5", "+tries=1", "a.dot.test");
+          assertMatch(out, /status: SERVFAIL/);
+          assertEquals(/192\.0\.2\.53/.test(out), false, "no answer through a server of another name");
+          await k.waitFor(
+            /TLS handshake failed \(server name wrong\.test\).*(not valid for name|NotValidForName)/i,
+          );
+        } finally {
+          await k.stop();
+        }
+      });
+      await t.step(
+        "an SPKI pin: refused at start, saying why (Deno cannot check pins), SERVFAIL",
+        async () => {
+          const k = await KeeldnsProcess.start(
+            config("ca.pem").replace(
+              "-host-name dot.test",
+              "-host-name dot.test -spki-pin AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ) + "log-level warn\n",
+            { name: "smartdns.conf" },
+          );
+          try {
+            await k.waitFor(/tls:\/\/127\.0\.0\.1:\d+ is refused: -spki-pin is not supported/);
+            const out = await dig("@127.0.0.1", "-p", String(k.port), "+time=5", "+tries=1", "a.dot.test");
+            assertMatch(out, /status: SERVFAIL/);
+            assertEquals(/192\.0\.2\.53/.test(out), false, "a pinned server is never used unchecked");
+          } finally {
+            await k.stop();
+          }
+        },
+      );
     } finally {
       await stopPeer(unbound);
       await Deno.remove(dir, { recursive: true });
