@@ -5,11 +5,10 @@
  * `Deno.connectTls`), closed after a while without queries, and reopened with a growing delay
  * after failed attempts.
  *
- * What Deno cannot do is refused, not approximated: Deno always checks the certificate chain
- * (only `--unsafely-ignore-certificate-errors` skips it, process-wide), checks the name it sends
- * as SNI, and does not expose the peer certificate, so `-no-check-certificate`, a
- * `-tls-host-verify` name other than the SNI name, and `-spki-pin` make the server fail every
- * exchange with a reason saying so (logged once).
+ * Deno's TLS always checks the certificate chain and the SNI name and does not expose the peer
+ * certificate, so a server with `-no-check-certificate`, a `-tls-host-verify` name other than the
+ * SNI name, or `-spki-pin` is connected through node:tls instead ({@link connectNodeTls}), which
+ * can do each; through a proxy that is not built, and such a server is refused, saying why.
  *
  * @module
  */
@@ -21,6 +20,7 @@ import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { dialTcp } from "./proxy_dial.ts";
 import { withTcpKeepalive } from "./tcp_keepalive.ts";
+import { type ByteStream, connectNodeTls } from "./node_tls_stream.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 export { loadCaCerts };
@@ -59,7 +59,7 @@ class Connection {
   closed = false;
   private writing: Promise<void> = Promise.resolve();
 
-  constructor(readonly conn: Deno.TlsConn, private readonly onClose: (c: Connection) => void) {
+  constructor(readonly conn: ByteStream, private readonly onClose: (c: Connection) => void) {
     this.readLoop();
   }
 
@@ -117,6 +117,8 @@ export class TlsUpstream implements Upstream {
   /** Why this server can never be used, when a setting cannot be honoured. */
   private readonly refusal?: string;
   private refusalLogged = false;
+  /** The checks only node:tls can do, when the server has any of them. */
+  private readonly nodeChecks?: { verifyChain: boolean; verifyName?: string; pins: readonly string[] };
   private readonly caCerts: string[] = [];
   private readonly idleMs: number;
   /** The edns-tcp-keepalive TIMEOUT sent in every query (`-tcp-keepalive`), if any. */
@@ -151,22 +153,18 @@ export class TlsUpstream implements Upstream {
     const tls: TlsOptions = config.tls ?? { verifyCertificate: true, spkiPins: [] };
     const named = tls.hostName && tls.hostName !== "-" ? tls.hostName : undefined;
     this.serverName = named ?? config.host;
-    if (!tls.verifyCertificate) {
-      this.refusal = "-no-check-certificate is not supported: Deno always checks TLS " +
-        "certificates (only --unsafely-ignore-certificate-errors, for the whole process, skips it); " +
-        "give the server's CA with ca-file instead";
-    } else if (tls.spkiPins.length > 0) {
-      this.refusal = "-spki-pin is not supported: Deno does not expose the server's certificate, " +
-        "so the pin cannot be checked; remove the pin or the server";
-    } else if (tls.verifyName && tls.verifyName !== this.serverName) {
-      this.refusal = `-tls-host-verify ${tls.verifyName} is not supported: Deno checks the ` +
-        `certificate against the SNI name (${this.serverName}); set -host-name ${tls.verifyName}`;
-    } else {
-      try {
-        this.caCerts = loadCaCerts(trust);
-      } catch (e) {
-        this.refusal = (e as Error).message;
+    const otherName = tls.verifyName && tls.verifyName !== this.serverName ? tls.verifyName : undefined;
+    if (!tls.verifyCertificate || tls.spkiPins.length > 0 || otherName) {
+      this.nodeChecks = { verifyChain: tls.verifyCertificate, verifyName: otherName, pins: tls.spkiPins };
+      if (this.proxy) {
+        this.refusal = "-no-check-certificate, -spki-pin and -tls-host-verify are not built for servers " +
+          "behind a proxy (Deno's own TLS cannot do them, and the other TLS does not run over the tunnel)";
       }
+    }
+    try {
+      this.caCerts = loadCaCerts(trust);
+    } catch (e) {
+      this.refusal ??= (e as Error).message;
     }
   }
 
@@ -248,14 +246,26 @@ export class TlsUpstream implements Upstream {
   /** Opens and handshakes a connection; on failure, schedules when the next attempt may start. */
   private async open(): Promise<Connection> {
     let tcp: Deno.TcpConn | undefined;
-    let tls: Deno.TlsConn | undefined;
+    let tls: ByteStream | undefined;
     let stage = "connect";
     try {
-      tcp = await dialTcp(this.host, this.port, this.proxy);
-      tcp.setNoDelay(true);
-      stage = "TLS handshake";
-      tls = await Deno.startTls(tcp, { hostname: this.serverName, caCerts: this.caCerts });
-      await tls.handshake();
+      if (this.nodeChecks) {
+        stage = "TLS handshake";
+        tls = await connectNodeTls({
+          host: this.host,
+          port: this.port,
+          serverName: this.serverName === this.host ? undefined : this.serverName,
+          caCerts: this.caCerts,
+          ...this.nodeChecks,
+        });
+      } else {
+        tcp = await dialTcp(this.host, this.port, this.proxy);
+        tcp.setNoDelay(true);
+        stage = "TLS handshake";
+        const denoTls = await Deno.startTls(tcp, { hostname: this.serverName, caCerts: this.caCerts });
+        await denoTls.handshake();
+        tls = denoTls;
+      }
       if (this.closedForGood) {
         tls.close();
         throw new Error("upstream closed");

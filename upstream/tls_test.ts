@@ -8,6 +8,7 @@ import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
 import { loadCaCerts, TlsUpstream, type TlsUpstreamOptions } from "./tls.ts";
 import { UpstreamError } from "./upstream.ts";
 import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
+import { spkiPin } from "../net/x509_spki.ts";
 
 /** A test CA and a leaf it signed for IP 127.0.0.1 and DNS dot.test, plus an unrelated CA. */
 interface Pki {
@@ -321,21 +322,45 @@ test("an aborted exchange fails as aborted and leaves the connection usable", as
   });
 });
 
-test("settings Deno cannot honour refuse the server, logged once", async () => {
-  const cases: [Partial<TlsOptions>, RegExp][] = [
-    [{ verifyCertificate: false }, /-no-check-certificate is not supported: Deno always checks/],
-    [{ spkiPins: ["AAAA"] }, /-spki-pin is not supported: Deno does not expose/],
-    [{ verifyName: "other.test" }, /-tls-host-verify other\.test is not supported/],
-  ];
-  for (const [tls, reason] of cases) {
-    await withServer(tls, { caFile: pki!.caFile }, {}, async (server, upstream, warnings) => {
-      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
-      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
-      assertEquals(warnings.length, 1);
-      assertMatch(warnings[0], /refused: /);
-      assertEquals(server.accepted, 0);
-    });
-  }
+test("-no-check-certificate, -spki-pin and -tls-host-verify are checked through node:tls", async () => {
+  const der = Uint8Array.from(
+    atob(pki!.cert.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "")),
+    (c) => c.charCodeAt(0),
+  );
+  const pin = await spkiPin(der);
+  // No CA given: the chain is not trusted, and not checked.
+  await withServer({ verifyCertificate: false }, {}, {}, async (_server, upstream) => {
+    assertEquals(await ask(upstream, "q1.test"), addressFor("q1.test"));
+  });
+  await withServer({ spkiPins: ["AAAA", pin] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
+    assertEquals(await ask(upstream, "q2.test"), addressFor("q2.test"));
+    assertEquals(await ask(upstream, "q3.test"), addressFor("q3.test"));
+    assertEquals(server.accepted, 1, "one connection, reused");
+  });
+  await withServer(
+    { spkiPins: ["AAAA"] },
+    { caFile: pki!.caFile },
+    {},
+    async (_server, upstream, warnings) => {
+      assertMatch((await failure(ask(upstream, "q1.test"))).message, /is not one of the -spki-pin values/);
+      assertMatch(warnings[0], new RegExp(`SPKI pin ${pin.replace(/[+/]/g, "\\$&")}`));
+    },
+  );
+  // SNI other.sni, which the certificate does not carry; checked for dot.test, which it does.
+  await withServer(
+    { hostName: "other.sni", verifyName: "dot.test" },
+    { caFile: pki!.caFile },
+    {},
+    async (_server, upstream) => assertEquals(await ask(upstream, "q4.test"), addressFor("q4.test")),
+  );
+  await withServer(
+    { hostName: "dot.test", verifyName: "nope.test" },
+    { caFile: pki!.caFile },
+    {},
+    async (_server, upstream) => {
+      assertMatch((await failure(ask(upstream, "q5.test"))).message, /TLS handshake failed/);
+    },
+  );
   const missing = new TlsUpstream(config(853), { caFile: "/nonexistent/ca.pem" }, { log: () => {} });
   assertMatch((await failure(ask(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
 });

@@ -292,8 +292,8 @@ export const UPSTREAMS: DirectiveTable = {
     toml: "upstream.address (tls://)",
     status: "partly",
     note: "DNS over TLS to an IP address or a host name (the default SNI), -host-name (SNI), " +
-      "-tls-host-verify, -no-check-certificate, -spki-pin, -host-ip, -proxy, -tcp-keepalive (also the " +
-      "idle time of the reused connection)",
+      "-tls-host-verify, -no-check-certificate, -spki-pin (these three through node:tls, not behind a " +
+      "proxy), -host-ip, -proxy, -tcp-keepalive (also the idle time of the reused connection)",
     handle: (d, l) => server(d, l, "tls"),
   },
   "server-https": {

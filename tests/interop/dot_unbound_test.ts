@@ -76,26 +76,45 @@ Deno.test({
           await k.stop();
         }
       });
-      await t.step(
-        "an SPKI pin: refused at start, saying why (Deno cannot check pins), SERVFAIL",
-        async () => {
-          const k = await KeeldnsProcess.start(
-            config("ca.pem").replace(
-              "-host-name dot.test",
-              "-host-name dot.test -spki-pin AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-            ) + "log-level warn\n",
-            { name: "smartdns.conf" },
+      await t.step("-spki-pin: the server's own key answers, another pin gives SERVFAIL", async () => {
+        const pin = new TextDecoder().decode(
+          (await new Deno.Command("sh", {
+            args: [
+              "-c",
+              `openssl x509 -in ${dir}/leaf.pem -pubkey -noout | openssl pkey -pubin -outform der | ` +
+              "openssl dgst -sha256 -binary | base64",
+            ],
+          }).output()).stdout,
+        ).trim();
+        const pinned = (p: string) =>
+          config("ca.pem").replace("-host-name dot.test", `-host-name dot.test -spki-pin ${p}`);
+        const good = await KeeldnsProcess.start(pinned(pin), { name: "smartdns.conf" });
+        try {
+          const out = await dig(
+            "@127.0.0.1",
+            "-p",
+            String(good.port),
+            "+time=5",
+            "+tries=1",
+            "+short",
+            "a.dot.test",
           );
-          try {
-            await k.waitFor(/tls:\/\/127\.0\.0\.1:\d+ is refused: -spki-pin is not supported/);
-            const out = await dig("@127.0.0.1", "-p", String(k.port), "+time=5", "+tries=1", "a.dot.test");
-            assertMatch(out, /status: SERVFAIL/);
-            assertEquals(/192\.0\.2\.53/.test(out), false, "a pinned server is never used unchecked");
-          } finally {
-            await k.stop();
-          }
-        },
-      );
+          assertEquals(out.trim(), "192.0.2.53");
+        } finally {
+          await good.stop();
+        }
+        const bad = await KeeldnsProcess.start(pinned("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), {
+          name: "smartdns.conf",
+        });
+        try {
+          const out = await dig("@127.0.0.1", "-p", String(bad.port), "+time=5", "+tries=1", "a.dot.test");
+          assertMatch(out, /status: SERVFAIL/);
+          assertEquals(/192\.0\.2\.53/.test(out), false, "no answer through a server of another key");
+          await bad.waitFor(/is not one of the -spki-pin values/);
+        } finally {
+          await bad.stop();
+        }
+      });
     } finally {
       await stopPeer(unbound);
       await Deno.remove(dir, { recursive: true });
