@@ -9,6 +9,7 @@
  */
 import { assert, assertEquals, assertLess } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
+import { exec } from "./helpers/netns.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, REPO_ROOT } from "./helpers/keeldns_process.ts";
 import { NftBatcher, type NftLog } from "../ops/nft_batch.ts";
@@ -28,23 +29,6 @@ function cannotRun(): string | undefined {
     }
   }
   return undefined;
-}
-
-async function exec(cmd: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const p = new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = p.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const o = await p.output();
-  const d = new TextDecoder();
-  return { code: o.code, out: d.decode(o.stdout), err: d.decode(o.stderr) };
 }
 
 const RULESET = `

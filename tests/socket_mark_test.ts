@@ -9,6 +9,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
+import { exec } from "./helpers/netns.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, PEERS_REQUIRED, REPO_ROOT } from "./helpers/keeldns_process.ts";
 
@@ -27,23 +28,6 @@ function cannotRun(): string | undefined {
     }
   }
   return undefined;
-}
-
-async function exec(cmd: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const p = new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = p.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const o = await p.output();
-  const d = new TextDecoder();
-  return { code: o.code, out: d.decode(o.stdout), err: d.decode(o.stderr) };
 }
 
 interface Findings {

@@ -6,6 +6,7 @@
  */
 import dgram from "node:dgram";
 import { type FakeScript, FakeUpstream } from "./fake_upstream.ts";
+import { LogLines } from "./log_lines.ts";
 
 /** The repository root (where main.ts and deno.json live). */
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
@@ -50,9 +51,7 @@ export async function runKeeldns(args: string[]): Promise<{ code: number; stdout
 
 /** A running keeldns guardian with its child. */
 export class KeeldnsProcess {
-  /** Every stderr line so far (guardian and mirrored child lines). */
-  readonly lines: string[] = [];
-  private waiters: { pattern: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }[] = [];
+  private readonly log: LogLines;
   private readonly done: Promise<Deno.CommandStatus>;
 
   private constructor(
@@ -62,7 +61,12 @@ export class KeeldnsProcess {
     readonly configPath: string,
   ) {
     this.done = process.status;
-    this.pump();
+    this.log = new LogLines(process.stderr);
+  }
+
+  /** Every stderr line so far (guardian and mirrored child lines). */
+  get lines(): string[] {
+    return this.log.lines;
   }
 
   /**
@@ -111,53 +115,12 @@ export class KeeldnsProcess {
     return Number(/child (\d+) ready/.exec(ready)![1]);
   }
 
-  private async pump(): Promise<void> {
-    let rest = "";
-    for await (const chunk of this.process.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-        this.check();
-      }
-    }
-    if (rest) this.lines.push(rest);
-    this.check();
-  }
-
-  private check(): void {
-    this.waiters = this.waiters.filter((w) => {
-      for (let i = w.from; i < this.lines.length; i++) {
-        const m = this.lines[i].match(w.pattern);
-        if (m) {
-          w.resolve(m);
-          return false;
-        }
-      }
-      return true;
-    });
-  }
-
   /**
    * Waits for a log line matching `pattern` at or after line index `from` (default: any line).
    * Rejects after `timeoutMs`, quoting the log.
    */
   waitFor(pattern: RegExp, timeoutMs = 10_000, from = 0): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w.resolve !== done);
-        reject(
-          new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${this.lines.join("\n")}`),
-        );
-      }, timeoutMs);
-      const done = (m: RegExpMatchArray) => {
-        clearTimeout(timer);
-        resolve(m);
-      };
-      this.waiters.push({ pattern, from, resolve: done });
-      this.check();
-    });
+    return this.log.waitFor(pattern, timeoutMs, from);
   }
 
   /** Sends a signal to the guardian. */

@@ -6,18 +6,27 @@
  * @module
  */
 import { hasProgram, keeldnsCommand, programPath, runKeeldns } from "./keeldns_process.ts";
+import { LogLines } from "./log_lines.ts";
 
 const decoder = new TextDecoder();
 
-/** Runs `cmd`; returns its exit code and output. */
-export async function exec(cmd: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(cmd[0], {
+/** Runs `cmd` (with `stdin` written to it, if given); returns its exit code and output. */
+export async function exec(
+  cmd: string[],
+  stdin?: string,
+): Promise<{ code: number; out: string; err: string }> {
+  const p = new Deno.Command(cmd[0], {
     args: cmd.slice(1),
-    stdin: "null",
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-  })
-    .output();
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = p.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const o = await p.output();
   return { code: o.code, out: decoder.decode(o.stdout), err: decoder.decode(o.stderr) };
 }
 
@@ -133,13 +142,17 @@ export async function digIn(
 
 /** A keeldns guardian (and its child) running inside a namespace, with its log. */
 export class NsKeeldns {
-  readonly lines: string[] = [];
+  private readonly log: LogLines;
   private readonly done: Promise<Deno.CommandStatus>;
-  private readonly pumped: Promise<void>;
 
   private constructor(private readonly process: Deno.ChildProcess, readonly dir: string) {
     this.done = process.status;
-    this.pumped = this.pump();
+    this.log = new LogLines(process.stderr);
+  }
+
+  /** Every stderr line so far. */
+  get lines(): string[] {
+    return this.log.lines;
   }
 
   /** Writes `config` as `name`, starts keeldns in `ns` on it and waits until its child is ready. */
@@ -174,32 +187,9 @@ export class NsKeeldns {
     return `${this.dir}/control.sock`;
   }
 
-  private async pump(): Promise<void> {
-    let rest = "";
-    for await (const chunk of this.process.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.lines.push(rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-    }
-    if (rest) this.lines.push(rest);
-  }
-
-  /** Waits (polling, bounded) for a log line matching `pattern`. */
+  /** Waits for a log line matching `pattern` (after line index `from`); gives the line. */
   async waitFor(pattern: RegExp, timeoutMs: number, from = 0): Promise<string> {
-    const find = () => this.lines.slice(from).find((l) => pattern.test(l));
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const line = find();
-      if (line) return line;
-      const exited = await Promise.race([this.done.then(() => true), sleep(50).then(() => false)]);
-      if (exited) break;
-    }
-    const line = find();
-    if (line) return line;
-    throw new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${this.lines.join("\n")}`);
+    return (await this.log.waitFor(pattern, timeoutMs, from)).input!;
   }
 
   /** `keeldns status` over the control socket, as key → value. */
@@ -235,7 +225,7 @@ export class NsKeeldns {
     }, 10_000);
     const status = await this.done;
     clearTimeout(timer);
-    await this.pumped.catch(() => {});
+    await this.log.ended.catch(() => {});
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     return status;
   }
