@@ -554,6 +554,19 @@ class TomlWriter {
         this.out.push(`force-qtype-soa = [${g.rules.forceQtypeSoa.join(", ")}]`);
       }
       if (g.clientSubnet) this.out.push(`edns-client-subnet = ${subnetValue(g.clientSubnet)}`);
+      const modes = formatSpeedCheckModes(g.rules.speedCheck);
+      if (modes !== formatSpeedCheckModes(r.speedCheck)) this.out.push(`speed-check-mode = ${str(modes)}`);
+      if (g.rules.responseMode !== r.responseMode) {
+        this.out.push(`response-mode = ${str(g.rules.responseMode)}`);
+      }
+      const ds = g.rules.dualstack;
+      if (ds.enabled !== r.dualstack.enabled) this.out.push(`dualstack-ip-selection = ${ds.enabled}`);
+      if (ds.thresholdMs !== r.dualstack.thresholdMs) {
+        this.out.push(`dualstack-ip-selection-threshold = ${ds.thresholdMs}`);
+      }
+      if (ds.allowForceAAAA !== r.dualstack.allowForceAAAA) {
+        this.out.push(`dualstack-ip-allow-force-aaaa = ${ds.allowForceAAAA}`);
+      }
       for (const rule of g.rules.domainRules.filter((x) => x.group === g.name)) this.rule(rule, "group.rule");
     }
   }

@@ -398,3 +398,24 @@ Deno.test("convert: resolv.conf's nameservers, when only they can resolve the se
     ["192.0.2.200", true],
   ]);
 });
+
+Deno.test("convert: a group's own speed check settings become [[group]] keys and read back the same", () => {
+  const c = parseSmartdnsConf(
+    "server 9.9.9.9\nclient-rules 10.0.0.0/8 -group g\ngroup-begin g\nspeed-check-mode tcp:443\n" +
+      "response-mode fastest-ip\ndualstack-ip-selection no\ngroup-end\ndomain-rules /x.test/ -c none -r fastest-response\n",
+    CONF,
+    () => "",
+  );
+  const toml = convertToToml(c);
+  assertMatch(
+    toml,
+    /\[\[group\]\]\nname = "g"\n.*\nspeed-check-mode = "tcp:443"\nresponse-mode = "fastest-ip"\ndualstack-ip-selection = false\n/,
+  );
+  const back = parseTomlConfig(toml, OUT);
+  assertEquals(back.groups[0].rules.speedCheck, c.groups[0].rules.speedCheck);
+  assertEquals(back.groups[0].rules.responseMode, "fastest-ip");
+  assertEquals(back.groups[0].rules.dualstack, c.groups[0].rules.dualstack);
+  assertEquals(back.rules.speedCheck, c.rules.speedCheck);
+  const rule = back.rules.domainRules.find((r) => r.domains[0] === "x.test")!;
+  assertEquals([rule.speedCheck, rule.responseMode], [[], "fastest-response"]);
+});

@@ -87,7 +87,19 @@ const SCHEMA: Record<string, readonly string[]> = {
     "ip-set",
     "group",
   ],
-  group: ["name", "clients", "force-aaaa-soa", "force-qtype-soa", "edns-client-subnet", "rule"],
+  group: [
+    "name",
+    "clients",
+    "force-aaaa-soa",
+    "force-qtype-soa",
+    "edns-client-subnet",
+    "speed-check-mode",
+    "response-mode",
+    "dualstack-ip-selection",
+    "dualstack-ip-selection-threshold",
+    "dualstack-ip-allow-force-aaaa",
+    "rule",
+  ],
   listen: ["address", "group", "flags"],
   rules: [
     "local-ttl",
@@ -617,6 +629,38 @@ class TomlConfigReader {
     });
   }
 
+  /** A `[[group]]`'s speed check settings, each the default policy's unless set. */
+  private speedSettings(
+    g: Table,
+    path: string,
+    rules: RulesConfig,
+  ): Pick<RulesConfig, "speedCheck" | "responseMode" | "dualstack"> {
+    const modes = this.string(g, "speed-check-mode", path);
+    return {
+      speedCheck: modes === undefined
+        ? rules.speedCheck
+        : this.parsed(`${path}.speed-check-mode`, "speed-check-mode", () => parseSpeedCheckModes(modes)),
+      responseMode: this.choice(g, "response-mode", path, RESPONSE_MODES, rules.responseMode),
+      dualstack: {
+        enabled: this.boolean(g, "dualstack-ip-selection", path, rules.dualstack.enabled),
+        thresholdMs: this.integer(
+          g,
+          "dualstack-ip-selection-threshold",
+          path,
+          0,
+          1000,
+          rules.dualstack.thresholdMs,
+        ),
+        allowForceAAAA: this.boolean(
+          g,
+          "dualstack-ip-allow-force-aaaa",
+          path,
+          rules.dualstack.allowForceAAAA,
+        ),
+      },
+    };
+  }
+
   /** The settings half of `[rules]`, around the already read rules and sets. */
   private rulesSettings(
     t: Table,
@@ -703,6 +747,7 @@ class TomlConfigReader {
           forceQtypeSoa: Array.isArray(qtypes)
             ? qtypes.map(Number).sort((a, b) => a - b)
             : rules.forceQtypeSoa,
+          ...this.speedSettings(g, path, rules),
         },
       };
     });
