@@ -88,23 +88,25 @@ export class QueryContext extends ParsedQuestion {
   rule = -1;
   /** Why the answer is what it is. */
   reason: ReasonCode = Reason.UPSTREAM;
+  // The fields below are `declare`d: never written on a cache hit, they cost the object nothing
+  // until a miss sets them (initialized fields would be defined on every query).
   /**
    * A better answer for the cache to store once it settles (the speed check's sorted addresses),
    * set on the miss path by the stage that makes it.
    */
-  refined?: Promise<Answer>;
+  declare refined?: Promise<Answer>;
   /**
    * Set by the speed stage before a miss goes upstream: the race hands it the other servers'
    * positive answers that come after the first, so their addresses are probed too, then
    * `undefined` once no more will come.
    */
-  onLaterAnswer?: (answer: StoredAnswer | undefined) => void;
+  declare onLaterAnswer?: (answer: StoredAnswer | undefined) => void;
   /** Set by the race when it goes on collecting answers for {@link onLaterAnswer}. */
-  moreAnswersExpected = false;
+  declare moreAnswersExpected?: boolean;
   /** The names' own speed check settings, from a `domain-rules` line (set by the rules stage). */
-  speedRule?: SpeedOverride;
+  declare speedRule?: SpeedOverride;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
-  sibling = false;
+  declare sibling?: boolean;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -74,7 +74,7 @@ export class RulesStage implements Stage {
     if (flags & BindFlag.NO_RULES) return next(ctx);
     const verdict = (this.sets[ctx.ruleGroup] ?? this.sets[0]).judge(ctx.wire, ctx.qtype);
     ctx.rule = verdict.rule;
-    ctx.speedRule = verdict.speed;
+    if (verdict.speed) ctx.speedRule = verdict.speed;
     if (verdict.answer && !skippedByListener(verdict.reason, flags)) {
       ctx.reason = verdict.reason;
       if (verdict.reason === Reason.BLOCKED) this.counters.blocked++;

@@ -144,7 +144,7 @@ export class SpeedStage implements Stage {
     if (ips.length === 0 || (ips.length === 1 && !ctx.moreAnswersExpected)) return undefined;
     this.counters.checked++;
     const budget = Math.max(MIN_BUDGET_MS, SPEED_BUDGET_MS - (performance.now() - started));
-    const selection = new Selection(choice, a, type, started, budget, ctx.moreAnswersExpected);
+    const selection = new Selection(choice, a, type, started, budget, ctx.moreAnswersExpected === true);
     for (const ip of ips) selection.probe(ip);
     ctx.refined = selection.refined;
     return selection;
