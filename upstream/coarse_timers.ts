@@ -12,6 +12,9 @@
 /** How far apart two deadlines may be and still share one real timer (ms). */
 export const GRANULARITY_MS = 4;
 
+/** What a coarse timer runs: a function, or an object whose `timeUp` is called (no closure needed). */
+export type TimerCallback = (() => void) | { timeUp(): void };
+
 /** A callback waiting in a bucket; `cancel` makes it never run. */
 export interface CoarseTimer {
   cancel(): void;
@@ -26,7 +29,7 @@ class Bucket {
 
 class Entry implements CoarseTimer {
   constructor(
-    public callback: (() => void) | undefined,
+    public callback: TimerCallback | undefined,
     readonly bucket: Bucket,
     readonly owner: CoarseTimers,
   ) {}
@@ -43,7 +46,7 @@ export class CoarseTimers {
   private readonly buckets = new Map<number, Bucket>();
 
   /** Runs `callback` once, `ms` milliseconds from now (up to {@link GRANULARITY_MS} later). */
-  after(ms: number, callback: () => void): CoarseTimer {
+  after(ms: number, callback: TimerCallback): CoarseTimer {
     const due = Math.ceil((performance.now() + ms) / GRANULARITY_MS);
     let bucket = this.buckets.get(due);
     if (bucket === undefined) {
@@ -71,7 +74,8 @@ export class CoarseTimers {
       if (callback === undefined) continue;
       entry.callback = undefined;
       try {
-        callback();
+        if (typeof callback === "function") callback();
+        else callback.timeUp();
       } catch (e) {
         queueMicrotask(() => {
           throw e;
