@@ -2,15 +2,22 @@
  * Cheap timers for the miss path: callbacks due within the same few milliseconds share one real
  * timer. A Deno `setTimeout` costs ~1.3 µs and ~1.4 KB of heap, and every miss used to start three
  * or four of them (retransmit, timeouts) that almost always end cleared; here one costs a small
- * object and an array slot. Callbacks run up to {@link GRANULARITY_MS} late, never early. A
+ * object and an array slot. Callbacks run up to {@link GRANULARITY_MS} late, never early (long
+ * delays, which are timeouts that almost never fire, share coarser buckets: up to 16 ms late from
+ * 500 ms, 64 ms from 2 s, so that a bucket is not made and dropped every few milliseconds). A
  * bucket's real timer is cleared as soon as nothing in it is still due, so no timer outlives the
  * work it was for.
  *
  * @module
  */
 
-/** How far apart two deadlines may be and still share one real timer (ms). */
+/** How far apart two deadlines may be and still share one real timer (ms), for delays below 500 ms. */
 export const GRANULARITY_MS = 4;
+
+/** The bucket width for a delay of `ms`: about 1/32 of it, at least {@link GRANULARITY_MS}. */
+function sliceOf(ms: number): number {
+  return ms >= 2000 ? 64 : ms >= 500 ? 16 : GRANULARITY_MS;
+}
 
 /** What a coarse timer runs: a function, or an object whose `timeUp` is called (no closure needed). */
 export type TimerCallback = (() => void) | { timeUp(): void };
@@ -45,19 +52,26 @@ class Entry implements CoarseTimer {
 export class CoarseTimers {
   private readonly buckets = new Map<number, Bucket>();
 
-  /** Runs `callback` once, `ms` milliseconds from now (up to {@link GRANULARITY_MS} later). */
+  /** Runs `callback` once, `ms` milliseconds from now (a little later: see the module doc). */
   after(ms: number, callback: TimerCallback): CoarseTimer {
-    const due = Math.ceil((performance.now() + ms) / GRANULARITY_MS);
+    const now = performance.now();
+    const slice = sliceOf(ms);
+    const due = Math.ceil((now + ms) / slice) * slice;
     let bucket = this.buckets.get(due);
     if (bucket === undefined) {
       const b = bucket = new Bucket(due);
       this.buckets.set(due, b);
-      b.timer = setTimeout(() => this.fire(b), Math.max(0, due * GRANULARITY_MS - performance.now()));
+      b.timer = setTimeout(() => this.fire(b), Math.max(0, due - now));
     }
     const entry = new Entry(callback, bucket, this);
     bucket.entries.push(entry);
     bucket.live++;
     return entry;
+  }
+
+  /** Real timers running (one per bucket with something due). */
+  get realTimers(): number {
+    return this.buckets.size;
   }
 
   /** Forgets a bucket with nothing left due, and its real timer. */

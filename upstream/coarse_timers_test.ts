@@ -49,3 +49,16 @@ Deno.test("coarse timers: a callback that throws does not stop the others in its
     globalThis.removeEventListener("error", onError);
   }
 });
+
+Deno.test("coarse timers: long delays asked over a few milliseconds share one real timer", async () => {
+  const timers = new CoarseTimers();
+  const all = [];
+  for (let i = 0; i < 10; i++) {
+    all.push(timers.after(3000, () => {}));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  // 10+ ms apart in all, in 64 ms buckets: at most two
+  assert(timers.realTimers <= 2, `${timers.realTimers} real timers`);
+  for (const t of all) t.cancel();
+  assertEquals(timers.realTimers, 0);
+});
