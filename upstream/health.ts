@@ -103,6 +103,8 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   private rttCount = 0;
   private rttNext = 0;
   private sorted?: Float64Array;
+  /** {@link timeoutMs} while {@link sorted} stands (asked twice per exchange: race and here). */
+  private adaptiveMs?: number;
   private sinceSorted = 0;
   private isDown = false;
   private consecutive = 0;
@@ -145,7 +147,11 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   /** How long one exchange may take: max(3 × p95, 200 ms), capped at the configured timeout. */
   get timeoutMs(): number {
     if (this.rttCount < RTT_MIN_SAMPLES) return this.options.timeoutMs;
-    return Math.min(this.options.timeoutMs, Math.max(3 * this.percentile(0.95), ADAPTIVE_FLOOR_MS));
+    if (this.sorted !== undefined && this.adaptiveMs !== undefined) return this.adaptiveMs;
+    return this.adaptiveMs = Math.min(
+      this.options.timeoutMs,
+      Math.max(3 * this.percentile(0.95), ADAPTIVE_FLOOR_MS),
+    );
   }
 
   /**
@@ -190,7 +196,7 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   /** The server's health, for `keeldns status`. */
   report(): UpstreamHealthReport {
     const round = (ms: number) => Math.round(ms * 10) / 10;
-    this.sorted = undefined; // exact for the report
+    this.sorted = this.adaptiveMs = undefined; // exact for the report
     return {
       address: this.address,
       state: this.isDown ? "down" : "up",
@@ -215,7 +221,7 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     if (this.rttCount < RTT_WINDOW) this.rttCount++;
     // Sorted again every few samples, not on each answer: the percentiles move slowly.
     if (++this.sinceSorted >= RESORT_EVERY || this.rttCount <= RTT_MIN_SAMPLES) {
-      this.sorted = undefined;
+      this.sorted = this.adaptiveMs = undefined;
       this.sinceSorted = 0;
     }
     if (this.isDown) this.setDown(false);

@@ -91,6 +91,11 @@ class PendingExchange implements PendingQuery, SendFailure {
   fail(e: Error): void {
     this.done(new UpstreamError(this.address, e.message));
   }
+
+  /** The retransmit timer ran out: the query is sent once more. */
+  timeUp(): void {
+    this.send(this.query, this);
+  }
 }
 
 /**
@@ -118,7 +123,7 @@ export function exchangeOn(
   });
   socket.pending.set(id, p);
   cancel.listen(p);
-  p.retransmit = coarseTimers.after(RETRANSMIT_AFTER, () => send(query, p));
+  p.retransmit = coarseTimers.after(RETRANSMIT_AFTER, p);
   try {
     send(query, p);
   } catch (e) {
