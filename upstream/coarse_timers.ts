@@ -27,14 +27,23 @@ export interface CoarseTimer {
   cancel(): void;
 }
 
+/**
+ * The callbacks due in one slice, in a doubly linked list: a cancelled entry is unlinked at once,
+ * so it does not live on (and get promoted to the old generation) until the bucket's time.
+ */
 class Bucket {
   constructor(readonly due: number) {}
-  readonly entries: Entry[] = [];
+  head: Entry | undefined = undefined;
+  tail: Entry | undefined = undefined;
   live = 0;
+  fired = false;
   timer?: ReturnType<typeof setTimeout>;
 }
 
 class Entry implements CoarseTimer {
+  prev: Entry | undefined = undefined;
+  next: Entry | undefined = undefined;
+
   constructor(
     public callback: TimerCallback | undefined,
     readonly bucket: Bucket,
@@ -44,7 +53,14 @@ class Entry implements CoarseTimer {
   cancel(): void {
     if (this.callback === undefined) return;
     this.callback = undefined;
-    if (--this.bucket.live === 0) this.owner.drop(this.bucket);
+    const bucket = this.bucket;
+    if (bucket.fired) return; // being run: the loop skips it
+    if (this.prev === undefined) bucket.head = this.next;
+    else this.prev.next = this.next;
+    if (this.next === undefined) bucket.tail = this.prev;
+    else this.next.prev = this.prev;
+    this.prev = this.next = undefined;
+    if (--bucket.live === 0) this.owner.drop(bucket);
   }
 }
 
@@ -64,7 +80,12 @@ export class CoarseTimers {
       b.timer = setTimeout(() => this.fire(b), Math.max(0, due - now));
     }
     const entry = new Entry(callback, bucket, this);
-    bucket.entries.push(entry);
+    if (bucket.tail === undefined) bucket.head = entry;
+    else {
+      bucket.tail.next = entry;
+      entry.prev = bucket.tail;
+    }
+    bucket.tail = entry;
     bucket.live++;
     return entry;
   }
@@ -82,8 +103,9 @@ export class CoarseTimers {
 
   private fire(bucket: Bucket): void {
     if (this.buckets.get(bucket.due) === bucket) this.buckets.delete(bucket.due);
+    bucket.fired = true;
     bucket.live = 0;
-    for (const entry of bucket.entries) {
+    for (let entry = bucket.head; entry !== undefined; entry = entry.next) {
       const callback = entry.callback;
       if (callback === undefined) continue;
       entry.callback = undefined;
