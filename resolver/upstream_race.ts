@@ -5,7 +5,7 @@
  *
  * Only healthy members are asked (those whose {@link HealthView.down} is not set), or all of them
  * when none is. Members marked {@link FallbackView.fallback} (`server … -fallback`) are raced only
- * when no other member answered usably. The losers are cancelled with {@link OUTRUN}, so their health
+ * when no other member answered usably. The losers are aborted with {@link OUTRUN}, so their health
  * is not charged for it.
  *
  * @module
@@ -63,7 +63,7 @@ export class UpstreamRace implements TerminalStage {
   /** Asked first (the non-fallback members; all of them if every member is a fallback). */
   private readonly primary: readonly Upstream[];
   /** Asked when no primary member answered usably. */
-  readonly fallbacks: readonly Upstream[];
+  private readonly fallbacks: readonly Upstream[];
   readonly counters: RaceCounters = {
     queries: 0,
     failures: 0,
@@ -75,15 +75,15 @@ export class UpstreamRace implements TerminalStage {
 
   constructor(
     private readonly upstreams: readonly Upstream[],
-    readonly ttlPolicy: TtlPolicy,
-    readonly timeoutMs: number,
-    readonly onFailure: UpstreamFailureListener = () => {},
+    private readonly ttlPolicy: TtlPolicy,
+    private readonly timeoutMs: number,
+    private readonly onFailure: UpstreamFailureListener = () => {},
     /** At most this many addresses of each family in an answer (max-reply-ip-num; 0 = all). */
     private readonly maxAddresses = 0,
     /** IP rules on the answers, if any. */
-    readonly ipRules?: RaceFilter,
+    private readonly ipRules?: RaceFilter,
     /** SmartDNS's ad-block vote on 0.x/127.x/::/::1 addresses, when on. */
-    readonly vote?: BlockingAnswerVote,
+    private readonly vote?: BlockingAnswerVote,
   ) {
     const isFallback = (u: Upstream) => (u as Partial<FallbackView>).fallback === true;
     const fallbacks = upstreams.filter(isFallback);
@@ -91,8 +91,14 @@ export class UpstreamRace implements TerminalStage {
     [this.primary, this.fallbacks] = primary.length > 0 ? [primary, fallbacks] : [fallbacks, []];
   }
 
+  /** The healthy ones of `members`, or all of them when none is. */
+  private static healthy(members: readonly Upstream[]): readonly Upstream[] {
+    const up = members.filter((u) => !(u as Partial<HealthView>).down);
+    return up.length > 0 ? up : members;
+  }
+
   /** The response with at most `maxAddresses` addresses per family (itself when within it). */
-  limited(response: Uint8Array, layout: ResponseLayout): [Uint8Array, ResponseLayout] {
+  private limited(response: Uint8Array, layout: ResponseLayout): [Uint8Array, ResponseLayout] {
     if (this.maxAddresses <= 0) return [response, layout];
     try {
       const wire = limitAddresses(response, this.maxAddresses);
@@ -106,20 +112,180 @@ export class UpstreamRace implements TerminalStage {
   /** Asks all upstreams in parallel and answers with the first usable response. */
   resolve(q: QueryContext): Promise<StoredAnswer> {
     this.counters.queries++;
-    const run = new RaceRun(this, q);
-    try {
-      run.ask(this.primary);
-    } catch (e) {
-      return Promise.reject(e); // as a throw inside a Promise executor would
-    }
-    return run.promise;
+    const cancel = new Cancel();
+    let timedOut = false;
+    // Coarse timers: one real timer per few milliseconds for every race (a timer per miss costs).
+    const timer = coarseTimers.after(this.timeoutMs, () => {
+      timedOut = true;
+      cancel.cancel();
+    });
+    return new Promise<StoredAnswer>((resolve) => {
+      /** Exchanges under way, and how many of them are past their server's adaptive timeout. */
+      let pending = 0;
+      let late = 0;
+      let finished = false;
+      let inFallback = false;
+      /** An upstream's REFUSED or SERVFAIL, passed on if nothing better comes. */
+      let passOn: StoredAnswer | undefined;
+      /** A fast negative answer, held for {@link NEGATIVE_WAIT_MS} in case a positive one follows. */
+      let negative: StoredAnswer | undefined;
+      /** Whether {@link negative} is an answer the ad-block vote left weak rather than a negative one. */
+      let negativeWeak = false;
+      let negativeTimer: CoarseTimer | undefined;
+      const lateTimers: CoarseTimer[] = [];
+      const tally: VoteTally = { votes: 0 };
+      /** After the first positive answer, the others' positive answers go to `later` for a while. */
+      const later = q.onLaterAnswer;
+      let collecting = false;
+      let collectTimer: CoarseTimer | undefined;
+      const stopCollecting = () => {
+        collecting = false;
+        collectTimer?.cancel();
+        timer.cancel();
+        if (pending > 0) cancel.cancel(OUTRUN);
+        later?.(undefined);
+      };
+      /**
+       * Ends the race with `answer`. `own` is 1 when the exchange that gave it is still counted in
+       * `pending`: the others are aborted only when one is still under way (an abort costs).
+       */
+      const settle = (answer: StoredAnswer, positive = false, own = 0) => {
+        if (finished) return;
+        finished = true;
+        negativeTimer?.cancel();
+        for (const t of lateTimers) t.cancel();
+        if (later && positive && pending > 1) {
+          // The speed check probes the addresses of every server's answer, as SmartDNS does.
+          collecting = true;
+          q.moreAnswersExpected = true;
+          collectTimer = coarseTimers.after(COLLECT_MS, stopCollecting);
+        } else {
+          timer.cancel();
+          if (pending > own) cancel.cancel(OUTRUN);
+        }
+        resolve(answer);
+      };
+      /**
+       * Called whenever an exchange ends or goes late. Once every exchange under way has ended or is
+       * late (silent past its server's adaptive timeout), the fallback servers are asked; then an
+       * answer in hand (negative, or an upstream's error) is given without waiting for the late
+       * ones. With nothing in hand the race waits on for them, up to the race's own timeout.
+       */
+      const check = () => {
+        if (finished || pending > late) return;
+        if (!inFallback && !timedOut && !negative && this.fallbacks.length > 0) {
+          inFallback = true;
+          return ask(this.fallbacks);
+        }
+        if (negative) return settle(negative);
+        if (pending > 0 && !passOn) return;
+        this.counters.failures++;
+        q.reason = Reason.SERVFAIL;
+        settle(passOn ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
+      };
+      const ask = (members: readonly Upstream[]) => {
+        pending++; // held while asking, so an empty group ends too
+        for (const upstream of UpstreamRace.healthy(members)) exchange(upstream);
+        pending--;
+        check();
+      };
+      const exchange = (upstream: Upstream) => {
+        pending++;
+        let isLate = false;
+        const adaptive = (upstream as Partial<HealthView>).timeoutMs;
+        const lateTimer = adaptive !== undefined && adaptive < this.timeoutMs
+          ? coarseTimers.after(adaptive, () => {
+            isLate = true;
+            late++;
+            check();
+          })
+          : undefined;
+        if (lateTimer !== undefined) lateTimers.push(lateTimer);
+        const oneDone = () => {
+          lateTimer?.cancel();
+          pending--;
+          if (isLate) late--;
+          if (collecting && pending === 0) stopCollecting();
+          check();
+        };
+        upstream.exchange(q, cancel).then((response) => {
+          if (finished && !collecting) return;
+          // Checked once here, before it may win or be cached: nothing malformed reaches a client.
+          // Our queries are standard queries (opcode 0): an answer with another opcode is not theirs.
+          const problem = (response[2] & 0x78) !== 0
+            ? "an answer with another opcode"
+            : messageProblem(response);
+          let layout = problem === null ? scanResponse(response) : null;
+          let weak = false;
+          if (layout !== null && this.vote) {
+            [response, layout, weak] = this.voted(tally, response, layout, q.qtype);
+          }
+          if (layout === null) {
+            this.counters.invalidAnswers++;
+            this.onFailure(
+              upstream,
+              new Error(`malformed answer refused: ${problem ?? "unreadable records"}`),
+            );
+            return oneDone();
+          }
+          let wire = response;
+          let wireLayout = layout;
+          if (this.ipRules) {
+            const verdict = this.ipRules.filter.judge(response, this.ipRules.flagsOf(upstream));
+            if (verdict.kind === "refuse") {
+              this.counters.filteredAnswers++;
+              this.onFailure(upstream, new Error(`answer refused by an IP rule: ${verdict.why}`));
+              return oneDone();
+            }
+            if (verdict.kind === "nxdomain") {
+              if (finished) return oneDone();
+              this.counters.bogusAnswers++;
+              return settle(this.bogus(q), false, 1);
+            }
+            if (verdict.kind === "rewritten") {
+              const rewritten = scanResponse(verdict.wire);
+              if (rewritten) [wire, wireLayout] = [verdict.wire, rewritten];
+            }
+          }
+          [wire, wireLayout] = this.limited(wire, wireLayout);
+          const answer = StoredAnswer.fromResponse(wire, wireLayout, this.ttlPolicy, Date.now());
+          if (layout.rcode === Rcode.NOERROR || layout.rcode === Rcode.NXDOMAIN) {
+            // An answer the ad-block vote left weak is held like a negative one: given if nothing better comes.
+            const positive = !weak && layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
+            if (finished) {
+              if (positive) later?.(answer);
+              return oneDone();
+            }
+            if (positive) {
+              if (negative) this.counters.negativeOvertaken++;
+              return settle(answer, true, 1);
+            }
+            // A negative answer from the first server does not end the race at once: a positive
+            // one from another server within the wait wins (SmartDNS prefers an answer with records).
+            // A weak answer is preferred to a negative one: it has addresses.
+            if (pending <= 1) return settle(negative && negativeWeak && !weak ? negative : answer, false, 1);
+            if (!negative || (weak && !negativeWeak)) [negative, negativeWeak] = [answer, weak];
+            negativeTimer ??= coarseTimers.after(NEGATIVE_WAIT_MS, () => settle(negative!));
+            return oneDone();
+          }
+          if (!finished) passOn ??= answer;
+          oneDone();
+        }, (error) => {
+          if (!finished) {
+            this.onFailure(upstream, timedOut ? new Error(`no answer in ${this.timeoutMs} ms`) : error);
+          }
+          oneDone();
+        });
+      };
+      ask(this.primary);
+    });
   }
 
   /**
    * The answer with the addresses the ad-block vote drops taken out (as it came if it cannot be
    * rebuilt), and whether the vote left it weak (every address dropped: kept as it came).
    */
-  voted(
+  private voted(
     tally: VoteTally,
     response: Uint8Array,
     layout: ResponseLayout,
@@ -135,227 +301,8 @@ export class UpstreamRace implements TerminalStage {
   }
 
   /** The NXDOMAIN (with the local SOA) a bogus-nxdomain answer becomes; cached like one. */
-  bogus(q: QueryContext): StoredAnswer {
+  private bogus(q: QueryContext): StoredAnswer {
     const wire = LocalAnswer.soa(Rcode.NXDOMAIN).render(q, Date.now(), 65535);
     return StoredAnswer.fromResponse(wire, scanResponse(wire)!, this.ttlPolicy, Date.now());
-  }
-}
-
-/** The healthy ones of `members`, or all of them when none is. */
-function healthy(members: readonly Upstream[]): readonly Upstream[] {
-  const up = members.filter((u) => !(u as Partial<HealthView>).down);
-  return up.length > 0 ? up : members;
-}
-
-/** One server's exchange in a race: its late timer and whether it went late. */
-class RaceExchange {
-  isLate = false;
-  lateTimer: CoarseTimer | undefined = undefined;
-
-  constructor(readonly run: RaceRun, readonly upstream: Upstream) {}
-
-  /** Silent past its server's adaptive timeout. */
-  timeUp(): void {
-    this.isLate = true;
-    this.run.late++;
-    this.run.check();
-  }
-}
-
-/**
- * One question's race: its state in one object (the {@link Cancel} every exchange of it gets),
- * instead of a closure per step. Fired with {@link OUTRUN} when the race is won while exchanges
- * are still under way, without a reason on the race's timeout.
- */
-class RaceRun extends Cancel {
-  readonly promise: Promise<StoredAnswer>;
-  private resolveWith!: (answer: StoredAnswer) => void;
-  /** Exchanges under way, and how many of them are past their server's adaptive timeout. */
-  pending = 0;
-  late = 0;
-  private finished = false;
-  private inFallback = false;
-  private timedOut = false;
-  /** An upstream's REFUSED or SERVFAIL, passed on if nothing better comes. */
-  private passOn: StoredAnswer | undefined = undefined;
-  /** A fast negative answer, held for {@link NEGATIVE_WAIT_MS} in case a positive one follows. */
-  private negative: StoredAnswer | undefined = undefined;
-  /** Whether {@link negative} is an answer the ad-block vote left weak rather than a negative one. */
-  private negativeWeak = false;
-  private negativeTimer: CoarseTimer | undefined = undefined;
-  private lateTimers: CoarseTimer[] | undefined = undefined;
-  private tally: VoteTally | undefined = undefined;
-  /** After the first positive answer, the others' positive answers go to `later` for a while. */
-  private readonly later: QueryContext["onLaterAnswer"];
-  private collecting = false;
-  private collectTimer: CoarseTimer | undefined = undefined;
-  /** The race's own timeout. */
-  private readonly timer: CoarseTimer;
-
-  constructor(private readonly race: UpstreamRace, private readonly q: QueryContext) {
-    super();
-    this.later = q.onLaterAnswer;
-    // Coarse timers: one real timer per few milliseconds for every race (a timer per miss costs).
-    this.timer = coarseTimers.after(race.timeoutMs, this);
-    this.promise = new Promise<StoredAnswer>((resolve) => {
-      this.resolveWith = resolve;
-    });
-  }
-
-  /** The race's timeout. */
-  timeUp(): void {
-    this.timedOut = true;
-    this.cancel();
-  }
-
-  private stopCollecting(): void {
-    this.collecting = false;
-    this.collectTimer?.cancel();
-    this.timer.cancel();
-    if (this.pending > 0) this.cancel(OUTRUN);
-    this.later?.(undefined);
-  }
-
-  /**
-   * Ends the race with `answer`. `own` is 1 when the exchange that gave it is still counted in
-   * `pending`: the others are cancelled only when one is still under way (a cancel costs).
-   */
-  private settle(answer: StoredAnswer, positive = false, own = 0): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.negativeTimer?.cancel();
-    if (this.lateTimers !== undefined) { for (const t of this.lateTimers) t.cancel(); }
-    if (this.later && positive && this.pending > 1) {
-      // The speed check probes the addresses of every server's answer, as SmartDNS does.
-      this.collecting = true;
-      this.q.moreAnswersExpected = true;
-      this.collectTimer = coarseTimers.after(COLLECT_MS, () => this.stopCollecting());
-    } else {
-      this.timer.cancel();
-      if (this.pending > own) this.cancel(OUTRUN);
-    }
-    this.resolveWith(answer);
-  }
-
-  /**
-   * Called whenever an exchange ends or goes late. Once every exchange under way has ended or is
-   * late (silent past its server's adaptive timeout), the fallback servers are asked; then an
-   * answer in hand (negative, or an upstream's error) is given without waiting for the late
-   * ones. With nothing in hand the race waits on for them, up to the race's own timeout.
-   */
-  check(): void {
-    if (this.finished || this.pending > this.late) return;
-    const race = this.race;
-    if (!this.inFallback && !this.timedOut && !this.negative && race.fallbacks.length > 0) {
-      this.inFallback = true;
-      return this.ask(race.fallbacks);
-    }
-    if (this.negative) return this.settle(this.negative);
-    if (this.pending > 0 && !this.passOn) return;
-    race.counters.failures++;
-    this.q.reason = Reason.SERVFAIL;
-    this.settle(this.passOn ?? StoredAnswer.empty(this.q, Rcode.SERVFAIL, Date.now()));
-  }
-
-  /** Asks the healthy ones of `members` (all of them when none is). */
-  ask(members: readonly Upstream[]): void {
-    this.pending++; // held while asking, so an empty group ends too
-    for (const upstream of healthy(members)) this.exchange(upstream);
-    this.pending--;
-    this.check();
-  }
-
-  private exchange(upstream: Upstream): void {
-    this.pending++;
-    const x = new RaceExchange(this, upstream);
-    const adaptive = (upstream as Partial<HealthView>).timeoutMs;
-    if (adaptive !== undefined && adaptive < this.race.timeoutMs) {
-      x.lateTimer = coarseTimers.after(adaptive, x);
-      (this.lateTimers ??= []).push(x.lateTimer);
-    }
-    upstream.exchange(this.q, this).then(
-      (response) => this.answered(x, response),
-      (error) => this.failed(x, error),
-    );
-  }
-
-  private oneDone(x: RaceExchange): void {
-    x.lateTimer?.cancel();
-    this.pending--;
-    if (x.isLate) this.late--;
-    if (this.collecting && this.pending === 0) this.stopCollecting();
-    this.check();
-  }
-
-  private answered(x: RaceExchange, response: Uint8Array): void {
-    if (this.finished && !this.collecting) return;
-    const race = this.race;
-    const q = this.q;
-    const upstream = x.upstream;
-    // Checked once here, before it may win or be cached: nothing malformed reaches a client.
-    // Our queries are standard queries (opcode 0): an answer with another opcode is not theirs.
-    const problem = (response[2] & 0x78) !== 0 ? "an answer with another opcode" : messageProblem(response);
-    let layout = problem === null ? scanResponse(response) : null;
-    let weak = false;
-    if (layout !== null && race.vote) {
-      [response, layout, weak] = race.voted(this.tally ??= { votes: 0 }, response, layout, q.qtype);
-    }
-    if (layout === null) {
-      race.counters.invalidAnswers++;
-      race.onFailure(upstream, new Error(`malformed answer refused: ${problem ?? "unreadable records"}`));
-      return this.oneDone(x);
-    }
-    let wire = response;
-    let wireLayout = layout;
-    if (race.ipRules) {
-      const verdict = race.ipRules.filter.judge(response, race.ipRules.flagsOf(upstream));
-      if (verdict.kind === "refuse") {
-        race.counters.filteredAnswers++;
-        race.onFailure(upstream, new Error(`answer refused by an IP rule: ${verdict.why}`));
-        return this.oneDone(x);
-      }
-      if (verdict.kind === "nxdomain") {
-        if (this.finished) return this.oneDone(x);
-        race.counters.bogusAnswers++;
-        return this.settle(race.bogus(q), false, 1);
-      }
-      if (verdict.kind === "rewritten") {
-        const rewritten = scanResponse(verdict.wire);
-        if (rewritten) [wire, wireLayout] = [verdict.wire, rewritten];
-      }
-    }
-    [wire, wireLayout] = race.limited(wire, wireLayout);
-    const answer = StoredAnswer.fromResponse(wire, wireLayout, race.ttlPolicy, Date.now());
-    if (layout.rcode === Rcode.NOERROR || layout.rcode === Rcode.NXDOMAIN) {
-      // An answer the ad-block vote left weak is held like a negative one: given if nothing better comes.
-      const positive = !weak && layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
-      if (this.finished) {
-        if (positive) this.later?.(answer);
-        return this.oneDone(x);
-      }
-      if (positive) {
-        if (this.negative) race.counters.negativeOvertaken++;
-        return this.settle(answer, true, 1);
-      }
-      // A negative answer from the first server does not end the race at once: a positive
-      // one from another server within the wait wins (SmartDNS prefers an answer with records).
-      // A weak answer is preferred to a negative one: it has addresses.
-      if (this.pending <= 1) {
-        return this.settle(this.negative && this.negativeWeak && !weak ? this.negative : answer, false, 1);
-      }
-      if (!this.negative || (weak && !this.negativeWeak)) [this.negative, this.negativeWeak] = [answer, weak];
-      this.negativeTimer ??= coarseTimers.after(NEGATIVE_WAIT_MS, () => this.settle(this.negative!));
-      return this.oneDone(x);
-    }
-    if (!this.finished) this.passOn ??= answer;
-    this.oneDone(x);
-  }
-
-  private failed(x: RaceExchange, error: unknown): void {
-    if (!this.finished) {
-      const race = this.race;
-      race.onFailure(x.upstream, this.timedOut ? new Error(`no answer in ${race.timeoutMs} ms`) : error);
-    }
-    this.oneDone(x);
   }
 }
