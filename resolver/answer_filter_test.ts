@@ -27,10 +27,10 @@ function server(name: string, delay: number, ips: string[] | "nx"): Upstream {
   return {
     address: name,
     close() {},
-    exchange: (q, signal) =>
+    exchange: (q, cancel) =>
       new Promise((resolve, reject) => {
         const t = setTimeout(() => resolve(reply(q, ips)), delay);
-        signal.addEventListener("abort", () => (clearTimeout(t), reject(new Error("aborted"))));
+        cancel.listen(() => (clearTimeout(t), reject(new Error("aborted"))));
       }),
   };
 }

@@ -22,6 +22,7 @@ import type { BlockingAnswerVote, VoteTally } from "./blocking_answer_vote.ts";
 import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
 import { type CoarseTimer, coarseTimers } from "../upstream/coarse_timers.ts";
+import { Cancel } from "../upstream/cancel.ts";
 
 /** Counters the race keeps. */
 export interface RaceCounters {
@@ -111,12 +112,12 @@ export class UpstreamRace implements TerminalStage {
   /** Asks all upstreams in parallel and answers with the first usable response. */
   resolve(q: QueryContext): Promise<StoredAnswer> {
     this.counters.queries++;
-    const controller = new AbortController();
+    const cancel = new Cancel();
     let timedOut = false;
     // Coarse timers: one real timer per few milliseconds for every race (a timer per miss costs).
     const timer = coarseTimers.after(this.timeoutMs, () => {
       timedOut = true;
-      controller.abort();
+      cancel.cancel();
     });
     return new Promise<StoredAnswer>((resolve) => {
       /** Exchanges under way, and how many of them are past their server's adaptive timeout. */
@@ -141,7 +142,7 @@ export class UpstreamRace implements TerminalStage {
         collecting = false;
         collectTimer?.cancel();
         timer.cancel();
-        if (pending > 0) controller.abort(OUTRUN);
+        if (pending > 0) cancel.cancel(OUTRUN);
         later?.(undefined);
       };
       /**
@@ -160,7 +161,7 @@ export class UpstreamRace implements TerminalStage {
           collectTimer = coarseTimers.after(COLLECT_MS, stopCollecting);
         } else {
           timer.cancel();
-          if (pending > own) controller.abort(OUTRUN);
+          if (pending > own) cancel.cancel(OUTRUN);
         }
         resolve(answer);
       };
@@ -207,7 +208,7 @@ export class UpstreamRace implements TerminalStage {
           if (collecting && pending === 0) stopCollecting();
           check();
         };
-        upstream.exchange(q, controller.signal).then((response) => {
+        upstream.exchange(q, cancel).then((response) => {
           if (finished && !collecting) return;
           // Checked once here, before it may win or be cached: nothing malformed reaches a client.
           // Our queries are standard queries (opcode 0): an answer with another opcode is not theirs.

@@ -31,7 +31,7 @@ function fakeUpstream(name: string, delay: number, outcome: number | "fail", cal
   return {
     address: name,
     close() {},
-    exchange(q, signal) {
+    exchange(q, cancel) {
       calls.push(name);
       return new Promise((resolve, reject) => {
         const t = setTimeout(
@@ -41,7 +41,7 @@ function fakeUpstream(name: string, delay: number, outcome: number | "fail", cal
               : resolve(reply(q, outcome, name === "slow" ? "192.0.2.9" : "192.0.2.1")),
           delay,
         );
-        signal.addEventListener("abort", () => {
+        cancel.listen(() => {
           clearTimeout(t);
           reject(new UpstreamError(name, "aborted"));
         });
@@ -332,7 +332,7 @@ function addressUpstream(name: string, delay: number, ips: string[]): Upstream {
   return {
     address: name,
     close() {},
-    exchange(q, signal) {
+    exchange(q, cancel) {
       return new Promise((resolve, reject) => {
         const t = setTimeout(() =>
           resolve(encodePacket({
@@ -342,7 +342,7 @@ function addressUpstream(name: string, delay: number, ips: string[]): Upstream {
             questions: [{ name: q.name, type: "A", class: "IN" }],
             answers: ips.map((data) => ({ name: q.name, type: "A" as const, ttl: 60, data })),
           })), delay);
-        signal.addEventListener("abort", () => {
+        cancel.listen(() => {
           clearTimeout(t);
           reject(new UpstreamError(name, "aborted"));
         });

@@ -18,6 +18,7 @@ import { makeTestPki } from "./helpers/test_pki.ts";
 import { frame } from "../dns/stream_framing.ts";
 import { parseQuery } from "../dns/wire.ts";
 import { QuicUpstream } from "../upstream/quic.ts";
+import { Cancel } from "../upstream/cancel.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,7 +87,7 @@ level = "info"
       { log: () => {} },
     );
     const ask = async (name: string) => {
-      const answer = await client.exchange(parseQuery(buildQuery(name, "A")), AbortSignal.timeout(3000));
+      const answer = await client.exchange(parseQuery(buildQuery(name, "A")), Cancel.after(3000));
       return decodeReply(answer);
     };
     const connect = () =>
@@ -278,7 +279,7 @@ level = "info"
       );
     const ask = async (u: QuicUpstream) => {
       try {
-        const answer = await u.exchange(parseQuery(buildQuery("x.test", "A")), AbortSignal.timeout(3000));
+        const answer = await u.exchange(parseQuery(buildQuery("x.test", "A")), Cancel.after(3000));
         return decodeReply(answer).answers.map((a) => a.data);
       } finally {
         u.close();

@@ -12,6 +12,7 @@ import { parseQuery, type Question } from "../dns/wire.ts";
 import { OUTRUN } from "./health.ts";
 import { ownQuestion } from "./query_options.ts";
 import { canonicalIp, type Upstream, UpstreamError } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 /** An address a name resolved to, and for how many seconds the answer said it holds. */
 export interface ResolvedAddress {
@@ -61,15 +62,15 @@ export class BootstrapResolver {
 
   /**
    * Resolves `name` to one address. Rejects with an Error whose message says what each server
-   * answered, or when `signal` aborts.
+   * answered, or when `cancel` fires.
    */
-  async resolve(name: string, signal?: AbortSignal): Promise<ResolvedAddress> {
+  async resolve(name: string, cancel?: Cancel): Promise<ResolvedAddress> {
     if (this.servers.length === 0) throw new Error("no bootstrap server to resolve it");
-    const v6 = new AbortController();
-    const aaaa = this.ask(name, "AAAA", v6.signal, signal);
-    const a = await this.ask(name, "A", undefined, signal);
+    const v6 = new Cancel();
+    const aaaa = this.ask(name, "AAAA", v6, cancel);
+    const a = await this.ask(name, "A", undefined, cancel);
     if (typeof a !== "string") {
-      v6.abort(OUTRUN);
+      v6.cancel(OUTRUN);
       aaaa.catch(() => {});
       return { ip: a.ips[0], ttl: a.ttl };
     }
@@ -79,13 +80,11 @@ export class BootstrapResolver {
   }
 
   /** Asks every server for `name`/`type`; the first answer with addresses wins, the others are dropped. */
-  private ask(name: string, type: "A" | "AAAA", own?: AbortSignal, outer?: AbortSignal): Promise<Outcome> {
-    const controller = new AbortController();
-    const abort = (reason: unknown) => controller.abort(reason);
-    const onOwn = () => abort(own!.reason);
-    const onOuter = () => abort(outer!.reason);
-    own?.addEventListener("abort", onOwn, { once: true });
-    outer?.addEventListener("abort", onOuter, { once: true });
+  private ask(name: string, type: "A" | "AAAA", own?: Cancel, outer?: Cancel): Promise<Outcome> {
+    const exchanges = new Cancel();
+    const abort = (reason: unknown) => exchanges.cancel(reason);
+    own?.listen(abort);
+    outer?.listen(abort);
     const timer = setTimeout(() => abort(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
     const q = question(name, type);
     const { promise, resolve } = Promise.withResolvers<Outcome>();
@@ -96,7 +95,7 @@ export class BootstrapResolver {
       if (--left === 0) resolve(reasons.join(", "));
     };
     for (const server of this.servers) {
-      server.exchange(q, controller.signal).then((wire) => {
+      server.exchange(q, exchanges).then((wire) => {
         const got = addressesIn(wire, type);
         if (typeof got === "string") none(`${server.address} ${got}`);
         else resolve(got);
@@ -104,9 +103,9 @@ export class BootstrapResolver {
     }
     return promise.finally(() => {
       clearTimeout(timer);
-      own?.removeEventListener("abort", onOwn);
-      outer?.removeEventListener("abort", onOuter);
-      if (!controller.signal.aborted) controller.abort(OUTRUN); // the others' answers are not needed
+      own?.unlisten(abort);
+      outer?.unlisten(abort);
+      exchanges.cancel(OUTRUN); // the others' answers are not needed
     });
   }
 }

@@ -49,3 +49,32 @@ Deno.test("coarse timers: a callback that throws does not stop the others in its
     globalThis.removeEventListener("error", onError);
   }
 });
+
+Deno.test("coarse timers: long delays asked over a few milliseconds share one real timer", async () => {
+  const timers = new CoarseTimers();
+  const all = [];
+  for (let i = 0; i < 10; i++) {
+    all.push(timers.after(3000, () => {}));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  // 10+ ms apart in all, in 64 ms buckets: at most two
+  assert(timers.realTimers <= 2, `${timers.realTimers} real timers`);
+  for (const t of all) t.cancel();
+  assertEquals(timers.realTimers, 0);
+});
+
+Deno.test("coarse timers: cancelled ones anywhere in a bucket are skipped, also by a callback of that bucket", async () => {
+  const timers = new CoarseTimers();
+  const ran: number[] = [];
+  const all: { cancel(): void }[] = [];
+  for (let i = 0; i < 6; i++) {
+    all.push(
+      timers.after(10, i === 0 ? () => (ran.push(0), all[5].cancel()) : { timeUp: () => ran.push(i) }),
+    );
+  }
+  all[1].cancel(); // the second
+  all[3].cancel(); // one in the middle
+  await new Promise((r) => setTimeout(r, 10 + GRANULARITY_MS + 30));
+  assertEquals(ran, [0, 2, 4]);
+  assertEquals(timers.realTimers, 0);
+});

@@ -14,6 +14,7 @@ import type { ProxyConfig, UpstreamConfig } from "../config/schema.ts";
 import { BootstrapResolver } from "./bootstrap.ts";
 import { createUpstream } from "./create.ts";
 import { UdpUpstream } from "./udp.ts";
+import { Cancel } from "./cancel.ts";
 
 const NAME = "dns.example";
 
@@ -38,7 +39,7 @@ Deno.test("createUpstream: a server by host name with -proxy is resolved directl
   const via: ProxyConfig = { name: "p", kind: "socks5", host: "127.0.0.1", port: proxy.port };
   const up = createUpstream(named({ port: server.port, proxy: via }), undefined, undefined, names);
   try {
-    const wire = await up.exchange(parseQuery(buildQuery("q.test", "A")), AbortSignal.timeout(5000));
+    const wire = await up.exchange(parseQuery(buildQuery("q.test", "A")), Cancel.after(5000));
     assertEquals(decodePacket(wire).answers?.map((a) => (a as { data?: unknown }).data), ["192.0.2.1"]);
     assertEquals(up.address, `tcp://${NAME}:${server.port}`);
     assert(boot.count(NAME) >= 1, "the bootstrap server was asked for the name");
@@ -66,7 +67,7 @@ Deno.test("createUpstream: a server by host name whose settings no address can h
     ) {
       const up = createUpstream(config, undefined, undefined, names);
       assertMatch((up as { refusal?: string }).refusal ?? "", reason);
-      const error = await up.exchange(parseQuery(buildQuery("q.test", "A")), AbortSignal.timeout(2000))
+      const error = await up.exchange(parseQuery(buildQuery("q.test", "A")), Cancel.after(2000))
         .then(() => undefined, (e: Error) => e);
       assertMatch(String(error?.message), /refused: /);
       up.close();

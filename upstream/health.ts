@@ -18,7 +18,8 @@
 import { parseQuery, type Question } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
 import { ownQuestion } from "./query_options.ts";
-import { coarseTimers } from "./coarse_timers.ts";
+import { type CoarseTimer, coarseTimers } from "./coarse_timers.ts";
+import { Cancel } from "./cancel.ts";
 
 /** What the race needs to know of a member's health: a down server is asked only when all are. */
 export interface HealthView {
@@ -102,6 +103,8 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   private rttCount = 0;
   private rttNext = 0;
   private sorted?: Float64Array;
+  /** {@link timeoutMs} while {@link sorted} stands (asked twice per exchange: race and here). */
+  private adaptiveMs?: number;
   private sinceSorted = 0;
   private isDown = false;
   private consecutive = 0;
@@ -110,10 +113,11 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   private probed = 0;
   private probeDelay: number;
   private probeTimer?: ReturnType<typeof setTimeout>;
-  private probeController?: AbortController;
+  private probeCancel?: Cancel;
+  private outrun?: UpstreamError;
   private closed = false;
   /** Exchanges under way (some only finishing for health's sake), aborted by {@link close}. */
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Set<HealthExchange>();
   private readonly failuresToDown: number;
   private readonly probeMinMs: number;
   private readonly probeMaxMs: number;
@@ -143,78 +147,56 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
   /** How long one exchange may take: max(3 × p95, 200 ms), capped at the configured timeout. */
   get timeoutMs(): number {
     if (this.rttCount < RTT_MIN_SAMPLES) return this.options.timeoutMs;
-    return Math.min(this.options.timeoutMs, Math.max(3 * this.percentile(0.95), ADAPTIVE_FLOOR_MS));
+    if (this.sorted !== undefined && this.adaptiveMs !== undefined) return this.adaptiveMs;
+    return this.adaptiveMs = Math.min(
+      this.options.timeoutMs,
+      Math.max(3 * this.percentile(0.95), ADAPTIVE_FLOOR_MS),
+    );
   }
 
   /**
    * One exchange. Silent past {@link timeoutMs} (the adaptive timeout), it counts as a failure but
-   * goes on, up to the configured timeout, so a slow answer is still used. When `signal` aborts
+   * goes on, up to the configured timeout, so a slow answer is still used. When `cancel` fires
    * with {@link OUTRUN}, the returned promise rejects at once, but the exchange runs on to the
    * adaptive timeout: a server that never answers is still found out (and a slower live one still
    * measured) while faster servers win every race.
    */
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
-    const adaptive = this.timeoutMs;
-    const hard = this.options.timeoutMs;
-    const own = new AbortController();
-    this.inFlight.add(own);
-    let counted = false;
-    let late = false;
-    let outrun = false;
-    const fail = () => {
-      if (counted || this.closed) return;
-      counted = true;
-      this.failedOnce();
-    };
-    const giveUp = () => own.abort(new UpstreamError(this.address, `no answer in ${hard} ms`));
-    // One timer at a time: the adaptive timeout first (when shorter), then the rest of the configured one.
-    let timer = adaptive < hard
-      ? coarseTimers.after(adaptive, () => {
-        late = true;
-        fail();
-        if (outrun) own.abort(new UpstreamError(this.address, `no answer in ${adaptive} ms`));
-        else timer = coarseTimers.after(hard - adaptive, giveUp);
-      })
-      : coarseTimers.after(hard, giveUp);
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    let settled = false;
-    const onAbort = () => {
-      if (settled) return;
-      if (signal.reason !== OUTRUN) return own.abort(signal.reason);
-      outrun = true;
-      reject(new UpstreamError(this.address, "another server answered first"));
-      if (late) own.abort(signal.reason); // already counted: nothing left to learn
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-    const started = performance.now();
-    this.inner.exchange(q, own.signal).then((response) => {
-      settled = true;
-      this.succeeded(performance.now() - started);
-      resolve(response);
-    }, (error) => {
-      fail();
-      reject(own.signal.reason instanceof UpstreamError ? own.signal.reason : error);
-    }).finally(() => {
-      timer.cancel();
-      signal.removeEventListener("abort", onAbort);
-      this.inFlight.delete(own);
-    });
-    return promise;
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
+    const x = new HealthExchange(this, cancel, this.timeoutMs, this.options.timeoutMs);
+    this.inFlight.add(x);
+    if (cancel.cancelled) x.onCancel(cancel.reason);
+    else cancel.listen(x);
+    this.inner.exchange(q, x).then((response) => x.answered(response), (error) => x.failed(error));
+    return x.promise;
+  }
+
+  /** An exchange ended (for {@link HealthExchange}). */
+  ended(x: HealthExchange): void {
+    this.inFlight.delete(x);
+  }
+
+  /** The rejection of an exchange another server outran (one per server: nobody reads its stack). */
+  outrunError(): UpstreamError {
+    return this.outrun ??= new UpstreamError(this.address, "another server answered first");
+  }
+
+  /** Counts one failed exchange, unless closed (for {@link HealthExchange}). */
+  failedExchange(): void {
+    if (!this.closed) this.failedOnce();
   }
 
   close(): void {
     this.closed = true;
-    for (const c of this.inFlight) c.abort();
+    for (const x of this.inFlight) x.cancel();
     clearTimeout(this.probeTimer);
-    this.probeController?.abort();
+    this.probeCancel?.cancel();
     this.inner.close();
   }
 
   /** The server's health, for `keeldns status`. */
   report(): UpstreamHealthReport {
     const round = (ms: number) => Math.round(ms * 10) / 10;
-    this.sorted = undefined; // exact for the report
+    this.sorted = this.adaptiveMs = undefined; // exact for the report
     return {
       address: this.address,
       state: this.isDown ? "down" : "up",
@@ -230,7 +212,8 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     };
   }
 
-  private succeeded(rttMs: number): void {
+  /** Counts one answer that took `rttMs`. */
+  succeeded(rttMs: number): void {
     this.answered++;
     this.consecutive = 0;
     this.rtts[this.rttNext] = rttMs;
@@ -238,7 +221,7 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     if (this.rttCount < RTT_WINDOW) this.rttCount++;
     // Sorted again every few samples, not on each answer: the percentiles move slowly.
     if (++this.sinceSorted >= RESORT_EVERY || this.rttCount <= RTT_MIN_SAMPLES) {
-      this.sorted = undefined;
+      this.sorted = this.adaptiveMs = undefined;
       this.sinceSorted = 0;
     }
     if (this.isDown) this.setDown(false);
@@ -270,10 +253,10 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
     this.probeTimer = undefined;
     if (this.closed || !this.isDown) return;
     this.probed++;
-    const controller = this.probeController = new AbortController();
-    const timer = setTimeout(() => controller.abort(), Math.min(this.options.timeoutMs, this.probeMinMs));
+    const cancel = this.probeCancel = new Cancel();
+    const timer = setTimeout(() => cancel.cancel(), Math.min(this.options.timeoutMs, this.probeMinMs));
     const started = performance.now();
-    this.inner.exchange(probeQuestion(), controller.signal).then(
+    this.inner.exchange(probeQuestion(), cancel).then(
       () => this.succeeded(performance.now() - started),
       () => {
         if (this.closed || !this.isDown) return;
@@ -281,5 +264,92 @@ export class HealthChecked implements Upstream, HealthView, FallbackView {
         this.scheduleProbe();
       },
     ).finally(() => clearTimeout(timer));
+  }
+}
+
+/**
+ * One exchange of a {@link HealthChecked}: the inner exchange's {@link Cancel} (it outlives the
+ * caller's when another server won), the listener on the caller's, and the exchange's timer.
+ */
+class HealthExchange extends Cancel {
+  readonly promise: Promise<Uint8Array>;
+  private resolve!: (response: Uint8Array) => void;
+  private reject!: (error: unknown) => void;
+  private readonly started = performance.now();
+  private timer: CoarseTimer;
+  /** Counted as failed already. */
+  private counted = false;
+  /** Past the adaptive timeout. */
+  private late = false;
+  /** The caller gave up on it because another server answered. */
+  private outrun = false;
+  /** Answered. */
+  private settled = false;
+  /** Past the adaptive timeout and waiting on until the configured one. */
+  private waitingOn = false;
+
+  constructor(
+    private readonly owner: HealthChecked,
+    private readonly outer: Cancel,
+    private readonly adaptive: number,
+    private readonly hard: number,
+  ) {
+    super();
+    this.promise = new Promise<Uint8Array>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // One timer at a time: the adaptive timeout first (when shorter), then the rest of the configured one.
+    this.waitingOn = adaptive >= hard;
+    this.timer = coarseTimers.after(this.waitingOn ? hard : adaptive, this);
+  }
+
+  /** The caller's cancel fired. */
+  onCancel(reason: unknown): void {
+    if (this.settled) return;
+    if (reason !== OUTRUN) return this.cancel(reason);
+    this.outrun = true;
+    this.reject(this.owner.outrunError());
+    if (this.late) this.cancel(reason); // already counted: nothing left to learn
+  }
+
+  /** The timer ran out: the adaptive timeout, or the configured one. */
+  timeUp(): void {
+    if (this.waitingOn) {
+      this.cancel(new UpstreamError(this.owner.address, `no answer in ${this.hard} ms`));
+      return;
+    }
+    this.late = true;
+    this.fail();
+    if (this.outrun) this.cancel(new UpstreamError(this.owner.address, `no answer in ${this.adaptive} ms`));
+    else {
+      this.waitingOn = true;
+      this.timer = coarseTimers.after(this.hard - this.adaptive, this);
+    }
+  }
+
+  answered(response: Uint8Array): void {
+    this.settled = true;
+    this.owner.succeeded(performance.now() - this.started);
+    this.resolve(response);
+    this.end();
+  }
+
+  failed(error: unknown): void {
+    this.fail();
+    this.reject(this.reason instanceof UpstreamError ? this.reason : error);
+    this.end();
+  }
+
+  private fail(): void {
+    if (this.counted) return;
+    this.counted = true;
+    this.owner.failedExchange();
+  }
+
+  private end(): void {
+    this.timer.cancel();
+    this.outer.unlisten(this);
+    this.owner.ended(this);
   }
 }

@@ -3,6 +3,7 @@ import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { parseQuery, type Question } from "../dns/wire.ts";
 import { HealthChecked, OUTRUN } from "./health.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 const question = () => parseQuery(buildQuery("a.test", "A"));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,16 +14,16 @@ class Fake implements Upstream {
   mode: "answer" | "fail" | "hang" = "answer";
   delayMs = 1;
   readonly asked: string[] = [];
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     this.asked.push(q.name === "" ? ". NS" : q.name);
     const mode = this.mode;
     return new Promise((resolve, reject) => {
       if (mode === "fail") return reject(new UpstreamError(this.address, "refused"));
       const t = mode === "answer" ? setTimeout(() => resolve(new Uint8Array(12)), this.delayMs) : undefined;
-      signal.addEventListener("abort", () => {
+      cancel.listen(() => {
         clearTimeout(t);
         reject(new UpstreamError(this.address, "aborted"));
-      }, { once: true });
+      });
     });
   }
   close() {}
@@ -43,14 +44,14 @@ Deno.test("two failures in a row set a server aside; one does not", async () => 
   const h = wrap(fake, changes);
   try {
     fake.mode = "fail";
-    await h.exchange(question(), new AbortController().signal).catch(() => {});
+    await h.exchange(question(), new Cancel()).catch(() => {});
     assertEquals(h.down, false);
     fake.mode = "answer";
-    await h.exchange(question(), new AbortController().signal);
+    await h.exchange(question(), new Cancel());
     fake.mode = "fail";
-    await h.exchange(question(), new AbortController().signal).catch(() => {});
+    await h.exchange(question(), new Cancel()).catch(() => {});
     assertEquals(h.down, false, "a success in between resets the count");
-    await h.exchange(question(), new AbortController().signal).catch(() => {});
+    await h.exchange(question(), new Cancel()).catch(() => {});
     assertEquals(h.down, true);
     assertEquals(changes, ["down"]);
     const r = h.report();
@@ -66,7 +67,7 @@ Deno.test("a down server is probed, with backoff, until it answers, then is up a
   const h = wrap(fake, changes);
   try {
     fake.mode = "fail";
-    for (let i = 0; i < 2; i++) await h.exchange(question(), new AbortController().signal).catch(() => {});
+    for (let i = 0; i < 2; i++) await h.exchange(question(), new Cancel()).catch(() => {});
     assert(h.down);
     fake.asked.length = 0;
     await sleep(30 + 60 + 50); // probes at ~30 ms and ~90 ms (doubled), the next one at ~210 ms
@@ -93,10 +94,10 @@ Deno.test("an abort because another server won returns at once and is no failure
   try {
     fake.delayMs = 30;
     for (let i = 0; i < 3; i++) {
-      const c = new AbortController();
+      const c = new Cancel();
       const started = performance.now();
-      const p = h.exchange(question(), c.signal).catch(() => "rejected");
-      c.abort(OUTRUN);
+      const p = h.exchange(question(), c).catch(() => "rejected");
+      c.cancel(OUTRUN);
       assertEquals(await p, "rejected");
       assert(performance.now() - started < 25, "the race is not held");
     }
@@ -118,9 +119,9 @@ Deno.test("a silent server outrun by others is still found out at its own timeou
   try {
     fake.mode = "hang";
     for (let i = 0; i < 2; i++) {
-      const c = new AbortController();
-      const p = h.exchange(question(), c.signal).catch(() => "rejected");
-      c.abort(OUTRUN);
+      const c = new Cancel();
+      const p = h.exchange(question(), c).catch(() => "rejected");
+      c.cancel(OUTRUN);
       assertEquals(await p, "rejected");
     }
     assertEquals(h.down, false, "not before the timeout");
@@ -137,9 +138,9 @@ Deno.test("any other abort (the race's own timeout) is a failure at once", async
   try {
     fake.mode = "hang";
     for (let i = 0; i < 2; i++) {
-      const c = new AbortController();
-      const p = h.exchange(question(), c.signal).catch(() => "rejected");
-      c.abort();
+      const c = new Cancel();
+      const p = h.exchange(question(), c).catch(() => "rejected");
+      c.cancel();
       assertEquals(await p, "rejected");
     }
     assertEquals([h.down, h.report().failures], [true, 2]);
@@ -155,7 +156,7 @@ Deno.test("RTT percentiles over the window, and the adaptive timeout", async () 
     assertEquals(h.timeoutMs, 1000, "the configured timeout until there are samples");
     for (let i = 0; i < 20; i++) {
       fake.delayMs = i < 19 ? 5 : 100;
-      await h.exchange(question(), new AbortController().signal);
+      await h.exchange(question(), new Cancel());
     }
     const r = h.report();
     assertEquals(r.samples, 20);
@@ -170,7 +171,7 @@ Deno.test("RTT percentiles over the window, and the adaptive timeout", async () 
     // Silent past the adaptive timeout: counted as failed at once, yet a late answer is still taken.
     fake.delayMs = 400;
     const started = performance.now();
-    const slow = h.exchange(question(), new AbortController().signal);
+    const slow = h.exchange(question(), new Cancel());
     await sleep(300);
     assertEquals(h.report().consecutiveFailures, 1, "counted at 200 ms");
     await slow;
@@ -178,7 +179,7 @@ Deno.test("RTT percentiles over the window, and the adaptive timeout", async () 
     assertEquals([h.report().consecutiveFailures, h.report().failures, h.down], [0, 1, false]);
     // A hung one gives up at the configured timeout, counted once.
     fake.mode = "hang";
-    const error = await h.exchange(question(), new AbortController().signal).catch((e) => e);
+    const error = await h.exchange(question(), new Cancel()).catch((e) => e);
     assert(error instanceof UpstreamError && /no answer in 1000 ms/.test(error.message), String(error));
     assertEquals(h.report().failures, 2);
   } finally {
@@ -191,10 +192,10 @@ Deno.test("the adaptive timeout is capped at the configured one and the ring kee
   const h = new HealthChecked(fake, { timeoutMs: 150 });
   try {
     fake.delayMs = 80;
-    for (let i = 0; i < 5; i++) await h.exchange(question(), new AbortController().signal);
+    for (let i = 0; i < 5; i++) await h.exchange(question(), new Cancel());
     assertEquals(h.timeoutMs, 150, "3 × p95 > 150: capped");
     fake.delayMs = 0;
-    for (let i = 0; i < 64; i++) await h.exchange(question(), new AbortController().signal);
+    for (let i = 0; i < 64; i++) await h.exchange(question(), new Cancel());
     assertEquals(h.report().samples, 64); // report() sorts afresh
     assert(h.percentile(1) < 50, `the slow samples left the window: max ${h.percentile(1)}`);
   } finally {

@@ -20,6 +20,7 @@ import type { Question } from "../dns/wire.ts";
 import { getLogger } from "../ops/log.ts";
 import { BootstrapResolver, type ResolvedAddress } from "./bootstrap.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 /** Shortest time a resolved address is kept, in seconds (a TTL of 0 or 1 is not asked again per query). */
 export const MIN_TTL_S = 10;
@@ -66,7 +67,7 @@ export class HostNameUpstream implements Upstream {
   private closed = false;
   private readonly pinned: boolean;
   private readonly resolver: BootstrapResolver;
-  private readonly stop = new AbortController();
+  private readonly stop = new Cancel();
   private readonly retired = new Map<Upstream, ReturnType<typeof setTimeout>>();
   private readonly log: NonNullable<HostNameOptions["log"]>;
   /** Resolutions started (for tests and statistics). */
@@ -85,11 +86,11 @@ export class HostNameUpstream implements Upstream {
   }
 
   /** Sends `q` to the address the name resolves to (resolving it first if it never has). */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     if (this.closed) throw new UpstreamError(this.address, "upstream closed");
     if (!this.inner) {
       this.refresh();
-      if (this.resolving) await this.until(this.resolving, signal);
+      if (this.resolving) await this.until(this.resolving, cancel);
       if (!this.inner) throw new UpstreamError(this.address, this.failure ?? "not resolved yet");
     } else if (!this.pinned && Date.now() >= this.expiresAt) {
       this.refresh(); // in the background: this exchange still goes to the last good address
@@ -97,7 +98,7 @@ export class HostNameUpstream implements Upstream {
     const inner = this.inner!;
     const ip = this.ip;
     try {
-      return await inner.exchange(q, signal);
+      return await inner.exchange(q, cancel);
     } catch (e) {
       const reason = e instanceof UpstreamError
         ? e.message.slice(e.upstream.length + 2)
@@ -111,7 +112,7 @@ export class HostNameUpstream implements Upstream {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
-    this.stop.abort();
+    this.stop.cancel();
     this.inner?.close();
     for (const [old, timer] of this.retired) {
       clearTimeout(timer);
@@ -120,13 +121,13 @@ export class HostNameUpstream implements Upstream {
     this.retired.clear();
   }
 
-  /** Waits for `work`, or until `signal` aborts. */
-  private until(work: Promise<void>, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
+  /** Waits for `work`, or until `cancel` fires. */
+  private until(work: Promise<void>, cancel: Cancel): Promise<void> {
+    if (cancel.cancelled) return Promise.reject(new UpstreamError(this.address, "aborted"));
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(new UpstreamError(this.address, "aborted"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      work.then(resolve).finally(() => signal.removeEventListener("abort", onAbort));
+      cancel.listen(onAbort);
+      work.then(resolve).finally(() => cancel.unlisten(onAbort));
     });
   }
 
@@ -134,7 +135,7 @@ export class HostNameUpstream implements Upstream {
   private refresh(): void {
     if (this.pinned || this.closed || this.resolving || Date.now() < this.retryAt) return;
     this.resolutions++;
-    this.resolving = this.resolver.resolve(this.name, this.stop.signal).then(
+    this.resolving = this.resolver.resolve(this.name, this.stop).then(
       (r) => this.resolved(r),
       (e) => this.failed((e as Error).message),
     ).finally(() => this.resolving = undefined);

@@ -5,6 +5,7 @@ import { parseQuery, type Question } from "../dns/wire.ts";
 import { BootstrapResolver } from "./bootstrap.ts";
 import { HostNameUpstream } from "./host_name.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 /** A bootstrap server that answers from a script: name and type → records or an rcode. */
 class ScriptedServer implements Upstream {
@@ -14,16 +15,14 @@ class ScriptedServer implements Upstream {
     public script: (name: string, type: string) => Answer[] | "NXDOMAIN" | "SERVFAIL" | "silent",
   ) {}
   close(): void {}
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     const query = decodePacket(q.wire.subarray(0, q.questionEnd));
     const { name, type } = query.questions![0];
     this.asked.push(`${name} ${type}`);
     const got = this.script(name, type);
     if (got === "silent") {
       return new Promise((_, reject) =>
-        signal.addEventListener("abort", () => reject(new UpstreamError(this.address, "aborted")), {
-          once: true,
-        })
+        cancel.listen(() => reject(new UpstreamError(this.address, "aborted")))
       );
     }
     return Promise.resolve(encodePacket({
@@ -77,7 +76,7 @@ function query(): Question {
   );
 }
 
-const signal = () => new AbortController().signal;
+const signal = () => new Cancel();
 const settle = () => new Promise((r) => setTimeout(r, 10));
 
 Deno.test("BootstrapResolver: A before AAAA, AAAA when there is no A, the least TTL of the answer", async () => {
@@ -303,10 +302,10 @@ Deno.test("HostNameUpstream: the first exchanges wait for the first resolution, 
     log: () => {},
   });
   try {
-    const aborted = new AbortController();
-    const first = u.exchange(query(), aborted.signal).then(() => "answered", (e) => (e as Error).message);
+    const aborted = new Cancel();
+    const first = u.exchange(query(), aborted).then(() => "answered", (e) => (e as Error).message);
     const second = u.exchange(query(), signal());
-    aborted.abort();
+    aborted.cancel();
     assertEquals(await first, "tls://dot.test.example:853: aborted");
     release();
     assertEquals((await second)[0], "127.0.0.1".length);

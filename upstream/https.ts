@@ -20,6 +20,7 @@ import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { dialTcp } from "./proxy_dial.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** Where the CA certificates come from (`ca-file`, `ca-path`). */
 export type HttpsTrust = CaTrust;
@@ -78,11 +79,16 @@ export class HttpsUpstream implements Upstream {
   }
 
   /** POSTs `q` (ID 0, RFC 8484 §4.1) and returns the answer once it matches the question. */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     if (this.refusal) throw new UpstreamError(this.address, `refused: ${this.refusal}`);
     if (this.closed) throw new UpstreamError(this.address, "closed");
-    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
     const query = buildUpstreamQuery(q, 0);
+    // fetch takes an AbortSignal: one made here, following the exchange's cancel
+    const controller = new AbortController();
+    const onCancel = (reason: unknown) => controller.abort(reason);
+    cancel.listen(onCancel);
+    const signal = controller.signal;
     try {
       const response = await fetch(this.url, {
         method: "POST",
@@ -112,6 +118,8 @@ export class HttpsUpstream implements Upstream {
       if (e instanceof UpstreamError) throw e;
       const tunnel = this.tunnel?.lastFailure ? ` (tunnel: ${this.tunnel.lastFailure})` : "";
       throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e) + tunnel);
+    } finally {
+      cancel.unlisten(onCancel);
     }
   }
 

@@ -11,6 +11,7 @@ import { HttpsUpstream } from "./https.ts";
 import { UpstreamError } from "./upstream.ts";
 import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
 import { Socks5Proxy } from "../tests/helpers/socks5_proxy.ts";
+import { Cancel } from "./cancel.ts";
 
 interface TestServer {
   port: number;
@@ -75,7 +76,7 @@ Deno.test({
       path: "/dns-query",
       tls: tls(extra),
     });
-    const signal = () => AbortSignal.timeout(5000);
+    const signal = () => Cancel.after(5000);
     try {
       await t.step("by IP: answer with ID 0 in query and answer", async () => {
         const up = new HttpsUpstream(config(server.port), { caFile: `${dir}/ca.pem` });
@@ -184,7 +185,7 @@ Deno.test({
       await t.step("a timeout aborts the exchange", async () => {
         const up = new HttpsUpstream(config(server.port), { caFile: `${dir}/ca.pem` });
         try {
-          const e = await up.exchange(parseQuery(buildQuery("a.test", "A")), AbortSignal.timeout(1)).catch((
+          const e = await up.exchange(parseQuery(buildQuery("a.test", "A")), Cancel.after(1)).catch((
             e,
           ) => e);
           assert(e instanceof UpstreamError, String(e));
@@ -236,7 +237,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const signal = () => AbortSignal.timeout(5000);
+    const signal = () => Cancel.after(5000);
     const dir = await Deno.makeTempDir({ prefix: "keeldns-doh-proxy-" });
     await makeTestPki(dir, "doh.test", "keeldns test CA");
     const server = await startServer(dir);

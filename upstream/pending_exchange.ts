@@ -1,7 +1,7 @@
 /**
  * One UDP exchange over a shared outgoing socket, whatever the socket: register the query under a
  * fresh random ID, send it (and once more after `RETRANSMIT_AFTER`), settle on the verified answer,
- * an abort or an error, and retry a truncated answer over TCP. The socket's receive path calls
+ * a cancel or an error, and retry a truncated answer over TCP. The socket's receive path calls
  * `done` on the pending query it matched.
  *
  * @module
@@ -11,7 +11,8 @@ import { type Upstream, UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
 import { hasOptRecord } from "../dns/client_subnet.ts";
 import { requiresOpt } from "./query_options.ts";
-import { coarseTimers } from "./coarse_timers.ts";
+import { type CoarseTimer, coarseTimers } from "./coarse_timers.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** Milliseconds before an unanswered query is sent once more. */
 export const RETRANSMIT_AFTER = 700;
@@ -24,7 +25,7 @@ export interface PendingQuery {
   readonly questionEnd: number;
   /** The server's socket address, for sockets that compare it as bytes. */
   readonly server?: Uint8Array;
-  readonly done: (error: Error | null, response?: Uint8Array, truncated?: boolean) => void;
+  done(error: Error | null, response?: Uint8Array, truncated?: boolean): void;
 }
 
 /** What an exchange needs of an outgoing socket. */
@@ -37,44 +38,96 @@ export interface ExchangeSocket {
   settled?(): void;
 }
 
+/** Where a send that failed is reported (the exchange then fails with the error's message). */
+export interface SendFailure {
+  fail(e: Error): void;
+}
+
+/** Sends one query datagram; a failure is told to `failure` (at once or later). */
+export type QuerySender = (query: Uint8Array, failure: SendFailure) => void;
+
+/** One exchange's state: the pending query, its retransmit timer and its promise's ends. */
+class PendingExchange implements PendingQuery, SendFailure {
+  resolve!: (response: Uint8Array) => void;
+  reject!: (error: unknown) => void;
+  retransmit!: CoarseTimer;
+
+  constructor(
+    readonly socket: ExchangeSocket,
+    readonly id: number,
+    readonly query: Uint8Array,
+    readonly q: Question,
+    readonly cancel: Cancel,
+    readonly address: string,
+    readonly tcp: Pick<Upstream, "exchange">,
+    readonly send: QuerySender,
+    readonly requireOpt: boolean,
+    readonly server?: Uint8Array,
+  ) {}
+
+  get questionEnd(): number {
+    return this.q.questionEnd;
+  }
+
+  done(error: Error | null, response?: Uint8Array, truncated?: boolean): void {
+    if (this.socket.pending.get(this.id) !== this) return;
+    // -check-edns: an answer without an OPT record (a forged one, typically) is not the answer;
+    // the server's own may still come.
+    if (this.requireOpt && !error && !truncated && response && !hasOptRecord(response)) return;
+    this.socket.pending.delete(this.id);
+    this.retransmit.cancel();
+    this.cancel.unlisten(this);
+    this.socket.settled?.();
+    if (error) this.reject(error);
+    else if (truncated) this.tcp.exchange(this.q, this.cancel).then(this.resolve, this.reject);
+    else this.resolve(response!);
+  }
+
+  /** The exchange's {@link Cancel} fired. */
+  onCancel(): void {
+    this.done(new UpstreamError(this.address, "aborted"));
+  }
+
+  fail(e: Error): void {
+    this.done(new UpstreamError(this.address, e.message));
+  }
+
+  /** The retransmit timer ran out: the query is sent once more. */
+  timeUp(): void {
+    this.send(this.query, this);
+  }
+}
+
 /**
  * Sends `q` over `socket` with `send` and resolves with the verified response (over `tcp` if it came
- * truncated: a TCP upstream to the same server, the same way it is reached). Rejects with {@link UpstreamError} on abort or a send error.
+ * truncated: a TCP upstream to the same server, the same way it is reached). Rejects with
+ * {@link UpstreamError} when `cancel` fires or a send fails.
  */
 export function exchangeOn(
   socket: ExchangeSocket,
   q: Question,
-  signal: AbortSignal,
+  cancel: Cancel,
   address: string,
   tcp: Pick<Upstream, "exchange">,
-  send: (query: Uint8Array, fail: (e: Error) => void) => void,
+  send: QuerySender,
   server?: Uint8Array,
 ): Promise<Uint8Array> {
   let id = randomId();
   while (socket.pending.has(id)) id = randomId();
   const query = buildUpstreamQuery(q, id);
-  const requireOpt = requiresOpt(q);
   socket.sent++;
-  return new Promise((resolve, reject) => {
-    const finish: PendingQuery["done"] = (error, response, truncated) => {
-      if (socket.pending.get(id) !== pending) return;
-      // -check-edns: an answer without an OPT record (a forged one, typically) is not the answer;
-      // the server's own may still come.
-      if (requireOpt && !error && !truncated && response && !hasOptRecord(response)) return;
-      socket.pending.delete(id);
-      retransmit.cancel();
-      signal.removeEventListener("abort", onAbort);
-      socket.settled?.();
-      if (error) reject(error);
-      else if (truncated) tcp.exchange(q, signal).then(resolve, reject);
-      else resolve(response!);
-    };
-    const pending: PendingQuery = { query, questionEnd: q.questionEnd, server, done: finish };
-    const onAbort = () => finish(new UpstreamError(address, "aborted"));
-    const fail = (e: Error) => finish(new UpstreamError(address, e.message));
-    socket.pending.set(id, pending);
-    signal.addEventListener("abort", onAbort, { once: true });
-    const retransmit = coarseTimers.after(RETRANSMIT_AFTER, () => send(query, fail));
-    send(query, fail);
+  const p = new PendingExchange(socket, id, query, q, cancel, address, tcp, send, requiresOpt(q), server);
+  const promise = new Promise<Uint8Array>((resolve, reject) => {
+    p.resolve = resolve;
+    p.reject = reject;
   });
+  socket.pending.set(id, p);
+  cancel.listen(p);
+  p.retransmit = coarseTimers.after(RETRANSMIT_AFTER, p);
+  try {
+    send(query, p);
+  } catch (e) {
+    p.fail(e as Error);
+  }
+  return promise;
 }

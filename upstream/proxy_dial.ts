@@ -8,19 +8,20 @@
 import type { ProxyConfig } from "../config/schema.ts";
 import { socks5Connect } from "./socks5.ts";
 import { authority } from "./upstream.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** The largest HTTP CONNECT reply head read from a proxy. */
 const MAX_HEAD = 8192;
 
 /**
  * A TCP connection carrying the stream to `host:port`, through `proxy` when one is given. The
- * connection is closed when setting up fails or `signal` aborts first.
+ * connection is closed when setting up fails or `cancel` fires first.
  */
 export async function dialTcp(
   host: string,
   port: number,
   proxy?: ProxyConfig,
-  signal?: AbortSignal,
+  cancel?: Cancel,
 ): Promise<Deno.TcpConn> {
   if (!proxy) return await Deno.connect({ hostname: host, port, transport: "tcp" });
   let conn: Deno.TcpConn;
@@ -30,7 +31,7 @@ export async function dialTcp(
     throw new Error(`proxy ${proxy.name} (${authority(proxy.host, proxy.port)}): ${(e as Error).message}`);
   }
   const abort = () => conn.close();
-  signal?.addEventListener("abort", abort, { once: true });
+  cancel?.listen(abort);
   try {
     conn.setNoDelay(true);
     if (proxy.kind === "socks5") await socks5Connect(conn, proxy, { host, port });
@@ -40,9 +41,9 @@ export async function dialTcp(
     try {
       conn.close();
     } catch { /* closed by abort */ }
-    throw new Error(`proxy ${proxy.name}: ${signal?.aborted ? "aborted" : (e as Error).message}`);
+    throw new Error(`proxy ${proxy.name}: ${cancel?.cancelled ? "aborted" : (e as Error).message}`);
   } finally {
-    signal?.removeEventListener("abort", abort);
+    cancel?.unlisten(abort);
   }
 }
 

@@ -18,6 +18,7 @@
 import { ClientSubnetChoice, hasOptRecord } from "../dns/client_subnet.ts";
 import type { Question } from "../dns/wire.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** What is configured for one server. */
 export interface QueryOptions {
@@ -131,8 +132,8 @@ export class UpstreamWithOptions implements Upstream {
   }
 
   /** Sends `q` with the options; with `-check-edns` an answer without an OPT record rejects. */
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
-    const sent = this.inner.exchange(this.view(q), signal);
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
+    const sent = this.inner.exchange(this.view(q), cancel);
     if (!this.checkEdns) return sent;
     return sent.then((response) => {
       if (!hasOptRecord(response)) {

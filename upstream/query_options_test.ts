@@ -11,6 +11,7 @@ import {
   withQueryOptions,
 } from "./query_options.ts";
 import type { Upstream } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 /** An upstream that records the query it would send and answers with `answer`. */
 function recorder(answer: Uint8Array): Upstream & { sent: Uint8Array[]; asked: Question[] } {
@@ -56,10 +57,10 @@ Deno.test("UpstreamWithOptions: the question goes as it is when its type takes n
   const inner = recorder(withOpt);
   const u = withQueryOptions(inner, { subnets: ["1.2.3.0/24"] });
   const mx = parseQuery(buildQuery("a.test", "MX"));
-  await u.exchange(mx, new AbortController().signal);
+  await u.exchange(mx, new Cancel());
   assert(inner.asked[0] === mx, "no per-exchange object for a type without an option");
   const a = parseQuery(buildQuery("a.test", "A", { edns: 1232 }));
-  await u.exchange(a, new AbortController().signal);
+  await u.exchange(a, new Cancel());
   const view = inner.asked[1];
   assert(view instanceof QuestionWithOptions);
   assertEquals([view.name, view.qtype, view.dnssecOk, view.questionEnd, view.key], [
@@ -77,10 +78,10 @@ Deno.test("UpstreamWithOptions: the question goes as it is when its type takes n
 Deno.test("UpstreamWithOptions: -check-edns rejects an answer without an OPT record", async () => {
   const q = parseQuery(buildQuery("a.test", "A"));
   const good = withQueryOptions(recorder(withOpt), { checkEdns: true });
-  assertEquals(await good.exchange(q, new AbortController().signal), withOpt);
+  assertEquals(await good.exchange(q, new Cancel()), withOpt);
   const inner = recorder(withoutOpt);
   const bad = withQueryOptions(inner, { checkEdns: true });
-  const error = await bad.exchange(q, new AbortController().signal).then(() => null, (e) => e as Error);
+  const error = await bad.exchange(q, new Cancel()).then(() => null, (e) => e as Error);
   assert(error?.message.includes("without an OPT record"), String(error));
   assert(requiresOpt(inner.asked[0]), "UDP exchanges are told to wait on past such answers");
 });
@@ -95,7 +96,7 @@ Deno.test("UpstreamWithOptions: a client group's own subnet, unless the server h
   const inner = recorder(withOpt);
   const u = withQueryOptions(inner, options);
   for (const group of [0, 1, 2, 3]) {
-    await u.exchange(parseQuery(buildQuery("a.test", "A", { id: group })), new AbortController().signal);
+    await u.exchange(parseQuery(buildQuery("a.test", "A", { id: group })), new Cancel());
   }
   // Group 1 (the first client group) has none of its own: the global one; group 2 has its own;
   // an unknown group number gets the default's.
@@ -107,7 +108,7 @@ Deno.test("UpstreamWithOptions: a client group's own subnet, unless the server h
   ]);
   const ownInner = recorder(withOpt);
   const own = withQueryOptions(ownInner, { ...options, subnets: ["5.6.7.0/24"] });
-  await own.exchange(parseQuery(buildQuery("a.test", "A", { id: 2 })), new AbortController().signal);
+  await own.exchange(parseQuery(buildQuery("a.test", "A", { id: 2 })), new Cancel());
   assertEquals(readClientSubnet(ownInner.sent[0])?.subnet, "5.6.7.0/24");
   const plain = recorder(withOpt);
   assert(withQueryOptions(plain, { clientGroupSubnets: [undefined], clientGroupOf: groupOf }) === plain);
@@ -121,15 +122,15 @@ Deno.test("UpstreamWithOptions: keeldns's own questions go without a subnet, sti
     checkEdns: true,
   });
   const own = ownQuestion(parseQuery(buildQuery("dns.example", "A")));
-  const error = await u.exchange(own, new AbortController().signal).then(() => null, (e) => e as Error);
+  const error = await u.exchange(own, new Cancel()).then(() => null, (e) => e as Error);
   assert(error?.message.includes("without an OPT record"), String(error));
   assertEquals(readClientSubnet(inner.sent[0]), null);
-  await u.exchange(parseQuery(buildQuery("dns.example", "A")), new AbortController().signal).catch(() => {});
+  await u.exchange(parseQuery(buildQuery("dns.example", "A")), new Cancel()).catch(() => {});
   assertEquals(readClientSubnet(inner.sent[1])?.subnet, "5.6.7.0/24", "a client's question carries it");
   const plain = recorder(withOpt);
   await withQueryOptions(plain, { globalSubnets: ["1.2.3.0/24"] }).exchange(
     own,
-    new AbortController().signal,
+    new Cancel(),
   );
   assert(plain.asked[0] === own, "no subnet and no -check-edns: the question goes as it is");
 });

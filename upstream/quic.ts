@@ -25,6 +25,7 @@ import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/
 import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** The ALPN token of DNS over QUIC (RFC 9250 §4.1.1). */
 export const DOQ_ALPN = "doq";
@@ -107,11 +108,11 @@ class Connection {
 }
 
 /**
- * Resolves as `promise` does, or rejects as soon as `signal` aborts; what `promise` brings after
- * the abort is handed to `discard`.
+ * Resolves as `promise` does, or rejects as soon as `cancel` fires; what `promise` brings after
+ * the cancel is handed to `discard`.
  */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal, discard: (value: T) => void): Promise<T> {
-  if (signal.aborted) {
+function abortable<T>(promise: Promise<T>, cancel: Cancel, discard: (value: T) => void): Promise<T> {
+  if (cancel.cancelled) {
     promise.then(discard, () => {});
     return Promise.reject(new Error("aborted"));
   }
@@ -120,8 +121,8 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal, discard: (value:
       promise.then(discard, () => {});
       reject(new Error("aborted"));
     };
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    cancel.listen(onAbort);
+    promise.then(resolve, reject).finally(() => cancel.unlisten(onAbort));
   });
 }
 
@@ -234,7 +235,7 @@ export class QuicUpstream implements Upstream {
   }
 
   /** Sends `q` on a new stream of the shared connection (opening it if needed); returns the answer. */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     if (this.refusal) {
       if (!this.refusalLogged) {
         this.refusalLogged = true;
@@ -243,30 +244,30 @@ export class QuicUpstream implements Upstream {
       throw new UpstreamError(this.address, this.refusal);
     }
     if (this.closedForGood) throw new UpstreamError(this.address, "upstream closed");
-    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
     this.stopIdleTimer();
     try {
       for (let attempt = 0;; attempt++) {
         const reused = this.current !== undefined && !this.current.closed;
-        const connection = await this.connection(signal);
+        const connection = await this.connection(cancel);
         connection.inFlight++;
         try {
           const stream = await abortable(
             connection.conn.createBidirectionalStream({ waitUntilAvailable: true }),
-            signal,
+            cancel,
             resetStream,
           );
-          return await this.ask(q, stream, signal, connection);
+          return await this.ask(q, stream, cancel, connection);
         } catch (e) {
           // A reused connection the server had closed (restart, its idle timeout): once more on a new one.
-          if (signal.aborted || !reused || !connection.closed || attempt > 0) throw e;
+          if (cancel.cancelled || !reused || !connection.closed || attempt > 0) throw e;
         } finally {
           connection.inFlight--;
         }
       }
     } catch (e) {
       if (e instanceof UpstreamError) throw e;
-      throw new UpstreamError(this.address, signal.aborted ? "aborted" : reasonOf(e));
+      throw new UpstreamError(this.address, cancel.cancelled ? "aborted" : reasonOf(e));
     } finally {
       this.armIdleTimer();
     }
@@ -276,7 +277,7 @@ export class QuicUpstream implements Upstream {
   private async ask(
     q: Question,
     stream: Deno.QuicBidirectionalStream,
-    signal: AbortSignal,
+    cancel: Cancel,
     connection: Connection,
   ): Promise<Uint8Array> {
     const query = buildUpstreamQuery(q, 0);
@@ -292,9 +293,9 @@ export class QuicUpstream implements Upstream {
     const reading = readAnswer(reader);
     let answer: Uint8Array;
     try {
-      answer = await abortable(reading, signal, () => {});
+      answer = await abortable(reading, cancel, () => {});
     } catch (e) {
-      if (signal.aborted) {
+      if (cancel.cancelled) {
         if (!sent) writer.abort().catch(() => {}); // RESET_STREAM for a query not sent whole
         // Still unanswered after `stuckMs`: the server holds the stream; with too many such
         // streams the connection is replaced.
@@ -318,7 +319,7 @@ export class QuicUpstream implements Upstream {
   }
 
   /** The open connection, or a new one (shared by concurrent callers). */
-  private connection(signal: AbortSignal): Promise<Connection> {
+  private connection(cancel: Cancel): Promise<Connection> {
     if (this.current && !this.current.closed) return Promise.resolve(this.current);
     if (!this.connecting) {
       const now = Date.now();
@@ -335,8 +336,8 @@ export class QuicUpstream implements Upstream {
     const connecting = this.connecting;
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(new UpstreamError(this.address, "aborted"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      connecting.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      cancel.listen(onAbort);
+      connecting.then(resolve, reject).finally(() => cancel.unlisten(onAbort));
     });
   }
 

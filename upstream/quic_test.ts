@@ -13,6 +13,7 @@ import { createUpstream } from "./create.ts";
 import { withQueryOptions } from "./query_options.ts";
 import { QuicUpstream, type QuicUpstreamOptions } from "./quic.ts";
 import { type Upstream, UpstreamError } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 const HAVE_OPENSSL = hasProgram("openssl");
 const pki: (TestPki & { otherCaFile: string }) | undefined = HAVE_OPENSSL
@@ -36,7 +37,7 @@ function config(port: number, tls: Partial<TlsOptions> = {}): UpstreamConfig {
 
 async function ask(upstream: QuicUpstream, name: string, timeoutMs = 3000): Promise<string> {
   const q = parseQuery(buildQuery(name, "A"));
-  const a = decodePacket(await upstream.exchange(q, AbortSignal.timeout(timeoutMs)));
+  const a = decodePacket(await upstream.exchange(q, Cancel.after(timeoutMs)));
   return (a.answers![0] as { data: string }).data;
 }
 
@@ -223,11 +224,11 @@ test("closes the connection when idle and reopens it on demand", async () => {
 test("an aborted exchange fails as aborted at once and leaves the connection usable", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.delayMs = 300;
-    const controller = new AbortController();
-    const pending = upstream.exchange(parseQuery(buildQuery("q1.test", "A")), controller.signal);
+    const controller = new Cancel();
+    const pending = upstream.exchange(parseQuery(buildQuery("q1.test", "A")), controller);
     await sleep(100);
     const t = performance.now();
-    controller.abort();
+    controller.cancel();
     assertMatch((await failure(pending)).message, /aborted/);
     assert(performance.now() - t < 50, "the abort is at once");
     server.delayMs = 0;
@@ -371,7 +372,7 @@ test("by host name: resolved through the bootstrap servers, the name is the SNI 
     );
   const exchange = async (u: Upstream) => {
     const a = decodePacket(
-      await u.exchange(parseQuery(buildQuery("q5.test", "A")), AbortSignal.timeout(3000)),
+      await u.exchange(parseQuery(buildQuery("q5.test", "A")), Cancel.after(3000)),
     );
     return (a.answers![0] as { data: string }).data;
   };
@@ -397,7 +398,7 @@ test("-subnet: the Client Subnet option goes in the DoQ query (A and AAAA only b
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     const u = withQueryOptions(upstream, { subnets: ["198.51.100.0/24"] });
     for (const type of ["A", "TXT"] as const) {
-      await u.exchange(parseQuery(buildQuery("q1.test", type)), AbortSignal.timeout(3000));
+      await u.exchange(parseQuery(buildQuery("q1.test", type)), Cancel.after(3000));
     }
     assertEquals(server.queries.map((q) => readClientSubnet(q)?.subnet ?? null), ["198.51.100.0/24", null]);
   });
@@ -414,7 +415,7 @@ Deno.test("DoQ upstream: a server with a proxy is refused, never asked around it
     proxy: { name: "s", kind: "socks5", host: "127.0.0.1", port: 1080 },
   });
   assertMatch((u as { refusal?: string }).refusal ?? "", /^proxy s: DNS over QUIC cannot go through a proxy/);
-  const e = await failure(u.exchange(parseQuery(buildQuery("q1.test", "A")), AbortSignal.timeout(1000)));
+  const e = await failure(u.exchange(parseQuery(buildQuery("q1.test", "A")), Cancel.after(1000)));
   assertMatch(e.message, /refused: proxy s: DNS over QUIC cannot go through a proxy/);
 });
 

@@ -16,9 +16,10 @@ import { parseUdpDatagram, udpDatagram } from "./socks5.ts";
 import { TcpUpstream } from "./tcp.ts";
 import { Socks5UdpUpstream } from "./udp_socks5.ts";
 import type { Upstream } from "./upstream.ts";
+import { Cancel } from "./cancel.ts";
 
 const q = (name: string) => parseQuery(buildQuery(name, "A"));
-const signal = () => AbortSignal.timeout(3000);
+const signal = () => Cancel.after(3000);
 
 function socks(port: number, extra: Partial<ProxyConfig> = {}): ProxyConfig {
   return { name: "p", kind: "socks5", host: "127.0.0.1", port, ...extra };

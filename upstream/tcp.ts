@@ -11,6 +11,7 @@ import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 import { randomId } from "../dns/transaction_id.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** A TCP upstream server. */
 export class TcpUpstream implements Upstream {
@@ -30,17 +31,17 @@ export class TcpUpstream implements Upstream {
   close(): void {}
 
   /** Sends `q` over a new connection and returns the first response that matches it. */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
-    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
+    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
     const id = randomId();
     const plain = buildUpstreamQuery(q, id);
     const query = this.keepalive === undefined ? plain : withTcpKeepalive(plain, this.keepalive);
     let conn: Deno.TcpConn | undefined;
     const abort = () => conn?.close();
-    signal.addEventListener("abort", abort, { once: true });
+    cancel.listen(abort);
     try {
-      conn = await dialTcp(this.host, this.port, this.proxy, signal);
-      if (signal.aborted) throw new Error("aborted");
+      conn = await dialTcp(this.host, this.port, this.proxy, cancel);
+      if (cancel.cancelled) throw new Error("aborted");
       conn.setNoDelay(true);
       await writeAll(conn, frame(query));
       const reader = new FramedReader(conn);
@@ -54,9 +55,9 @@ export class TcpUpstream implements Upstream {
       }
     } catch (e) {
       if (e instanceof UpstreamError) throw e;
-      throw new UpstreamError(this.address, signal.aborted ? "aborted" : (e as Error).message);
+      throw new UpstreamError(this.address, cancel.cancelled ? "aborted" : (e as Error).message);
     } finally {
-      signal.removeEventListener("abort", abort);
+      cancel.unlisten(abort);
       try {
         conn?.close();
       } catch {

@@ -22,6 +22,7 @@ import { dialTcp } from "./proxy_dial.ts";
 import { withTcpKeepalive } from "./tcp_keepalive.ts";
 import { type ByteStream, connectNodeTls } from "./node_tls_stream.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
+import type { Cancel } from "./cancel.ts";
 
 export { loadCaCerts };
 
@@ -176,7 +177,7 @@ export class TlsUpstream implements Upstream {
   }
 
   /** Sends `q` on the shared connection (opening it if needed) and returns the matching answer. */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     if (this.refusal) {
       if (!this.refusalLogged) {
         this.refusalLogged = true;
@@ -185,15 +186,15 @@ export class TlsUpstream implements Upstream {
       throw new UpstreamError(this.address, this.refusal);
     }
     if (this.closedForGood) throw new UpstreamError(this.address, "upstream closed");
-    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
     this.stopIdleTimer();
     let connection: Connection;
     try {
-      connection = await this.connection(signal);
+      connection = await this.connection(cancel);
     } catch (e) {
       this.armIdleTimer();
       if (e instanceof UpstreamError) throw e;
-      throw new UpstreamError(this.address, signal.aborted ? "aborted" : (e as Error).message);
+      throw new UpstreamError(this.address, cancel.cancelled ? "aborted" : (e as Error).message);
     }
     let id = randomId();
     while (connection.pending.has(id)) id = randomId();
@@ -208,20 +209,20 @@ export class TlsUpstream implements Upstream {
         fail("aborted");
       };
     });
-    signal.addEventListener("abort", onAbort, { once: true });
+    cancel.listen(onAbort);
     try {
       connection.write(frame(query)).catch((e) =>
         connection.close(`sending failed: ${(e as Error).message}`)
       );
       return await answer;
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      cancel.unlisten(onAbort);
       this.armIdleTimer();
     }
   }
 
   /** The open connection, or a new one (shared by concurrent callers). */
-  private connection(signal: AbortSignal): Promise<Connection> {
+  private connection(cancel: Cancel): Promise<Connection> {
     if (this.current && !this.current.closed) return Promise.resolve(this.current);
     if (!this.connecting) {
       const now = Date.now();
@@ -238,8 +239,8 @@ export class TlsUpstream implements Upstream {
     const connecting = this.connecting;
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(new UpstreamError(this.address, "aborted"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      connecting.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      cancel.listen(onAbort);
+      connecting.then(resolve, reject).finally(() => cancel.unlisten(onAbort));
     });
   }
 

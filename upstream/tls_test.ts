@@ -9,6 +9,7 @@ import { loadCaCerts, TlsUpstream, type TlsUpstreamOptions } from "./tls.ts";
 import { UpstreamError } from "./upstream.ts";
 import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
 import { spkiPin } from "../net/x509_spki.ts";
+import { Cancel } from "./cancel.ts";
 
 /** A test CA and a leaf it signed for IP 127.0.0.1 and DNS dot.test, plus an unrelated CA. */
 interface Pki {
@@ -148,7 +149,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function ask(upstream: TlsUpstream, name: string, timeoutMs = 3000): Promise<string> {
   const q = parseQuery(buildQuery(name, "A"));
-  const a = decodePacket(await upstream.exchange(q, AbortSignal.timeout(timeoutMs)));
+  const a = decodePacket(await upstream.exchange(q, Cancel.after(timeoutMs)));
   return (a.answers![0] as { data: string }).data;
 }
 
@@ -312,10 +313,10 @@ test("closes the connection when idle and reopens it on demand", async () => {
 test("an aborted exchange fails as aborted and leaves the connection usable", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.batch = 2;
-    const controller = new AbortController();
-    const pending = upstream.exchange(parseQuery(buildQuery("q1.test", "A")), controller.signal);
+    const controller = new Cancel();
+    const pending = upstream.exchange(parseQuery(buildQuery("q1.test", "A")), controller);
     await sleep(50);
-    controller.abort();
+    controller.cancel();
     assertMatch((await failure(pending)).message, /aborted/);
     assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
     assertEquals(server.accepted, 1);

@@ -11,6 +11,7 @@ import dgram from "node:dgram";
 import { type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { exchangeOn, type ExchangeSocket, type PendingQuery, ROTATE_AFTER } from "./pending_exchange.ts";
 import { TcpUpstream } from "./tcp.ts";
+import type { Cancel } from "./cancel.ts";
 import { authority, canonicalIp, type Upstream, UpstreamError } from "./upstream.ts";
 
 /** Sockets in use at once per upstream. */
@@ -99,11 +100,11 @@ export class UdpUpstream implements Upstream {
   }
 
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
-    if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
+    if (cancel.cancelled) return Promise.reject(new UpstreamError(this.address, "aborted"));
     const out = this.socket();
-    return exchangeOn(out, q, signal, this.address, this.tcp, (query, fail) => {
-      out.socket.send(query, this.port, this.host, (e: Error | null) => e && fail(e));
+    return exchangeOn(out, q, cancel, this.address, this.tcp, (query, failure) => {
+      out.socket.send(query, this.port, this.host, (e: Error | null) => e && failure.fail(e));
     });
   }
 }

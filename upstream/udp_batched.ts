@@ -14,6 +14,7 @@ import { type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { encodeSockaddr, LinuxUdpSocket, MmsgVector, MSG_TRUNC, SendQueue } from "../net/linux_socket.ts";
 import { exchangeOn, type ExchangeSocket, type PendingQuery, ROTATE_AFTER } from "./pending_exchange.ts";
 import { TcpUpstream } from "./tcp.ts";
+import type { Cancel } from "./cancel.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 
 /** Sockets in use at once per address family. */
@@ -188,8 +189,8 @@ export class BatchedUdpUpstream implements Upstream {
   }
 
   /** Sends `q` and resolves with the first verified response (over TCP if it came truncated). */
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
-    if (signal.aborted) return Promise.reject(new UpstreamError(this.address, "aborted"));
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
+    if (cancel.cancelled) return Promise.reject(new UpstreamError(this.address, "aborted"));
     let out: OutgoingSocket;
     try {
       out = this.pool.socket(this.family);
@@ -199,7 +200,7 @@ export class BatchedUdpUpstream implements Upstream {
     return exchangeOn(
       out,
       q,
-      signal,
+      cancel,
       this.address,
       this.tcp,
       (query) => out.send(query, this.server),

@@ -14,6 +14,7 @@ import { type Question, readId, sameQuestion } from "../dns/wire.ts";
 import { exchangeOn, type ExchangeSocket, type PendingQuery } from "./pending_exchange.ts";
 import { parseUdpDatagram, socks5Associate, type SocksAddress, udpDatagram } from "./socks5.ts";
 import { TcpUpstream } from "./tcp.ts";
+import type { Cancel } from "./cancel.ts";
 import { authority, canonicalIp, type Upstream, UpstreamError } from "./upstream.ts";
 
 /** How long setting up an association may take before the exchange fails. */
@@ -79,32 +80,32 @@ export class Socks5UdpUpstream implements Upstream {
   }
 
   /** Sends `q` through the relay and resolves with the verified answer (over TCP if truncated). */
-  async exchange(q: Question, signal: AbortSignal): Promise<Uint8Array> {
+  async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
     if (this.closedForGood) throw new UpstreamError(this.address, "upstream closed");
-    if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
     let a: Association;
-    let onAbort = () => {};
+    let onCancel = () => {};
     try {
       a = await Promise.race([
         this.association(),
         new Promise<never>((_, reject) => {
-          onAbort = () => reject(new Error("aborted"));
-          signal.addEventListener("abort", onAbort, { once: true });
+          onCancel = () => reject(new Error("aborted"));
+          cancel.listen(onCancel);
         }),
       ]);
     } catch (e) {
-      if (signal.aborted) throw new UpstreamError(this.address, "aborted");
+      if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
       throw new UpstreamError(this.address, `proxy ${this.proxy.name}: ${(e as Error).message}`);
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      cancel.unlisten(onCancel);
     }
-    return exchangeOn(a, q, signal, this.address, this.tcp, (query, fail) => {
-      if (a.closed) return fail(new Error("the UDP association closed"));
+    return exchangeOn(a, q, cancel, this.address, this.tcp, (query, failure) => {
+      if (a.closed) return failure.fail(new Error("the UDP association closed"));
       a.socket.send(
         udpDatagram(this.target, query),
         a.relay.port,
         a.relay.host,
-        (e: Error | null) => e && fail(e),
+        (e: Error | null) => e && failure.fail(e),
       );
     });
   }

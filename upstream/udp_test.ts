@@ -27,6 +27,7 @@ const IMPLEMENTATIONS: {
 ];
 import dgram from "node:dgram";
 import { Buffer } from "node:buffer";
+import { Cancel } from "./cancel.ts";
 
 /** Binds a UDP socket on 127.0.0.1 with a random port. */
 async function socketOn(): Promise<dgram.Socket> {
@@ -67,9 +68,9 @@ for (const impl of IMPLEMENTATIONS) {
       const { upstream, close } = impl.make(server.address().port);
       try {
         const q = parseQuery(buildQuery("a.test", "A"));
-        const a = decodePacket(await upstream.exchange(q, new AbortController().signal));
+        const a = decodePacket(await upstream.exchange(q, new Cancel()));
         assertEquals((a.answers![0] as { data: string }).data, "192.0.2.1");
-        const b = decodePacket(await upstream.exchange(q, new AbortController().signal));
+        const b = decodePacket(await upstream.exchange(q, new Cancel()));
         assertEquals((b.answers![0] as { data: string }).data, "192.0.2.1");
         assertEquals(seenPorts.length, 2);
         assertEquals(
@@ -102,7 +103,7 @@ for (const impl of IMPLEMENTATIONS) {
       const { upstream, close } = impl.make(server.address().port, "::1");
       try {
         const q = parseQuery(buildQuery("six.test", "AAAA"));
-        const reply = await upstream.exchange(q, new AbortController().signal);
+        const reply = await upstream.exchange(q, new Cancel());
         assertEquals(decodePacket(reply).questions![0].name, "six.test");
         assertEquals(sources, ["::1"]);
       } finally {
@@ -120,12 +121,10 @@ for (const impl of IMPLEMENTATIONS) {
       const silent = await socketOn();
       const { upstream, close } = impl.make(silent.address().port);
       try {
-        const controller = new AbortController();
-        setTimeout(() => controller.abort(), 50);
+        const controller = new Cancel();
+        setTimeout(() => controller.cancel(), 50);
         let error: Error | undefined;
-        await upstream.exchange(parseQuery(buildQuery("a.test", "A")), controller.signal).catch((e) =>
-          error = e
-        );
+        await upstream.exchange(parseQuery(buildQuery("a.test", "A")), controller).catch((e) => error = e);
         assertEquals(error?.name, "UpstreamError");
       } finally {
         close();
@@ -150,7 +149,7 @@ for (const impl of IMPLEMENTATIONS) {
       const { upstream, close } = impl.make(server.address().port);
       try {
         const q = parseQuery(buildQuery("a.test", "A"));
-        for (let i = 0; i < 1100; i++) await upstream.exchange(q, new AbortController().signal);
+        for (let i = 0; i < 1100; i++) await upstream.exchange(q, new Cancel());
         // 4 sockets rotated every 256 queries: 1100 queries must have used more than 4 ports.
         assertEquals(ports.size > 4, true, `only ${ports.size} source ports`);
       } finally {
@@ -196,9 +195,9 @@ for (const impl of IMPLEMENTATIONS) {
       })();
       const { upstream, close } = impl.make(port);
       try {
-        const controller = new AbortController();
-        const timer = setTimeout(() => controller.abort(), 3000);
-        const answer = await upstream.exchange(parseQuery(buildQuery("big.test", "TXT")), controller.signal);
+        const controller = new Cancel();
+        const timer = setTimeout(() => controller.cancel(), 3000);
+        const answer = await upstream.exchange(parseQuery(buildQuery("big.test", "TXT")), controller);
         clearTimeout(timer);
         assertEquals(decodePacket(answer).answers!.length, 60);
       } finally {

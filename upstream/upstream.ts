@@ -5,6 +5,7 @@
  * @module
  */
 import type { Question } from "../dns/wire.ts";
+import type { Cancel } from "./cancel.ts";
 
 /** One upstream server. */
 export interface Upstream {
@@ -12,9 +13,9 @@ export interface Upstream {
   readonly address: string;
   /**
    * Sends `q` and resolves with the verified response bytes. Rejects with {@link UpstreamError}
-   * on network failure, or when `signal` aborts (timeout or a faster server already answered).
+   * on network failure, or when `cancel` fires (timeout or a faster server already answered).
    */
-  exchange(q: Question, signal: AbortSignal): Promise<Uint8Array>;
+  exchange(q: Question, cancel: Cancel): Promise<Uint8Array>;
   /** Frees what the server holds (sockets); exchanges under way finish or fail. Idempotent. */
   close(): void;
 }
