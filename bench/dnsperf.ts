@@ -37,6 +37,8 @@ export interface DnsperfResult {
   sent: number;
   completed: number;
   avgLatencyMs: number;
+  /** Average response size in bytes. */
+  responseBytes: number;
   /** With a fixed rate: latency percentiles over every response (ms). */
   p50Ms?: number;
   p99Ms?: number;
@@ -66,6 +68,7 @@ export async function dnsperf(o: DnsperfRun): Promise<DnsperfResult> {
     sent: num(/Queries sent:\s+(\d+)/),
     completed: num(/Queries completed:\s+(\d+)/),
     avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+    responseBytes: num(/Average packet size:\s+request \d+, response (\d+)/),
   };
   if (o.rate) {
     const latencies = [...text.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000)

@@ -21,7 +21,7 @@
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
  * (QPS of the miss-latency runs, default 5000), --speed-seconds N and --speed-rounds N (the
  * speed-check miss runs, default 4 s × 3), --speed-hit-seconds N and --speed-hit-rounds N (its hit
- * runs, default 3 s × 6), --speed-rate N (its fixed-rate miss runs, default 2000), --record.
+ * runs, default 3 s × 10), --speed-rate N (its fixed-rate miss runs, default 1000), --record.
  *
  * @module
  */
@@ -54,8 +54,8 @@ const { values: opts } = parseArgs({
     "speed-seconds": { type: "string", default: "4" },
     "speed-rounds": { type: "string", default: "3" },
     "speed-hit-seconds": { type: "string", default: "3" },
-    "speed-hit-rounds": { type: "string", default: "6" },
-    "speed-rate": { type: "string", default: "2000" },
+    "speed-hit-rounds": { type: "string", default: "10" },
+    "speed-rate": { type: "string", default: "1000" },
     record: { type: "boolean", default: false },
   },
 });

@@ -215,16 +215,12 @@ async function namesFile(work: string, tag: string, count: number): Promise<stri
   return path;
 }
 
-/** One measured run: QPS, CPU per answered query, what the targets and keeldns's counters saw. */
+/** One measured run: QPS, CPU per answered query, the handshakes the targets accepted. */
 interface Measured {
   result: DnsperfResult;
   cpuUs: number;
   /** Handshakes the listener accepted per second of the run (counted until 1.2 s after it). */
   handshakesPerSecond: number;
-  /** keeldns: speedProbes per second and per miss, and answers sent with no probe answered. */
-  probesPerSecond?: number;
-  probesPerMiss?: number;
-  unanswered?: number;
 }
 
 /** Runs dnsperf once against `server` and measures it. */
@@ -238,8 +234,8 @@ async function measure(
   extra: { rate?: number; outstanding?: number } = {},
 ): Promise<Measured> {
   const pids = await server.pids();
-  const before = { k: await counters(server), accepted: await listener.accepted(), cpu: 0 };
-  before.cpu = await cpuSeconds(pids); // last: `keeldns status` costs the server a little CPU too
+  const accepted = await listener.accepted();
+  const cpu = await cpuSeconds(pids);
   const result = await dnsperf({
     port: server.port,
     file,
@@ -249,24 +245,13 @@ async function measure(
     netns: ns,
     ...extra,
   });
-  const cpu = await cpuSeconds(pids) - before.cpu;
-  // The probes first-ping did not wait for end after the answer; keeldns reports its counters each second.
-  await sleep(1200);
-  const accepted = await listener.accepted() - before.accepted;
-  const after = await counters(server);
-  const m: Measured = {
+  const used = await cpuSeconds(pids) - cpu;
+  await sleep(1200); // the probes first-ping did not wait for end after the answer
+  return {
     result,
-    cpuUs: cpu * 1e6 / result.completed,
-    handshakesPerSecond: accepted / seconds,
+    cpuUs: used * 1e6 / result.completed,
+    handshakesPerSecond: (await listener.accepted() - accepted) / seconds,
   };
-  if (server.control) {
-    const probes = (after.speedProbes ?? 0) - (before.k.speedProbes ?? 0);
-    const checked = (after.speedChecked ?? 0) - (before.k.speedChecked ?? 0);
-    m.probesPerSecond = probes / seconds;
-    m.probesPerMiss = checked > 0 ? probes / checked : 0;
-    m.unanswered = (after.speedUnanswered ?? 0) - (before.k.speedUnanswered ?? 0);
-  }
-  return m;
 }
 
 const f0 = (x: number) => Number.isFinite(x) ? x.toFixed(0) : "";
@@ -293,14 +278,6 @@ async function hits(
     });
   }
   await sleep(1500); // every probe in: the refined answers are what the cache holds
-  const sizes: number[] = [];
-  for (const s of servers) {
-    const seen = [];
-    for (const i of [1, 2, 3, 4, 5, 6]) {
-      seen.push((await digIn(ns, "127.0.0.1", s.port, `h-${i}.speed.test`)).addresses.length);
-    }
-    sizes.push(seen.reduce((a, b) => a + b, 0) / seen.length);
-  }
   for (const s of servers) {
     await dnsperf({
       port: s.port,
@@ -323,14 +300,14 @@ async function hits(
   const cpuRatios = runs[1 - off].map((m, r) => m.cpuUs / runs[off][r].cpuUs);
   const lost = runs.flat().reduce((sum, m) => sum + m.result.lost, 0);
   const lines = [
-    "| keeldns, speed-check-mode | hits QPS (median) | × none | CPU per answered query | × none | addresses per cached answer | every run |",
+    "| keeldns, speed-check-mode | hits QPS (median) | × none | CPU per answered query | × none | response size | every run |",
     "|---|---:|---:|---:|---:|---:|---|",
   ];
   for (const [i, s] of servers.entries()) {
     lines.push(
       `| ${s.speed ? `tcp:${PROBE_PORT}, first-ping` : "none"} | ${f0(qps[i])} | ${f2(qps[i] / qps[off])} | ${
         cpu[i].toFixed(2)
-      } µs | ${f2(cpu[i] / cpu[off])} | ${sizes[i].toFixed(1)} | ${
+      } µs | ${f2(cpu[i] / cpu[off])} | ${f0(median(runs[i].map((m) => m.result.responseBytes)))} bytes | ${
         runs[i].map((m) => f0(m.result.qps)).join(" / ")
       } |`,
     );
@@ -384,8 +361,8 @@ async function misses(
         : `\n**misses at full speed, every name new** (dnsperf -q 100; ${o.rounds} runs of ${o.seconds} s each, in turns; medians)\n`,
       `| server | speed check | QPS | × same server, none | CPU per miss | CPU added by the check | avg latency |${
         fixed ? " p50 | p99 |" : ""
-      } handshakes accepted / s | keeldns probes / s | probes per checked miss | answered with no probe in | lost | every run (QPS) |`,
-      `|---|---|---:|---:|---:|---:|---:|${fixed ? "---:|---:|" : ""}---:|---:|---:|---:|---:|---|`,
+      } probe handshakes accepted / s | per answered miss | lost | every run (QPS) |`,
+      `|---|---|---:|---:|---:|---:|---:|${fixed ? "---:|---:|" : ""}---:|---:|---:|---|`,
     );
     for (const [i, s] of servers.entries()) {
       const off = servers.findIndex((x) => x.name === s.name && !x.speed);
@@ -400,9 +377,7 @@ async function misses(
         } | ${cpu.toFixed(1)} µs | ${s.speed ? `${(cpu - med(off, (m) => m.cpuUs)).toFixed(1)} µs` : ""} | ${
           med(i, (m) => m.result.avgLatencyMs).toFixed(2)
         } ms |${p} ${f0(med(i, (m) => m.handshakesPerSecond))} | ${
-          s.control ? f0(med(i, (m) => m.probesPerSecond)) : ""
-        } | ${s.control && s.speed ? f2(med(i, (m) => m.probesPerMiss)) : ""} | ${
-          s.control && s.speed ? runs[i].reduce((sum, m) => sum + (m.unanswered ?? 0), 0) : ""
+          f2(med(i, (m) => m.handshakesPerSecond * o.seconds / m.result.completed))
         } | ${runs[i].reduce((sum, m) => sum + m.result.lost, 0)} | ${
           runs[i].map((m) => f0(m.result.qps)).join(" / ")
         } |`,
@@ -460,6 +435,18 @@ export async function speedCheckBench(o: SpeedBenchOptions): Promise<string> {
       `bench: speed check, misses ${o.rounds} rounds × ${o.seconds} s, full speed and ${o.rate} QPS`,
     );
     out.push(await misses(o, ns, listener, [...keeldns, ...smartdns]));
+    // The child reports its counters every 10 s: wait for a report that has every run in it.
+    await sleep(10_500);
+    const k = await counters(keeldns[1]);
+    out.push(
+      "",
+      `keeldns with the check, its counters over the whole section (\`keeldns status\`): ${k.speedChecked} answers ` +
+        `checked, ${k.speedProbes} probes sent (${
+          (k.speedProbes / k.speedChecked).toFixed(2)
+        } per checked answer), ` +
+        `${k.speedSelected} answered with a probed address, ${k.speedUnanswered} with no probe answered in time; ` +
+        `${k.cacheMisses} cache misses.`,
+    );
   } finally {
     for (const s of started) await stopPeer(s.process);
     if (upstream) await stopPeer(upstream);
