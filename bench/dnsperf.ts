@@ -1,7 +1,8 @@
 /**
  * One dnsperf run against a server on 127.0.0.1, the way every bench runs it: `clients` sockets,
  * one thread, up to 100 queries outstanding, the report written to a file (reading a pipe while
- * it runs would put this process on the CPUs the servers under test need).
+ * it runs would put this process on the CPUs the servers under test need); inside a network
+ * namespace when asked.
  *
  * @module
  */
@@ -25,6 +26,8 @@ export interface DnsperfRun {
   outstanding?: number;
   /** Where dnsperf's report goes. */
   report: string;
+  /** Run inside this network namespace (`ip netns exec`), against its 127.0.0.1. */
+  netns?: string;
 }
 
 /** What dnsperf reported. */
@@ -34,6 +37,8 @@ export interface DnsperfResult {
   sent: number;
   completed: number;
   avgLatencyMs: number;
+  /** Average response size in bytes. */
+  responseBytes: number;
   /** With a fixed rate: latency percentiles over every response (ms). */
   p50Ms?: number;
   p99Ms?: number;
@@ -47,8 +52,11 @@ export async function dnsperf(o: DnsperfRun): Promise<DnsperfResult> {
   if (o.runs) args.push("-n", String(o.runs));
   else args.push("-l", String(o.seconds));
   if (o.rate) args.push("-Q", String(o.rate), "-v");
+  const program = o.netns
+    ? [programPath("ip"), "netns", "exec", o.netns, programPath("dnsperf")]
+    : [programPath("dnsperf")];
   await new Deno.Command("sh", {
-    args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", o.report, programPath("dnsperf"), ...args],
+    args: ["-c", 'out="$1"; shift; exec "$@" > "$out"', "sh", o.report, ...program, ...args],
     stdout: "null",
     stderr: "null",
   }).output();
@@ -60,6 +68,7 @@ export async function dnsperf(o: DnsperfRun): Promise<DnsperfResult> {
     sent: num(/Queries sent:\s+(\d+)/),
     completed: num(/Queries completed:\s+(\d+)/),
     avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+    responseBytes: num(/Average packet size:\s+request \d+, response (\d+)/),
   };
   if (o.rate) {
     const latencies = [...text.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000)

@@ -181,7 +181,7 @@ async function writeConf(path: string, port: number, up: Upstreams, servers: str
 }
 
 /** Child pids of `pid`. */
-async function childrenOf(pid: number): Promise<number[]> {
+export async function childrenOf(pid: number): Promise<number[]> {
   try {
     const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
     return text.trim().split(/\s+/).filter(Boolean).map(Number);
@@ -223,7 +223,7 @@ async function startSmartdns(dir: string, name: string, up: Upstreams, servers: 
 }
 
 /** utime + stime of `pids`, all threads, in seconds. */
-async function cpuSeconds(pids: number[]): Promise<number> {
+export async function cpuSeconds(pids: number[]): Promise<number> {
   let ticks = 0;
   for (const pid of pids) {
     try {
@@ -262,7 +262,8 @@ async function connectionsTo(pids: number[], port: number): Promise<number> {
   return count;
 }
 
-const median = (xs: number[]) => {
+/** The median of `xs` (NaN for none). */
+export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0
     ? NaN

@@ -7,7 +7,9 @@
  * (4) memory with 100k names cached, (5) rules: 100k and 1M-name block lists loaded (bench/rules.ts:
  * load time, memory added, match rate, QPS), (6) encrypted: forwarding over DoT and DoH to a local
  * unbound, and memory per open DoT connection, (7) miss-latency: p50/p99 a miss adds over the upstream
- * (both bench/encrypted.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * (both bench/encrypted.ts), (8) speed-check: `speed-check-mode tcp:PORT` with `response-mode
+ * first-ping` on and off — cache hits, and misses with every name new (QPS, CPU per miss, probes per
+ * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
@@ -17,7 +19,9 @@
  * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
  * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
- * (QPS of the miss-latency runs, default 5000), --record.
+ * (QPS of the miss-latency runs, default 5000), --speed-seconds N and --speed-rounds N (the
+ * speed-check miss runs, default 4 s × 3), --speed-hit-seconds N and --speed-hit-rounds N (its hit
+ * runs, default 3 s × 10), --speed-rate N (its fixed-rate miss runs, default 1000), --record.
  *
  * @module
  */
@@ -26,6 +30,7 @@ import { freePort, keeldnsCommand, programPath, REPO_ROOT } from "../tests/helpe
 import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
+import { speedCheckBench } from "./speed_check.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 
 const { values: opts } = parseArgs({
@@ -35,7 +40,10 @@ const { values: opts } = parseArgs({
     names: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
     "memory-names": { type: "string", default: "100000" },
-    only: { type: "string", default: "hits,forwarding,latency,memory,rules,encrypted,miss-latency" },
+    only: {
+      type: "string",
+      default: "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check",
+    },
     "rules-seconds": { type: "string", default: "3" },
     "rules-rounds": { type: "string", default: "5" },
     "rules-sizes": { type: "string", default: "100000,1000000" },
@@ -43,6 +51,11 @@ const { values: opts } = parseArgs({
     "encrypted-rounds": { type: "string", default: "3" },
     connections: { type: "string", default: "16" },
     "miss-rate": { type: "string", default: "5000" },
+    "speed-seconds": { type: "string", default: "4" },
+    "speed-rounds": { type: "string", default: "3" },
+    "speed-hit-seconds": { type: "string", default: "3" },
+    "speed-hit-rounds": { type: "string", default: "10" },
+    "speed-rate": { type: "string", default: "1000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -61,6 +74,7 @@ for (const w of ONLY) {
     "encrypted",
     "connection-memory",
     "miss-latency",
+    "speed-check",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -311,6 +325,7 @@ const upstream = await startUpstream();
 const rows: Row[] = [];
 let rulesReport = "";
 let encryptedReport = "";
+let speedReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -390,6 +405,18 @@ try {
       work,
     });
   }
+  if (ONLY.has("speed-check")) {
+    speedReport = await speedCheckBench({
+      seconds: Number(opts["speed-seconds"]),
+      rounds: Number(opts["speed-rounds"]),
+      hitSeconds: Number(opts["speed-hit-seconds"]),
+      hitRounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      rate: Number(opts["speed-rate"]),
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -408,7 +435,7 @@ const when = new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
 const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} clients, 1 thread, ` +
   `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
     table(rows)
-  }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${
+  }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
   }`;
 console.log(report);
