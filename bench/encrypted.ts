@@ -29,6 +29,7 @@ import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { median } from "./median.ts";
 import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
+import { benchUnboundConf } from "./unbound_conf.ts";
 
 /** What the workloads are asked to do. */
 export interface EncryptedBenchOptions {
@@ -94,36 +95,18 @@ async function startUpstreams(dir: string, extraTls: number): Promise<Upstreams>
     await freePort(),
     await freePort(),
   ];
-  const tlsInterfaces = Array.from(
-    { length: extraTls },
-    (_, i) => `  interface: 127.0.0.${i + 2}@${tlsPort}\n`,
-  );
+  const tlsInterfaces = Array.from({ length: extraTls }, (_, i) => `interface: 127.0.0.${i + 2}@${tlsPort}`);
   await Deno.writeTextFile(
     `${dir}/unbound.conf`,
-    `server:
-  interface: 127.0.0.1@${udpPort}
-  interface: 127.0.0.1@${tlsPort}
-${tlsInterfaces.join("")}  tls-port: ${tlsPort}
-  tls-service-key: "${pki.keyFile}"
-  tls-service-pem: "${pki.certFile}"
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  incoming-num-tcp: 256
-  msg-cache-size: 0
-  rrset-cache-size: 0
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-`,
+    benchUnboundConf(dir, [
+      `interface: 127.0.0.1@${udpPort}`,
+      `interface: 127.0.0.1@${tlsPort}`,
+      ...tlsInterfaces,
+      `tls-port: ${tlsPort}`,
+      `tls-service-key: "${pki.keyFile}"`,
+      `tls-service-pem: "${pki.certFile}"`,
+      "incoming-num-tcp: 256",
+    ]),
   );
   const unbound = spawn(programPath("unbound"), ["-d", "-c", `${dir}/unbound.conf`]);
   await waitForTcp(tlsPort);

@@ -20,6 +20,7 @@ import { dnsperf } from "./dnsperf.ts";
 import { median } from "./median.ts";
 import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
+import { benchUnboundConf } from "./unbound_conf.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -72,25 +73,7 @@ await Deno.writeTextFile(
 const upstreamPort = await freePort();
 await Deno.writeTextFile(
   `${work}/unbound.conf`,
-  `server:
-  interface: 127.0.0.1@${upstreamPort}
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${work}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  msg-cache-size: 0
-  rrset-cache-size: 0
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-`,
+  benchUnboundConf(work, [`interface: 127.0.0.1@${upstreamPort}`]),
 );
 const unbound = spawn(programPath("unbound"), ["-d", "-c", `${work}/unbound.conf`]);
 
