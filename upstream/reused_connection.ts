@@ -53,10 +53,9 @@ export interface ReusedConnectionOptions<C> {
 
 /** One connection to a server, reused by every exchange and reopened when it is gone. */
 export class ReusedConnection<C extends Reusable> {
-  /** True once {@link close} is called: nothing is opened any more. */
-  closed = false;
   /** Connections opened so far (for tests and statistics). */
   opened = 0;
+  private closedForGood = false;
   private readonly options: ReusedConnectionOptions<C>;
   private readonly log: UpstreamLog;
   private refusalLogged = false;
@@ -73,6 +72,11 @@ export class ReusedConnection<C extends Reusable> {
     this.log = options.log ??
       ((level, message) =>
         level === "error" ? logger!.error("{message}", { message }) : logger!.warn("{message}", { message }));
+  }
+
+  /** True once {@link close} is called: nothing is opened any more. */
+  get closed(): boolean {
+    return this.closedForGood;
   }
 
   /** True while an open connection is there to reuse. */
@@ -93,7 +97,7 @@ export class ReusedConnection<C extends Reusable> {
       }
       throw new UpstreamError(address, refusal);
     }
-    if (this.closed) throw new UpstreamError(address, "upstream closed");
+    if (this.closedForGood) throw new UpstreamError(address, "upstream closed");
     if (cancel.cancelled) throw new UpstreamError(address, "aborted");
     this.stopIdleTimer();
   }
@@ -139,7 +143,7 @@ export class ReusedConnection<C extends Reusable> {
 
   /** Closes the connection with `reason` and opens no other. Idempotent. */
   close(reason: string): void {
-    this.closed = true;
+    this.closedForGood = true;
     this.stopIdleTimer();
     this.current?.close(reason);
   }
