@@ -19,7 +19,10 @@
 import { parseArgs } from "node:util";
 import { freePort, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { startDnsmasq, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { checkoutArgs, checkoutState } from "./checkout.ts";
 import { dnsperf } from "./dnsperf.ts";
+import { median } from "./median.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -42,47 +45,6 @@ const NAMES = Number(opts.names);
 const CLIENTS = Number(opts.clients);
 
 const work = await Deno.makeTempDir({ prefix: "keeldns-compare-" });
-
-async function commitOf(dir: string): Promise<string> {
-  const out = await new Deno.Command("git", { args: ["-C", dir, "rev-parse", "--short", "HEAD"] }).output();
-  return new TextDecoder().decode(out.stdout).trim();
-}
-
-async function dirty(dir: string): Promise<boolean> {
-  const out = await new Deno.Command("git", {
-    args: [
-      "-C",
-      dir,
-      "status",
-      "--porcelain",
-      "--untracked-files=no",
-      "--",
-      ".",
-      ":!tests",
-      ":!bench",
-      ":!docs",
-    ],
-  })
-    .output();
-  return new TextDecoder().decode(out.stdout).trim() !== "";
-}
-
-/** CPU ticks (utime + stime, all threads) of `pids`. */
-async function cpuTicks(pids: number[]): Promise<number> {
-  let sum = 0;
-  for (const pid of pids) {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    sum += Number(fields[11]) + Number(fields[12]);
-  }
-  return sum;
-}
-const TICKS_PER_SECOND = 100;
-
-async function childrenOf(pid: number): Promise<number[]> {
-  const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
-  return text.trim().split(/\s+/).filter(Boolean).map(Number);
-}
 
 /** Runs dnsperf for `seconds` (or `runs` passes over the file); says when queries were lost. */
 async function runDnsperf(port: number, file: string, seconds: number, runs?: number) {
@@ -119,18 +81,7 @@ async function start(c: Checkout, upstream: number): Promise<void> {
       (c.label === "before" ? "" : AFTER_EXTRA),
   );
   c.process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      `${c.dir}/deno.json`,
-      `${c.dir}/main.ts`,
-      "run",
-      "-c",
-      config,
-      "-p",
-      `${work}/${c.label}.pid`,
-    ],
+    args: checkoutArgs(c.dir, ["run", "-c", config, "-p", `${work}/${c.label}.pid`]),
     stdin: "null",
     stdout: "null",
     stderr: Deno.env.get("COMPARE_DEBUG") ? "inherit" : "null",
@@ -145,11 +96,6 @@ async function start(c: Checkout, upstream: number): Promise<void> {
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 const file = `${work}/queries.txt`;
 await Deno.writeTextFile(
   file,
@@ -161,8 +107,10 @@ const upstream = await startDnsmasq(
   ["--cache-size=0", "--local-ttl=3600", "--address=/bench.test/192.0.2.1"],
   { name: "ready.bench.test", expect: "192.0.2." },
 );
-const describe = async (dir: string) =>
-  await commitOf(dir) + (await dirty(dir) ? " + uncommitted changes" : "");
+const describe = async (dir: string) => {
+  const { commit, dirty } = await checkoutState(dir);
+  return commit + (dirty ? " + uncommitted changes" : "");
+};
 const before: Checkout = {
   label: "before",
   dir: opts.before.replace(/\/$/, ""),
@@ -192,9 +140,9 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of round % 2 ? [...all].reverse() : all) {
       const pids = [c.process!.pid, ...await childrenOf(c.process!.pid)];
-      const ticks = await cpuTicks(pids);
+      const used = await cpuSeconds(pids);
       const { qps, completed } = await runDnsperf(c.port, file, SECONDS);
-      const cpu = (await cpuTicks(pids) - ticks) / TICKS_PER_SECOND * 1e6 / completed;
+      const cpu = (await cpuSeconds(pids) - used) * 1e6 / completed;
       c.qps.push(qps);
       c.cpu.push(cpu);
       console.error(

@@ -26,6 +26,10 @@ import { freePort, keeldnsCommand, programPath } from "../tests/helpers/keeldns_
 import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 import { makeTestPki } from "../tests/helpers/test_pki.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
+import { median } from "./median.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
+import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
+import { benchUnboundConf } from "./unbound_conf.ts";
 
 /** What the workloads are asked to do. */
 export interface EncryptedBenchOptions {
@@ -91,36 +95,18 @@ async function startUpstreams(dir: string, extraTls: number): Promise<Upstreams>
     await freePort(),
     await freePort(),
   ];
-  const tlsInterfaces = Array.from(
-    { length: extraTls },
-    (_, i) => `  interface: 127.0.0.${i + 2}@${tlsPort}\n`,
-  );
+  const tlsInterfaces = Array.from({ length: extraTls }, (_, i) => `interface: 127.0.0.${i + 2}@${tlsPort}`);
   await Deno.writeTextFile(
     `${dir}/unbound.conf`,
-    `server:
-  interface: 127.0.0.1@${udpPort}
-  interface: 127.0.0.1@${tlsPort}
-${tlsInterfaces.join("")}  tls-port: ${tlsPort}
-  tls-service-key: "${pki.keyFile}"
-  tls-service-pem: "${pki.certFile}"
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${dir}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  incoming-num-tcp: 256
-  msg-cache-size: 0
-  rrset-cache-size: 0
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-`,
+    benchUnboundConf(dir, [
+      `interface: 127.0.0.1@${udpPort}`,
+      `interface: 127.0.0.1@${tlsPort}`,
+      ...tlsInterfaces,
+      `tls-port: ${tlsPort}`,
+      `tls-service-key: "${pki.keyFile}"`,
+      `tls-service-pem: "${pki.certFile}"`,
+      "incoming-num-tcp: 256",
+    ]),
   );
   const unbound = spawn(programPath("unbound"), ["-d", "-c", `${dir}/unbound.conf`]);
   await waitForTcp(tlsPort);
@@ -167,27 +153,10 @@ async function writeConf(path: string, port: number, up: Upstreams, servers: str
       ...servers,
       `ca-file ${up.caFile}`,
       "cache-size 0",
-      "speed-check-mode none",
-      "response-mode fastest-response",
-      "serve-expired no",
-      "prefetch-domain no",
-      "dualstack-ip-selection no",
-      "cache-persist no",
-      "log-level error",
-      `log-file ${path}.log`,
+      ...smartdnsLikeKeeldns(`${path}.log`),
       "",
     ].join("\n"),
   );
-}
-
-/** Child pids of `pid`. */
-export async function childrenOf(pid: number): Promise<number[]> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
-    return text.trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 async function startKeeldns(dir: string, name: string, up: Upstreams, servers: string[]): Promise<Server> {
@@ -222,19 +191,6 @@ async function startSmartdns(dir: string, name: string, up: Upstreams, servers: 
   };
 }
 
-/** utime + stime of `pids`, all threads, in seconds. */
-export async function cpuSeconds(pids: number[]): Promise<number> {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch { /* gone */ }
-  }
-  return ticks / 100;
-}
-
 /** VmRSS of a pid in MB. */
 async function rssMb(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
@@ -261,16 +217,6 @@ async function connectionsTo(pids: number[], port: number): Promise<number> {
   }
   return count;
 }
-
-/** The median of `xs` (NaN for none). */
-export const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-    ? s[(s.length - 1) / 2]
-    : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** QPS and CPU per answered query of `servers`, in turns; medians. */
 async function qpsInTurns(

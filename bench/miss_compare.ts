@@ -15,7 +15,12 @@
 import { parseArgs } from "node:util";
 import { freePort, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { checkoutArgs, checkoutState } from "./checkout.ts";
 import { dnsperf } from "./dnsperf.ts";
+import { median } from "./median.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
+import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
+import { benchUnboundConf } from "./unbound_conf.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -54,51 +59,10 @@ function spawn(command: string, args: string[]): Deno.ChildProcess {
   return new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
 }
 
-async function childrenOf(pid: number): Promise<number[]> {
-  const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
-  return text.trim().split(/\s+/).filter(Boolean).map(Number);
-}
-
-/** utime + stime (all threads) of `pids`, in seconds. */
-async function cpuSeconds(pids: number[]): Promise<number> {
-  let ticks = 0;
-  for (const pid of pids) {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
-    if (!stat) continue;
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / 100;
-}
-
 async function commitOf(dir: string): Promise<string> {
-  const out = await new Deno.Command("git", { args: ["-C", dir, "rev-parse", "--short", "HEAD"] }).output();
-  const status = await new Deno.Command("git", {
-    args: [
-      "-C",
-      dir,
-      "status",
-      "--porcelain",
-      "--untracked-files=no",
-      "--",
-      ".",
-      ":!tests",
-      ":!bench",
-      ":!docs",
-    ],
-  }).output();
-  const dirty = new TextDecoder().decode(status.stdout).trim() !== "";
-  return new TextDecoder().decode(out.stdout).trim() + (dirty ? "+" : "");
+  const { commit, dirty } = await checkoutState(dir);
+  return commit + (dirty ? "+" : "");
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-    ? s[(s.length - 1) / 2]
-    : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const file = `${work}/queries.txt`;
 await Deno.writeTextFile(
@@ -109,25 +73,7 @@ await Deno.writeTextFile(
 const upstreamPort = await freePort();
 await Deno.writeTextFile(
   `${work}/unbound.conf`,
-  `server:
-  interface: 127.0.0.1@${upstreamPort}
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "${work}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  msg-cache-size: 0
-  rrset-cache-size: 0
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-`,
+  benchUnboundConf(work, [`interface: 127.0.0.1@${upstreamPort}`]),
 );
 const unbound = spawn(programPath("unbound"), ["-d", "-c", `${work}/unbound.conf`]);
 
@@ -140,14 +86,7 @@ async function conf(name: string, port: number): Promise<string> {
       `bind 127.0.0.1:${port}`,
       `server 127.0.0.1:${upstreamPort}`,
       "cache-size 0",
-      "speed-check-mode none",
-      "response-mode fastest-response",
-      "serve-expired no",
-      "prefetch-domain no",
-      "dualstack-ip-selection no",
-      "cache-persist no",
-      "log-level error",
-      `log-file ${path}.log`,
+      ...smartdnsLikeKeeldns(`${path}.log`),
       "",
     ].join("\n"),
   );
@@ -169,18 +108,10 @@ try {
     const d = dir.replace(/\/$/, "");
     const c = await fresh(`keeldns ${await commitOf(d)}`);
     const path = await conf(`k${contestants.length}`, c.port);
-    c.process = spawn(Deno.execPath(), [
-      "run",
-      "-A",
-      "--config",
-      `${d}/deno.json`,
-      `${d}/main.ts`,
-      "run",
-      "-c",
-      path,
-      "--control",
-      `${work}/k${contestants.length}.sock`,
-    ]);
+    c.process = spawn(
+      Deno.execPath(),
+      checkoutArgs(d, ["run", "-c", path, "--control", `${work}/k${contestants.length}.sock`]),
+    );
     contestants.push(c);
   }
   const smartdns = await fresh("SmartDNS");

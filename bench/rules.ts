@@ -32,7 +32,11 @@ import { parseArgs } from "node:util";
 import { freePort, programPath, REPO_ROOT } from "../tests/helpers/keeldns_process.ts";
 import { dnsmasqArgs, startDnsmasq, stopPeer } from "../tests/helpers/peers.ts";
 import { BENCH_TLDS, listedNames, Mulberry32, unlistedNames } from "./domain_lists.ts";
+import { checkoutArgs } from "./checkout.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
+import { median } from "./median.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
+import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
 
 export interface RulesOptions {
   seconds: number;
@@ -93,26 +97,6 @@ async function smaps(pid: number): Promise<Mem> {
     return { pss: kb("Pss"), rss: kb("Rss") };
   } catch {
     return { pss: NaN, rss: NaN };
-  }
-}
-
-/** CPU clock ticks (utime + stime, all threads; 100 per second) of `pids`. */
-async function cpuTicks(pids: number[]): Promise<number> {
-  let sum = 0;
-  for (const pid of pids) {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    sum += Number(fields[11]) + Number(fields[12]);
-  }
-  return sum;
-}
-
-async function childrenOf(pid: number): Promise<number[]> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
-    return text.trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }
 
@@ -280,18 +264,7 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
       `bind 127.0.0.1:${port}`,
       `server 127.0.0.1:${upstreamPort}`,
       "cache-size 20000",
-      ...(kind === "SmartDNS"
-        ? [
-          "speed-check-mode none",
-          "response-mode fastest-response",
-          "serve-expired no",
-          "prefetch-domain no",
-          "dualstack-ip-selection no",
-          "cache-persist no",
-          "log-level error",
-          `log-file ${work}/smartdns-${size}.log`,
-        ]
-        : ["log-level info"]),
+      ...(kind === "SmartDNS" ? smartdnsLikeKeeldns(`${work}/smartdns-${size}.log`) : ["log-level info"]),
       ...(size
         ? [`domain-set -name ads -type list -file ${lists.get(size)}`, "address /domain-set:ads/#"]
         : []),
@@ -319,18 +292,7 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
       } else {
         const dir = (o.checkout ?? REPO_ROOT).replace(/\/$/, "");
         command = Deno.execPath();
-        args = [
-          "run",
-          "-A",
-          "--config",
-          `${dir}/deno.json`,
-          `${dir}/main.ts`,
-          "run",
-          "-c",
-          conf,
-          "-p",
-          `${work}/keeldns-${size}.pid`,
-        ];
+        args = checkoutArgs(dir, ["run", "-c", conf, "-p", `${work}/keeldns-${size}.pid`]);
         log = `${work}/keeldns-${size}.log`;
       }
     }
@@ -400,9 +362,9 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
   /** dnsperf for `seconds`, and the CPU µs per answered query of the server's processes meanwhile. */
   async function timed(s: Server, file: string, seconds: number) {
     const pids = s.kind === "keeldns" ? [s.process.pid, s.servingPid] : [s.servingPid];
-    const ticks = await cpuTicks(pids);
+    const used = await cpuSeconds(pids);
     const result = await runDnsperf(s.port, file, seconds);
-    return { ...result, cpu: (await cpuTicks(pids) - ticks) * 1e4 / result.completed };
+    return { ...result, cpu: (await cpuSeconds(pids) - used) * 1e6 / result.completed };
   }
 
   const kinds: Kind[] = ["keeldns", "SmartDNS", "dnsmasq"];
@@ -506,10 +468,6 @@ export async function rulesBench(o: RulesOptions): Promise<string> {
   }
   await Deno.remove(work, { recursive: true }).catch(() => {});
 
-  const median = (xs: number[]) => {
-    const v = [...xs].sort((a, b) => a - b);
-    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
   const find = (kind: Kind, size: number) => servers.find((s) => s.kind === kind && s.size === size)!;
   const out: string[] = [];
   out.push(

@@ -32,6 +32,8 @@ import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
+import { childrenOf } from "./process_cpu.ts";
+import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
 
 const { values: opts } = parseArgs({
   args: Deno.args,
@@ -112,16 +114,6 @@ async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
   }
 }
 
-/** Child pids of `pid` (from /proc). */
-async function childrenOf(pid: number): Promise<number[]> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
-    return text.trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
 /** Runs dnsperf for `seconds` (or `runs` passes over the file); `rate` fixes the QPS and records latencies. */
 function runDnsperf(
   port: number,
@@ -181,14 +173,7 @@ async function startSmartdns(upstream: number, cache: boolean, size = NAMES * 2)
       `bind 127.0.0.1:${port}`,
       `server 127.0.0.1:${upstream}`,
       `cache-size ${cache ? size : 0}`,
-      "speed-check-mode none",
-      "response-mode fastest-response",
-      "serve-expired no",
-      "prefetch-domain no",
-      "dualstack-ip-selection no",
-      "cache-persist no",
-      "log-level error",
-      `log-file ${work}/smartdns.log`,
+      ...smartdnsLikeKeeldns(`${work}/smartdns.log`),
       "",
     ].join("\n"),
   );

@@ -40,7 +40,8 @@ import {
   sleep,
 } from "../tests/helpers/netns.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
-import { childrenOf, cpuSeconds, median } from "./encrypted.ts";
+import { median } from "./median.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 
 /** What the workload is asked to do. */
 export interface SpeedBenchOptions {

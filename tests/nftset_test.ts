@@ -9,9 +9,9 @@
  */
 import { assert, assertEquals, assertLess } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
-import { exec } from "./helpers/netns.ts";
+import { exec, findingsInside, runInsideHalf } from "./helpers/netns.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
-import { KeeldnsProcess, REPO_ROOT } from "./helpers/keeldns_process.ts";
+import { KeeldnsProcess } from "./helpers/keeldns_process.ts";
 import { NftBatcher, type NftLog } from "../ops/nft_batch.ts";
 
 const INSIDE = "KEELDNS_NFTSET_INSIDE";
@@ -213,11 +213,7 @@ async function inside(): Promise<Findings> {
   return found as Findings;
 }
 
-if (import.meta.main && Deno.env.get(INSIDE)) {
-  const findings = await inside();
-  console.log(JSON.stringify(findings));
-  Deno.exit(0);
-}
+await runInsideHalf(import.meta.main, INSIDE, inside);
 
 const why = cannotRun();
 if (why) console.log(`tests/nftset_test.ts skipped: ${why}`);
@@ -235,26 +231,7 @@ Deno.test({
       await exec(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
       const made = await exec(["ip", "netns", "exec", ns, "nft", "-f", "-"], RULESET);
       assertEquals(made.err, "");
-      const r = new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          ns,
-          Deno.execPath(),
-          "run",
-          "-A",
-          "--config",
-          `${REPO_ROOT}deno.json`,
-          new URL(import.meta.url).pathname,
-        ],
-        env: { [INSIDE]: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      });
-      const o = await r.output();
-      const out = new TextDecoder().decode(o.stdout).trim().split("\n");
-      if (o.code !== 0) throw new Error(`inside the namespace:\n${new TextDecoder().decode(o.stderr)}`);
-      const f = JSON.parse(out[out.length - 1]) as Findings;
+      const f = await findingsInside<Findings>(ns, import.meta.url, INSIDE);
       console.log(f.log.join("\n"));
       console.log(
         `nftset figures: ${f.bulkAnswers} answers in ${f.bulkSeconds.toFixed(2)} s ` +

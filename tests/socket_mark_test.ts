@@ -9,7 +9,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
-import { exec } from "./helpers/netns.ts";
+import { exec, findingsInside, runInsideHalf } from "./helpers/netns.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { KeeldnsProcess, PEERS_REQUIRED, REPO_ROOT } from "./helpers/keeldns_process.ts";
 
@@ -118,11 +118,7 @@ async function inside(): Promise<Findings> {
   return found as Findings;
 }
 
-if (import.meta.main && Deno.env.get(INSIDE)) {
-  const findings = await inside();
-  console.log(JSON.stringify(findings));
-  Deno.exit(0);
-}
+await runInsideHalf(import.meta.main, INSIDE, inside);
 
 const why = cannotRun();
 if (why && !PEERS_REQUIRED) console.log(`tests/socket_mark_test.ts skipped: ${why}`);
@@ -139,25 +135,7 @@ Deno.test({
     if (add.code !== 0) throw new Error(`ip netns add: ${add.err}`);
     try {
       await exec(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-      const o = await new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          ns,
-          Deno.execPath(),
-          "run",
-          "-A",
-          "--config",
-          `${REPO_ROOT}deno.json`,
-          new URL(import.meta.url).pathname,
-        ],
-        env: { [INSIDE]: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const out = new TextDecoder().decode(o.stdout).trim().split("\n");
-      if (o.code !== 0) throw new Error(`inside the namespace:\n${new TextDecoder().decode(o.stderr)}`);
-      const f = JSON.parse(out[out.length - 1]) as Findings;
+      const f = await findingsInside<Findings>(ns, import.meta.url, INSIDE);
       console.log(
         `marked queries: ${f.marked}, unmarked: ${f.unmarked}; refused: ${f.refusedLog}; ` +
           `without CAP_NET_ADMIN: ${f.noCapRefusal}`,

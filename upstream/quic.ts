@@ -22,10 +22,10 @@
 import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
 import { frame } from "../dns/stream_framing.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
-import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 import type { Cancel } from "./cancel.ts";
+import { OpenFailure, ReusedConnection, type UpstreamLog } from "./reused_connection.ts";
 
 /** The ALPN token of DNS over QUIC (RFC 9250 §4.1.1). */
 export const DOQ_ALPN = "doq";
@@ -43,7 +43,7 @@ export interface QuicUpstreamOptions {
    * Where problems go (default: the "upstream" logger). Refusals and certificate failures are
    * errors, unreachable servers warnings.
    */
-  readonly log?: (level: "error" | "warn", message: string) => void;
+  readonly log?: UpstreamLog;
 }
 
 /** Why the unstable QUIC API is missing, when it is. */
@@ -92,6 +92,11 @@ class Connection {
   constructor(readonly conn: Deno.QuicConn, private readonly onClose: (c: Connection) => void) {
     // The promise rejects when the connection ends other than by a CONNECTION_CLOSE (idle timeout).
     conn.closed.then(() => this.close(), () => this.close());
+  }
+
+  /** True while exchanges use the connection. */
+  get busy(): boolean {
+    return this.inFlight > 0;
   }
 
   /** Closes the connection (DOQ_NO_ERROR); streams still open fail. Idempotent. */
@@ -173,39 +178,21 @@ export class QuicUpstream implements Upstream {
   readonly serverName: string;
   /** Why this server can never be used, when a setting cannot be honoured. */
   readonly refusal?: string;
-  private refusalLogged = false;
   private readonly caCerts: string[] = [];
   /** The ALPN tokens offered (`-alpn`; "doq" by default). */
   readonly alpn: readonly string[];
   private readonly idleMs: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
   private readonly stuckMs: number;
-  private readonly log: (level: "error" | "warn", message: string) => void;
-
+  /** The shared connection: opened on demand, closed when idle, retried after a delay. */
+  private readonly reused: ReusedConnection<Connection>;
   private endpoint?: Deno.QuicEndpoint;
-  private current?: Connection;
-  private connecting?: Promise<Connection>;
-  private idleTimer?: ReturnType<typeof setTimeout>;
-  private failures = 0;
-  private retryAt = 0;
-  private lastFailure = "";
-  private closedForGood = false;
-  /** Completed handshakes so far (for tests and statistics). */
-  connections = 0;
 
   constructor(config: UpstreamConfig, trust: CaTrust = {}, options: QuicUpstreamOptions = {}) {
     this.host = config.host;
     this.port = config.port;
     this.address = `quic://${authority(config.host, config.port)}`;
     this.idleMs = options.idleMs ?? 10_000;
-    this.backoffMs = options.backoffMs ?? 500;
-    this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.stuckMs = options.stuckMs ?? 5_000;
-    const logger = options.log ? undefined : getLogger("upstream");
-    this.log = options.log ??
-      ((level, message) =>
-        level === "error" ? logger!.error("{message}", { message }) : logger!.warn("{message}", { message }));
     const tls: TlsOptions = config.tls ?? { verifyCertificate: true, spkiPins: [] };
     const named = tls.hostName && tls.hostName !== "-" ? tls.hostName : undefined;
     this.serverName = named ?? config.host;
@@ -219,13 +206,23 @@ export class QuicUpstream implements Upstream {
       }
     }
     if (refusal) this.refusal = refusal;
+    this.reused = new ReusedConnection({
+      ...options,
+      address: this.address,
+      idleMs: this.idleMs,
+      refusal: this.refusal,
+      open: () => this.open(),
+    });
+  }
+
+  /** Completed handshakes so far (for tests and statistics). */
+  get connections(): number {
+    return this.reused.opened;
   }
 
   /** Closes the connection and the endpoint; exchanges under way fail. Idempotent. */
   close(): void {
-    this.closedForGood = true;
-    this.stopIdleTimer();
-    this.current?.close();
+    this.reused.close("upstream closed");
     try {
       this.endpoint?.close({ closeCode: 0, reason: "" });
     } catch {
@@ -236,20 +233,11 @@ export class QuicUpstream implements Upstream {
 
   /** Sends `q` on a new stream of the shared connection (opening it if needed); returns the answer. */
   async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
-    if (this.refusal) {
-      if (!this.refusalLogged) {
-        this.refusalLogged = true;
-        this.log("error", `${this.address}: refused: ${this.refusal}`);
-      }
-      throw new UpstreamError(this.address, this.refusal);
-    }
-    if (this.closedForGood) throw new UpstreamError(this.address, "upstream closed");
-    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
-    this.stopIdleTimer();
+    this.reused.begin(cancel);
     try {
       for (let attempt = 0;; attempt++) {
-        const reused = this.current !== undefined && !this.current.closed;
-        const connection = await this.connection(cancel);
+        const reused = this.reused.isOpen;
+        const connection = await this.reused.connection(cancel);
         connection.inFlight++;
         try {
           const stream = await abortable(
@@ -269,7 +257,7 @@ export class QuicUpstream implements Upstream {
       if (e instanceof UpstreamError) throw e;
       throw new UpstreamError(this.address, cancel.cancelled ? "aborted" : reasonOf(e));
     } finally {
-      this.armIdleTimer();
+      this.reused.end();
     }
   }
 
@@ -318,29 +306,6 @@ export class QuicUpstream implements Upstream {
     return answer;
   }
 
-  /** The open connection, or a new one (shared by concurrent callers). */
-  private connection(cancel: Cancel): Promise<Connection> {
-    if (this.current && !this.current.closed) return Promise.resolve(this.current);
-    if (!this.connecting) {
-      const now = Date.now();
-      if (now < this.retryAt) {
-        return Promise.reject(
-          new UpstreamError(
-            this.address,
-            `not retrying for ${this.retryAt - now} ms after: ${this.lastFailure}`,
-          ),
-        );
-      }
-      this.connecting = this.open().finally(() => this.connecting = undefined);
-    }
-    const connecting = this.connecting;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => reject(new UpstreamError(this.address, "aborted"));
-      cancel.listen(onAbort);
-      connecting.then(resolve, reject).finally(() => cancel.unlisten(onAbort));
-    });
-  }
-
   /** The UDP endpoint every connection of this server is opened from. */
   private clientEndpoint(): Deno.QuicEndpoint {
     this.endpoint ??= new Deno.QuicEndpoint({
@@ -350,7 +315,7 @@ export class QuicUpstream implements Upstream {
     return this.endpoint;
   }
 
-  /** Opens and handshakes a connection; on failure, schedules when the next attempt may start. */
+  /** Opens and handshakes a connection; a failure is logged as an error when it is the server's. */
   private async open(): Promise<Connection> {
     let conn: Deno.QuicConn | undefined;
     try {
@@ -368,14 +333,8 @@ export class QuicUpstream implements Upstream {
       if (!conn.protocol || !this.alpn.includes(conn.protocol)) {
         throw new Error(`the server chose ALPN ${conn.protocol ?? "none"}`);
       }
-      if (this.closedForGood) throw new Error("upstream closed");
-      this.failures = 0;
-      this.connections++;
-      const connection = new Connection(conn, (c) => {
-        if (this.current === c) this.current = undefined;
-      });
-      this.current = connection;
-      return connection;
+      if (this.reused.closed) throw new Error("upstream closed");
+      return new Connection(conn, (c) => this.reused.forget(c));
     } catch (e) {
       try {
         conn?.close({ closeCode: 0, reason: "" });
@@ -383,35 +342,10 @@ export class QuicUpstream implements Upstream {
         // already closed
       }
       const reason = `QUIC handshake failed (server name ${this.serverName}): ${reasonOf(e)}`;
-      const delay = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** this.failures);
-      this.failures++;
-      this.retryAt = Date.now() + delay;
-      if (this.failures === 1 || reason !== this.lastFailure) {
-        this.log(
-          /certificate|handshake failed|ALPN|protocol/i.test(reasonOf(e)) ? "error" : "warn",
-          `${this.address}: ${reason}; retrying after ${delay} ms`,
-        );
-      }
-      this.lastFailure = reason;
-      throw new UpstreamError(this.address, reason);
+      throw new OpenFailure(
+        reason,
+        /certificate|handshake failed|ALPN|protocol/i.test(reasonOf(e)) ? "error" : "warn",
+      );
     }
-  }
-
-  private stopIdleTimer(): void {
-    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-  }
-
-  /** Closes the connection `idleMs` after the last query finished, if none is in flight. */
-  private armIdleTimer(): void {
-    this.stopIdleTimer();
-    const c = this.current;
-    if (!c || c.closed || c.inFlight > 0) return;
-    const timer = setTimeout(() => {
-      this.idleTimer = undefined;
-      if (c.inFlight === 0) c.close();
-    }, this.idleMs);
-    Deno.unrefTimer(timer);
-    this.idleTimer = timer;
   }
 }

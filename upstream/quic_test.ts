@@ -1,18 +1,26 @@
 import { assert, assertEquals, assertMatch } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
+import {
+  askA,
+  failure,
+  loopbackConfig,
+  printReuseTimings,
+  testsNamed,
+  withServerAndUpstream,
+} from "../tests/helpers/reused_upstream_test_kit.ts";
 import { hasProgram } from "../tests/helpers/keeldns_process.ts";
 import { makeTestCa, makeTestPki, type TestPki } from "../tests/helpers/test_pki.ts";
 import { doqAddressFor, DoqServer } from "../tests/helpers/doq_server.ts";
 import { decodePacket } from "../dns/packet.ts";
 import { parseQuery } from "../dns/wire.ts";
-import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
+import type { TlsOptions } from "../config/schema.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { BootstrapResolver } from "./bootstrap.ts";
 import { readClientSubnet } from "../dns/client_subnet.ts";
 import { createUpstream } from "./create.ts";
 import { withQueryOptions } from "./query_options.ts";
 import { QuicUpstream, type QuicUpstreamOptions } from "./quic.ts";
-import { type Upstream, UpstreamError } from "./upstream.ts";
+import type { Upstream } from "./upstream.ts";
 import { Cancel } from "./cancel.ts";
 
 const HAVE_OPENSSL = hasProgram("openssl");
@@ -24,69 +32,31 @@ const pki: (TestPki & { otherCaFile: string }) | undefined = HAVE_OPENSSL
   : undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function config(port: number, tls: Partial<TlsOptions> = {}): UpstreamConfig {
-  return {
-    transport: "quic",
-    host: "127.0.0.1",
-    port,
-    groups: [],
-    excludeDefault: false,
-    tls: { verifyCertificate: true, spkiPins: [], hostName: "doq.test", ...tls },
-  };
-}
+/** The config of a DoQ server on 127.0.0.1:`port`, checked for doq.test. */
+const config = (port: number, tls: Partial<TlsOptions> = {}) => loopbackConfig("quic", port, "doq.test", tls);
 
-async function ask(upstream: QuicUpstream, name: string, timeoutMs = 3000): Promise<string> {
-  const q = parseQuery(buildQuery(name, "A"));
-  const a = decodePacket(await upstream.exchange(q, Cancel.after(timeoutMs)));
-  return (a.answers![0] as { data: string }).data;
-}
-
-async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (e) {
-    assert(e instanceof UpstreamError, `expected an UpstreamError, got ${e}`);
-    return e;
-  }
-  throw new Error("expected the exchange to fail");
-}
-
-/** Runs `fn` with a fresh server and upstream, then closes both. */
-async function withServer(
+/** Runs `fn` with a fresh server (offering `alpn`) and upstream, then closes both. */
+function withServer(
   tls: Partial<TlsOptions>,
   trust: { caFile?: string; caPath?: string },
   options: QuicUpstreamOptions,
   fn: (server: DoqServer, upstream: QuicUpstream, logged: string[]) => Promise<void>,
   alpn = "doq",
 ): Promise<void> {
-  const server = new DoqServer(pki!, alpn);
-  const logged: string[] = [];
-  const upstream = new QuicUpstream(config(server.port, tls), trust, {
-    log: (level, m) => logged.push(`${level}: ${m}`),
-    ...options,
-  });
-  try {
-    await fn(server, upstream, logged);
-  } finally {
-    upstream.close();
-    server.close();
-  }
+  return withServerAndUpstream(
+    new DoqServer(pki!, alpn),
+    (server, log) => new QuicUpstream(config(server.port, tls), trust, { log, ...options }),
+    fn,
+  );
 }
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({
-    name: `DoQ upstream: ${name}`,
-    ignore: !HAVE_OPENSSL,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn,
-  });
+const test = testsNamed("DoQ upstream", !HAVE_OPENSSL);
 
 test("concurrent queries share one connection, one stream each, ID 0 on the wire", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.delayMs = 50;
     const names = Array.from({ length: 20 }, (_, i) => `q${i}.test`);
-    const got = await Promise.all(names.map((n) => ask(upstream, n)));
+    const got = await Promise.all(names.map((n) => askA(upstream, n)));
     assertEquals(got, names.map(doqAddressFor));
     assertEquals(server.accepted, 1);
     assertEquals(upstream.connections, 1);
@@ -100,7 +70,7 @@ test("more concurrent queries than the server's stream limit (100) all get answe
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.delayMs = 20;
     const names = Array.from({ length: 300 }, (_, i) => `q${i}.test`);
-    const got = await Promise.all(names.map((n) => ask(upstream, n, 10_000)));
+    const got = await Promise.all(names.map((n) => askA(upstream, n, 10_000)));
     assertEquals(got, names.map(doqAddressFor));
     assertEquals(server.accepted, 1);
     assert(server.maxConcurrent <= 100, `at most 100 open streams, saw ${server.maxConcurrent}`);
@@ -109,23 +79,7 @@ test("more concurrent queries than the server's stream limit (100) all get answe
 
 test("first query and reused-connection timings (printed)", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    let t = performance.now();
-    await ask(upstream, "q1.test");
-    const first = performance.now() - t;
-    const times: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      t = performance.now();
-      await ask(upstream, `q${i % 50}.test`);
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    t = performance.now();
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => ask(upstream, `q${i % 50}.test`, 20_000)));
-    const concurrent = (performance.now() - t) / 1000;
-    console.log(
-      `DoQ first query ${first.toFixed(1)} ms; reused: median ${times[100].toFixed(3)} ms, ` +
-        `p99 ${times[198].toFixed(3)} ms sequential; ${concurrent.toFixed(3)} ms/query for 1000 concurrent`,
-    );
+    await printReuseTimings("DoQ", (name, timeoutMs) => askA(upstream, name, timeoutMs), 20_000);
     assertEquals(server.accepted, 1);
   });
 });
@@ -133,14 +87,14 @@ test("first query and reused-connection timings (printed)", async () => {
 test("reconnects after the server closes the connection", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.closeAfter = 1;
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     await sleep(100);
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     server.closeAfter = 0;
     await sleep(100);
     server.dropConnections();
     await sleep(100);
-    assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+    assertEquals(await askA(upstream, "q3.test"), "192.0.2.4");
     assertEquals(server.accepted, 3);
     assertEquals(upstream.connections, 3);
   });
@@ -148,17 +102,17 @@ test("reconnects after the server closes the connection", async () => {
 
 test("a certificate from another CA fails with a clear reason, logged once, then backs off", async () => {
   await withServer({}, { caFile: pki!.otherCaFile }, { backoffMs: 300 }, async (server, upstream, logged) => {
-    const e = await failure(ask(upstream, "q1.test"));
+    const e = await failure(askA(upstream, "q1.test"));
     assertMatch(
       e.message,
       /^quic:\/\/127\.0\.0\.1:\d+: QUIC handshake failed \(server name doq\.test\).*UnknownIssuer/,
     );
     assertEquals(logged.length, 1);
     assertMatch(logged[0], /^error: .*UnknownIssuer.*retrying after 300 ms/);
-    const again = await failure(ask(upstream, "q1.test"));
+    const again = await failure(askA(upstream, "q1.test"));
     assertMatch(again.message, /not retrying for \d+ ms after: QUIC handshake failed/);
     await sleep(350);
-    await failure(ask(upstream, "q1.test"));
+    await failure(askA(upstream, "q1.test"));
     await sleep(50);
     assertEquals(server.accepted, 0);
     assertEquals(server.failedHandshakes, 2);
@@ -167,14 +121,14 @@ test("a certificate from another CA fails with a clear reason, logged once, then
 
 test("no ca-file: the test CA is not trusted", async () => {
   await withServer({}, {}, {}, async (server, upstream) => {
-    assertMatch((await failure(ask(upstream, "q1.test"))).message, /UnknownIssuer/);
+    assertMatch((await failure(askA(upstream, "q1.test"))).message, /UnknownIssuer/);
     assertEquals(server.accepted, 0);
   });
 });
 
 test("an SNI name the certificate does not carry fails", async () => {
   await withServer({ hostName: "wrong.test" }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
-    const e = await failure(ask(upstream, "q1.test"));
+    const e = await failure(askA(upstream, "q1.test"));
     assertMatch(e.message, /\(server name wrong\.test\).*not valid for name "wrong\.test"/);
   });
 });
@@ -183,40 +137,40 @@ test("host-name '-' or none checks the IP address (the leaf carries IP:127.0.0.1
   for (const hostName of ["-", undefined]) {
     await withServer({ hostName }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
       assertEquals(upstream.serverName, "127.0.0.1");
-      assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+      assertEquals(await askA(upstream, "q3.test"), "192.0.2.4");
     });
   }
 });
 
 test("a server without the doq ALPN fails the handshake", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    assertMatch((await failure(ask(upstream, "q1.test"))).message, /handshake failed.*protocol/);
+    assertMatch((await failure(askA(upstream, "q1.test"))).message, /handshake failed.*protocol/);
     assertEquals(server.accepted, 0);
   }, "h3");
 });
 
 test("-alpn: the tokens offered instead of doq (a draft-era server)", async () => {
   await withServer({ alpn: ["doq-i02", "doq"] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     assertEquals(server.accepted, 1);
   }, "doq-i02");
   await withServer({ alpn: ["doq-i02"] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    assertMatch((await failure(ask(upstream, "q1.test"))).message, /handshake failed.*protocol/);
+    assertMatch((await failure(askA(upstream, "q1.test"))).message, /handshake failed.*protocol/);
     assertEquals(server.accepted, 0);
   });
 });
 
 test("closes the connection when idle and reopens it on demand", async () => {
   await withServer({}, { caFile: pki!.caFile }, { idleMs: 150 }, async (server, upstream) => {
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     await sleep(50);
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     await sleep(100);
     assertEquals(server.accepted, 1, "each query restarts the idle time");
-    assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+    assertEquals(await askA(upstream, "q3.test"), "192.0.2.4");
     assertEquals(server.accepted, 1);
     await sleep(300);
-    assertEquals(await ask(upstream, "q4.test"), "192.0.2.5");
+    assertEquals(await askA(upstream, "q4.test"), "192.0.2.5");
     assertEquals(server.accepted, 2);
   });
 });
@@ -232,7 +186,7 @@ test("an aborted exchange fails as aborted at once and leaves the connection usa
     assertMatch((await failure(pending)).message, /aborted/);
     assert(performance.now() - t < 50, "the abort is at once");
     server.delayMs = 0;
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     assertEquals(server.accepted, 1);
   });
 });
@@ -241,12 +195,12 @@ test("50 given-up streams the server never answers: the connection is replaced",
   await withServer({}, { caFile: pki!.caFile }, { stuckMs: 200 }, async (server, upstream) => {
     server.silent = true;
     const given = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => failure(ask(upstream, `q${i}.test`, 100))),
+      Array.from({ length: 60 }, (_, i) => failure(askA(upstream, `q${i}.test`, 100))),
     );
     assertEquals(given.filter((e) => /aborted/.test(e.message)).length, 60);
     await sleep(250);
     server.silent = false;
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     assertEquals(server.accepted, 2);
   });
 });
@@ -255,21 +209,21 @@ test("given-up streams the server answers late (lost races) keep the connection"
   await withServer({}, { caFile: pki!.caFile }, { stuckMs: 300 }, async (server, upstream) => {
     server.delayMs = 150;
     const given = await Promise.all(
-      Array.from({ length: 80 }, (_, i) => failure(ask(upstream, `q${i}.test`, 50))),
+      Array.from({ length: 80 }, (_, i) => failure(askA(upstream, `q${i}.test`, 50))),
     );
     assertEquals(given.filter((e) => /aborted/.test(e.message)).length, 80);
     await sleep(400);
     server.delayMs = 0;
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     assertEquals(server.accepted, 1);
   });
 });
 
 test("a reused connection the server closed is replaced and the query sent once more", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     server.delayMs = 200;
-    const pending = ask(upstream, "q2.test");
+    const pending = askA(upstream, "q2.test");
     await sleep(50);
     server.dropConnections();
     server.delayMs = 0;
@@ -286,7 +240,7 @@ test("a silent server: the exchange ends when its signal does", async () => {
   });
   try {
     const t = performance.now();
-    assertMatch((await failure(ask(upstream, "q1.test", 300))).message, /aborted/);
+    assertMatch((await failure(askA(upstream, "q1.test", 300))).message, /aborted/);
     const took = performance.now() - t;
     assert(took >= 280 && took < 600, `took ${took} ms`);
   } finally {
@@ -298,7 +252,7 @@ test("a silent server: the exchange ends when its signal does", async () => {
 test("an answer whose ID is not 0 is refused (RFC 9250 §4.2.1)", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.answerId = 4321;
-    assertMatch((await failure(ask(upstream, "q1.test"))).message, /answer has ID 4321, not 0/);
+    assertMatch((await failure(askA(upstream, "q1.test"))).message, /answer has ID 4321, not 0/);
   });
 });
 
@@ -314,25 +268,25 @@ test("settings Deno cannot honour refuse the server, logged once", async () => {
   for (const [tls, reason] of cases) {
     await withServer(tls, { caFile: pki!.caFile }, {}, async (server, upstream, logged) => {
       assertMatch(upstream.refusal ?? "", reason);
-      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
-      assertMatch((await failure(ask(upstream, "q1.test"))).message, reason);
+      assertMatch((await failure(askA(upstream, "q1.test"))).message, reason);
+      assertMatch((await failure(askA(upstream, "q1.test"))).message, reason);
       assertEquals(logged.length, 1);
       assertMatch(logged[0], /refused: /);
       assertEquals(server.accepted + server.failedHandshakes, 0);
     });
   }
   const missing = new QuicUpstream(config(853), { caFile: "/nonexistent/ca.pem" }, { log: () => {} });
-  assertMatch((await failure(ask(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
+  assertMatch((await failure(askA(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
 });
 
 test("close() fails exchanges under way", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.delayMs = 500;
-    const pending = ask(upstream, "q1.test");
+    const pending = askA(upstream, "q1.test");
     await sleep(100);
     upstream.close();
     await failure(pending);
-    assertMatch((await failure(ask(upstream, "q2.test"))).message, /upstream closed/);
+    assertMatch((await failure(askA(upstream, "q2.test"))).message, /upstream closed/);
   });
 });
 

@@ -16,13 +16,13 @@ import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { randomId } from "../dns/transaction_id.ts";
 import { buildUpstreamQuery, type Question, readId, sameQuestion } from "../dns/wire.ts";
-import { getLogger } from "../ops/log.ts";
 import { type CaTrust, loadCaCerts } from "./ca_certs.ts";
 import { dialTcp } from "./proxy_dial.ts";
 import { withTcpKeepalive } from "./tcp_keepalive.ts";
 import { type ByteStream, connectNodeTls } from "./node_tls_stream.ts";
 import { authority, type Upstream, UpstreamError } from "./upstream.ts";
 import type { Cancel } from "./cancel.ts";
+import { OpenFailure, ReusedConnection, type UpstreamLog } from "./reused_connection.ts";
 
 export { loadCaCerts };
 
@@ -43,7 +43,7 @@ export interface TlsUpstreamOptions {
    * Where problems go (default: the "upstream" logger). Refusals and certificate failures are
    * errors (shown at the default log level), unreachable servers warnings.
    */
-  readonly log?: (level: "error" | "warn", message: string) => void;
+  readonly log?: UpstreamLog;
 }
 
 /** A query sent on a connection, waiting for its answer. */
@@ -62,6 +62,11 @@ class Connection {
 
   constructor(readonly conn: ByteStream, private readonly onClose: (c: Connection) => void) {
     this.readLoop();
+  }
+
+  /** True while queries wait for their answers. */
+  get busy(): boolean {
+    return this.pending.size > 0;
   }
 
   /** Queues `data` to be written after whatever is being written. */
@@ -115,28 +120,13 @@ export class TlsUpstream implements Upstream {
   readonly proxy?: UpstreamConfig["proxy"];
   /** The name sent as SNI and checked in the certificate (the IP when none is configured). */
   readonly serverName: string;
-  /** Why this server can never be used, when a setting cannot be honoured. */
-  private readonly refusal?: string;
-  private refusalLogged = false;
   /** The checks only node:tls can do, when the server has any of them. */
   private readonly nodeChecks?: { verifyChain: boolean; verifyName?: string; pins: readonly string[] };
   private readonly caCerts: string[] = [];
-  private readonly idleMs: number;
   /** The edns-tcp-keepalive TIMEOUT sent in every query (`-tcp-keepalive`), if any. */
   private readonly keepalive?: number;
-  private readonly backoffMs: number;
-  private readonly maxBackoffMs: number;
-  private readonly log: (level: "error" | "warn", message: string) => void;
-
-  private current?: Connection;
-  private connecting?: Promise<Connection>;
-  private idleTimer?: ReturnType<typeof setTimeout>;
-  private failures = 0;
-  private retryAt = 0;
-  private lastFailure = "";
-  private closedForGood = false;
-  /** Accepted connections so far (for tests and statistics). */
-  connections = 0;
+  /** The shared connection: opened on demand, closed when idle, retried after a delay. */
+  private readonly reused: ReusedConnection<Connection>;
 
   constructor(config: UpstreamConfig, trust: TlsTrust = {}, options: TlsUpstreamOptions = {}) {
     this.host = config.host;
@@ -144,13 +134,7 @@ export class TlsUpstream implements Upstream {
     this.proxy = config.proxy;
     this.address = `tls://${authority(config.host, config.port)}`;
     this.keepalive = config.tcpKeepalive;
-    this.idleMs = options.idleMs ?? (config.tcpKeepalive ? config.tcpKeepalive * 100 : 10_000);
-    this.backoffMs = options.backoffMs ?? 500;
-    this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
-    const logger = options.log ? undefined : getLogger("upstream");
-    this.log = options.log ??
-      ((level, message) =>
-        level === "error" ? logger!.error("{message}", { message }) : logger!.warn("{message}", { message }));
+    let refusal: string | undefined;
     const tls: TlsOptions = config.tls ?? { verifyCertificate: true, spkiPins: [] };
     const named = tls.hostName && tls.hostName !== "-" ? tls.hostName : undefined;
     this.serverName = named ?? config.host;
@@ -158,41 +142,42 @@ export class TlsUpstream implements Upstream {
     if (!tls.verifyCertificate || tls.spkiPins.length > 0 || otherName) {
       this.nodeChecks = { verifyChain: tls.verifyCertificate, verifyName: otherName, pins: tls.spkiPins };
       if (this.proxy) {
-        this.refusal = "-no-check-certificate, -spki-pin and -tls-host-verify are not built for servers " +
+        refusal = "-no-check-certificate, -spki-pin and -tls-host-verify are not built for servers " +
           "behind a proxy (Deno's own TLS cannot do them, and the other TLS does not run over the tunnel)";
       }
     }
     try {
       this.caCerts = loadCaCerts(trust);
     } catch (e) {
-      this.refusal ??= (e as Error).message;
+      refusal ??= (e as Error).message;
     }
+    this.reused = new ReusedConnection({
+      ...options,
+      address: this.address,
+      idleMs: options.idleMs ?? (config.tcpKeepalive ? config.tcpKeepalive * 100 : 10_000),
+      refusal,
+      open: () => this.open(),
+    });
+  }
+
+  /** Accepted connections so far (for tests and statistics). */
+  get connections(): number {
+    return this.reused.opened;
   }
 
   /** Closes the connection; exchanges under way fail. Idempotent. */
   close(): void {
-    this.closedForGood = true;
-    this.stopIdleTimer();
-    this.current?.close("upstream closed");
+    this.reused.close("upstream closed");
   }
 
   /** Sends `q` on the shared connection (opening it if needed) and returns the matching answer. */
   async exchange(q: Question, cancel: Cancel): Promise<Uint8Array> {
-    if (this.refusal) {
-      if (!this.refusalLogged) {
-        this.refusalLogged = true;
-        this.log("error", `${this.address}: refused: ${this.refusal}`);
-      }
-      throw new UpstreamError(this.address, this.refusal);
-    }
-    if (this.closedForGood) throw new UpstreamError(this.address, "upstream closed");
-    if (cancel.cancelled) throw new UpstreamError(this.address, "aborted");
-    this.stopIdleTimer();
+    this.reused.begin(cancel);
     let connection: Connection;
     try {
-      connection = await this.connection(cancel);
+      connection = await this.reused.connection(cancel);
     } catch (e) {
-      this.armIdleTimer();
+      this.reused.end();
       if (e instanceof UpstreamError) throw e;
       throw new UpstreamError(this.address, cancel.cancelled ? "aborted" : (e as Error).message);
     }
@@ -217,34 +202,11 @@ export class TlsUpstream implements Upstream {
       return await answer;
     } finally {
       cancel.unlisten(onAbort);
-      this.armIdleTimer();
+      this.reused.end();
     }
   }
 
-  /** The open connection, or a new one (shared by concurrent callers). */
-  private connection(cancel: Cancel): Promise<Connection> {
-    if (this.current && !this.current.closed) return Promise.resolve(this.current);
-    if (!this.connecting) {
-      const now = Date.now();
-      if (now < this.retryAt) {
-        return Promise.reject(
-          new UpstreamError(
-            this.address,
-            `not retrying for ${this.retryAt - now} ms after: ${this.lastFailure}`,
-          ),
-        );
-      }
-      this.connecting = this.open().finally(() => this.connecting = undefined);
-    }
-    const connecting = this.connecting;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => reject(new UpstreamError(this.address, "aborted"));
-      cancel.listen(onAbort);
-      connecting.then(resolve, reject).finally(() => cancel.unlisten(onAbort));
-    });
-  }
-
-  /** Opens and handshakes a connection; on failure, schedules when the next attempt may start. */
+  /** Opens and handshakes a connection; a failure says at which stage. */
   private async open(): Promise<Connection> {
     let tcp: Deno.TcpConn | undefined;
     let tls: ByteStream | undefined;
@@ -267,17 +229,11 @@ export class TlsUpstream implements Upstream {
         await denoTls.handshake();
         tls = denoTls;
       }
-      if (this.closedForGood) {
+      if (this.reused.closed) {
         tls.close();
         throw new Error("upstream closed");
       }
-      this.failures = 0;
-      this.connections++;
-      const connection = new Connection(tls, (c) => {
-        if (this.current === c) this.current = undefined;
-      });
-      this.current = connection;
-      return connection;
+      return new Connection(tls, (c) => this.reused.forget(c));
     } catch (e) {
       try {
         (tls ?? tcp)?.close();
@@ -285,35 +241,7 @@ export class TlsUpstream implements Upstream {
         // already closed
       }
       const reason = `${stage} failed (server name ${this.serverName}): ${(e as Error).message}`;
-      const delay = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** this.failures);
-      this.failures++;
-      this.retryAt = Date.now() + delay;
-      if (this.failures === 1 || reason !== this.lastFailure) {
-        this.log(
-          stage === "connect" ? "warn" : "error",
-          `${this.address}: ${reason}; retrying after ${delay} ms`,
-        );
-      }
-      this.lastFailure = reason;
-      throw new UpstreamError(this.address, reason);
+      throw new OpenFailure(reason, stage === "connect" ? "warn" : "error");
     }
-  }
-
-  private stopIdleTimer(): void {
-    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-  }
-
-  /** Closes the connection `idleMs` after the last query finished, if none is in flight. */
-  private armIdleTimer(): void {
-    this.stopIdleTimer();
-    const c = this.current;
-    if (!c || c.closed || c.pending.size > 0) return;
-    const timer = setTimeout(() => {
-      this.idleTimer = undefined;
-      if (c.pending.size === 0) c.close("idle");
-    }, this.idleMs);
-    Deno.unrefTimer(timer);
-    this.idleTimer = timer;
   }
 }

@@ -1,12 +1,19 @@
-import { assert, assertEquals, assertMatch } from "../tests/helpers/assert.ts";
+import { assertEquals, assertMatch } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
+import {
+  askA,
+  failure,
+  loopbackConfig,
+  printReuseTimings,
+  testsNamed,
+  withServerAndUpstream,
+} from "../tests/helpers/reused_upstream_test_kit.ts";
 import { hasProgram } from "../tests/helpers/keeldns_process.ts";
 import { decodePacket, encodePacket } from "../dns/packet.ts";
 import { frame, FramedReader, writeAll } from "../dns/stream_framing.ts";
 import { parseQuery } from "../dns/wire.ts";
-import type { TlsOptions, UpstreamConfig } from "../config/schema.ts";
+import type { TlsOptions } from "../config/schema.ts";
 import { loadCaCerts, TlsUpstream, type TlsUpstreamOptions } from "./tls.ts";
-import { UpstreamError } from "./upstream.ts";
 import { makeTestCa, makeTestPki } from "../tests/helpers/test_pki.ts";
 import { spkiPin } from "../net/x509_spki.ts";
 import { Cancel } from "./cancel.ts";
@@ -132,72 +139,32 @@ class DotServer {
   }
 }
 
-function config(port: number, tls: Partial<TlsOptions> = {}): UpstreamConfig {
-  return {
-    transport: "tls",
-    host: "127.0.0.1",
-    port,
-    groups: [],
-    excludeDefault: false,
-    tls: { verifyCertificate: true, spkiPins: [], hostName: "dot.test", ...tls },
-  };
-}
-
 const HAVE_OPENSSL = hasProgram("openssl");
 const pki = HAVE_OPENSSL ? await makePki() : undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function ask(upstream: TlsUpstream, name: string, timeoutMs = 3000): Promise<string> {
-  const q = parseQuery(buildQuery(name, "A"));
-  const a = decodePacket(await upstream.exchange(q, Cancel.after(timeoutMs)));
-  return (a.answers![0] as { data: string }).data;
-}
-
-async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
-  try {
-    await promise;
-  } catch (e) {
-    assert(e instanceof UpstreamError, `expected an UpstreamError, got ${e}`);
-    return e;
-  }
-  throw new Error("expected the exchange to fail");
-}
-
 /** Runs `fn` with a fresh server and upstream, then closes both. */
-async function withServer(
+function withServer(
   tls: Partial<TlsOptions>,
   trust: { caFile?: string; caPath?: string },
   options: TlsUpstreamOptions,
-  fn: (server: DotServer, upstream: TlsUpstream, warnings: string[]) => Promise<void>,
+  fn: (server: DotServer, upstream: TlsUpstream, logged: string[]) => Promise<void>,
 ): Promise<void> {
-  const server = new DotServer(pki!);
-  const warnings: string[] = [];
-  const upstream = new TlsUpstream(config(server.port, tls), trust, {
-    log: (_level, m) => warnings.push(m),
-    ...options,
-  });
-  try {
-    await fn(server, upstream, warnings);
-  } finally {
-    upstream.close();
-    server.close();
-  }
+  return withServerAndUpstream(
+    new DotServer(pki!),
+    (server, log) =>
+      new TlsUpstream(loopbackConfig("tls", server.port, "dot.test", tls), trust, { log, ...options }),
+    fn,
+  );
 }
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({
-    name: `DoT upstream: ${name}`,
-    ignore: !HAVE_OPENSSL,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn,
-  });
+const test = testsNamed("DoT upstream", !HAVE_OPENSSL);
 
 test("10 concurrent queries share one connection, answered out of order, foreign answers ignored", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.batch = 10;
     const names = Array.from({ length: 10 }, (_, i) => `q${i}.test`);
-    const got = await Promise.all(names.map((n) => ask(upstream, n)));
+    const got = await Promise.all(names.map((n) => askA(upstream, n)));
     assertEquals(got, names.map(addressFor));
     assertEquals(server.accepted, 1);
     assertEquals(upstream.connections, 1);
@@ -206,23 +173,7 @@ test("10 concurrent queries share one connection, answered out of order, foreign
 
 test("first query and reused-connection timings (printed)", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    let t = performance.now();
-    await ask(upstream, "q1.test");
-    const first = performance.now() - t;
-    const times: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      t = performance.now();
-      await ask(upstream, `q${i % 50}.test`);
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    t = performance.now();
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => ask(upstream, `q${i % 50}.test`, 10_000)));
-    const pipelined = (performance.now() - t) / 1000;
-    console.log(
-      `DoT first query ${first.toFixed(1)} ms; reused: median ${times[100].toFixed(3)} ms, ` +
-        `p99 ${times[198].toFixed(3)} ms sequential; ${pipelined.toFixed(3)} ms/query for 1000 concurrent`,
-    );
+    await printReuseTimings("DoT", (name, timeoutMs) => askA(upstream, name, timeoutMs), 10_000);
     assertEquals(server.accepted, 1);
   });
 });
@@ -230,9 +181,9 @@ test("first query and reused-connection timings (printed)", async () => {
 test("reconnects after the server closes the connection", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.closeAfter = 1;
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     await sleep(100);
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     assertEquals(server.accepted, 2);
   });
 });
@@ -242,19 +193,19 @@ test("a certificate from another CA fails with a clear reason, logged, then back
     {},
     { caFile: pki!.otherCaFile },
     { backoffMs: 300 },
-    async (server, upstream, warnings) => {
-      const e = await failure(ask(upstream, "q1.test"));
+    async (server, upstream, logged) => {
+      const e = await failure(askA(upstream, "q1.test"));
       assertMatch(
         e.message,
         /^tls:\/\/127\.0\.0\.1:\d+: TLS handshake failed \(server name dot\.test\).*UnknownIssuer/,
       );
-      assertEquals(warnings.length, 1);
-      assertMatch(warnings[0], /TLS handshake failed.*UnknownIssuer.*retrying after 300 ms/);
-      const again = await failure(ask(upstream, "q1.test"));
+      assertEquals(logged.length, 1);
+      assertMatch(logged[0], /TLS handshake failed.*UnknownIssuer.*retrying after 300 ms/);
+      const again = await failure(askA(upstream, "q1.test"));
       assertMatch(again.message, /not retrying for \d+ ms after: TLS handshake failed/);
       assertEquals(server.accepted, 1);
       await sleep(350);
-      await failure(ask(upstream, "q1.test"));
+      await failure(askA(upstream, "q1.test"));
       assertEquals(server.accepted, 2);
     },
   );
@@ -262,14 +213,14 @@ test("a certificate from another CA fails with a clear reason, logged, then back
 
 test("no ca-file: the test CA is not trusted", async () => {
   await withServer({}, {}, {}, async (_server, upstream) => {
-    const e = await failure(ask(upstream, "q1.test"));
+    const e = await failure(askA(upstream, "q1.test"));
     assertMatch(e.message, /TLS handshake failed.*UnknownIssuer/);
   });
 });
 
 test("an SNI name the certificate does not carry fails", async () => {
   await withServer({ hostName: "wrong.test" }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
-    const e = await failure(ask(upstream, "q1.test"));
+    const e = await failure(askA(upstream, "q1.test"));
     assertMatch(
       e.message,
       /TLS handshake failed \(server name wrong\.test\).*not valid for name "wrong\.test"/,
@@ -281,7 +232,7 @@ test("host-name '-' or none checks the IP address (the leaf carries IP:127.0.0.1
   for (const hostName of ["-", undefined]) {
     await withServer({ hostName }, { caFile: pki!.caFile }, {}, async (_server, upstream) => {
       assertEquals(upstream.serverName, "127.0.0.1");
-      assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+      assertEquals(await askA(upstream, "q3.test"), "192.0.2.4");
     });
   }
 });
@@ -292,20 +243,20 @@ test("ca-path: every PEM file in the directory is trusted", async () => {
   await Deno.writeTextFile(`${dir}/README`, "not a certificate");
   assertEquals(loadCaCerts({ caPath: dir }).length, 1);
   await withServer({}, { caPath: dir }, {}, async (_server, upstream) => {
-    assertEquals(await ask(upstream, "q4.test"), "192.0.2.5");
+    assertEquals(await askA(upstream, "q4.test"), "192.0.2.5");
   });
 });
 
 test("closes the connection when idle and reopens it on demand", async () => {
   await withServer({}, { caFile: pki!.caFile }, { idleMs: 150 }, async (server, upstream) => {
-    assertEquals(await ask(upstream, "q1.test"), "192.0.2.2");
+    assertEquals(await askA(upstream, "q1.test"), "192.0.2.2");
     await sleep(50);
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     await sleep(100);
     assertEquals(server.closedByClient, 0, "each query restarts the idle time");
     await sleep(150);
     assertEquals(server.closedByClient, 1);
-    assertEquals(await ask(upstream, "q3.test"), "192.0.2.4");
+    assertEquals(await askA(upstream, "q3.test"), "192.0.2.4");
     assertEquals(server.accepted, 2);
   });
 });
@@ -318,7 +269,7 @@ test("an aborted exchange fails as aborted and leaves the connection usable", as
     await sleep(50);
     controller.cancel();
     assertMatch((await failure(pending)).message, /aborted/);
-    assertEquals(await ask(upstream, "q2.test"), "192.0.2.3");
+    assertEquals(await askA(upstream, "q2.test"), "192.0.2.3");
     assertEquals(server.accepted, 1);
   });
 });
@@ -331,20 +282,20 @@ test("-no-check-certificate, -spki-pin and -tls-host-verify are checked through 
   const pin = await spkiPin(der);
   // No CA given: the chain is not trusted, and not checked.
   await withServer({ verifyCertificate: false }, {}, {}, async (_server, upstream) => {
-    assertEquals(await ask(upstream, "q1.test"), addressFor("q1.test"));
+    assertEquals(await askA(upstream, "q1.test"), addressFor("q1.test"));
   });
   await withServer({ spkiPins: ["AAAA", pin] }, { caFile: pki!.caFile }, {}, async (server, upstream) => {
-    assertEquals(await ask(upstream, "q2.test"), addressFor("q2.test"));
-    assertEquals(await ask(upstream, "q3.test"), addressFor("q3.test"));
+    assertEquals(await askA(upstream, "q2.test"), addressFor("q2.test"));
+    assertEquals(await askA(upstream, "q3.test"), addressFor("q3.test"));
     assertEquals(server.accepted, 1, "one connection, reused");
   });
   await withServer(
     { spkiPins: ["AAAA"] },
     { caFile: pki!.caFile },
     {},
-    async (_server, upstream, warnings) => {
-      assertMatch((await failure(ask(upstream, "q1.test"))).message, /is not one of the -spki-pin values/);
-      assertMatch(warnings[0], new RegExp(`SPKI pin ${pin.replace(/[+/]/g, "\\$&")}`));
+    async (_server, upstream, logged) => {
+      assertMatch((await failure(askA(upstream, "q1.test"))).message, /is not one of the -spki-pin values/);
+      assertMatch(logged[0], new RegExp(`SPKI pin ${pin.replace(/[+/]/g, "\\$&")}`));
     },
   );
   // SNI other.sni, which the certificate does not carry; checked for dot.test, which it does.
@@ -352,24 +303,26 @@ test("-no-check-certificate, -spki-pin and -tls-host-verify are checked through 
     { hostName: "other.sni", verifyName: "dot.test" },
     { caFile: pki!.caFile },
     {},
-    async (_server, upstream) => assertEquals(await ask(upstream, "q4.test"), addressFor("q4.test")),
+    async (_server, upstream) => assertEquals(await askA(upstream, "q4.test"), addressFor("q4.test")),
   );
   await withServer(
     { hostName: "dot.test", verifyName: "nope.test" },
     { caFile: pki!.caFile },
     {},
     async (_server, upstream) => {
-      assertMatch((await failure(ask(upstream, "q5.test"))).message, /TLS handshake failed/);
+      assertMatch((await failure(askA(upstream, "q5.test"))).message, /TLS handshake failed/);
     },
   );
-  const missing = new TlsUpstream(config(853), { caFile: "/nonexistent/ca.pem" }, { log: () => {} });
-  assertMatch((await failure(ask(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
+  const missing = new TlsUpstream(loopbackConfig("tls", 853, "dot.test"), { caFile: "/nonexistent/ca.pem" }, {
+    log: () => {},
+  });
+  assertMatch((await failure(askA(missing, "q1.test"))).message, /ca-file \/nonexistent\/ca\.pem: /);
 });
 
 test("close() fails exchanges under way", async () => {
   await withServer({}, { caFile: pki!.caFile }, {}, async (server, upstream) => {
     server.batch = 5;
-    const pending = ask(upstream, "q1.test");
+    const pending = askA(upstream, "q1.test");
     await sleep(50);
     upstream.close();
     assertMatch((await failure(pending)).message, /upstream closed/);

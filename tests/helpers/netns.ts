@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { hasProgram, keeldnsCommand, programPath, runKeeldns } from "./keeldns_process.ts";
+import { hasProgram, keeldnsCommand, programPath, REPO_ROOT, runKeeldns } from "./keeldns_process.ts";
 import { LogLines } from "./log_lines.ts";
 
 const decoder = new TextDecoder();
@@ -91,6 +91,41 @@ export function inNamespace(
   args: string[],
 ): { command: string; args: string[] } {
   return { command: programPath("ip"), args: ["netns", "exec", ns, program, ...args] };
+}
+
+/**
+ * The inside half of a test that runs itself again inside a namespace: when this module is the
+ * main one (`isMain`) and `envName` is set, runs `inside`, prints what it found as JSON (the last
+ * line of stdout) and exits; otherwise returns at once.
+ */
+export async function runInsideHalf(isMain: boolean, envName: string, inside: () => Promise<unknown>) {
+  if (!isMain || !Deno.env.get(envName)) return;
+  const findings = await inside();
+  console.log(JSON.stringify(findings));
+  Deno.exit(0);
+}
+
+/**
+ * Runs the test module `moduleUrl` again inside `ns`, with `envName` set so that it runs its
+ * inside half ({@link runInsideHalf}), and returns what it found; throws with its stderr when it fails.
+ */
+export async function findingsInside<T>(ns: string, moduleUrl: string, envName: string): Promise<T> {
+  const { command, args } = inNamespace(ns, Deno.execPath(), [
+    "run",
+    "-A",
+    "--config",
+    `${REPO_ROOT}deno.json`,
+    new URL(moduleUrl).pathname,
+  ]);
+  const o = await new Deno.Command(command, {
+    args,
+    env: { [envName]: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = decoder.decode(o.stdout).trim().split("\n");
+  if (o.code !== 0) throw new Error(`inside the namespace:\n${decoder.decode(o.stderr)}`);
+  return JSON.parse(out[out.length - 1]) as T;
 }
 
 /** One answer record as dig prints it. */
