@@ -123,7 +123,10 @@ class IcmpSocket {
 
 /** Sends ICMP echo probes over the best socket kind this process may open. */
 export class IcmpPinger {
+  /** Each family's socket, or why it cannot be opened. */
   private readonly sockets = new Map<number, IcmpSocket | string>();
+  /** Which kind each family's socket is. */
+  private readonly kind = new Map<number, "unprivileged" | "raw">();
   private lib?: Lib;
 
   /** How IPv4 probes go out (opening the socket if need be): for the one log line. */
@@ -132,8 +135,6 @@ export class IcmpPinger {
     if (typeof s === "string") return { unavailable: s };
     return this.kind.get(AF_INET) ?? "raw";
   }
-
-  private readonly kind = new Map<number, "unprivileged" | "raw">();
 
   /** The RTT of one echo to `ip` in ms, or undefined (no reply in `timeoutMs`, or no ICMP here). */
   probe(ip: string, timeoutMs: number): Promise<number | undefined> {
