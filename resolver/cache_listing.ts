@@ -7,6 +7,7 @@
  */
 import { typeName } from "../dns/packet.ts";
 import type { AnswerCache } from "./answer_cache.ts";
+import type { CacheStage } from "./cache_stage.ts";
 
 /** The most entries `cache list` returns unless told otherwise. */
 export const LIST_LIMIT = 1000;
@@ -112,4 +113,32 @@ export function flushCache(cache: AnswerCache, pattern: string | undefined): num
   }
   const matches = nameMatcher(pattern, "exact");
   return cache.removeWhere((key) => matches(keyName(key)));
+}
+
+/**
+ * Carries out `keeldns cache list|flush|stats` on the cache stage (none: the cache is off);
+ * returns what to show. Throws for an action it does not know.
+ */
+export function cacheAction(
+  stage: CacheStage | undefined,
+  action: string,
+  pattern: string | undefined,
+  now: number,
+): Record<string, unknown> {
+  if (!stage) throw new Error("the cache is off (cache-size 0)");
+  switch (action) {
+    case "stats":
+      return {
+        entries: stage.cache.size,
+        capacity: stage.cache.capacity,
+        bytes: stage.cache.reservedBytes,
+        hits: stage.counters.hits,
+        misses: stage.counters.misses,
+      };
+    case "list":
+      return { ...listCache(stage.cache, pattern, now) };
+    case "flush":
+      return { removed: flushCache(stage.cache, pattern) };
+  }
+  throw new Error(`unknown cache action ${JSON.stringify(action)}`);
 }
