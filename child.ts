@@ -10,6 +10,7 @@ import type { Config, UdpTransportChoice } from "./config/schema.ts";
 import {
   BEAT_INTERVAL_MS,
   BESIDE_PREDECESSOR_ENV,
+  type CacheRequest,
   type ChildMessage,
   EXIT_BIND,
   EXIT_CONFIG,
@@ -23,6 +24,8 @@ import {
 import { yieldToEventLoop } from "./ops/event_loop.ts";
 import { FileWatcher } from "./ops/file_watch.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
+import { readLines } from "./ops/lines.ts";
+import { cacheAction } from "./resolver/cache_listing.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import {
   checkpointCache,
@@ -237,6 +240,36 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
     externalBytes: memory.external,
     ...resolver.counters(),
   };
+}
+
+/**
+ * Answers the guardian's `keeldns cache` requests, one JSON line each on stdin, with a reply
+ * message. A flush is saved at once when persistence is on, so the cache file cannot bring the
+ * flushed entries back.
+ */
+async function answerCacheRequests(serving: () => { config: Config; resolver: Resolver }): Promise<void> {
+  for await (const line of readLines(Deno.stdin.readable)) {
+    let request: CacheRequest;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const { config, resolver } = serving();
+    try {
+      const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
+      if (request.cache === "flush") {
+        log.info("cache: {removed} entries flushed ({what})", {
+          removed: result.removed as number,
+          what: request.pattern ?? "all",
+        });
+        await persistCache(config, resolver);
+      }
+      tell({ reply: { id: request.id, ok: true, result } });
+    } catch (e) {
+      tell({ reply: { id: request.id, ok: false, error: (e as Error).message } });
+    }
+  }
 }
 
 /** Loads the saved cache before serving, when persistence is on; an unusable file is only logged. */
@@ -473,6 +506,7 @@ async function serve(
     healthChanges: () => resolver.healthChanges,
   });
   if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
+  if (options.guarded) answerCacheRequests(() => ({ config, resolver }));
 
   const checkpoint = config.cache.persist && config.cache.checkpointTime > 0
     ? setInterval(() => persistCache(config, resolver), config.cache.checkpointTime * 1000)

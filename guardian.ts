@@ -3,7 +3,8 @@
  * dies, is not ready by the start-up deadline or, once ready, stops beating (the policies are in
  * `guardian/`), restarts it on purpose without dropping queries (the new child binds the
  * same ports beside the old one, takes over its cache, then the old one drains), forwards signals,
- * answers `keeldns status|reload|stop|restart` on its control socket, and writes a crash report
+ * answers `keeldns status|reload|stop|restart` on its control socket (and forwards `keeldns cache`
+ * to the child on its stdin), and writes a crash report
  * for every child that died. It exits only when told to stop, or when the configuration is invalid
  * at start.
  *
@@ -17,6 +18,9 @@ import { RestartBackoff } from "./guardian/restart_backoff.ts";
 import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
 import {
   BESIDE_PREDECESSOR_ENV,
+  CACHE_ACTIONS,
+  type CacheAction,
+  type CacheReplyMessage,
   EXIT_BIND,
   EXIT_CONFIG,
   EXIT_PRIVILEGES,
@@ -130,6 +134,7 @@ function residentBytes(pid: number): number {
 
 const log = getLogger("guardian");
 const stderrEncoder = new TextEncoder();
+const lineEncoder = new TextEncoder();
 
 /** A progress message as one phrase: "loading rules (1200/50000)". */
 function stageOf(progress: ProgressMessage["progress"]): string {
@@ -167,10 +172,19 @@ class ChildHandle implements WatchedChild {
   readonly drained: Promise<void>;
   private markReady!: (ready: boolean) => void;
   private checkpointWaiter?: (entries: number) => void;
+  /** Cache requests sent on the child's stdin, by id, waiting for its reply. */
+  private readonly asked = new Map<number, (reply: CacheReplyMessage["reply"]) => void>();
+  private lastRequest = 0;
+  private readonly requests: WritableStreamDefaultWriter<Uint8Array>;
 
   constructor(readonly process: Deno.ChildProcess) {
     this.ready = new Promise((resolve) => this.markReady = resolve);
-    process.status.then(() => this.markReady(false));
+    this.requests = process.stdin.getWriter();
+    this.requests.closed.catch(() => {}); // a dead child's pipe: its requests fail below
+    process.status.then(() => {
+      this.markReady(false);
+      for (const answer of this.asked.values()) answer({ id: 0, ok: false, error: "the child exited" });
+    });
     this.drained = Promise.all([this.readMessages(), this.mirrorOutput()]).then(() => {});
   }
 
@@ -196,6 +210,31 @@ class ChildHandle implements WatchedChild {
         clearTimeout(timer);
         resolve(n);
       };
+    });
+  }
+
+  /** Asks the child's cache (`keeldns cache`); fails after `timeoutMs` or when the child exits. */
+  askCache(
+    cache: CacheAction,
+    pattern: string | undefined,
+    timeoutMs: number,
+  ): Promise<CacheReplyMessage["reply"]> {
+    const id = ++this.lastRequest;
+    return new Promise((resolve) => {
+      const timer = setTimeout(
+        () => answer({ id, ok: false, error: `the child did not answer in ${timeoutMs} ms` }),
+        timeoutMs,
+      );
+      const answer = (reply: CacheReplyMessage["reply"]) => {
+        clearTimeout(timer);
+        this.asked.delete(id);
+        resolve(reply);
+      };
+      this.asked.set(id, answer);
+      const line = JSON.stringify(pattern === undefined ? { id, cache } : { id, cache, pattern }) + "\n";
+      this.requests.write(lineEncoder.encode(line)).catch((e) =>
+        answer({ id, ok: false, error: `cannot reach the child: ${(e as Error).message}` })
+      );
     });
   }
 
@@ -238,6 +277,8 @@ class ChildHandle implements WatchedChild {
       } else if ("stats" in message) {
         this.stats = message.stats;
         this.upstreams = message.upstreams ?? this.upstreams;
+      } else if ("reply" in message) {
+        this.asked.get(message.reply.id)?.(message.reply);
       } else if ("checkpointed" in message) {
         this.checkpointWaiter?.(message.checkpointed);
       } else if ("fatal" in message) {
@@ -369,7 +410,7 @@ class Guardian {
     const process = new Deno.Command(command, {
       args,
       env,
-      stdin: "null",
+      stdin: "piped",
       stdout: "piped",
       stderr: "piped",
       detached: true,
@@ -540,9 +581,26 @@ class Guardian {
     };
   }
 
+  /** Forwards `keeldns cache ACTION [PATTERN]` to the serving child. */
+  async cache(args: readonly string[]): Promise<ControlReply> {
+    const [action, pattern, ...extra] = args;
+    if (!CACHE_ACTIONS.includes(action as CacheAction)) {
+      return { ok: false, error: `unknown cache action ${JSON.stringify(action)} (list, flush or stats)` };
+    }
+    if (extra.length > 0 || (action === "stats" && pattern !== undefined)) {
+      return { ok: false, error: `too many arguments for cache ${action}` };
+    }
+    const child = this.current;
+    if (!child?.readyAt) return { ok: false, error: "no child is serving right now" };
+    const reply = await child.askCache(action as CacheAction, pattern, 10_000);
+    return reply.ok ? { ok: true, cache: reply.result ?? {} } : { ok: false, error: reply.error };
+  }
+
   /** Answers a control command. */
-  async control(command: ControlCommand): Promise<ControlReply> {
+  async control(command: ControlCommand, args: readonly string[] = []): Promise<ControlReply> {
     switch (command) {
+      case "cache":
+        return await this.cache(args);
       case "status":
         return { ok: true, status: this.status() };
       case "reload":
@@ -665,7 +723,7 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
   let control: ControlServer | undefined;
   if (controlPath) {
     try {
-      control = await ControlServer.listen(controlPath, (command) => guardian.control(command));
+      control = await ControlServer.listen(controlPath, (command, args) => guardian.control(command, args));
     } catch (e) {
       if (e instanceof ControlSocketInUse) {
         console.error(`keeldns: ${e.message}`);

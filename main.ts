@@ -21,6 +21,7 @@ import { setupLogging } from "./ops/log.ts";
 import { loaderInUse } from "./ops/runtime_loader.ts";
 import { lookupUser } from "./ops/user_database.ts";
 import type { UpstreamHealthReport } from "./upstream/health.ts";
+import type { CacheList } from "./resolver/cache_listing.ts";
 import { parseHostPort } from "./config/values.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -41,6 +42,7 @@ Commands:
   reload    re-read the configuration (validated first; a bad one changes nothing)
   restart   replace the child without dropping queries (cache kept)
   stop      stop guardian and child
+  cache     list, flush or count the running server's cached answers
   version   print version, Deno version, target and build kind
 
 Run "keeldns <command> --help" for a command's options.`,
@@ -83,6 +85,16 @@ supported yet) is refused here too, with its file:line:col (exit 1).
   -o, --output OUT    write the TOML to OUT instead of standard output
   -h, --help          show this help`,
   version: "Usage: keeldns version",
+  cache: `Usage: keeldns cache list [PATTERN] | flush [NAME] | stats [-p PIDFILE | --control PATH]
+
+  list [PATTERN]  cached names with type, seconds left, client group (first 1000, and how many more);
+                  PATTERN: a name (it and the names below it) or a glob (*.example.com)
+  flush [NAME]    removes every type and variant of NAME (*.example.com: the names below it), or
+                  everything; the cache file is saved at once when cache persistence is on
+  stats           entries, capacity, bytes, hits and misses
+
+Asks the running guardian over its control socket (as for status); it forwards to the child.
+Exit 0 when done, 1 when refused (the reason is printed) or the guardian cannot be reached.`,
   control: `Usage: keeldns status|reload|restart|stop [-p PIDFILE | --control PATH]
 
 Talks to the running guardian over its control socket (default: beside the pid file given with
@@ -306,6 +318,50 @@ async function commandControl(command: ControlCommand, args: string[]): Promise<
   return 0;
 }
 
+async function commandCache(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      "pid-file": { type: "string", short: "p" },
+      control: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(USAGE.cache), 0;
+  const [action, pattern, ...extra] = positionals;
+  const most = action === "stats" ? 0 : 1;
+  if (!["list", "flush", "stats"].includes(action) || extra.length + (pattern === undefined ? 0 : 1) > most) {
+    return fail(`cache: expected list [PATTERN], flush [NAME] or stats\n\n${USAGE.cache}`);
+  }
+  const path = resolveControlPath(values.control, values["pid-file"]) ?? DEFAULT_CONTROL_PATH;
+  let reply;
+  try {
+    reply = await sendControl(path, "cache", 60_000, positionals);
+  } catch (e) {
+    console.error(`keeldns cache: no guardian answers on ${path}: ${(e as Error).message}`);
+    return 1;
+  }
+  if (!reply.ok) {
+    console.error(`keeldns cache ${action}: ${reply.error}`);
+    return 1;
+  }
+  const result = reply.cache ?? {};
+  if (action === "stats") {
+    for (const [key, value] of Object.entries(result)) console.log(`${key}: ${value}`);
+  } else if (action === "flush") {
+    console.log(`keeldns cache flush: ${result.removed} entries removed (${pattern ?? "all"})`);
+  } else {
+    const { entries, more } = result as unknown as CacheList;
+    for (const e of entries) {
+      console.log(`${e.name} ${e.type} ttl ${e.ttl} group ${e.group}${e.dnssecOk ? " dnssec" : ""}`);
+    }
+    if (more > 0) console.log(`… and ${more} more (narrow with a PATTERN)`);
+    if (entries.length === 0) console.log(`no cached entries${pattern ? ` match ${pattern}` : ""}`);
+  }
+  return 0;
+}
+
 /** One server's health in `keeldns status`: `upstream ADDRESS: up, rtt p50 … ms, p95 … ms, …`. */
 function upstreamLine(u: UpstreamHealthReport): string {
   return `upstream ${u.address}: ${u.state}${u.fallback ? " (fallback)" : ""}, ` +
@@ -340,6 +396,8 @@ export async function main(args: string[]): Promise<number> {
       case "restart":
       case "stop":
         return await commandControl(first, tail);
+      case "cache":
+        return await commandCache(tail);
       case "version":
       case "--version":
         return commandVersion(tail);
@@ -356,7 +414,7 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
-      const usage = CONTROL_COMMANDS.includes(first as ControlCommand)
+      const usage = first !== "cache" && CONTROL_COMMANDS.includes(first as ControlCommand)
         ? USAGE.control
         : USAGE[first ?? "run"];
       return fail(`${e.message}\n\n${usage ?? USAGE.main}`);

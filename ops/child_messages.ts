@@ -1,5 +1,6 @@
 /**
- * The guardian ⇄ child protocol: the child writes one JSON object per line on its stdout.
+ * The guardian ⇄ child protocol: the child writes one JSON object per line on its stdout; the
+ * guardian writes {@link CacheRequest}s, one a line, on the child's stdin.
  *
  * @module
  */
@@ -47,6 +48,30 @@ export interface CheckpointedMessage {
   readonly checkpointed: number;
 }
 
+/** What `keeldns cache` asks of the child. */
+export type CacheAction = "list" | "flush" | "stats";
+
+/** The cache actions. */
+export const CACHE_ACTIONS: readonly CacheAction[] = ["list", "flush", "stats"];
+
+/** A request the guardian writes on the child's stdin (`keeldns cache …`); `id` pairs the reply. */
+export interface CacheRequest {
+  readonly id: number;
+  readonly cache: CacheAction;
+  /** The name or pattern of `list` and `flush`, when given. */
+  readonly pattern?: string;
+}
+
+/** The child's answer to a {@link CacheRequest}. */
+export interface CacheReplyMessage {
+  readonly reply: {
+    readonly id: number;
+    readonly ok: boolean;
+    readonly error?: string;
+    readonly result?: Record<string, unknown>;
+  };
+}
+
 /** Anything the child tells the guardian. */
 export type ChildMessage =
   | ReadyMessage
@@ -54,7 +79,8 @@ export type ChildMessage =
   | ProgressMessage
   | StatsMessage
   | FatalMessage
-  | CheckpointedMessage;
+  | CheckpointedMessage
+  | CacheReplyMessage;
 
 /** Environment variable naming the file a child writes its cache to on SIGUSR2 (planned restart). */
 export const HANDOVER_FILE_ENV = "KEELDNS_HANDOVER_FILE";

@@ -1,15 +1,19 @@
 /**
  * The guardian's control channel: a unix socket (mode 0600) next to the pid file. A client sends
- * one JSON request line and reads one JSON reply line. `keeldns status|reload|stop|restart` use it.
+ * one JSON request line (`{command, args?}`) and reads one JSON reply line. `keeldns
+ * status|reload|stop|restart|cache` use it.
  *
  * @module
  */
 
 /** What a client may ask. */
-export type ControlCommand = "status" | "reload" | "stop" | "restart";
+export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache";
 
 /** All commands. */
-export const CONTROL_COMMANDS: readonly ControlCommand[] = ["status", "reload", "stop", "restart"];
+export const CONTROL_COMMANDS: readonly ControlCommand[] = ["status", "reload", "stop", "restart", "cache"];
+
+/** Replies up to this size are read by {@link sendControl} (`cache list` sends up to 1000 entries). */
+const REPLY_LIMIT = 16 << 20;
 
 /** The reply to a command. */
 export interface ControlReply {
@@ -18,10 +22,12 @@ export interface ControlReply {
   readonly error?: string;
   /** The guardian's state, for `status` (and after `restart`). */
   readonly status?: Record<string, unknown>;
+  /** What the child answered, for `cache` (stats, the entries listed, the entries flushed). */
+  readonly cache?: Record<string, unknown>;
 }
 
 /** Answers one command. */
-export type ControlHandler = (command: ControlCommand) => Promise<ControlReply>;
+export type ControlHandler = (command: ControlCommand, args: readonly string[]) => Promise<ControlReply>;
 
 /** The control socket path that goes with a pid file: `x.pid` → `x.sock`. */
 export function controlPathFor(pidFile: string): string {
@@ -38,8 +44,8 @@ export class ControlSocketInUse extends Error {
 
 const encoder = new TextEncoder();
 
-/** Reads one line (up to 64 KiB) from a connection. */
-async function readLine(conn: Deno.Conn): Promise<string> {
+/** Reads one line (up to `limit` bytes, 64 KiB unless told) from a connection. */
+async function readLine(conn: Deno.Conn, limit = 65536): Promise<string> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const buffer = new Uint8Array(4096);
@@ -50,7 +56,7 @@ async function readLine(conn: Deno.Conn): Promise<string> {
     const newline = chunk.indexOf(10);
     chunks.push(newline >= 0 ? chunk.subarray(0, newline) : chunk);
     total += n;
-    if (newline >= 0 || total > 65536) break;
+    if (newline >= 0 || total > limit) break;
   }
   const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
   let pos = 0;
@@ -96,8 +102,11 @@ export class ControlServer {
           try {
             const request = JSON.parse(await readLine(conn));
             const command = request?.command;
-            reply = CONTROL_COMMANDS.includes(command)
-              ? await handler(command)
+            const args = request?.args ?? [];
+            reply = !Array.isArray(args) || args.some((a) => typeof a !== "string")
+              ? { ok: false, error: "args must be a list of strings" }
+              : CONTROL_COMMANDS.includes(command)
+              ? await handler(command, args)
               : { ok: false, error: `unknown command ${JSON.stringify(command)}` };
           } catch (e) {
             reply = { ok: false, error: `bad request: ${(e as Error).message}` };
@@ -121,17 +130,22 @@ export class ControlServer {
   }
 }
 
-/** Sends one command to the guardian at `path`; rejects if nobody answers within `timeoutMs`. */
+/**
+ * Sends one command (with its `args`, for `cache`) to the guardian at `path`; rejects if nobody
+ * answers within `timeoutMs`.
+ */
 export async function sendControl(
   path: string,
   command: ControlCommand,
   timeoutMs = 30_000,
+  args: readonly string[] = [],
 ): Promise<ControlReply> {
   const conn = await Deno.connect({ transport: "unix", path });
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
-    await conn.write(encoder.encode(JSON.stringify({ command }) + "\n"));
-    const line = await readLine(conn);
+    const request = args.length > 0 ? { command, args } : { command };
+    await conn.write(encoder.encode(JSON.stringify(request) + "\n"));
+    const line = await readLine(conn, REPLY_LIMIT);
     if (!line) throw new Error(`no reply on ${path}`);
     return JSON.parse(line) as ControlReply;
   } finally {

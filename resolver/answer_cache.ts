@@ -194,6 +194,27 @@ export class AnswerCache {
     }
   }
 
+  /**
+   * Removes every entry whose key (as {@link entries} gives it; a view valid only during the call)
+   * `match` accepts; returns how many went. O(entries); for `keeldns cache flush`, never a query.
+   */
+  removeWhere(match: (key: Uint8Array) => boolean): number {
+    let removed = 0;
+    for (let slot = this.oldest; slot !== NONE;) {
+      const next = this.newer[slot];
+      const address = this.address[slot];
+      const at = ByteArena.offsetOf(address);
+      if (match(this.arena.chunkOf(address).subarray(at, at + this.keyLength[slot]))) {
+        this.remove(slot);
+        removed++;
+      }
+      slot = next;
+    }
+    // The last hit's slot may be free (or reused) now: its tag is no longer the last hit's.
+    if (removed > 0) this.lastHit = NONE;
+    return removed;
+  }
+
   /** A view of the answer stored in `slot` (valid until the cache next changes). */
   private answerAt(slot: number): StoredAnswer {
     const address = this.address[slot];
@@ -210,6 +231,7 @@ export class AnswerCache {
   /** Drops every entry. */
   clear(): void {
     this.arena.clear();
+    this.lastHit = NONE;
     this.liveBytes = 0;
     this.slots = 0;
     this.count = 0;

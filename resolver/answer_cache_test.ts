@@ -145,3 +145,24 @@ Deno.test("AnswerCache compacts its chunks when answers of one size are replaced
   }
   assertEquals(peak < 20 << 20, true, `peak ${peak} bytes`);
 });
+
+Deno.test("AnswerCache removeWhere drops the matching entries and keeps the LRU and hit path whole", () => {
+  const cache = new AnswerCache(3);
+  for (const name of ["a", "b", "c"]) cache.set(q(name), answer(60));
+  cache.get(q("b"), 0);
+  // The key of "b" is [1, 'b', 0, type, class, variant].
+  assertEquals(cache.removeWhere((key) => key[1] === 0x62), 1);
+  assertEquals(cache.size, 2);
+  assertEquals(cache.lastTag, 0);
+  assertEquals(cache.get(q("b"), 0), undefined);
+  assertEquals([...cache.entries()].map(([key]) => String.fromCharCode(key[1])), ["a", "c"]);
+  // Capacity and eviction still work on the freed slot: d fits, then e evicts a (the oldest).
+  cache.set(q("d"), answer(60));
+  cache.set(q("e"), answer(60));
+  assertEquals(cache.get(q("a"), 0), undefined);
+  for (const name of ["c", "d", "e"]) assertEquals(cache.get(q(name), 0) !== undefined, true);
+  assertEquals(cache.removeWhere(() => true), 3);
+  assertEquals(cache.size, 0);
+  cache.set(q("f"), answer(60));
+  assertEquals(cache.get(q("f"), 0) !== undefined, true);
+});
