@@ -38,13 +38,23 @@ const LOCAL_TTL = 60;
 
 /**
  * The TTL of local answers (address, hosts, PTR, DNS64, local CNAME), in SmartDNS's order
- * (`_dns_server_get_local_ttl`): `local-ttl`, else `rr-ttl`, else `rr-ttl-min`, else 60 s.
- * `rr-ttl-max` does not lower it; `rr-ttl-reply-max` caps it when the answer is sent.
+ * (`_dns_server_get_local_ttl`): `local-ttl`, else `rr-ttl`, else `rr-ttl-min`, else 60 s; then at
+ * most `rr-ttl-reply-max` (local TTLs do not count down, so capping them once is capping each
+ * reply). `rr-ttl-max` does not lower it.
  */
-export function localAnswerTtl(localTtl: number, policy: Pick<CacheConfig, "rrTtl" | "rrTtlMin">): number {
-  if (localTtl > 0) return localTtl;
-  if (policy.rrTtl > 0) return policy.rrTtl;
-  return policy.rrTtlMin > 0 ? policy.rrTtlMin : LOCAL_TTL;
+export function localAnswerTtl(
+  localTtl: number,
+  policy: Pick<CacheConfig, "rrTtl" | "rrTtlMin"> & Partial<Pick<CacheConfig, "rrTtlReplyMax">>,
+): number {
+  const ttl = localTtl > 0
+    ? localTtl
+    : policy.rrTtl > 0
+    ? policy.rrTtl
+    : policy.rrTtlMin > 0
+    ? policy.rrTtlMin
+    : LOCAL_TTL;
+  const cap = policy.rrTtlReplyMax ?? 0;
+  return cap > 0 && ttl > cap ? cap : ttl;
 }
 
 /** A rule file could not be used while rebuilding rules that are already serving. */
@@ -151,7 +161,9 @@ export interface RuleSetOptions {
   /** The index of an upstream group by name, -1 if it has no servers. */
   readonly groupIndex: (name: string) => number;
   /** The TTL settings local answers take their TTL from when `local-ttl` is not set. */
-  readonly ttl: Pick<CacheConfig, "rrTtl" | "rrTtlMin" | "rrTtlMax">;
+  readonly ttl:
+    & Pick<CacheConfig, "rrTtl" | "rrTtlMin" | "rrTtlMax">
+    & Partial<Pick<CacheConfig, "rrTtlReplyMax">>;
   /** Reports a problem met while loading (a list file missing, a bad line). */
   readonly warn: (message: string) => void;
   /** Reads a list or hosts file (injectable for tests). */
