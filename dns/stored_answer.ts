@@ -232,10 +232,12 @@ export class StoredAnswer {
       for (let i = HEADER_LENGTH; i < q.questionEnd; i++) out[offset + i] = q.wire[i];
     }
     const elapsed = Math.floor((now - this.storedAt) / 1000);
-    const cap = replyTtlMax > 0 ? replyTtlMax : 0xffffffff;
+    const cap = replyTtlMax;
     for (let p = start + wireLength; p < this.end; p += TTL_ENTRY) {
-      const ttl = readU32(src, p + 2) - elapsed;
-      writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl > cap ? cap : ttl > 0 ? ttl : 0);
+      let ttl = readU32(src, p + 2) - elapsed;
+      if (ttl < 0) ttl = 0;
+      else if (cap > 0 && ttl > cap) ttl = cap;
+      writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl);
     }
     appendAnswerOpt(q, out, offset, offset + wireLength);
     return length;
