@@ -421,6 +421,10 @@ class TomlWriter {
     this.scalar("cache.rr-ttl", "rr-ttl", String(c.rrTtl));
     this.scalar("cache.rr-ttl-min", "rr-ttl-min", String(c.rrTtlMin));
     this.scalar("cache.rr-ttl-max", "rr-ttl-max", String(c.rrTtlMax));
+    if (c.rrTtlReplyMax > 0) {
+      this.scalar("cache.rr-ttl-reply-max", "rr-ttl-reply-max", String(c.rrTtlReplyMax));
+    }
+    if (c.memSize > 0) this.scalar("cache.mem-size", "mem-size", sizeText(c.memSize));
     if (this.config.format === "smartdns" && !this.byToml.has("cache.persist") && c.persist) {
       this.out.push("# SmartDNS's cache-persist auto: on, as a cache-file is named");
     }

@@ -33,6 +33,8 @@ cache-size 128k
 rr-ttl 5
 rr-ttl-min 60
 rr-ttl-max 3600
+rr-ttl-reply-max 60
+cache-mem-size 16m
 cache-file cache/smartdns.cache
 cache-checkpoint-time 600
 log-level warning

@@ -23,6 +23,8 @@ export const DEFAULT_CACHE: CacheConfig = {
   rrTtl: 0,
   rrTtlMin: 0,
   rrTtlMax: 0,
+  rrTtlReplyMax: 0,
+  memSize: 0,
   persist: false,
   file: DEFAULT_CACHE_FILE,
   checkpointTime: 300,

@@ -148,6 +148,10 @@ export interface CacheConfig {
   readonly rrTtlMin: number;
   /** Upper bound on TTLs (0 = off). */
   readonly rrTtlMax: number;
+  /** Upper bound on the TTL sent to clients; the stored TTL is unchanged (0 = off). */
+  readonly rrTtlReplyMax: number;
+  /** Byte budget for stored answers, LRU-evicted beyond it; set, it replaces `size` (0 = off). */
+  readonly memSize: number;
   /** Keep the cache across restarts in `file`. */
   readonly persist: boolean;
   /** Where the cache is saved. */

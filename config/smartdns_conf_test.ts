@@ -44,6 +44,8 @@ tcp-idle-time 30
     rrTtlMax: 30,
     persist: false,
     file: "/var/cache/keeldns/keeldns.cache",
+    rrTtlReplyMax: 0,
+    memSize: 0,
     checkpointTime: 300,
   });
   assertEquals(c.log.level, "warn");
@@ -559,4 +561,15 @@ Deno.test("smartdns.conf: server-quic -proxy refuses the file (Deno's QUIC canno
   );
   const c = parse("server-quic 192.0.2.9 -proxy d\nproxy-server direct:// -name d\n");
   assertEquals([c.upstreams[0].transport, c.upstreams[0].proxy], ["quic", undefined]);
+});
+
+Deno.test("smartdns.conf: rr-ttl-reply-max and cache-mem-size (with SmartDNS's size suffixes)", () => {
+  const c = parse("server 9.9.9.9\nrr-ttl-reply-max 30\ncache-mem-size 32m\n");
+  assertEquals([c.cache.rrTtlReplyMax, c.cache.memSize], [30, 32 * 1024 * 1024]);
+  assertEquals(c.unsupported, []);
+  assertEquals(parse("server 9.9.9.9\ncache-mem-size 512k\n").cache.memSize, 512 * 1024);
+  assertEquals(parse("server 9.9.9.9\ncache-mem-size 1g\n").cache.memSize, 1024 ** 3);
+  assertEquals(parse("server 9.9.9.9\n").cache.memSize, 0);
+  assertEquals(parse("server 9.9.9.9\n").cache.rrTtlReplyMax, 0);
+  assertThrows(() => parse("server 9.9.9.9\nrr-ttl-reply-max soon\n"), /rr-ttl-reply-max/);
 });

@@ -182,7 +182,17 @@ const SCHEMA: Record<string, readonly string[]> = {
     "tcp-keepalive",
   ],
   proxy: ["name", "url"],
-  cache: ["size", "rr-ttl", "rr-ttl-min", "rr-ttl-max", "persist", "file", "checkpoint-time"],
+  cache: [
+    "size",
+    "mem-size",
+    "rr-ttl",
+    "rr-ttl-min",
+    "rr-ttl-max",
+    "rr-ttl-reply-max",
+    "persist",
+    "file",
+    "checkpoint-time",
+  ],
   log: ["level", "file", "size", "num"],
 };
 
@@ -837,6 +847,8 @@ class TomlConfigReader {
         rrTtl: this.integer(cache, "rr-ttl", "cache", 0, u32, 0),
         rrTtlMin,
         rrTtlMax,
+        rrTtlReplyMax: this.integer(cache, "rr-ttl-reply-max", "cache", 0, u32, 0),
+        memSize: this.size(cache, "mem-size", "cache", 0),
         persist: this.boolean(cache, "persist", "cache", DEFAULT_CACHE.persist),
         file: this.string(cache, "file", "cache") ?? DEFAULT_CACHE.file,
         checkpointTime: this.integer(

@@ -206,3 +206,14 @@ Deno.test("TOML: an upstream by host name, pinned with host-ip or resolved throu
   assertEquals([tls.host, tls.name, tls.port, tls.hostIp], ["dns.example", "dns.example", 853, undefined]);
   assertEquals([https.name, https.hostIp, https.path], ["doh.example", "2001:db8::8", "/dns-query"]);
 });
+
+Deno.test('TOML: [cache] rr-ttl-reply-max and mem-size (bytes or text such as "16m")', () => {
+  const read = (cache: string) =>
+    parseTomlConfig(`[[upstream]]\naddress = "9.9.9.9"\n[cache]\n${cache}\n`, "k.toml").cache;
+  const c = read('rr-ttl-reply-max = 20\nmem-size = "16m"');
+  assertEquals([c.rrTtlReplyMax, c.memSize], [20, 16 * 1024 * 1024]);
+  assertEquals(read("mem-size = 65536").memSize, 65536);
+  assertEquals([read("").rrTtlReplyMax, read("").memSize], [0, 0]);
+  assertThrows(() => read("rr-ttl-reply-max = -1"), /rr-ttl-reply-max/);
+  assertThrows(() => read('mem-size = "lots"'), /mem-size/);
+});

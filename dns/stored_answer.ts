@@ -27,6 +27,17 @@ export interface TtlPolicy {
   readonly rrTtlMax: number;
 }
 
+/** The most TTL an answer sent to a client carries (SmartDNS `rr-ttl-reply-max`; 0 = no cap). */
+let replyTtlMax = 0;
+
+/**
+ * Sets the cap on TTLs every rendered answer carries (`rr-ttl-reply-max`; 0 turns it off). Stored
+ * TTLs, and so how long an answer is cached, are unchanged.
+ */
+export function setReplyTtlMax(seconds: number): void {
+  replyTtlMax = seconds > 0 ? seconds : 0;
+}
+
 /** Applies a {@link TtlPolicy} to one TTL. */
 export function clampTtl(ttl: number, policy: TtlPolicy): number {
   if (policy.rrTtl > 0) return policy.rrTtl;
@@ -221,9 +232,12 @@ export class StoredAnswer {
       for (let i = HEADER_LENGTH; i < q.questionEnd; i++) out[offset + i] = q.wire[i];
     }
     const elapsed = Math.floor((now - this.storedAt) / 1000);
+    const cap = replyTtlMax;
     for (let p = start + wireLength; p < this.end; p += TTL_ENTRY) {
-      const ttl = readU32(src, p + 2) - elapsed;
-      writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl > 0 ? ttl : 0);
+      let ttl = readU32(src, p + 2) - elapsed;
+      if (ttl < 0) ttl = 0;
+      else if (cap > 0 && ttl > cap) ttl = cap;
+      writeU32(out, offset + ((src[p] << 8) | src[p + 1]), ttl);
     }
     appendAnswerOpt(q, out, offset, offset + wireLength);
     return length;

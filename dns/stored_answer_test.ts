@@ -2,7 +2,7 @@ import { assert, assertEquals } from "../tests/helpers/assert.ts";
 import { buildQuery, decodeReply } from "../tests/helpers/dns_client.ts";
 import { soa } from "../tests/helpers/fake_upstream.ts";
 import { encodePacket, type Packet } from "./packet.ts";
-import { clampTtl, StoredAnswer } from "./stored_answer.ts";
+import { clampTtl, setReplyTtlMax, StoredAnswer } from "./stored_answer.ts";
 import { parseQuery, scanResponse } from "./wire.ts";
 
 const noPolicy = { rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 };
@@ -102,4 +102,20 @@ Deno.test("negative answers live for min(SOA TTL, MINIMUM); SERVFAIL and no-SOA 
     questions: [{ name: "x.test", type: "A", class: "IN" }],
   });
   assertEquals(bare.lifetime, 0);
+});
+
+Deno.test("rr-ttl-reply-max caps rendered TTLs only; the stored TTLs and lifetime stay", () => {
+  const a = store(positive);
+  const q = parseQuery(buildQuery("a.test", "A"));
+  try {
+    setReplyTtlMax(100);
+    assertEquals(decodeReply(a.render(q, 1_000_000, 512)).answers.map((x) => x.ttl), [100, 60]);
+    // Past the cap the real TTLs count down as before.
+    assertEquals(decodeReply(a.render(q, 1_000_000 + 250_000, 512)).answers.map((x) => x.ttl), [50, 0]);
+    assertEquals([a.ttl(0), a.ttl(1), a.lifetime], [300, 60, 60]);
+    setReplyTtlMax(0);
+    assertEquals(decodeReply(a.render(q, 1_000_000, 512)).answers.map((x) => x.ttl), [300, 60]);
+  } finally {
+    setReplyTtlMax(0);
+  }
 });

@@ -1,6 +1,7 @@
 /**
  * The answer cache: stored wire answers keyed by the question as it is on the wire (name lower-cased,
- * type, class) and the DO bit, bounded by entry count with least-recently-used eviction. Expired
+ * type, class) and the DO bit, bounded by entry count and optionally by the bytes its records take
+ * (SmartDNS `cache-mem-size`), with least-recently-used eviction. Expired
  * entries are dropped when looked up. A lookup reads the query's bytes: no string is built.
  *
  * No JavaScript object per entry: keys and answers live in a {@link ByteArena}, and the hash
@@ -74,8 +75,21 @@ export class AnswerCache {
   private oldest = NONE;
   private freeSlot = NONE;
 
-  /** @param capacity the most entries kept (0 keeps none) */
-  constructor(private capacityLimit: number) {}
+  /**
+   * @param capacity the most entries kept (0 keeps none)
+   * @param memoryLimit the most bytes of records kept, keys included (0: no byte budget)
+   */
+  constructor(private capacityLimit: number, private memoryLimit = 0) {}
+
+  /** The byte budget of the records (0: none). */
+  get memoryBudget(): number {
+    return this.memoryLimit;
+  }
+
+  /** Bytes the live records take in the arena (what {@link memoryBudget} bounds). */
+  get storedBytes(): number {
+    return this.liveBytes;
+  }
 
   /** The most entries kept. */
   get capacity(): number {
@@ -92,10 +106,12 @@ export class AnswerCache {
     return this.slots * SLOT_BYTES + this.buckets.length * 4 + this.arena.reservedBytes;
   }
 
-  /** Changes the capacity (on reload), evicting the least recently used entries beyond it. */
-  resize(capacity: number): void {
+  /** Changes the capacity and byte budget (on reload), evicting the least recently used beyond them. */
+  resize(capacity: number, memoryLimit = 0): void {
     this.capacityLimit = capacity;
+    this.memoryLimit = memoryLimit;
     while (this.count > this.capacityLimit) this.remove(this.oldest);
+    while (memoryLimit > 0 && this.liveBytes > memoryLimit) this.remove(this.oldest);
   }
 
   /**
@@ -152,16 +168,20 @@ export class AnswerCache {
     tag = 0,
   ): void {
     if (this.capacityLimit <= 0 || answer.lifetime <= 0) return;
+    const keyLength = end - start + 1;
+    const recordLength = keyLength + answer.storedLength;
+    const rounded = ByteArena.roundedLength(recordLength);
+    const budget = this.memoryLimit;
+    if (budget > 0 && rounded > budget) return; // one answer bigger than the whole budget
     const h = hashKey(src, start, end, dnssecOk);
     const existing = this.find(src, start, end, dnssecOk, h);
     if (existing !== NONE) this.remove(existing);
     while (this.count >= this.capacityLimit) this.remove(this.oldest);
+    while (budget > 0 && this.liveBytes + rounded > budget) this.remove(this.oldest);
     const slot = this.takeSlot();
-    const keyLength = end - start + 1;
-    const recordLength = keyLength + answer.storedLength;
     if (this.arena.reservedBytes > 2 * (this.liveBytes + recordLength) + COMPACT_SLACK) this.compact();
     const address = this.arena.allocate(recordLength);
-    this.liveBytes += ByteArena.roundedLength(recordLength);
+    this.liveBytes += rounded;
     const chunk = this.arena.chunkOf(address);
     const at = ByteArena.offsetOf(address);
     for (let i = start, o = at; i < end; i++, o++) chunk[o] = keyByte(src, i, end - 4);

@@ -166,3 +166,39 @@ Deno.test("AnswerCache removeWhere drops the matching entries and keeps the LRU 
   cache.set(q("f"), answer(60));
   assertEquals(cache.get(q("f"), 0) !== undefined, true);
 });
+
+Deno.test("AnswerCache with a byte budget evicts the least recently used beyond it", () => {
+  const one = (() => {
+    const probe = new AnswerCache(10);
+    probe.set(q("k0.test"), numbered(0, 200));
+    return probe.storedBytes;
+  })();
+  // Room for four records, whatever the entry capacity.
+  const cache = new AnswerCache(1_000_000, 4 * one);
+  for (let i = 0; i < 4; i++) cache.set(q(`k${i}.test`), numbered(i, 200));
+  assertEquals([cache.size, cache.storedBytes], [4, 4 * one]);
+  cache.get(q("k0.test"), 0); // k0 is now the most recent: k1 goes first
+  cache.set(q("k4.test"), numbered(4, 200));
+  assertEquals(cache.size, 4);
+  assertEquals(cache.storedBytes <= cache.memoryBudget, true);
+  assertEquals(cache.get(q("k1.test"), 0), undefined);
+  for (const n of [0, 2, 3, 4]) assertEquals(cache.get(q(`k${n}.test`), 0)?.wire.length, 200, `k${n}`);
+  // A bigger answer makes room for itself by evicting more than one.
+  cache.set(q("big.test"), numbered(9, 500));
+  assertEquals(cache.storedBytes <= cache.memoryBudget, true);
+  assertEquals(cache.get(q("big.test"), 0)?.wire.length, 500);
+  assertEquals(cache.size < 4, true);
+  // An answer bigger than the whole budget is not stored, and evicts nothing.
+  const before = cache.size;
+  cache.set(q("huge.test"), numbered(10, 8 * one));
+  assertEquals([cache.get(q("huge.test"), 0), cache.size], [undefined, before]);
+  // Lowering the budget on reload evicts down to it; 0 removes the budget.
+  cache.resize(1_000_000, 2 * one);
+  assertEquals(cache.storedBytes <= 2 * one, true);
+  assertEquals(cache.get(q("big.test"), 0), undefined, "big alone is over two records' budget");
+  cache.resize(1_000_000, one);
+  assertEquals([cache.size, cache.storedBytes], [0, 0]);
+  cache.resize(1_000_000, 0);
+  for (let i = 0; i < 20; i++) cache.set(q(`m${i}.test`), numbered(i, 200));
+  assertEquals(cache.size, 20);
+});

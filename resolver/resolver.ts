@@ -12,7 +12,7 @@ import {
   type SpeedCheckMode,
   type UpstreamConfig,
 } from "../config/schema.ts";
-import { clampTtl } from "../dns/stored_answer.ts";
+import { setReplyTtlMax } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import { BootstrapResolver } from "../upstream/bootstrap.ts";
 import { createUpstream } from "../upstream/create.ts";
@@ -29,7 +29,7 @@ import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
 import { nftsetStage } from "./nftset_stage.ts";
 import { DDR_FLAG, designatedResolvers } from "./designated_resolvers.ts";
-import { RuleSet } from "./rule_set.ts";
+import { localAnswerTtl, RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
 import { ClientStage } from "./client_stage.ts";
 import { QueryContext } from "./query_context.ts";
@@ -212,14 +212,17 @@ export function buildResolver(
   /** Where the cache stage is (or would be): the dual-stack stage's other question starts there. */
   const cacheIndex = stages.length;
   let cache: CacheStage | undefined;
-  if (config.cache.size > 0) {
-    cache = previous?.cache ?? new CacheStage(new AnswerCache(config.cache.size));
-    cache.cache.resize(config.cache.size);
+  setReplyTtlMax(config.cache.rrTtlReplyMax);
+  // SmartDNS: a cache-mem-size budget replaces the entry bound (and turns the cache on).
+  const entries = config.cache.memSize > 0 ? 2 ** 31 - 1 : config.cache.size;
+  if (entries > 0) {
+    cache = previous?.cache ?? new CacheStage(new AnswerCache(entries, config.cache.memSize));
+    cache.cache.resize(entries, config.cache.memSize);
     stages.push(cache);
   }
   let rules: RulesStage | undefined;
   if (ruleSets.some((r) => !r.empty)) {
-    const cnameTtl = config.rules.localTtl > 0 ? config.rules.localTtl : clampTtl(60, config.cache);
+    const cnameTtl = localAnswerTtl(config.rules.localTtl, config.cache);
     rules = new RulesStage(ruleSets, cnameTtl);
     stages.push(rules);
     log.info(

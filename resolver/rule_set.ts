@@ -27,15 +27,35 @@ import type {
 import type { Answer } from "../dns/answer.ts";
 import { encodeName, LocalAnswer, type LocalRecord, RecordType } from "../dns/local_answer.ts";
 import { type SvcbParams, svcbRdata } from "../dns/svcb.ts";
-import { clampTtl } from "../dns/stored_answer.ts";
 import { Rcode } from "../dns/wire.ts";
 import { ipBytes, reverseName } from "../net/address.ts";
 import { DDR_NAME } from "./designated_resolvers.ts";
 import { DomainTable, NO_RULE } from "./domain_table.ts";
 import { Reason, type ReasonCode } from "./query_context.ts";
 
-/** SmartDNS's base TTL of local records (DNS_SERVER_ADDR_TTL), before rr-ttl-min/max. */
+/** SmartDNS's TTL of local records (DNS_SERVER_ADDR_TTL) when neither local-ttl nor rr-ttl* say. */
 const LOCAL_TTL = 60;
+
+/**
+ * The TTL of local answers (address, hosts, PTR, DNS64, local CNAME), in SmartDNS's order
+ * (`_dns_server_get_local_ttl`): `local-ttl`, else `rr-ttl`, else `rr-ttl-min`, else 60 s; then at
+ * most `rr-ttl-reply-max` (local TTLs do not count down, so capping them once is capping each
+ * reply). `rr-ttl-max` does not lower it.
+ */
+export function localAnswerTtl(
+  localTtl: number,
+  policy: Pick<CacheConfig, "rrTtl" | "rrTtlMin"> & Partial<Pick<CacheConfig, "rrTtlReplyMax">>,
+): number {
+  const ttl = localTtl > 0
+    ? localTtl
+    : policy.rrTtl > 0
+    ? policy.rrTtl
+    : policy.rrTtlMin > 0
+    ? policy.rrTtlMin
+    : LOCAL_TTL;
+  const cap = policy.rrTtlReplyMax ?? 0;
+  return cap > 0 && ttl > cap ? cap : ttl;
+}
 
 /** A rule file could not be used while rebuilding rules that are already serving. */
 export class RuleFileError extends Error {
@@ -140,8 +160,10 @@ export interface SpeedOverride {
 export interface RuleSetOptions {
   /** The index of an upstream group by name, -1 if it has no servers. */
   readonly groupIndex: (name: string) => number;
-  /** The TTL policy local answers are clamped by when `local-ttl` is not set. */
-  readonly ttl: Pick<CacheConfig, "rrTtl" | "rrTtlMin" | "rrTtlMax">;
+  /** The TTL settings local answers take their TTL from when `local-ttl` is not set. */
+  readonly ttl:
+    & Pick<CacheConfig, "rrTtl" | "rrTtlMin" | "rrTtlMax">
+    & Partial<Pick<CacheConfig, "rrTtlReplyMax">>;
   /** Reports a problem met while loading (a list file missing, a bad line). */
   readonly warn: (message: string) => void;
   /** Reads a list or hosts file (injectable for tests). */
@@ -186,7 +208,7 @@ export class RuleSet {
 
   constructor(private readonly config: RulesConfig, private readonly options: RuleSetOptions) {
     this.table = new DomainTable((outer, inner) => this.merge(outer, inner));
-    this.ttl = config.localTtl > 0 ? config.localTtl : clampTtl(LOCAL_TTL, options.ttl);
+    this.ttl = localAnswerTtl(config.localTtl, options.ttl);
     const forced = new Set(config.forceQtypeSoa);
     if (config.forceAAAASOA) forced.add(RecordType.AAAA);
     this.forced = forced;

@@ -5,7 +5,7 @@ import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
 import { messageProblem } from "../dns/message_check.ts";
 import { Rcode } from "../dns/wire.ts";
 import { parseContext, Reason } from "./query_context.ts";
-import { RuleFileError, RuleSet } from "./rule_set.ts";
+import { localAnswerTtl, RuleFileError, RuleSet } from "./rule_set.ts";
 
 const files: Record<string, string> = {};
 
@@ -199,4 +199,17 @@ Deno.test("https-record answers HTTPS questions with a local record (RFC 9460 wi
     1,
   ]);
   assertEquals(set.judge(buildQuery("svc.example", "A"), 1).answer, undefined);
+});
+
+Deno.test("local answers take local-ttl, else rr-ttl, else rr-ttl-min, else 60 s, at most rr-ttl-reply-max", () => {
+  const none = { rrTtl: 0, rrTtlMin: 0 };
+  assertEquals(localAnswerTtl(0, none), 60);
+  assertEquals(localAnswerTtl(77, { rrTtl: 5, rrTtlMin: 600 }), 77);
+  assertEquals(localAnswerTtl(0, { rrTtl: 5, rrTtlMin: 600 }), 5);
+  assertEquals(localAnswerTtl(0, { rrTtl: 0, rrTtlMin: 600 }), 600);
+  assertEquals(localAnswerTtl(0, { rrTtl: 0, rrTtlMin: 0, rrTtlMax: 30 } as typeof none), 60);
+  // rr-ttl-reply-max caps whichever it is.
+  assertEquals(localAnswerTtl(77, { rrTtl: 0, rrTtlMin: 0, rrTtlReplyMax: 10 }), 10);
+  assertEquals(localAnswerTtl(0, { rrTtl: 0, rrTtlMin: 600, rrTtlReplyMax: 10 }), 10);
+  assertEquals(localAnswerTtl(5, { rrTtl: 0, rrTtlMin: 0, rrTtlReplyMax: 10 }), 5);
 });

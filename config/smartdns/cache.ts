@@ -50,6 +50,18 @@ export const CACHE: DirectiveTable = {
     status: "supported",
     handle: (d, l) => d.cache.rrTtlMin = d.integer(l, 1, 0, TTL_MAX),
   },
+  "cache-mem-size": {
+    toml: "cache.mem-size",
+    status: "supported",
+    note: "set, the byte budget bounds the cache and cache-size no longer does, as in SmartDNS",
+    handle: (d, l) => d.cache.memSize = d.size(l, 1),
+  },
+  "rr-ttl-reply-max": {
+    toml: "cache.rr-ttl-reply-max",
+    status: "supported",
+    note: "one value for all client groups (SmartDNS keeps one per group)",
+    handle: (d, l) => d.cache.rrTtlReplyMax = d.integer(l, 1, 0, TTL_MAX),
+  },
   "rr-ttl-max": {
     toml: "cache.rr-ttl-max",
     status: "supported",

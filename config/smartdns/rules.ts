@@ -253,6 +253,8 @@ export const RULES: DirectiveTable = {
   "local-ttl": {
     toml: "rules.local-ttl",
     status: "supported",
+    note: "honoured as documented; SmartDNS's source parses it but reads a field nothing sets, so " +
+      "there local answers take rr-ttl, else rr-ttl-min, else 60 s (as keeldns does without it)",
     handle: (d, l) => d.localTtl = d.integer(l, 1, 0, 2 ** 31 - 1),
   },
   "hosts-file": {
