@@ -425,6 +425,11 @@ class TomlWriter {
       this.scalar("cache.rr-ttl-reply-max", "rr-ttl-reply-max", String(c.rrTtlReplyMax));
     }
     if (c.memSize > 0) this.scalar("cache.mem-size", "mem-size", sizeText(c.memSize));
+    this.scalar("cache.serve-expired", "serve-expired", String(c.serveExpired));
+    if (c.serveExpired) {
+      this.scalar("cache.serve-expired-ttl", "serve-expired-ttl", String(c.serveExpiredTtl));
+      this.scalar("cache.serve-expired-reply-ttl", "serve-expired-reply-ttl", String(c.serveExpiredReplyTtl));
+    }
     if (this.config.format === "smartdns" && !this.byToml.has("cache.persist") && c.persist) {
       this.out.push("# SmartDNS's cache-persist auto: on, as a cache-file is named");
     }

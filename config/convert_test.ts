@@ -82,7 +82,8 @@ no-daemon yes
 restart-on-crash yes
 `;
 
-const EXTRA = "# from the included file\nserver 8.8.4.4 -group cf\nserve-expired yes\nrr-ttl-max 7200\n";
+const EXTRA =
+  "# from the included file\nserver 8.8.4.4 -group cf\nserve-expired-prefetch-time 5\nrr-ttl-max 7200\n";
 
 const FILES: Record<string, string> = { [CONF]: RICH, "/etc/smartdns/extra.conf": EXTRA };
 const read = (path: string) => {
@@ -202,8 +203,8 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
     "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",
     "# no TOML needed: conf-file extra.conf (the lines it includes are converted above)",
-    "# not supported yet: /etc/smartdns/extra.conf:3: serve-expired yes " +
-    "(expired answers are not served; the client waits for the upstream)",
+    "# not supported yet: /etc/smartdns/extra.conf:3: serve-expired-prefetch-time 5 " +
+    "(stale answers are refreshed when asked for, not ahead of time)",
     "# no TOML needed: no-daemon yes (always: foreground)",
     "# no TOML needed: restart-on-crash yes (always: the guardian)",
   ]);
@@ -235,10 +236,13 @@ Deno.test("convert: a TCP listener before a UDP one keeps the order, with scheme
 });
 
 Deno.test("convert: without the source text, the model alone is converted, and what it noticed is listed", () => {
-  const c = parseSmartdnsConf("server 9.9.9.9\nserve-expired yes\nrr-ttl 10ms\n", CONF, read);
+  const c = parseSmartdnsConf("server 9.9.9.9\nserve-expired-prefetch-time 5\nrr-ttl 10ms\n", CONF, read);
   const toml = convertToToml(c);
   assertEquals(comparable(parseTomlConfig(toml, OUT)), comparable(c));
-  assertMatch(toml, /^# not supported yet: serve-expired at \/etc\/smartdns\/smartdns.conf:2 \(expired/m);
+  assertMatch(
+    toml,
+    /^# not supported yet: serve-expired-prefetch-time at \/etc\/smartdns\/smartdns.conf:2 \(stale/m,
+  );
   assertMatch(toml, /^# warning at \/etc\/smartdns\/smartdns.conf:3: rr-ttl: "10ms" read as 10$/m);
 });
 

@@ -17,6 +17,13 @@ export const DNS_PORT = 53;
 /** Where the cache is saved when persistence is on and no file is named. */
 export const DEFAULT_CACHE_FILE = "/var/cache/keeldns/keeldns.cache";
 
+/** Seconds an expired entry may still be served (SmartDNS `serve-expired-ttl` without prefetch). */
+export const DEFAULT_SERVE_EXPIRED_TTL = 86400;
+/** The TTL of a stale answer (SmartDNS `serve-expired-reply-ttl`). */
+export const DEFAULT_SERVE_EXPIRED_REPLY_TTL = 3;
+/** What `serve-expired-ttl 0` stands for: one year, as in SmartDNS. */
+export const SERVE_EXPIRED_TTL_UNLIMITED = 365 * 86400;
+
 /** Cache defaults. TTL rewriting and persistence are off unless configured. */
 export const DEFAULT_CACHE: CacheConfig = {
   size: 16384,
@@ -25,6 +32,10 @@ export const DEFAULT_CACHE: CacheConfig = {
   rrTtlMax: 0,
   rrTtlReplyMax: 0,
   memSize: 0,
+  // RFC-strict by default in TOML; a smartdns.conf turns it on, as SmartDNS does.
+  serveExpired: false,
+  serveExpiredTtl: DEFAULT_SERVE_EXPIRED_TTL,
+  serveExpiredReplyTtl: DEFAULT_SERVE_EXPIRED_REPLY_TTL,
   persist: false,
   file: DEFAULT_CACHE_FILE,
   checkpointTime: 300,

@@ -152,6 +152,12 @@ export interface CacheConfig {
   readonly rrTtlReplyMax: number;
   /** Byte budget for stored answers, LRU-evicted beyond it; set, it replaces `size` (0 = off). */
   readonly memSize: number;
+  /** Answer from an expired entry at once and refresh it behind (RFC 8767; SmartDNS `serve-expired`). */
+  readonly serveExpired: boolean;
+  /** Seconds after expiry an entry may still be served stale (0 = one year, as SmartDNS). */
+  readonly serveExpiredTtl: number;
+  /** The TTL every record of a stale answer carries. */
+  readonly serveExpiredReplyTtl: number;
   /** Keep the cache across restarts in `file`. */
   readonly persist: boolean;
   /** Where the cache is saved. */

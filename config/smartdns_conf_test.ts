@@ -46,6 +46,9 @@ tcp-idle-time 30
     file: "/var/cache/keeldns/keeldns.cache",
     rrTtlReplyMax: 0,
     memSize: 0,
+    serveExpired: true, // SmartDNS's default, unlike keeldns.toml's
+    serveExpiredTtl: 86400,
+    serveExpiredReplyTtl: 3,
     checkpointTime: 300,
   });
   assertEquals(c.log.level, "warn");
@@ -57,13 +60,13 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nprefetch-domain yes\nserve-expired yes\nprefetch-domain no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
+    "server 9.9.9.9\nprefetch-domain yes\nserve-expired-prefetch-time 5\nprefetch-domain no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
     [
       "prefetch-domain@2",
-      "serve-expired@3",
+      "serve-expired-prefetch-time@3",
       "smartdns-ui.ip@6",
       "bind -no-ip-alias@8",
     ],

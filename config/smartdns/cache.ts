@@ -1,6 +1,6 @@
 /**
  * SmartDNS's cache directives: `cache-size`, `cache-persist`, `cache-file`,
- * `cache-checkpoint-time` and the TTL rewrites `rr-ttl*`. The model half is `CacheConfig` in
+ * `cache-checkpoint-time`, the TTL rewrites `rr-ttl*` and `serve-expired*`. The model half is `CacheConfig` in
  * config/schema.ts.
  *
  * @module
@@ -61,6 +61,22 @@ export const CACHE: DirectiveTable = {
     status: "supported",
     note: "one value for all client groups (SmartDNS keeps one per group)",
     handle: (d, l) => d.cache.rrTtlReplyMax = d.integer(l, 1, 0, TTL_MAX),
+  },
+  "serve-expired": {
+    toml: "cache.serve-expired",
+    status: "supported",
+    note: "on unless set to no, as in SmartDNS (keeldns's own TOML default is off)",
+    handle: (d, l) => d.cache.serveExpired = d.yesNo(l, 1),
+  },
+  "serve-expired-ttl": {
+    toml: "cache.serve-expired-ttl",
+    status: "supported",
+    handle: (d, l) => d.cache.serveExpiredTtl = d.integer(l, 1, 0, TTL_MAX),
+  },
+  "serve-expired-reply-ttl": {
+    toml: "cache.serve-expired-reply-ttl",
+    status: "supported",
+    handle: (d, l) => d.cache.serveExpiredReplyTtl = d.integer(l, 1, 0, TTL_MAX),
   },
   "rr-ttl-max": {
     toml: "cache.rr-ttl-max",

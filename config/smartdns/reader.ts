@@ -165,7 +165,7 @@ export class Draft {
   }[] = [];
   /** Server lines of a kind keeldns cannot use yet (they would otherwise decide where queries go). */
   readonly unusableServers: SourcePosition[] = [];
-  cache: { -readonly [K in keyof CacheConfig]: CacheConfig[K] } = { ...DEFAULT_CACHE };
+  cache: { -readonly [K in keyof CacheConfig]: CacheConfig[K] } = { ...DEFAULT_CACHE, serveExpired: true };
   log: { -readonly [K in keyof LogConfig]: LogConfig[K] } = { ...DEFAULT_LOG };
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";
