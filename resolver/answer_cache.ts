@@ -2,7 +2,9 @@
  * The answer cache: stored wire answers keyed by the question as it is on the wire (name lower-cased,
  * type, class) and the DO bit, bounded by entry count and optionally by the bytes its records take
  * (SmartDNS `cache-mem-size`), with least-recently-used eviction. Expired
- * entries are dropped when looked up. A lookup reads the query's bytes: no string is built.
+ * entries are dropped when looked up, unless still within the stale window (RFC 8767; SmartDNS
+ * `serve-expired-ttl`): then {@link AnswerCache.takeStale} gives them. A lookup reads the query's
+ * bytes: no string is built.
  *
  * No JavaScript object per entry: keys and answers live in a {@link ByteArena}, and the hash
  * index, LRU links and timestamps in typed arrays indexed by slot. A cache of 100k names is then
@@ -65,6 +67,10 @@ export class AnswerCache {
   private tag = new Uint32Array(0);
   /** The slot of the last hit, for {@link lastTag} and {@link retagLast}. */
   private lastHit = NONE;
+  /** Milliseconds past its lifetime an entry is kept and may be served stale (0: none). */
+  private staleMs = 0;
+  /** The expired entry within the stale window the last {@link get} found, or NONE. */
+  private staleSlot = NONE;
   /** LRU list: `newer`/`older` neighbours; the free slots are chained through `older`. */
   private newer = new Int32Array(0);
   private older = new Int32Array(0);
@@ -91,6 +97,15 @@ export class AnswerCache {
     return this.liveBytes;
   }
 
+  /** Seconds past its lifetime an entry may still be served stale (0: expired entries go at once). */
+  get staleWindow(): number {
+    return this.staleMs / 1000;
+  }
+
+  set staleWindow(seconds: number) {
+    this.staleMs = seconds > 0 ? seconds * 1000 : 0;
+  }
+
   /** The most entries kept. */
   get capacity(): number {
     return this.capacityLimit;
@@ -110,6 +125,7 @@ export class AnswerCache {
   resize(capacity: number, memoryLimit = 0): void {
     this.capacityLimit = capacity;
     this.memoryLimit = memoryLimit;
+    this.staleSlot = NONE;
     while (this.count > this.capacityLimit) this.remove(this.oldest);
     while (memoryLimit > 0 && this.liveBytes > memoryLimit) this.remove(this.oldest);
   }
@@ -117,7 +133,8 @@ export class AnswerCache {
   /**
    * Returns the fresh entry for `q` at time `now`, marking it recently used; else undefined.
    * The answer is a view into the cache's buffers: use it before the cache is next changed.
-   * `variant` is the key's last byte: the DO bit, and the client group above it.
+   * `variant` is the key's last byte: the DO bit, and the client group above it. An expired entry
+   * still within the stale window is kept and left for {@link takeStale}.
    */
   get(q: Question, now: number, variant = q.dnssecOk ? 1 : 0): StoredAnswer | undefined {
     const dnssecOk = variant;
@@ -128,11 +145,33 @@ export class AnswerCache {
       dnssecOk,
       hashKey(q.wire, HEADER_LENGTH, q.questionEnd, dnssecOk),
     );
-    if (slot === NONE) return undefined;
-    if (now >= this.storedAt[slot] + this.lifetime[slot] * 1000) {
-      this.remove(slot);
+    if (slot === NONE) {
+      this.staleSlot = NONE;
       return undefined;
     }
+    const expiresAt = this.storedAt[slot] + this.lifetime[slot] * 1000;
+    if (now >= expiresAt) {
+      if (now < expiresAt + this.staleMs) this.staleSlot = slot;
+      else {
+        this.remove(slot);
+        this.staleSlot = NONE;
+      }
+      return undefined;
+    }
+    this.lastHit = slot;
+    this.touch(slot);
+    return this.answerAt(slot);
+  }
+
+  /**
+   * The expired entry within the stale window that the {@link get} just before found (it returned
+   * undefined), marking it recently used and the last hit (see {@link lastTag}); else undefined.
+   * Ask right after that get: the entry is a view, like a fresh one, and any change forgets it.
+   */
+  takeStale(): StoredAnswer | undefined {
+    const slot = this.staleSlot;
+    if (slot === NONE) return undefined;
+    this.staleSlot = NONE;
     this.lastHit = slot;
     this.touch(slot);
     return this.answerAt(slot);
@@ -174,6 +213,7 @@ export class AnswerCache {
     const budget = this.memoryLimit;
     if (budget > 0 && rounded > budget) return; // one answer bigger than the whole budget
     const h = hashKey(src, start, end, dnssecOk);
+    this.staleSlot = NONE;
     const existing = this.find(src, start, end, dnssecOk, h);
     if (existing !== NONE) this.remove(existing);
     while (this.count >= this.capacityLimit) this.remove(this.oldest);
@@ -231,7 +271,7 @@ export class AnswerCache {
       slot = next;
     }
     // The last hit's slot may be free (or reused) now: its tag is no longer the last hit's.
-    if (removed > 0) this.lastHit = NONE;
+    if (removed > 0) this.lastHit = this.staleSlot = NONE;
     return removed;
   }
 
@@ -251,7 +291,7 @@ export class AnswerCache {
   /** Drops every entry. */
   clear(): void {
     this.arena.clear();
-    this.lastHit = NONE;
+    this.lastHit = this.staleSlot = NONE;
     this.liveBytes = 0;
     this.slots = 0;
     this.count = 0;

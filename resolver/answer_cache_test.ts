@@ -53,6 +53,47 @@ Deno.test("AnswerCache drops entries once their lifetime is over", () => {
   assertEquals(cache.size, 0);
 });
 
+Deno.test("AnswerCache keeps an expired entry within the stale window for takeStale, then drops it", () => {
+  const cache = new AnswerCache(10);
+  cache.staleWindow = 5;
+  cache.set(q("a"), answer(2, 1000), 0, 7);
+  // Fresh: get finds it, takeStale has nothing.
+  assertEquals(cache.get(q("a"), 2999) !== undefined, true);
+  assertEquals(cache.takeStale(), undefined);
+  // Expired, within the window: get says miss, takeStale gives it (and its tag), once.
+  assertEquals(cache.get(q("a"), 3000), undefined);
+  const stale = cache.takeStale();
+  assertEquals(stale?.expiresAt, 3000);
+  assertEquals(cache.lastTag, 7);
+  assertEquals(cache.takeStale(), undefined);
+  assertEquals(cache.size, 1);
+  // A miss for another name forgets it: takeStale never gives a stale entry of another question.
+  assertEquals(cache.get(q("a"), 7999), undefined);
+  assertEquals(cache.get(q("b"), 7999), undefined);
+  assertEquals(cache.takeStale(), undefined);
+  // Past the window: removed, as without one.
+  assertEquals(cache.get(q("a"), 8000), undefined);
+  assertEquals(cache.takeStale(), undefined);
+  assertEquals(cache.size, 0);
+});
+
+Deno.test("AnswerCache: a stale entry is replaced by a fresh set, and is forgotten by a set in between", () => {
+  const cache = new AnswerCache(10);
+  cache.staleWindow = 60;
+  cache.set(q("a"), answer(1, 0));
+  assertEquals(cache.get(q("a"), 1500), undefined);
+  cache.set(q("b"), answer(60, 0)); // the cache changed: the stale view is not handed out
+  assertEquals(cache.takeStale(), undefined);
+  cache.set(q("a"), answer(60, 1500));
+  assertEquals(cache.get(q("a"), 1600)?.expiresAt, 61500);
+  assertEquals(cache.size, 2);
+  // Without a window (the default), expired entries go at once.
+  cache.staleWindow = 0;
+  assertEquals(cache.get(q("a"), 61500), undefined);
+  assertEquals(cache.takeStale(), undefined);
+  assertEquals(cache.size, 1);
+});
+
 Deno.test("AnswerCache keeps nothing with capacity 0 or lifetime 0", () => {
   const none = new AnswerCache(0);
   none.set(q("a"), answer(60));
