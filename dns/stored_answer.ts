@@ -206,6 +206,20 @@ export class StoredAnswer {
     return new StoredAnswer(bytes, 0, wireLength, bytes.length, now, lifetime);
   }
 
+  /**
+   * A copy of this answer whose every record carries `ttl` whenever it is rendered, never cached
+   * (lifetime 0): a stale answer served with SmartDNS's `serve-expired-reply-ttl`. One allocation;
+   * for the stale path, not the fresh one.
+   */
+  withFixedTtl(ttl: number, now: number): StoredAnswer {
+    const length = this.end - this.start;
+    const bytes = this.bytes.slice(this.start, this.end);
+    for (let p = this.wireLength, i = 0; p < length; p += TTL_ENTRY, i++) {
+      StoredAnswer.writeTtl(bytes, this.wireLength, i, (bytes[p] << 8) | bytes[p + 1], ttl);
+    }
+    return new StoredAnswer(bytes, 0, this.wireLength, length, now, 0);
+  }
+
   /** The bytes {@link renderInto} writes for `q`, before any truncation. */
   renderedLength(q: Question): number {
     return this.wireLength + (q.edns ? OPT_RECORD_LENGTH : 0);

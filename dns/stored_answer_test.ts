@@ -119,3 +119,14 @@ Deno.test("rr-ttl-reply-max caps rendered TTLs only; the stored TTLs and lifetim
     setReplyTtlMax(0);
   }
 });
+
+Deno.test("withFixedTtl renders every record with one TTL, however late; the original is unchanged", () => {
+  const a = store(positive);
+  const q = parseQuery(buildQuery("a.test", "A"));
+  const stale = a.withFixedTtl(3, 5_000_000);
+  assertEquals(stale.lifetime, 0);
+  assertEquals(decodeReply(stale.render(q, 5_000_000, 512)).answers.map((x) => x.ttl), [3, 3]);
+  assertEquals(decodeReply(stale.render(q, 5_000_999, 512)).answers.map((x) => x.ttl), [3, 3]);
+  assertEquals(decodeReply(a.render(q, 1_000_000, 512)).answers.map((x) => x.ttl), [300, 60]);
+  assertEquals([a.ttl(0), a.ttl(1)], [300, 60]);
+});
