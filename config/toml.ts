@@ -69,6 +69,7 @@ const LISTEN_FLAGS = [
   "force-aaaa-soa",
   "no-speed-check",
   "no-dualstack-selection",
+  "no-serve-expired",
 ];
 
 /** The keys each table accepts. */

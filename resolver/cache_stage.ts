@@ -1,20 +1,25 @@
 /**
  * Cache stage: answers from the {@link AnswerCache} when it can, and stores what the rest of the
  * chain answers (upstream answers only: local answers are made again for free). Owns SmartDNS's
- * `cache-size`.
+ * `cache-size`, and `serve-expired` (RFC 8767): an expired answer still within the stale window is
+ * served at once with the reply TTL while one refresh per entry goes upstream behind it.
  *
  * @module
  */
+import type { CacheConfig } from "../config/schema.ts";
+import { SERVE_EXPIRED_TTL_UNLIMITED } from "../config/defaults.ts";
 import type { Answer } from "../dns/answer.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import type { AnswerCache } from "./answer_cache.ts";
-import { BindFlag, type QueryContext, Reason } from "./query_context.ts";
+import { BindFlag, QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
 /** Counters the cache stage keeps. */
 export interface CacheCounters {
   hits: number;
   misses: number;
+  /** Hits served stale (counted in `hits` too). */
+  staleHits?: number;
 }
 
 /**
@@ -42,11 +47,21 @@ function tagOf(generation: number, flags: number, group: number): number {
   return (((generation & 0xfffff) << 12) | ((flags & RULE_FLAGS) << 8) | (group & 0xff)) >>> 0;
 }
 
+/** Seconds past expiry an entry may be served stale under `config` (0: serve-expired off). */
+export function staleWindowOf(config: CacheConfig): number {
+  if (!config.serveExpired) return 0;
+  return config.serveExpiredTtl > 0 ? config.serveExpiredTtl : SERVE_EXPIRED_TTL_UNLIMITED;
+}
+
 /** Serves cache hits synchronously; on a miss, asks `next` and caches the answer. */
 export class CacheStage implements Stage {
   readonly counters: CacheCounters = { hits: 0, misses: 0 };
   /** The domain rules after this stage, if any (set when the chain is built). */
   rules?: RulesAfterCache;
+  /** The TTL of every record of a stale answer (`serve-expired-reply-ttl`); stale entries come from the cache's window. */
+  staleReplyTtl = 3;
+  /** The entries being refreshed behind a stale answer: one upstream query each, however many ask. */
+  private readonly refreshing = new Set<string>();
 
   constructor(readonly cache: AnswerCache, private readonly now: () => number = Date.now) {}
 
@@ -64,6 +79,15 @@ export class CacheStage implements Stage {
       ctx.reason = Reason.CACHE;
       return hit;
     }
+    if (hit === undefined && this.cache.staleWindow > 0) {
+      const stale = this.cache.takeStale();
+      if (
+        stale !== undefined && !(ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) &&
+        this.stillUpstream(rules, ctx)
+      ) {
+        return this.serveStale(ctx, next, stale, variant);
+      }
+    }
     this.counters.misses++;
     const answer = next(ctx);
     if (answer instanceof Promise) {
@@ -77,6 +101,36 @@ export class CacheStage implements Stage {
       });
     }
     if (answer instanceof StoredAnswer) this.cache.set(ctx, answer, variant, this.tagNow(ctx));
+    return answer;
+  }
+
+  /**
+   * Answers `ctx` with `stale` at the reply TTL, and refreshes the entry behind it unless a refresh
+   * is already under way. A refresh that fails stores nothing: the stale entry stays until its
+   * window ends.
+   */
+  private serveStale(ctx: QueryContext, next: Next, stale: StoredAnswer, variant: number): Answer {
+    this.counters.hits++;
+    this.counters.staleHits = (this.counters.staleHits ?? 0) + 1;
+    ctx.reason = Reason.CACHE;
+    const now = this.now();
+    const answer = stale.withFixedTtl(this.staleReplyTtl, now);
+    const key = `${ctx.key}|${variant}|${ctx.upstreamGroup}`;
+    if (!this.refreshing.has(key)) {
+      this.refreshing.add(key);
+      const done = () => this.refreshing.delete(key);
+      const refresh = detachedCopy(ctx);
+      try {
+        Promise.resolve(next(refresh)).then((a) => {
+          if (a instanceof StoredAnswer) this.cache.set(refresh, a, variant, this.tagNow(refresh));
+          return refresh.refined?.then((r) => {
+            if (r instanceof StoredAnswer) this.cache.set(refresh, r, variant, this.tagNow(refresh));
+          });
+        }).catch(() => {}).finally(done);
+      } catch {
+        done();
+      }
+    }
     return answer;
   }
 
@@ -103,4 +157,26 @@ export class CacheStage implements Stage {
     this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
     return true;
   }
+}
+
+/**
+ * A context for the same question with its own copy of the query bytes and no client address, for
+ * a query that outlives the client's (the refresh behind a stale answer).
+ */
+function detachedCopy(ctx: QueryContext): QueryContext {
+  const copy = new QueryContext(
+    ctx.wire.slice(0, ctx.questionEnd),
+    ctx.id,
+    ctx.qtype,
+    ctx.qclass,
+    ctx.questionEnd,
+    ctx.edns,
+    ctx.dnssecOk,
+    ctx.udpSize,
+    ctx.recursionDesired,
+  );
+  copy.listener = ctx.listener;
+  copy.upstreamGroup = ctx.upstreamGroup;
+  copy.ruleGroup = ctx.ruleGroup;
+  return copy;
 }

@@ -55,6 +55,8 @@ export const BindFlag = {
   NO_SPEED_CHECK: 64,
   /** `-no-dualstack-selection`: both families are answered. */
   NO_DUALSTACK: 128,
+  /** `-no-serve-expired`: expired answers are not served stale to this listener's clients. */
+  NO_SERVE_EXPIRED: 256,
 } as const;
 
 /** What the chain knows of the listener a query came in on. */

@@ -23,7 +23,7 @@ import type { Upstream } from "../upstream/upstream.ts";
 import type { OutgoingSocketPool } from "../upstream/udp_batched.ts";
 import { AnswerCache } from "./answer_cache.ts";
 import { AnswerFilter, type ServerFilterFlags } from "./answer_filter.ts";
-import { CacheStage } from "./cache_stage.ts";
+import { CacheStage, staleWindowOf } from "./cache_stage.ts";
 import { CoalesceStage } from "./coalesce_stage.ts";
 import { Dns64Stage } from "./dns64_stage.ts";
 import { DEFAULT_GROUP, GroupRouter } from "./group_router.ts";
@@ -218,6 +218,8 @@ export function buildResolver(
   if (entries > 0) {
     cache = previous?.cache ?? new CacheStage(new AnswerCache(entries, config.cache.memSize));
     cache.cache.resize(entries, config.cache.memSize);
+    cache.cache.staleWindow = staleWindowOf(config.cache);
+    cache.staleReplyTtl = config.cache.serveExpiredReplyTtl;
     stages.push(cache);
   }
   let rules: RulesStage | undefined;

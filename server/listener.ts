@@ -31,6 +31,7 @@ const FLAG_NAMES: Record<string, number> = {
   "force-aaaa-soa": BindFlag.FORCE_AAAA_SOA,
   "no-speed-check": BindFlag.NO_SPEED_CHECK,
   "no-dualstack-selection": BindFlag.NO_DUALSTACK,
+  "no-serve-expired": BindFlag.NO_SERVE_EXPIRED,
 };
 
 /** The flag bits of a bind line's options (names other than the ones above set nothing). */

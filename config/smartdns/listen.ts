@@ -59,9 +59,10 @@ export const HONOURED = new Set([
   "force-aaaa-soa",
   "no-speed-check",
   "no-dualstack-selection",
+  "no-serve-expired",
 ]);
-/** Bind flags that turn off a feature keeldns does not have yet: already so. */
-export const ALREADY = new Set(["no-serve-expired"]);
+/** Bind flags that turn off a feature keeldns does not have yet: already so (none today). */
+export const ALREADY = new Set<string>([]);
 
 function bind(d: Draft, l: Line, transport: ListenerTransport): void {
   let spec = d.text(l, 1);
