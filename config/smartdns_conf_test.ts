@@ -576,3 +576,10 @@ Deno.test("smartdns.conf: rr-ttl-reply-max and cache-mem-size (with SmartDNS's s
   assertEquals(parse("server 9.9.9.9\n").cache.rrTtlReplyMax, 0);
   assertThrows(() => parse("server 9.9.9.9\nrr-ttl-reply-max soon\n"), /rr-ttl-reply-max/);
 });
+
+Deno.test("smartdns.conf: serve-expired is on unless set to no; its window and reply TTL are read", () => {
+  const on = parse("server 9.9.9.9\nserve-expired-ttl 600\nserve-expired-reply-ttl 5\n").cache;
+  assertEquals([on.serveExpired, on.serveExpiredTtl, on.serveExpiredReplyTtl], [true, 600, 5]);
+  assertEquals(parse("server 9.9.9.9\nserve-expired no\n").cache.serveExpired, false);
+  assertEquals(parse("server 9.9.9.9\nserve-expired no\n").unsupported, []);
+});

@@ -217,3 +217,14 @@ Deno.test('TOML: [cache] rr-ttl-reply-max and mem-size (bytes or text such as "1
   assertThrows(() => read("rr-ttl-reply-max = -1"), /rr-ttl-reply-max/);
   assertThrows(() => read('mem-size = "lots"'), /mem-size/);
 });
+
+Deno.test("TOML: [cache] serve-expired is off unless set; its window and reply TTL", () => {
+  const read = (cache: string) =>
+    parseTomlConfig(`[[upstream]]\naddress = "9.9.9.9"\n[cache]\n${cache}\n`, "k.toml").cache;
+  const off = read("");
+  assertEquals([off.serveExpired, off.serveExpiredTtl, off.serveExpiredReplyTtl], [false, 86400, 3]);
+  const on = read("serve-expired = true\nserve-expired-ttl = 0\nserve-expired-reply-ttl = 10");
+  assertEquals([on.serveExpired, on.serveExpiredTtl, on.serveExpiredReplyTtl], [true, 0, 10]);
+  assertThrows(() => read('serve-expired = "yes"'), /serve-expired/);
+  assertThrows(() => read("serve-expired-reply-ttl = -1"), /serve-expired-reply-ttl/);
+});
