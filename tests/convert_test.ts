@@ -19,7 +19,7 @@ address /domain-set:ads/#
 nameserver /cf.example/cf
 force-AAAA-SOA yes
 conf-file extra.conf
-serve-expired yes
+serve-expired-prefetch-time 5
 `;
 
 Deno.test("convert writes TOML that check accepts, with the lines it cannot convert as comments", async () => {
@@ -38,7 +38,12 @@ Deno.test("convert writes TOML that check accepts, with the lines it cannot conv
       /^# the default group\n\[\[upstream\]\]\naddress = "udp:\/\/9\.9\.9\.9:53"$/m,
     );
     assertMatch(printed.stdout, new RegExp(`^file = "${dir}/lists/ads\\.txt"$`, "m"));
-    assertMatch(printed.stdout, /^# not supported yet: serve-expired yes \(expired answers are not served/m);
+    assertMatch(
+      printed.stdout,
+      /^# not supported yet: serve-expired-prefetch-time 5 \(stale answers are refreshed/m,
+    );
+    // SmartDNS's default, written out: keeldns.toml's own is off.
+    assertMatch(printed.stdout, /^serve-expired = true$/m);
 
     const out = `${dir}/keeldns.toml`;
     const written = await runKeeldns(["convert", "-c", `${dir}/smartdns.conf`, "-o", out]);
