@@ -163,9 +163,19 @@ for (const impl of IMPLEMENTATIONS) {
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {
-      const server = await socketOn();
+      // A UDP port whose TCP twin is free too (another test may hold it: try another).
+      let server = await socketOn();
+      let tcp: Deno.TcpListener | undefined;
+      for (let tries = 0; !tcp; tries++) {
+        try {
+          tcp = Deno.listen({ hostname: "127.0.0.1", port: server.address().port });
+        } catch (e) {
+          if (!(e instanceof Deno.errors.AddrInUse) || tries >= 20) throw e;
+          server.close();
+          server = await socketOn();
+        }
+      }
       const port = server.address().port;
-      const tcp = Deno.listen({ hostname: "127.0.0.1", port });
       /** 60 TXT records of 100 bytes: about 6.6 KB, more than the 4096-byte receive slot. */
       const big = (query: Uint8Array) => {
         const p = decodePacket(query);
