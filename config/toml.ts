@@ -41,6 +41,7 @@ import { parseCidr } from "../net/cidr_set.ts";
 import { formatClientSubnet, overlaySubnets, parseClientSubnet } from "../dns/client_subnet.ts";
 import { checkIpSetReferences, checkRuleReferences } from "./rule_references.ts";
 import { asciiDomain } from "./smartdns/reader.ts";
+import { HONOURED } from "./smartdns/listen.ts";
 import { checkNameResolution } from "./bootstrap_servers.ts";
 import {
   AUTO_CACHE_SIZE,
@@ -58,19 +59,8 @@ import {
 
 type Table = Record<string, unknown>;
 
-/** The flags a `[[server.listen]]` takes (SmartDNS's bind options keeldns honours). */
-const LISTEN_FLAGS = [
-  "ddr",
-  "no-rule-addr",
-  "no-rule-nameserver",
-  "no-rule-soa",
-  "no-rules",
-  "no-cache",
-  "force-aaaa-soa",
-  "no-speed-check",
-  "no-dualstack-selection",
-  "no-serve-expired",
-];
+/** The flags a `[[server.listen]]` takes: SmartDNS's bind options keeldns honours, one list for both formats. */
+const LISTEN_FLAGS = [...HONOURED];
 
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {

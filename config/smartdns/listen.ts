@@ -61,8 +61,6 @@ export const HONOURED = new Set([
   "no-dualstack-selection",
   "no-serve-expired",
 ]);
-/** Bind flags that turn off a feature keeldns does not have yet: already so (none today). */
-export const ALREADY = new Set<string>([]);
 
 function bind(d: Draft, l: Line, transport: ListenerTransport): void {
   let spec = d.text(l, 1);
@@ -84,7 +82,6 @@ function bind(d: Draft, l: Line, transport: ListenerTransport): void {
     if (why) d.notSupportedCritical(`${l.words[0]} -${opt}`, l, why);
     else if (opt === "group") group = value;
     else if (HONOURED.has(opt)) flags.push(opt);
-    else if (ALREADY.has(opt)) return; // the feature it turns off is not built: nothing to do
     else d.notSupported(`${l.words[0]} -${opt}`, l, 0, "the listener works without it");
   });
   d.binds.push({
