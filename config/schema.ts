@@ -476,6 +476,22 @@ export function parseSpeedCheckModes(text: string): SpeedCheckMode[] {
   return out;
 }
 
+/**
+ * Every policy of `config` (the default one, then each client group's), and every probe list the
+ * speed check may use: each policy's, then each `domain-rules -speed-check-mode`'s.
+ */
+export function speedCheckLists(config: Config): {
+  policies: RulesConfig[];
+  modeLists: (readonly SpeedCheckMode[])[];
+} {
+  const policies = [config.rules, ...config.groups.map((g) => g.rules)];
+  const modeLists = [
+    ...policies.map((r) => r.speedCheck),
+    ...policies.flatMap((r) => r.domainRules.flatMap((d) => d.speedCheck ? [d.speedCheck] : [])),
+  ];
+  return { policies, modeLists };
+}
+
 /** The text form of speed check kinds, as `speed-check-mode` takes it. */
 export function formatSpeedCheckModes(modes: readonly SpeedCheckMode[]): string {
   return modes.length === 0

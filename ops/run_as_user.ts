@@ -22,7 +22,7 @@
  *
  * @module
  */
-import type { Config } from "../config/schema.ts";
+import { type Config, speedCheckLists } from "../config/schema.ts";
 import { type Capability, type DropPlan, lchown } from "./privileges.ts";
 import type { UserAccount } from "./user_database.ts";
 
@@ -38,11 +38,7 @@ export function capabilitiesFor(config: Config): Capability[] {
     (r.nftset?.v4 && r.nftset.v4 !== "-") || (r.nftset?.v6 && r.nftset.v6 !== "-")
   );
   if (setRule) caps.push("CAP_NET_ADMIN");
-  const policies = [config.rules, ...config.groups.map((g) => g.rules)];
-  const modeLists = [
-    ...policies.map((r) => r.speedCheck),
-    ...policies.flatMap((r) => r.domainRules.flatMap((d) => d.speedCheck ?? [])).map((m) => [m]),
-  ];
+  const { modeLists } = speedCheckLists(config);
   if (modeLists.some((modes) => modes.some((m) => m.kind === "ping"))) caps.push("CAP_NET_RAW");
   return caps;
 }

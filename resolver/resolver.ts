@@ -9,6 +9,7 @@ import { bootstrapServerIndexes, needsResolution } from "../config/bootstrap_ser
 import {
   type Config,
   formatSpeedCheckModes,
+  speedCheckLists,
   type SpeedCheckMode,
   type UpstreamConfig,
 } from "../config/schema.ts";
@@ -165,11 +166,7 @@ export function buildResolver(
     ? { filter, flagsOf: (u: Upstream) => flags.get(u) ?? {} }
     : undefined;
   // The speed check: every client group's policy, and the domain rules' own probe kinds.
-  const policies = [config.rules, ...config.groups.map((g) => g.rules)];
-  const modeLists = [
-    ...policies.map((r) => r.speedCheck),
-    ...policies.flatMap((r) => r.domainRules.flatMap((d) => d.speedCheck ? [d.speedCheck] : [])),
-  ];
+  const { policies, modeLists } = speedCheckLists(config);
   const anySpeed = modeLists.some((m) => m.length > 0);
   const vote = config.rules.blockingAnswerVote
     ? new BlockingAnswerVote(() => upstreams.filter((u) => !u.down).length)
