@@ -26,13 +26,9 @@ import { FileWatcher } from "./ops/file_watch.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { readLines } from "./ops/lines.ts";
 import { cacheAction } from "./resolver/cache_listing.ts";
+import type { CacheJournal } from "./resolver/cache_journal.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
-import {
-  checkpointCache,
-  handOverTo,
-  restoreSavedCache,
-  takeOverHandedCache,
-} from "./resolver/cache_persistence.ts";
+import { handOverTo, openCacheJournal, takeOverHandedCache } from "./resolver/cache_persistence.ts";
 import { AccessControl } from "./server/access_control.ts";
 import { QueryDispatcher } from "./server/dispatcher.ts";
 import type { Listener } from "./server/listener.ts";
@@ -247,7 +243,9 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
  * message. A flush is saved at once when persistence is on, so the cache file cannot bring the
  * flushed entries back.
  */
-async function answerCacheRequests(serving: () => { config: Config; resolver: Resolver }): Promise<void> {
+async function answerCacheRequests(
+  serving: () => { resolver: Resolver; journal?: CacheJournal },
+): Promise<void> {
   for await (const line of readLines(Deno.stdin.readable)) {
     let request: CacheRequest;
     try {
@@ -255,7 +253,7 @@ async function answerCacheRequests(serving: () => { config: Config; resolver: Re
     } catch {
       continue;
     }
-    const { config, resolver } = serving();
+    const { resolver, journal } = serving();
     try {
       const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
       if (request.cache === "flush") {
@@ -263,7 +261,7 @@ async function answerCacheRequests(serving: () => { config: Config; resolver: Re
           removed: result.removed as number,
           what: request.pattern ?? "all",
         });
-        await persistCache(config, resolver);
+        await journal?.compact();
       }
       tell({ reply: { id: request.id, ok: true, result } });
     } catch (e) {
@@ -272,11 +270,18 @@ async function answerCacheRequests(serving: () => { config: Config; resolver: Re
   }
 }
 
-/** Loads the saved cache before serving, when persistence is on; an unusable file is only logged. */
-async function restoreCache(options: ChildOptions, config: Config, resolver: Resolver): Promise<void> {
-  if (!config.cache.persist || !resolver.cache) return;
+/**
+ * Loads the saved cache before serving and journals it from then on, when persistence is on; an
+ * unusable file is only logged.
+ */
+async function restoreCache(
+  options: ChildOptions,
+  config: Config,
+  resolver: Resolver,
+): Promise<CacheJournal | undefined> {
+  if (!config.cache.persist || !resolver.cache) return undefined;
   await startupStage(options, "loading the cache file");
-  await restoreSavedCache(resolver.cache.cache, config.cache, log);
+  return await openCacheJournal(resolver.cache.cache, config.cache, log);
 }
 
 /** Loads the cache a predecessor handed over in a planned restart, then deletes the file. */
@@ -294,10 +299,24 @@ function handOverCache(resolver: Resolver): Promise<number> {
   return handOverTo(resolver.cache?.cache, file, log);
 }
 
-/** Saves the cache when persistence is on; a failure (disk full …) leaves the previous file and is logged. */
-async function persistCache(config: Config, resolver: Resolver): Promise<void> {
-  if (!config.cache.persist || !resolver.cache) return;
-  await checkpointCache(resolver.cache.cache, config.cache, log);
+/**
+ * The journal after a reload: the same one while persistence, its file and the cache stay; else
+ * the old one is closed (saved whole) and, if persistence is on, one opened for the new setting.
+ */
+async function journalAfterReload(
+  journal: CacheJournal | undefined,
+  before: Config,
+  after: Config,
+  resolver: Resolver,
+): Promise<CacheJournal | undefined> {
+  const cache = resolver.cache?.cache;
+  const same = before.cache.persist === after.cache.persist && before.cache.file === after.cache.file &&
+    before.cache.writeBudget === after.cache.writeBudget &&
+    before.cache.checkpointTime === after.cache.checkpointTime && journal?.cache === cache;
+  if (same) return journal;
+  await journal?.close(true);
+  if (!after.cache.persist || !cache) return undefined;
+  return await openCacheJournal(cache, after.cache, log);
 }
 
 /**
@@ -425,7 +444,7 @@ async function serve(
   }
   const udpPool = batched ? new OutgoingSocketPool() : undefined;
   let resolver = buildResolver(config, getLogger("resolver"), undefined, udpPool);
-  await restoreCache(options, config, resolver);
+  let journal = await restoreCache(options, config, resolver);
   await takeOverCache(options, resolver);
   await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
@@ -491,11 +510,20 @@ async function serve(
   const onHangup = () => {
     const next = reload(options, config, resolver, dispatcher, udpPool);
     if (next) {
+      const before = config;
       ({ config, resolver } = next);
       watch();
+      journalSwap = journalSwap.then(async () =>
+        journal = await journalAfterReload(journal, before, config, resolver)
+      );
     }
   };
-  const onHandOver = () => handOverCache(resolver).then((n) => options.guarded && tell({ checkpointed: n }));
+  let journalSwap = Promise.resolve<unknown>(undefined);
+  // Before a planned restart: what the journal has waiting is written, then the hand-over file.
+  const onHandOver = () =>
+    Promise.resolve(journal?.flush()).then(() => handOverCache(resolver)).then((n) =>
+      options.guarded && tell({ checkpointed: n })
+    );
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);
   Deno.addSignalListener("SIGHUP", onHangup);
@@ -506,14 +534,9 @@ async function serve(
     healthChanges: () => resolver.healthChanges,
   });
   if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
-  if (options.guarded) answerCacheRequests(() => ({ config, resolver }));
-
-  const checkpoint = config.cache.persist && config.cache.checkpointTime > 0
-    ? setInterval(() => persistCache(config, resolver), config.cache.checkpointTime * 1000)
-    : undefined;
+  if (options.guarded) answerCacheRequests(() => ({ resolver, journal }));
 
   const code = await stopped;
-  clearInterval(checkpoint);
   watcher?.stop();
   Deno.removeSignalListener("SIGTERM", onStop);
   Deno.removeSignalListener("SIGINT", onStop);
@@ -521,7 +544,9 @@ async function serve(
   Deno.removeSignalListener("SIGUSR2", onHandOver);
   await Promise.all(listeners.map((l) => l.close()));
   udpPool?.close();
-  if (code === 0) await persistCache(config, resolver);
+  // A graceful stop saves the whole cache; any other keeps the journal, with what waited written.
+  await journalSwap;
+  await journal?.close(code === 0);
   log.info("stopped: {counters}", { counters: JSON.stringify(counters(stats, resolver)) });
   return code;
 }

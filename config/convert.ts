@@ -8,6 +8,7 @@
  * @module
  */
 import {
+  DEFAULT_CACHE,
   DEFAULT_GUARDIAN,
   DEFAULT_MAX_TCP_CONNECTIONS,
   DEFAULT_RATE_BURST,
@@ -436,6 +437,9 @@ class TomlWriter {
     this.scalar("cache.persist", "persist", String(c.persist));
     this.scalar("cache.file", "file", str(c.file));
     this.scalar("cache.checkpoint-time", "checkpoint-time", String(c.checkpointTime));
+    if (c.writeBudget !== DEFAULT_CACHE.writeBudget) {
+      this.scalar("cache.write-budget", "write-budget", sizeText(c.writeBudget));
+    }
   }
 
   log(): void {

@@ -162,8 +162,13 @@ export interface CacheConfig {
   readonly persist: boolean;
   /** Where the cache is saved. */
   readonly file: string;
-  /** Seconds between saves while running (0 = only at a graceful stop). */
+  /**
+   * Longest seconds between compactions of the journal into the cache file while anything was
+   * journaled (0: by size and at a graceful stop only). Answers are journaled as they are stored.
+   */
   readonly checkpointTime: number;
+  /** Most bytes the cache may write to its files per hour (0: no limit). keeldns only. */
+  readonly writeBudget: number;
 }
 
 /**

@@ -49,7 +49,8 @@ tcp-idle-time 30
     serveExpired: true, // SmartDNS's default, unlike keeldns.toml's
     serveExpiredTtl: 86400,
     serveExpiredReplyTtl: 3,
-    checkpointTime: 300,
+    checkpointTime: 86400, // SmartDNS's default
+    writeBudget: 16 << 20,
   });
   assertEquals(c.log.level, "warn");
   assertEquals(c.log.size, 1024 * 1024);

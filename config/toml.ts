@@ -186,6 +186,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "persist",
     "file",
     "checkpoint-time",
+    "write-budget",
   ],
   log: ["level", "file", "size", "num"],
 };
@@ -870,6 +871,7 @@ class TomlConfigReader {
           7 * 86400,
           DEFAULT_CACHE.checkpointTime,
         ),
+        writeBudget: this.size(cache, "write-budget", "cache", DEFAULT_CACHE.writeBudget),
       },
       log: {
         level: level as LogLevel,

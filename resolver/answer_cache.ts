@@ -177,9 +177,20 @@ export class AnswerCache {
     return this.answerAt(slot);
   }
 
+  /**
+   * Called with each entry {@link set} stores (not {@link setWithKey}'s): its key as {@link entries}
+   * gives it and its answer, both views valid only during the call. The cache journal listens here.
+   */
+  onStore?: (key: Uint8Array, answer: StoredAnswer) => void;
+
   /** Stores a copy of `answer` for `q` if it may be cached, evicting the least recently used entries over capacity. */
   set(q: Question, answer: StoredAnswer, variant = q.dnssecOk ? 1 : 0, tag = 0): void {
-    this.store(q.wire, HEADER_LENGTH, q.questionEnd, variant, answer, tag);
+    const slot = this.store(q.wire, HEADER_LENGTH, q.questionEnd, variant, answer, tag);
+    if (slot !== NONE && this.onStore) {
+      const address = this.address[slot];
+      const at = ByteArena.offsetOf(address);
+      this.onStore(this.arena.chunkOf(address).subarray(at, at + this.keyLength[slot]), this.answerAt(slot));
+    }
   }
 
   /** {@link set} with a key as {@link entries} gives it (for a cache file); a malformed key is ignored. */
@@ -205,13 +216,13 @@ export class AnswerCache {
     dnssecOk: number,
     answer: StoredAnswer,
     tag = 0,
-  ): void {
-    if (this.capacityLimit <= 0 || answer.lifetime <= 0) return;
+  ): number {
+    if (this.capacityLimit <= 0 || answer.lifetime <= 0) return NONE;
     const keyLength = end - start + 1;
     const recordLength = keyLength + answer.storedLength;
     const rounded = ByteArena.roundedLength(recordLength);
     const budget = this.memoryLimit;
-    if (budget > 0 && rounded > budget) return; // one answer bigger than the whole budget
+    if (budget > 0 && rounded > budget) return NONE; // one answer bigger than the whole budget
     const h = hashKey(src, start, end, dnssecOk);
     this.staleSlot = NONE;
     const existing = this.find(src, start, end, dnssecOk, h);
@@ -240,6 +251,7 @@ export class AnswerCache {
     this.buckets[bucket] = slot;
     this.linkNewest(slot);
     this.count++;
+    return slot;
   }
 
   /**

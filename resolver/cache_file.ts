@@ -29,13 +29,45 @@ export class CacheFileError extends Error {
 }
 
 /** FNV-1a over bytes. */
-function fnv1a(bytes: Uint8Array): number {
+export function fnv1a(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) {
     h ^= bytes[i];
     h = Math.imul(h, 0x01000193);
   }
   return h >>> 0;
+}
+
+/** Bytes {@link writeEntry} takes for one entry. */
+export function entryLength(key: Uint8Array, answer: StoredAnswer): number {
+  return 2 + key.length + 8 + 4 + 2 + answer.wireLength + 2 + answer.ttlCount * 8;
+}
+
+/**
+ * Writes one entry (key, storedAt, lifetime, wire, TTL table; see the module's layout) at `pos` of
+ * `out` (viewed by `view`); returns the position after it.
+ */
+export function writeEntry(
+  out: Uint8Array,
+  view: DataView,
+  pos: number,
+  key: Uint8Array,
+  answer: StoredAnswer,
+): number {
+  view.setUint16(pos, key.length, true);
+  out.set(key, pos + 2);
+  pos += 2 + key.length;
+  view.setFloat64(pos, answer.storedAt, true);
+  view.setUint32(pos + 8, answer.lifetime, true);
+  view.setUint16(pos + 12, answer.wireLength, true);
+  out.set(answer.wire, pos + 14);
+  pos += 14 + answer.wireLength;
+  const count = answer.ttlCount;
+  view.setUint16(pos, count, true);
+  pos += 2;
+  for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttlOffset(i), true), pos + 4);
+  for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttl(i), true), pos + 4);
+  return pos;
 }
 
 /** Encodes the fresh entries of `cache` (oldest use first) at time `now`. */
@@ -45,7 +77,7 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
   for (const [key, answer] of cache.entries()) {
     if (answer.expiresAt <= now) continue;
     parts.push({ key, answer });
-    size += 2 + key.length + 8 + 4 + 2 + answer.wireLength + 2 + answer.ttlCount * 8;
+    size += entryLength(key, answer);
   }
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
@@ -54,23 +86,15 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
   view.setUint32(pos, VERSION, true);
   view.setUint32(pos + 4, parts.length, true);
   pos += 8;
-  for (const { key, answer } of parts) {
-    view.setUint16(pos, key.length, true);
-    out.set(key, pos + 2);
-    pos += 2 + key.length;
-    view.setFloat64(pos, answer.storedAt, true);
-    view.setUint32(pos + 8, answer.lifetime, true);
-    view.setUint16(pos + 12, answer.wireLength, true);
-    out.set(answer.wire, pos + 14);
-    pos += 14 + answer.wireLength;
-    const count = answer.ttlCount;
-    view.setUint16(pos, count, true);
-    pos += 2;
-    for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttlOffset(i), true), pos + 4);
-    for (let i = 0; i < count; i++) pos = (view.setUint32(pos, answer.ttl(i), true), pos + 4);
-  }
+  for (const { key, answer } of parts) pos = writeEntry(out, view, pos, key, answer);
   view.setUint32(pos, fnv1a(out.subarray(0, pos)), true);
   return out;
+}
+
+/** The checksum a cache file ends with, which names it (a journal records the one it follows); 0 if too short. */
+export function snapshotName(bytes: Uint8Array): number {
+  if (bytes.length < 4) return 0;
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(bytes.length - 4, true);
 }
 
 /**
@@ -98,6 +122,46 @@ function entryProblem(key: Uint8Array, wire: Uint8Array, offsets: Uint32Array): 
     return "TTL table does not match its records";
   }
   return null;
+}
+
+/** One entry {@link readEntry} read, and where the next starts. */
+export interface ReadEntry {
+  readonly key: Uint8Array;
+  readonly answer: StoredAnswer;
+  readonly next: number;
+}
+
+/**
+ * Reads the entry {@link writeEntry} wrote at `pos` of `bytes` (viewed by `view`), not past `end`,
+ * checked as strictly as an upstream answer; or says why it cannot be served. The key is a view of
+ * `bytes`; the answer owns its bytes.
+ */
+export function readEntry(bytes: Uint8Array, view: DataView, pos: number, end: number): ReadEntry | string {
+  if (pos + 2 > end) return "entry runs past the end";
+  const keyLength = view.getUint16(pos, true);
+  if (pos + 2 + keyLength + 14 > end) return "entry runs past the end";
+  const key = bytes.subarray(pos + 2, pos + 2 + keyLength);
+  pos += 2 + keyLength;
+  const storedAt = view.getFloat64(pos, true);
+  const lifetime = view.getUint32(pos + 8, true);
+  const wireLength = view.getUint16(pos + 12, true);
+  pos += 14;
+  if (pos + wireLength + 2 > end) return "entry runs past the end";
+  const wire = bytes.slice(pos, pos + wireLength);
+  pos += wireLength;
+  const ttlCount = view.getUint16(pos, true);
+  pos += 2;
+  if (pos + ttlCount * 8 > end) return "entry runs past the end";
+  const offsets = new Uint32Array(ttlCount);
+  const ttls = new Uint32Array(ttlCount);
+  for (let j = 0; j < ttlCount; j++) offsets[j] = view.getUint32(pos + j * 4, true);
+  pos += ttlCount * 4;
+  for (let j = 0; j < ttlCount; j++) ttls[j] = view.getUint32(pos + j * 4, true);
+  pos += ttlCount * 4;
+  if (!Number.isFinite(storedAt)) return "stored at no valid time";
+  const problem = entryProblem(key, wire, offsets);
+  if (problem) return problem;
+  return { key, answer: StoredAnswer.create(wire, offsets, ttls, storedAt, lifetime), next: pos };
 }
 
 /** What reading a cache file did. */
@@ -130,32 +194,12 @@ export function decodeCache(bytes: Uint8Array, cache: AnswerCache, now: number, 
   const count = view.getUint32(MAGIC.length + 4, true);
   const entries: [Uint8Array, StoredAnswer][] = [];
   let pos = MAGIC.length + 8;
-  const need = (n: number) => pos + n <= body || fail("entry runs past the end");
   for (let i = 0; i < count; i++) {
-    need(2);
-    const keyLength = view.getUint16(pos, true);
-    need(2 + keyLength + 14);
-    const key = bytes.subarray(pos + 2, pos + 2 + keyLength);
-    pos += 2 + keyLength;
-    const storedAt = view.getFloat64(pos, true);
-    const lifetime = view.getUint32(pos + 8, true);
-    const wireLength = view.getUint16(pos + 12, true);
-    pos += 14;
-    need(wireLength + 2);
-    const wire = bytes.slice(pos, pos + wireLength);
-    pos += wireLength;
-    const ttlCount = view.getUint16(pos, true);
-    pos += 2;
-    need(ttlCount * 8);
-    const offsets = new Uint32Array(ttlCount);
-    const ttls = new Uint32Array(ttlCount);
-    for (let j = 0; j < ttlCount; j++) offsets[j] = view.getUint32(pos + j * 4, true);
-    pos += ttlCount * 4;
-    for (let j = 0; j < ttlCount; j++) ttls[j] = view.getUint32(pos + j * 4, true);
-    pos += ttlCount * 4;
-    const problem = entryProblem(key, wire, offsets);
-    if (problem) fail(`entry ${i + 1}: ${problem}`);
-    entries.push([key, StoredAnswer.create(wire, offsets, ttls, storedAt, lifetime)]);
+    const entry = readEntry(bytes, view, pos, body);
+    if (typeof entry === "string") fail(`entry ${i + 1}: ${entry}`);
+    const { key, answer, next } = entry as ReadEntry;
+    entries.push([key, answer]);
+    pos = next;
   }
   if (pos !== body) fail("trailing bytes");
   let loaded = 0;

@@ -1,6 +1,6 @@
 /**
- * The cache's life across processes (SmartDNS's `cache-persist`): restoring the saved file before
- * serving, the periodic checkpoint, and the hand-over file of a planned restart. Every failure is
+ * The cache's life across processes (SmartDNS's `cache-persist`): the journaled cache file, opened
+ * before serving, and the hand-over file of a planned restart. Every failure is
  * logged and costs only the cache, never the service.
  *
  * @module
@@ -9,18 +9,27 @@ import type { CacheConfig } from "../config/schema.ts";
 import type { Logger } from "../ops/log.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 import { loadCache, saveCache } from "./cache_file.ts";
+import { CacheJournal } from "./cache_journal.ts";
 
-/** Loads the saved cache file into `cache`; an unusable file is logged and set aside. */
-export async function restoreSavedCache(cache: AnswerCache, config: CacheConfig, log: Logger): Promise<void> {
+/**
+ * Loads the saved cache (snapshot and journal) into `cache` and journals it from now on; an
+ * unusable file is logged and set aside, and a journal that cannot be opened costs only
+ * persistence.
+ */
+export async function openCacheJournal(
+  cache: AnswerCache,
+  config: CacheConfig,
+  log: Logger,
+): Promise<CacheJournal | undefined> {
   try {
-    const { loaded, expired } = await loadCache(cache, config.file);
-    log.info("cache: {loaded} entries loaded from {file} ({expired} had expired)", {
-      loaded,
-      expired,
+    return await CacheJournal.open(cache, {
       file: config.file,
-    });
+      checkpointTime: config.checkpointTime,
+      writeBudget: config.writeBudget,
+    }, log);
   } catch (e) {
-    log.warn("{message}; starting with an empty cache", { message: (e as Error).message });
+    log.warn("cache: {message}; the cache is not saved", { message: (e as Error).message });
+    return undefined;
   }
 }
 
@@ -44,20 +53,5 @@ export async function handOverTo(cache: AnswerCache | undefined, file: string, l
   } catch (e) {
     log.warn("cache hand-over to {file} failed: {error}", { file, error: (e as Error).message });
     return -1;
-  }
-}
-
-/** Saves `cache` to its file; a failure (disk full …) leaves the previous file and is logged. */
-export async function checkpointCache(cache: AnswerCache, config: CacheConfig, log: Logger): Promise<void> {
-  try {
-    const dir = config.file.slice(0, config.file.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true });
-    const saved = await saveCache(cache, config.file);
-    log.debug("cache: {saved} entries saved to {file}", { saved, file: config.file });
-  } catch (e) {
-    log.warn("cache: saving to {file} failed, the previous file stays: {error}", {
-      file: config.file,
-      error: (e as Error).message,
-    });
   }
 }
