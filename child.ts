@@ -256,6 +256,17 @@ async function answerCacheRequests(
     const { resolver, journal } = serving();
     try {
       const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
+      if (request.cache === "stats" && journal) {
+        const j = journal.stats;
+        Object.assign(result, {
+          "journal writing": j.writing,
+          "journal bytes written": j.bytesWritten,
+          "journal records": j.records,
+          "journal compactions": j.compactions,
+          "journal dropped": j.dropped,
+          "journal failures": j.failures,
+        });
+      }
       if (request.cache === "flush") {
         log.info("cache: {removed} entries flushed ({what})", {
           removed: result.removed as number,

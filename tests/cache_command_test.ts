@@ -116,6 +116,10 @@ Deno.test({
       try {
         await k.waitFor(/cache: 2 entries loaded/, 5000);
         assertMatch(await cache(k, "flush", "one.test"), /1 entries removed/);
+        // The flush wrote a fresh snapshot; stats show what the journal wrote.
+        const s = await stats(k);
+        assertEquals(s["journal compactions"], 1);
+        assert(s["journal bytes written"] > 24, `${s["journal bytes written"]} bytes`);
         // No checkpoint is due for an hour: only the flush itself can have saved the file.
         const mark = k.lines.length;
         Deno.kill(k.childPid, "SIGKILL");
