@@ -9,7 +9,9 @@
  * unbound, and memory per open DoT connection, (7) miss-latency: p50/p99 a miss adds over the upstream
  * (both bench/encrypted.ts), (8) speed-check: `speed-check-mode tcp:PORT` with `response-mode
  * first-ping` on and off — cache hits, and misses with every name new (QPS, CPU per miss, probes per
- * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts), (9) serve-expired:
+ * cached QPS with the optimistic cache on vs off, (10) cache-writes: bytes the cache journal writes
+ * per stored answer and per hour (both bench/cache_policy.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
@@ -21,7 +23,9 @@
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
  * (QPS of the miss-latency runs, default 5000), --speed-seconds N and --speed-rounds N (the
  * speed-check miss runs, default 4 s × 3), --speed-hit-seconds N and --speed-hit-rounds N (its hit
- * runs, default 3 s × 10), --speed-rate N (its fixed-rate miss runs, default 1000), --record.
+ * runs, default 3 s × 10; the serve-expired runs too), --speed-rate N (its fixed-rate miss runs,
+ * default 1000), --write-rate N and --write-seconds N (the cache-writes misses, default 50/s × 30 s),
+ * --record.
  *
  * @module
  */
@@ -31,6 +35,7 @@ import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/hel
 import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
+import { cachePolicyBench } from "./cache_policy.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -44,7 +49,8 @@ const { values: opts } = parseArgs({
     "memory-names": { type: "string", default: "100000" },
     only: {
       type: "string",
-      default: "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check",
+      default:
+        "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check,serve-expired,cache-writes",
     },
     "rules-seconds": { type: "string", default: "3" },
     "rules-rounds": { type: "string", default: "5" },
@@ -58,6 +64,8 @@ const { values: opts } = parseArgs({
     "speed-hit-seconds": { type: "string", default: "3" },
     "speed-hit-rounds": { type: "string", default: "10" },
     "speed-rate": { type: "string", default: "1000" },
+    "write-rate": { type: "string", default: "50" },
+    "write-seconds": { type: "string", default: "30" },
     record: { type: "boolean", default: false },
   },
 });
@@ -77,6 +85,8 @@ for (const w of ONLY) {
     "connection-memory",
     "miss-latency",
     "speed-check",
+    "serve-expired",
+    "cache-writes",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -311,6 +321,7 @@ const rows: Row[] = [];
 let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
+let cacheReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -402,6 +413,20 @@ try {
       work,
     });
   }
+  if (ONLY.has("serve-expired") || ONLY.has("cache-writes")) {
+    cacheReport = await cachePolicyBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      missRate: Number(opts["write-rate"]),
+      missSeconds: Number(opts["write-seconds"]),
+      upstream: upstream.port,
+      serveExpired: ONLY.has("serve-expired"),
+      cacheWrites: ONLY.has("cache-writes"),
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -421,8 +446,8 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
   `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
-    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
-  }`;
+    cacheReport ? `\n${cacheReport}\n` : ""
+  }${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;
