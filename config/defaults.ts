@@ -21,6 +21,8 @@ export const DEFAULT_CACHE_FILE = "/var/cache/keeldns/keeldns.cache";
 export const DEFAULT_SERVE_EXPIRED_TTL = 86400;
 /** The TTL of a stale answer (SmartDNS `serve-expired-reply-ttl`). */
 export const DEFAULT_SERVE_EXPIRED_REPLY_TTL = 3;
+/** SmartDNS's `rr-ttl-min` when a smartdns.conf sets none (keeldns.toml's is 0, RFC-strict). */
+export const SMARTDNS_RR_TTL_MIN = 600;
 /** What `serve-expired-ttl 0` stands for: one year, as in SmartDNS. */
 export const SERVE_EXPIRED_TTL_UNLIMITED = 365 * 86400;
 

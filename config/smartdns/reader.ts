@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { DEFAULT_CACHE, DEFAULT_LOG, DEFAULT_TCP_IDLE_TIME } from "../defaults.ts";
+import { DEFAULT_CACHE, DEFAULT_LOG, DEFAULT_TCP_IDLE_TIME, SMARTDNS_RR_TTL_MIN } from "../defaults.ts";
 import { ConfigError, didYouMean, readFailure } from "../errors.ts";
 import type {
   AddressSetRule,
@@ -165,7 +165,12 @@ export class Draft {
   }[] = [];
   /** Server lines of a kind keeldns cannot use yet (they would otherwise decide where queries go). */
   readonly unusableServers: SourcePosition[] = [];
-  cache: { -readonly [K in keyof CacheConfig]: CacheConfig[K] } = { ...DEFAULT_CACHE, serveExpired: true };
+  /** SmartDNS's cache defaults where they differ from keeldns.toml's: serve-expired on, rr-ttl-min 600. */
+  cache: { -readonly [K in keyof CacheConfig]: CacheConfig[K] } = {
+    ...DEFAULT_CACHE,
+    serveExpired: true,
+    rrTtlMin: SMARTDNS_RR_TTL_MIN,
+  };
   log: { -readonly [K in keyof LogConfig]: LogConfig[K] } = { ...DEFAULT_LOG };
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";

@@ -103,3 +103,74 @@ Deno.test({
     }
   },
 });
+
+/** The TTL of the first answer record of a dig query (NaN if none). */
+async function firstTtl(port: number, name: string): Promise<number> {
+  const out = await dig(
+    "@127.0.0.1",
+    "-p",
+    String(port),
+    "+time=2",
+    "+tries=1",
+    "+noall",
+    "+answer",
+    name,
+    "A",
+  );
+  return Number(out.split("\n").find((l) => l && !l.startsWith(";"))?.split(/\s+/)[1]);
+}
+
+Deno.test({
+  name:
+    "TTLs like SmartDNS 40 when a smartdns.conf sets none: its 600 s floor on forwarded, cached and local answers",
+  ignore: skipWithout("dig", "dnsmasq", "smartdns"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "keeldns-ref-" });
+    const upstream = await freePort();
+    // dnsmasq gives its local records TTL 60: under SmartDNS's default rr-ttl-min of 600.
+    const dnsmasq = await startDnsmasq(upstream, [...EXAMPLE_RECORDS.filter((r) => !r.startsWith("--local-ttl")), "--local-ttl=60"], {
+      name: "shop.example",
+      expect: "198.51.100.7",
+    });
+    const conf = (port: number | string) =>
+      [
+        `bind 127.0.0.1:${port}`,
+        `server 127.0.0.1:${upstream}`,
+        "speed-check-mode none",
+        "address /local.example/192.0.2.77",
+        "cache-persist no",
+        "log-level error",
+        `log-file ${dir}/smartdns-ttl.log`,
+        "",
+      ].join("\n");
+    const smartPort = await freePort();
+    await Deno.writeTextFile(`${dir}/ttl.conf`, conf(smartPort));
+    const smartdns = new Deno.Command(programPath("smartdns"), {
+      args: ["-f", "-c", `${dir}/ttl.conf`, "-p", "-"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const keeldns = await KeeldnsProcess.start(conf("{port}"), { name: "smartdns.conf" });
+    try {
+      await waitForAnswer(smartPort, "local.example", "192.0.2.77");
+      for (const name of ["shop.example", "local.example"]) {
+        await t.step(`${name}: first answer, then cached a second later`, async () => {
+          const first = [await firstTtl(smartPort, name), await firstTtl(keeldns.port, name)];
+          assertEquals(first[0], 600, "SmartDNS's floor");
+          assertEquals(first[1], first[0]);
+          await new Promise((r) => setTimeout(r, 1100));
+          const cached = [await firstTtl(smartPort, name), await firstTtl(keeldns.port, name)];
+          for (const ttl of cached) assert(ttl >= 597 && ttl <= 600, `cached TTLs ${cached}`);
+        });
+      }
+    } finally {
+      await keeldns.stop();
+      await stopPeer(smartdns);
+      await stopPeer(dnsmasq);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});

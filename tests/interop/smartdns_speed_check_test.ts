@@ -26,8 +26,8 @@
  * - TTLs: SmartDNS's first answer has 3 s (`serve-expired-reply-ttl`) when a probe result let it
  *   answer early, 2 s when fastest-response passes the upstream's answer through, the upstream's
  *   (at most 300 s) when it waited for every probe, and its cached answers 600 s counting down
- *   (SmartDNS's default `rr-ttl-min` is 600; keeldns's is 0); keeldns the upstream's 300 s,
- *   counting down.
+ *   (SmartDNS's default `rr-ttl-min` is 600, keeldns's for a smartdns.conf too); keeldns's first
+ *   answer has the floor's 600 s as well.
  * - How long the first answer takes: on loopback SmartDNS waits out every probe (about 1 s, see
  *   above) where keeldns answers at the first (first-ping) or a fast (fastest-ip) result.
  * - The order of addresses whose RTTs tie (192.0.2.3 and .7): SmartDNS lists them in its hash
