@@ -130,7 +130,10 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "keeldns-ref-" });
     const upstream = await freePort();
     // dnsmasq gives its local records TTL 60: under SmartDNS's default rr-ttl-min of 600.
-    const dnsmasq = await startDnsmasq(upstream, [...EXAMPLE_RECORDS.filter((r) => !r.startsWith("--local-ttl")), "--local-ttl=60"], {
+    const dnsmasq = await startDnsmasq(upstream, [
+      ...EXAMPLE_RECORDS.filter((r) => !r.startsWith("--local-ttl")),
+      "--local-ttl=60",
+    ], {
       name: "shop.example",
       expect: "198.51.100.7",
     });
