@@ -431,6 +431,14 @@ class TomlWriter {
       this.scalar("cache.serve-expired-ttl", "serve-expired-ttl", String(c.serveExpiredTtl));
       this.scalar("cache.serve-expired-reply-ttl", "serve-expired-reply-ttl", String(c.serveExpiredReplyTtl));
     }
+    if (c.prefetch) this.scalar("cache.prefetch", "prefetch", "true");
+    if (c.serveExpiredPrefetchTime > 0) {
+      this.scalar(
+        "cache.serve-expired-prefetch-time",
+        "serve-expired-prefetch-time",
+        String(c.serveExpiredPrefetchTime),
+      );
+    }
     if (this.config.format === "smartdns" && !this.byToml.has("cache.persist") && c.persist) {
       this.out.push("# SmartDNS's cache-persist auto: on, as a cache-file is named");
     }
@@ -601,6 +609,7 @@ class TomlWriter {
     if (rule.speedCheck) this.out.push(`speed-check-mode = ${str(formatSpeedCheckModes(rule.speedCheck))}`);
     if (rule.responseMode) this.out.push(`response-mode = ${str(rule.responseMode)}`);
     if (rule.dualstack !== undefined) this.out.push(`dualstack-ip-selection = ${rule.dualstack}`);
+    if (rule.noServeExpired) this.out.push("no-serve-expired = true");
   }
 
   /** Every line that became nothing, and what the model noticed in files not given. */

@@ -83,7 +83,7 @@ restart-on-crash yes
 `;
 
 const EXTRA =
-  "# from the included file\nserver 8.8.4.4 -group cf\nserve-expired-prefetch-time 5\nrr-ttl-max 7200\n";
+  "# from the included file\nserver 8.8.4.4 -group cf\ndebug-save-fail-packet yes\nrr-ttl-max 7200\n";
 
 const FILES: Record<string, string> = { [CONF]: RICH, "/etc/smartdns/extra.conf": EXTRA };
 const read = (path: string) => {
@@ -203,8 +203,8 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
     "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",
     "# no TOML needed: conf-file extra.conf (the lines it includes are converted above)",
-    "# not supported yet: /etc/smartdns/extra.conf:3: serve-expired-prefetch-time 5 " +
-    "(stale answers are refreshed when asked for, not ahead of time)",
+    "# not supported yet: /etc/smartdns/extra.conf:3: debug-save-fail-packet yes " +
+    "(not built yet; the service runs without it)",
     "# no TOML needed: no-daemon yes (always: foreground)",
     "# no TOML needed: restart-on-crash yes (always: the guardian)",
   ]);
@@ -236,12 +236,12 @@ Deno.test("convert: a TCP listener before a UDP one keeps the order, with scheme
 });
 
 Deno.test("convert: without the source text, the model alone is converted, and what it noticed is listed", () => {
-  const c = parseSmartdnsConf("server 9.9.9.9\nserve-expired-prefetch-time 5\nrr-ttl 10ms\n", CONF, read);
+  const c = parseSmartdnsConf("server 9.9.9.9\ndebug-save-fail-packet yes\nrr-ttl 10ms\n", CONF, read);
   const toml = convertToToml(c);
   assertEquals(comparable(parseTomlConfig(toml, OUT)), comparable(c));
   assertMatch(
     toml,
-    /^# not supported yet: serve-expired-prefetch-time at \/etc\/smartdns\/smartdns.conf:2 \(stale/m,
+    /^# not supported yet: debug-save-fail-packet at \/etc\/smartdns\/smartdns.conf:2 \(not built/m,
   );
   assertMatch(toml, /^# warning at \/etc\/smartdns\/smartdns.conf:3: rr-ttl: "10ms" read as 10$/m);
 });
@@ -424,4 +424,12 @@ Deno.test("convert: a group's own speed check settings become [[group]] keys and
   assertEquals(back.rules.speedCheck, c.rules.speedCheck);
   const rule = back.rules.domainRules.find((r) => r.domains[0] === "x.test")!;
   assertEquals([rule.speedCheck, rule.responseMode], [[], "fastest-response"]);
+});
+
+Deno.test("convert: prefetch-domain, serve-expired-prefetch-time and -no-serve-expired", () => {
+  const { toml } = roundTrip(
+    "server 9.9.9.9\nprefetch-domain yes\nserve-expired-prefetch-time 60\ndomain-rules /a.example/ -no-serve-expired\n",
+  );
+  assertMatch(toml, /^prefetch = true\nserve-expired-prefetch-time = 60$/m);
+  assertMatch(toml, /^domains = \["a\.example"\]\nno-serve-expired = true$/m);
 });

@@ -44,6 +44,8 @@ export const DEFAULT_CACHE: CacheConfig = {
   serveExpired: false,
   serveExpiredTtl: DEFAULT_SERVE_EXPIRED_TTL,
   serveExpiredReplyTtl: DEFAULT_SERVE_EXPIRED_REPLY_TTL,
+  prefetch: false,
+  serveExpiredPrefetchTime: 0,
   persist: false,
   file: DEFAULT_CACHE_FILE,
   // SmartDNS's: with the journal saving as it goes, a daily compaction bounds the files, not loss.

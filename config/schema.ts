@@ -158,6 +158,14 @@ export interface CacheConfig {
   readonly serveExpiredTtl: number;
   /** The TTL every record of a stale answer carries. */
   readonly serveExpiredReplyTtl: number;
+  /**
+   * Refresh entries in the background (SmartDNS `prefetch-domain`): without serve-expired, a name
+   * still asked for is asked again 3 s before it expires; with serve-expired, an entry stale for
+   * {@link serveExpiredPrefetchTime} seconds is.
+   */
+  readonly prefetch: boolean;
+  /** With prefetch and serve-expired: seconds stale before the refresh (0 = half serve-expired-ttl, at most 8 h). */
+  readonly serveExpiredPrefetchTime: number;
   /** Keep the cache across restarts in `file`. */
   readonly persist: boolean;
   /** Where the cache is saved. */
@@ -335,6 +343,8 @@ export interface DomainRule {
   readonly responseMode?: ResponseMode;
   /** `-dualstack-ip-selection yes|no`. */
   readonly dualstack?: boolean;
+  /** `-no-serve-expired`: these names are never answered stale; an expired one waits for the upstream. */
+  readonly noServeExpired?: boolean;
 }
 
 /**

@@ -49,6 +49,8 @@ tcp-idle-time 30
     serveExpired: true, // SmartDNS's default, unlike keeldns.toml's
     serveExpiredTtl: 86400,
     serveExpiredReplyTtl: 3,
+    prefetch: false,
+    serveExpiredPrefetchTime: 0,
     checkpointTime: 86400, // SmartDNS's default
     writeBudget: 16 << 20,
   });
@@ -61,13 +63,13 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nprefetch-domain yes\nserve-expired-prefetch-time 5\nprefetch-domain no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
+    "server 9.9.9.9\nlog-color yes\ndebug-save-fail-packet yes\nlog-color no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
     [
-      "prefetch-domain@2",
-      "serve-expired-prefetch-time@3",
+      "log-color@2",
+      "debug-save-fail-packet@3",
       "smartdns-ui.ip@6",
       "bind -no-ip-alias@8",
     ],
@@ -583,4 +585,19 @@ Deno.test("smartdns.conf: serve-expired is on unless set to no; its window and r
   assertEquals([on.serveExpired, on.serveExpiredTtl, on.serveExpiredReplyTtl], [true, 600, 5]);
   assertEquals(parse("server 9.9.9.9\nserve-expired no\n").cache.serveExpired, false);
   assertEquals(parse("server 9.9.9.9\nserve-expired no\n").unsupported, []);
+});
+
+Deno.test("smartdns.conf: prefetch-domain, serve-expired-prefetch-time and domain-rules -no-serve-expired are honoured", () => {
+  const c = parse(
+    "server 9.9.9.9\nprefetch-domain yes\nserve-expired-prefetch-time 60\ndomain-rules /a.example/ -no-serve-expired -c none\n",
+  );
+  assertEquals(c.unsupported, []);
+  // SmartDNS HEAD sets its defaults before reading the file: serve-expired-ttl stays 86400.
+  assertEquals([c.cache.prefetch, c.cache.serveExpiredPrefetchTime, c.cache.serveExpiredTtl], [
+    true,
+    60,
+    86400,
+  ]);
+  assertEquals(c.rules.domainRules[0].noServeExpired, true);
+  assertEquals(parse("server 9.9.9.9\n").cache.prefetch, false, "off unless set, as in SmartDNS");
 });

@@ -124,6 +124,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "speed-check-mode",
     "response-mode",
     "dualstack-ip-selection",
+    "no-serve-expired",
   ],
   "domain-set": ["name", "file"],
   "ip-rule": ["cidrs", "blacklist", "whitelist", "bogus-nxdomain", "ignore", "alias"],
@@ -183,6 +184,8 @@ const SCHEMA: Record<string, readonly string[]> = {
     "serve-expired",
     "serve-expired-ttl",
     "serve-expired-reply-ttl",
+    "serve-expired-prefetch-time",
+    "prefetch",
     "persist",
     "file",
     "checkpoint-time",
@@ -630,6 +633,7 @@ class TomlConfigReader {
       if (r["dualstack-ip-selection"] !== undefined) {
         rule.dualstack = this.boolean(r, "dualstack-ip-selection", path, false);
       }
+      if (this.boolean(r, "no-serve-expired", path, false)) rule.noServeExpired = true;
       return rule;
     });
   }
@@ -860,6 +864,15 @@ class TomlConfigReader {
           0,
           u32,
           DEFAULT_CACHE.serveExpiredReplyTtl,
+        ),
+        prefetch: this.boolean(cache, "prefetch", "cache", DEFAULT_CACHE.prefetch),
+        serveExpiredPrefetchTime: this.integer(
+          cache,
+          "serve-expired-prefetch-time",
+          "cache",
+          0,
+          u32,
+          DEFAULT_CACHE.serveExpiredPrefetchTime,
         ),
         persist: this.boolean(cache, "persist", "cache", DEFAULT_CACHE.persist),
         file: this.string(cache, "file", "cache") ?? DEFAULT_CACHE.file,

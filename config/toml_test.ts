@@ -228,3 +228,20 @@ Deno.test("TOML: [cache] serve-expired is off unless set; its window and reply T
   assertThrows(() => read('serve-expired = "yes"'), /serve-expired/);
   assertThrows(() => read("serve-expired-reply-ttl = -1"), /serve-expired-reply-ttl/);
 });
+
+Deno.test("TOML: [cache] prefetch and serve-expired-prefetch-time; [[rule]] no-serve-expired", () => {
+  const read = (cache: string, rule = "") =>
+    parseTomlConfig(`[[upstream]]\naddress = "9.9.9.9"\n[cache]\n${cache}\n${rule}`, "k.toml");
+  const off = read("").cache;
+  assertEquals([off.prefetch, off.serveExpiredPrefetchTime], [false, 0]);
+  const on = read("prefetch = true\nserve-expired-prefetch-time = 30").cache;
+  assertEquals([on.prefetch, on.serveExpiredPrefetchTime], [true, 30]);
+  assertThrows(() => read('prefetch = "yes"'), /prefetch/);
+  assertThrows(() => read("serve-expired-prefetch-time = -1"), /serve-expired-prefetch-time/);
+  const rules = read("", '[[rule]]\ndomains = ["a.example"]\nno-serve-expired = true\n').rules.domainRules;
+  assertEquals(rules[0].noServeExpired, true);
+  assertThrows(
+    () => read("", '[[rule]]\ndomains = ["a.example"]\nno-serve-expired = 1\n'),
+    /no-serve-expired/,
+  );
+});

@@ -220,6 +220,14 @@ export class StoredAnswer {
     return new StoredAnswer(bytes, 0, this.wireLength, length, now, 0);
   }
 
+  /**
+   * This answer as if stored at `storedAt` (same bytes, same lifetime): a background refresh of
+   * an expired entry keeps the entry's age. No copy; for the refresh path, not the hot one.
+   */
+  withStoredAt(storedAt: number): StoredAnswer {
+    return new StoredAnswer(this.bytes, this.start, this.wireLength, this.end, storedAt, this.lifetime);
+  }
+
   /** The bytes {@link renderInto} writes for `q`, before any truncation. */
   renderedLength(q: Question): number {
     return this.wireLength + (q.edns ? OPT_RECORD_LENGTH : 0);

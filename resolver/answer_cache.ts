@@ -28,7 +28,24 @@ const HASH_SEED = (0x811c9dc5 ^ crypto.getRandomValues(new Uint32Array(1))[0]) >
 const COMPACT_SLACK = 4 << 20;
 
 /** Bytes of index per slot: the per-slot typed arrays of {@link AnswerCache}, one element each. */
-const SLOT_BYTES = 8 + 4 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4;
+const SLOT_BYTES = 8 + 4 + 2 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 2 + 1 + 8;
+
+/** SmartDNS's hit budget: a new entry's, the first step a hit adds, the largest step and the cap. */
+const FIRST_HITS = 3;
+const FIRST_STEP = 3;
+const MAX_STEP = 6;
+const MAX_HITS = 6000;
+
+/** An entry whose background refresh is due (see {@link AnswerCache.takeDue}). */
+export interface DueEntry {
+  /** Its key, as {@link AnswerCache.entries} gives it (a copy). */
+  readonly key: Uint8Array;
+  /** Its tag. */
+  readonly tag: number;
+  /** When its answer was stored, and when it stops being fresh (ms since the epoch). */
+  readonly storedAt: number;
+  readonly expiresAt: number;
+}
 
 /**
  * A key is the question section (name, type, class) with the name lower-cased, then one byte for
@@ -65,6 +82,14 @@ export class AnswerCache {
   private lifetime = new Uint32Array(0);
   /** Per slot: an opaque tag its storer gave it (the cache stage: rules generation and group). */
   private tag = new Uint32Array(0);
+  /**
+   * Per slot, for background refresh (prefetch): SmartDNS's hit budget (each fresh hit adds a
+   * step that grows from 3 to 6, each prefetch spends one and shrinks the step), and when the
+   * next refresh is due (ms; 0: not planned yet, Infinity: none).
+   */
+  private hits = new Uint16Array(0);
+  private hitStep = new Uint8Array(0);
+  private due = new Float64Array(0);
   /** The slot of the last hit, for {@link lastTag} and {@link retagLast}. */
   private lastHit = NONE;
   /** Milliseconds past its lifetime an entry is kept and may be served stale (0: none). */
@@ -160,6 +185,10 @@ export class AnswerCache {
     }
     this.lastHit = slot;
     this.touch(slot);
+    const step = this.hitStep[slot];
+    const hits = this.hits[slot] + step;
+    this.hits[slot] = hits > MAX_HITS ? MAX_HITS : hits;
+    if (step < MAX_STEP) this.hitStep[slot] = step + 1;
     return this.answerAt(slot);
   }
 
@@ -226,7 +255,14 @@ export class AnswerCache {
     const h = hashKey(src, start, end, dnssecOk);
     this.staleSlot = NONE;
     const existing = this.find(src, start, end, dnssecOk, h);
-    if (existing !== NONE) this.remove(existing);
+    // A replaced entry (a refresh) keeps its hit budget, as SmartDNS's does.
+    let hits = FIRST_HITS;
+    let step = FIRST_STEP;
+    if (existing !== NONE) {
+      hits = this.hits[existing];
+      step = this.hitStep[existing];
+      this.remove(existing);
+    }
     while (this.count >= this.capacityLimit) this.remove(this.oldest);
     while (budget > 0 && this.liveBytes + rounded > budget) this.remove(this.oldest);
     const slot = this.takeSlot();
@@ -246,6 +282,9 @@ export class AnswerCache {
     this.storedAt[slot] = answer.storedAt;
     this.lifetime[slot] = answer.lifetime;
     this.tag[slot] = tag;
+    this.hits[slot] = hits;
+    this.hitStep[slot] = step;
+    this.due[slot] = 0;
     const bucket = h & (this.buckets.length - 1);
     this.chain[slot] = this.buckets[bucket];
     this.buckets[bucket] = slot;
@@ -264,6 +303,56 @@ export class AnswerCache {
       const at = ByteArena.offsetOf(address);
       yield [this.arena.chunkOf(address).slice(at, at + this.keyLength[slot]), this.answerAt(slot)];
     }
+  }
+
+  /**
+   * The entries whose background refresh is due at `now`, each planned anew: `plan` gives the time
+   * of an entry's first refresh once it is stored (from its expiry and key's last byte; Infinity:
+   * none); a due entry's next one is `retryAfter` ms later (a refresh that succeeds stores a new
+   * entry, planned afresh). With `spendHits` a due entry spends one of its hit budget and is left
+   * out, never due again, once the budget is gone. An expired entry is left out once less than a
+   * second of its stale window remains. O(entries): for a timer, never a query.
+   */
+  takeDue(
+    now: number,
+    plan: (expiresAt: number, now: number, variant: number) => number,
+    retryAfter: number,
+    spendHits: boolean,
+  ): DueEntry[] {
+    const due: DueEntry[] = [];
+    for (let slot = this.oldest; slot !== NONE; slot = this.newer[slot]) {
+      const expiresAt = this.storedAt[slot] + this.lifetime[slot] * 1000;
+      let at = this.due[slot];
+      if (at === 0) {
+        const address = this.address[slot];
+        const variant = this.arena.chunkOf(address)[ByteArena.offsetOf(address) + this.keyLength[slot] - 1];
+        at = this.due[slot] = plan(expiresAt, now, variant);
+      }
+      if (at > now) continue;
+      this.due[slot] = now + retryAfter;
+      if (spendHits) {
+        const hits = this.hits[slot];
+        this.hits[slot] = hits > 0 ? hits - 1 : 0;
+        if (this.hitStep[slot] > FIRST_STEP) this.hitStep[slot]--;
+        if (hits <= 1) {
+          this.due[slot] = Infinity;
+          continue;
+        }
+      }
+      if (now >= expiresAt && now >= expiresAt + this.staleMs - 1000) {
+        this.due[slot] = Infinity;
+        continue;
+      }
+      const address = this.address[slot];
+      const at0 = ByteArena.offsetOf(address);
+      due.push({
+        key: this.arena.chunkOf(address).slice(at0, at0 + this.keyLength[slot]),
+        tag: this.tag[slot],
+        storedAt: this.storedAt[slot],
+        expiresAt,
+      });
+    }
+    return due;
   }
 
   /**
@@ -408,7 +497,7 @@ export class AnswerCache {
 
   /** Reallocates the per-slot arrays for `slots` slots, and the buckets to match (rehashing). */
   private resizeSlots(slots: number): void {
-    const grow = <T extends Float64Array | Uint32Array | Uint16Array | Int32Array>(
+    const grow = <T extends Float64Array | Uint32Array | Uint16Array | Uint8Array | Int32Array>(
       old: T,
       make: (n: number) => T,
     ): T => {
@@ -424,6 +513,9 @@ export class AnswerCache {
     this.storedAt = grow(this.storedAt, (n) => new Float64Array(n));
     this.lifetime = grow(this.lifetime, (n) => new Uint32Array(n));
     this.tag = grow(this.tag, (n) => new Uint32Array(n));
+    this.hits = grow(this.hits, (n) => new Uint16Array(n));
+    this.hitStep = grow(this.hitStep, (n) => new Uint8Array(n));
+    this.due = grow(this.due, (n) => new Float64Array(n));
     this.newer = grow(this.newer, (n) => new Int32Array(n));
     this.older = grow(this.older, (n) => new Int32Array(n));
     this.chain = grow(this.chain, (n) => new Int32Array(n));

@@ -243,3 +243,37 @@ Deno.test("AnswerCache with a byte budget evicts the least recently used beyond 
   for (let i = 0; i < 20; i++) cache.set(q(`m${i}.test`), numbered(i, 200));
   assertEquals(cache.size, 20);
 });
+
+Deno.test("AnswerCache.takeDue: planned once stored, spends the hit budget; fresh hits add to it; a refresh keeps it", () => {
+  const cache = new AnswerCache(10);
+  const plan = (expiresAt: number) => expiresAt - 3000;
+  cache.set(q("cold"), answer(10, 0));
+  cache.set(q("hot"), answer(10, 0));
+  for (let i = 0; i < 3; i++) cache.get(q("hot"), 1000); // 3 + 3 + 4 + 5 = 15 hits
+  assertEquals(cache.takeDue(1000, plan, Infinity, true), [], "planned for 7 s, not due at 1 s");
+  const names = (now: number) => cache.takeDue(now, plan, Infinity, true).map((e) => e.key.length);
+  // "cold" (6-byte name) and "hot" (5-byte): keys are name + type + class + variant.
+  assertEquals(names(7000), [11, 10], "both due at 7 s");
+  assertEquals(names(7500), [], "not again until stored anew");
+  // The refreshes store new answers: the budget is kept (cold: 3 → 2 → 1, then spent).
+  cache.set(q("cold"), answer(10, 7000));
+  cache.set(q("hot"), answer(10, 7000));
+  assertEquals(names(14_000), [11, 10]);
+  cache.set(q("cold"), answer(10, 14_000));
+  cache.set(q("hot"), answer(10, 14_000));
+  assertEquals(names(21_000), [10], "the cold name's budget is spent: not refreshed a third time");
+});
+
+Deno.test("AnswerCache.takeDue: retries after retryAfter, and leaves an entry out once its stale window ends", () => {
+  const cache = new AnswerCache(10);
+  cache.staleWindow = 10;
+  cache.set(q("a"), answer(1, 0));
+  const plan = (expiresAt: number, now: number) => Math.max(expiresAt, now) + 2000;
+  assertEquals(cache.takeDue(500, plan, 2000, false).length, 0, "planned for 3 s");
+  const [e] = cache.takeDue(3000, plan, 2000, false);
+  assertEquals([e.storedAt, e.expiresAt, e.tag], [0, 1000, 0]);
+  assertEquals(cache.takeDue(4000, plan, 2000, false).length, 0);
+  assertEquals(cache.takeDue(5000, plan, 2000, false).length, 1, "retried 2 s later");
+  assertEquals(cache.takeDue(10_500, plan, 2000, false).length, 0, "less than a second of the window left");
+  assertEquals(cache.takeDue(20_000, plan, 2000, false).length, 0, "never again");
+});

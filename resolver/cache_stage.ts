@@ -2,7 +2,9 @@
  * Cache stage: answers from the {@link AnswerCache} when it can, and stores what the rest of the
  * chain answers (upstream answers only: local answers are made again for free). Owns SmartDNS's
  * `cache-size`, and `serve-expired` (RFC 8767): an expired answer still within the stale window is
- * served at once with the reply TTL while one refresh per entry goes upstream behind it.
+ * served at once with the reply TTL while one refresh per entry goes upstream behind it. Owns
+ * `prefetch-domain` and `serve-expired-prefetch-time` too: a timer refreshes entries in the
+ * background, as SmartDNS's cache timer does (see {@link CacheStage.prefetchTick}).
  *
  * @module
  */
@@ -11,7 +13,7 @@ import { SERVE_EXPIRED_TTL_UNLIMITED } from "../config/defaults.ts";
 import type { Answer } from "../dns/answer.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import type { AnswerCache } from "./answer_cache.ts";
-import { BindFlag, QueryContext, Reason } from "./query_context.ts";
+import { BindFlag, type ListenerProfile, parseContext, QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
 
 /** Counters the cache stage keeps. */
@@ -20,6 +22,25 @@ export interface CacheCounters {
   misses: number;
   /** Hits served stale (counted in `hits` too). */
   staleHits?: number;
+  /** Background refreshes started by the prefetch timer. */
+  prefetches?: number;
+}
+
+/** How long before expiry SmartDNS prefetches an entry without serve-expired (ms). */
+const PREFETCH_LEAD_MS = 3000;
+/** The longest an entry waits stale before its background refresh when none is set (SmartDNS: 8 h). */
+const EXPIRED_PREFETCH_MAX = 8 * 3600;
+/** How often the prefetch timer looks for due entries (ms). */
+const PREFETCH_TICK_MS = 1000;
+
+/**
+ * Seconds an entry is stale before its background refresh under `config` with prefetch and
+ * serve-expired on: `serve-expired-prefetch-time`, else half the stale window, at most 8 h.
+ */
+export function expiredPrefetchTimeOf(config: CacheConfig): number {
+  if (config.serveExpiredPrefetchTime > 0) return config.serveExpiredPrefetchTime;
+  const half = Math.floor(staleWindowOf(config) / 2);
+  return half > 0 && half < EXPIRED_PREFETCH_MAX ? half : EXPIRED_PREFETCH_MAX;
 }
 
 /**
@@ -33,6 +54,8 @@ export interface RulesAfterCache {
   readonly generation: number;
   /** The upstream group the rules send `ctx` to, or -1 when they would answer it themselves. */
   upstreamGroupOf(ctx: QueryContext): number;
+  /** Whether an expired entry may answer `ctx` (false: `domain-rules -no-serve-expired`). */
+  servesStale?(ctx: QueryContext): boolean;
 }
 
 /** The listener flags that change what the rules decide (bind -no-rule-…, -no-rules). */
@@ -62,6 +85,12 @@ export class CacheStage implements Stage {
   staleReplyTtl = 3;
   /** The entries being refreshed behind a stale answer: one upstream query each, however many ask. */
   private readonly refreshing = new Set<string>();
+  /** The rest of the chain, for the prefetch timer's refreshes (set when the chain is built). */
+  refreshVia?: Next;
+  /** Prefetch: off, `ahead` (3 s before expiry, hot names), or `stale` (after `expiredPrefetchMs` stale). */
+  private prefetchMode: "off" | "ahead" | "stale" = "off";
+  private expiredPrefetchMs = 0;
+  private prefetchTimer?: ReturnType<typeof setInterval>;
 
   constructor(readonly cache: AnswerCache, private readonly now: () => number = Date.now) {}
 
@@ -83,7 +112,7 @@ export class CacheStage implements Stage {
       const stale = this.cache.takeStale();
       if (
         stale !== undefined && !(ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) &&
-        this.stillUpstream(rules, ctx)
+        this.stillUpstream(rules, ctx) && (rules?.servesStale?.(ctx) ?? true)
       ) {
         return this.serveStale(ctx, next, stale, variant);
       }
@@ -115,23 +144,91 @@ export class CacheStage implements Stage {
     ctx.reason = Reason.CACHE;
     const now = this.now();
     const answer = stale.withFixedTtl(this.staleReplyTtl, now);
-    const key = `${ctx.key}|${variant}|${ctx.upstreamGroup}`;
-    if (!this.refreshing.has(key)) {
-      this.refreshing.add(key);
-      const done = () => this.refreshing.delete(key);
-      const refresh = detachedCopy(ctx);
-      try {
-        Promise.resolve(next(refresh)).then((a) => {
-          if (a instanceof StoredAnswer) this.cache.set(refresh, a, variant, this.tagNow(refresh));
-          return refresh.refined?.then((r) => {
-            if (r instanceof StoredAnswer) this.cache.set(refresh, r, variant, this.tagNow(refresh));
-          });
-        }).catch(() => {}).finally(done);
-      } catch {
-        done();
-      }
-    }
+    this.refresh(ctx, next, variant, 0);
     return answer;
+  }
+
+  /**
+   * Asks `next` again for the entry of `ctx` (with `variant`) and stores the answer, unless a
+   * refresh of it is already under way: one upstream query per entry, however many ask. An
+   * answer is stored as if received at `anchoredAt` when that is set (a background refresh of
+   * an expired entry: its stale window does not start again, as in SmartDNS). A refresh that
+   * fails stores nothing: the entry stays as it was. Returns whether one was started.
+   */
+  private refresh(ctx: QueryContext, next: Next, variant: number, anchoredAt: number): boolean {
+    const key = `${ctx.key}|${variant}|${ctx.upstreamGroup}`;
+    if (this.refreshing.has(key)) return false;
+    this.refreshing.add(key);
+    const done = () => this.refreshing.delete(key);
+    const refresh = detachedCopy(ctx);
+    const store = (a: Answer) => {
+      if (!(a instanceof StoredAnswer)) return;
+      this.cache.set(refresh, anchoredAt > 0 ? a.withStoredAt(anchoredAt) : a, variant, this.tagNow(refresh));
+    };
+    try {
+      Promise.resolve(next(refresh)).then((a) => {
+        store(a);
+        return refresh.refined?.then(store);
+      }).catch(() => {}).finally(done);
+    } catch {
+      done();
+    }
+    return true;
+  }
+
+  /**
+   * Turns the prefetch timer on or off for `config` (SmartDNS `prefetch-domain`): without
+   * serve-expired, every entry still asked for is refreshed 3 s before it expires, each refresh
+   * spending one of its hits (a name asked once is refreshed twice, then left to expire); with
+   * serve-expired, every entry stale for `serve-expired-prefetch-time` seconds is refreshed,
+   * without restarting its stale window, and again that long after, until the window ends.
+   */
+  configurePrefetch(config: CacheConfig): void {
+    const mode = !config.prefetch ? "off" : config.serveExpired ? "stale" : "ahead";
+    this.prefetchMode = mode;
+    this.expiredPrefetchMs = expiredPrefetchTimeOf(config) * 1000;
+    if (mode === "off") return this.stopPrefetch();
+    if (this.prefetchTimer === undefined) {
+      const timer = setInterval(() => this.prefetchTick(), PREFETCH_TICK_MS);
+      Deno.unrefTimer(timer);
+      this.prefetchTimer = timer;
+    }
+  }
+
+  /** Stops the prefetch timer. */
+  stopPrefetch(): void {
+    if (this.prefetchTimer !== undefined) clearInterval(this.prefetchTimer);
+    this.prefetchTimer = undefined;
+  }
+
+  /**
+   * One look for entries whose background refresh is due (the timer's, every second), and a
+   * refresh of each through {@link refreshVia}. Returns how many were started.
+   */
+  prefetchTick(now = this.now()): number {
+    const next = this.refreshVia;
+    const mode = this.prefetchMode;
+    if (mode === "off" || !next) return 0;
+    const after = this.expiredPrefetchMs;
+    // Entries asked with DO are not prefetched (SmartDNS).
+    const plan = mode === "ahead"
+      ? (expiresAt: number, at: number, variant: number) =>
+        variant & 1 ? Infinity : Math.max(expiresAt - PREFETCH_LEAD_MS, at + PREFETCH_TICK_MS)
+      : (expiresAt: number, at: number, variant: number) =>
+        variant & 1 ? Infinity : Math.max(expiresAt, at) + after;
+    const due = this.cache.takeDue(now, plan, mode === "ahead" ? Infinity : after, mode === "ahead");
+    let started = 0;
+    for (const entry of due) {
+      const ctx = contextOfKey(entry.key, entry.tag);
+      if (!ctx) continue;
+      const expired = now >= entry.expiresAt;
+      // An expired name that may not be served stale is left to its next client.
+      if (expired && this.rules?.servesStale && !this.rules.servesStale(ctx)) continue;
+      const variant = entry.key[entry.key.length - 1];
+      if (this.refresh(ctx, next, variant, expired ? entry.storedAt : 0)) started++;
+    }
+    this.counters.prefetches = (this.counters.prefetches ?? 0) + started;
+    return started;
   }
 
   /** The tag of an answer stored now (ctx.upstreamGroup is the group that answered). */
@@ -157,6 +254,35 @@ export class CacheStage implements Stage {
     this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
     return true;
   }
+}
+
+/** The listener profiles of background refreshes, by the listener flags their entries were stored with. */
+const REFRESH_LISTENERS = new Map<number, ListenerProfile>();
+
+/**
+ * A context for the question of a cache key (name, type, class, then the variant byte: DO bit,
+ * client group, the -no-speed-check bit) and tag (rule flags, upstream group), for a background
+ * refresh; undefined for a key that is not one.
+ */
+function contextOfKey(key: Uint8Array, tag: number): QueryContext | undefined {
+  const wire = new Uint8Array(12 + key.length - 1);
+  wire[2] = 0x01; // RD
+  wire[5] = 1; // one question
+  wire.set(key.subarray(0, key.length - 1), 12);
+  let ctx: QueryContext;
+  try {
+    ctx = parseContext(wire);
+  } catch {
+    return undefined;
+  }
+  const variant = key[key.length - 1];
+  const flags = ((tag >> 8) & RULE_FLAGS) | (variant & 0x80 ? BindFlag.NO_SPEED_CHECK : 0);
+  let listener = REFRESH_LISTENERS.get(flags);
+  if (!listener) REFRESH_LISTENERS.set(flags, listener = { address: "prefetch", flags });
+  ctx.listener = listener;
+  ctx.ruleGroup = (variant >> 1) & 0x3f;
+  ctx.upstreamGroup = tag & 0xff;
+  return ctx;
 }
 
 /**

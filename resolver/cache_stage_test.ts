@@ -1,11 +1,12 @@
 import { assert, assertEquals } from "../tests/helpers/assert.ts";
 import { buildQuery } from "../tests/helpers/dns_client.ts";
 import { parseSmartdnsConf } from "../config/smartdns_conf.ts";
+import { DEFAULT_CACHE } from "../config/defaults.ts";
 import { encodePacket } from "../dns/packet.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
 import { AnswerCache } from "./answer_cache.ts";
-import { CacheStage } from "./cache_stage.ts";
+import { CacheStage, expiredPrefetchTimeOf } from "./cache_stage.ts";
 import { BindFlag, parseContext, type QueryContext } from "./query_context.ts";
 import { RuleSet } from "./rule_set.ts";
 import { RulesStage } from "./rules_stage.ts";
@@ -164,4 +165,157 @@ Deno.test("serve-expired off (no window) or a -no-serve-expired listener: an exp
   clock += 1500;
   assert(resolve(q(BindFlag.NO_SERVE_EXPIRED)) instanceof Promise, "-no-serve-expired: a miss");
   assertEquals(asked, 3);
+});
+
+/** An upstream stand-in whose answers (TTL `ttl`, address 192.0.2.N for the Nth question) wait for `flush`. */
+function heldUpstream(clock: () => number, ttl: number) {
+  const asked: string[] = [];
+  const pending: Array<() => void> = [];
+  return {
+    asked,
+    async flush() {
+      for (const wake of pending.splice(0)) wake();
+      await new Promise((r) => setTimeout(r, 0));
+    },
+    resolve(ctx: QueryContext) {
+      asked.push(ctx.name);
+      const n = asked.length;
+      const name = ctx.name;
+      return new Promise<StoredAnswer>((resolve) =>
+        pending.push(() => {
+          const wire = encodePacket({
+            type: "response",
+            id: 0,
+            flags: 0x8180,
+            questions: [{ name, type: "A", class: "IN" }],
+            answers: [{ name, type: "A", ttl, data: `192.0.2.${n}` }],
+          });
+          resolve(StoredAnswer.fromResponse(wire, scanResponse(wire)!, policy, clock()));
+        })
+      );
+    },
+  };
+}
+
+/** The address of an A answer. */
+function addressOf(a: StoredAnswer, q: QueryContext, now: number): string {
+  const wire = a.render(q, now, 512);
+  return wire.subarray(wire.length - 4).join(".");
+}
+
+Deno.test("prefetch without serve-expired: a hot name is refreshed 3 s ahead and never misses; a cold one stops", async () => {
+  let clock = 1_000_000;
+  const up = heldUpstream(() => clock, 10);
+  const stage = new CacheStage(new AnswerCache(100), () => clock);
+  stage.configurePrefetch({ ...DEFAULT_CACHE, prefetch: true });
+  stage.stopPrefetch(); // the test ticks by hand
+  stage.refreshVia = (ctx) => up.resolve(ctx);
+  const resolve = chain([stage], up);
+  const q = (name: string) => parseContext(buildQuery(name, "A"));
+  const first = [resolve(q("hot.example")), resolve(q("cold.example"))];
+  await up.flush();
+  await Promise.all(first);
+  // The hot name is asked every second for 40 s, across four TTLs; every answer is a hit.
+  for (let t = 0; t < 40; t++) {
+    clock += 1000;
+    stage.prefetchTick();
+    await up.flush();
+    const a = resolve(q("hot.example"));
+    assert(a instanceof StoredAnswer, `a hit at ${t + 1} s`);
+  }
+  const hot = up.asked.filter((n) => n === "hot.example").length;
+  const cold = up.asked.filter((n) => n === "cold.example").length;
+  assert(hot >= 5 && hot <= 6, `the hot name refreshed once a TTL (${hot} questions)`);
+  assertEquals(cold, 3, "the cold name: asked once, refreshed twice with its hit budget, then left");
+  assertEquals(stage.counters.misses, 2);
+  assert(!(resolve(q("cold.example")) instanceof StoredAnswer), "the cold name expired: a miss");
+  await up.flush();
+});
+
+Deno.test("prefetch with serve-expired: an entry stale for serve-expired-prefetch-time is refreshed, its window kept", async () => {
+  let clock = 1_000_000;
+  const up = heldUpstream(() => clock, 1);
+  const stage = new CacheStage(new AnswerCache(100), () => clock);
+  const config = { ...DEFAULT_CACHE, prefetch: true, serveExpired: true, serveExpiredTtl: 10 };
+  stage.configurePrefetch({ ...config, serveExpiredPrefetchTime: 2 });
+  stage.stopPrefetch();
+  stage.cache.staleWindow = 10;
+  stage.refreshVia = (ctx) => up.resolve(ctx);
+  const resolve = chain([stage], up);
+  const q = () => parseContext(buildQuery("x.example", "A"));
+  const first = resolve(q());
+  await up.flush();
+  await first;
+  let refreshes = 0;
+  for (let t = 1; t <= 12; t++) {
+    clock += 1000;
+    refreshes += stage.prefetchTick();
+    await up.flush();
+    if (t === 2) assertEquals(refreshes, 0, "stale 1 s: not yet");
+    if (t === 3) assertEquals(refreshes, 1, "stale 2 s: refreshed with no client asking");
+  }
+  assertEquals(up.asked.length, 1 + refreshes);
+  // Every 2 s after it is planned, which happens at the first tick after a store (so 2-3 s apart).
+  assert(refreshes >= 3 && refreshes <= 5, `refreshed again while the window lasts (${refreshes})`);
+  // Past the window (stored at 0 s, TTL 1, window 10 s: 11 s), refreshes did not extend it.
+  const late = resolve(q());
+  assert(!(late instanceof StoredAnswer), "the window is over: a miss");
+  await up.flush();
+  await late;
+  assertEquals(expiredPrefetchTimeOf({ ...config, serveExpiredTtl: 86400 }), 8 * 3600);
+  assertEquals(expiredPrefetchTimeOf({ ...config, serveExpiredTtl: 600 }), 300);
+});
+
+Deno.test("prefetch with serve-expired: the next client gets the refreshed data, stale, and one refresh", async () => {
+  let clock = 1_000_000;
+  const up = heldUpstream(() => clock, 1);
+  const stage = new CacheStage(new AnswerCache(100), () => clock);
+  stage.configurePrefetch({
+    ...DEFAULT_CACHE,
+    prefetch: true,
+    serveExpired: true,
+    serveExpiredPrefetchTime: 2,
+  });
+  stage.stopPrefetch();
+  stage.cache.staleWindow = 60;
+  stage.refreshVia = (ctx) => up.resolve(ctx);
+  const resolve = chain([stage], up);
+  const q = () => parseContext(buildQuery("x.example", "A"));
+  const first = resolve(q());
+  await up.flush();
+  assertEquals(addressOf(await first as StoredAnswer, q(), clock), "192.0.2.1");
+  let started = 0;
+  for (let t = 0; t < 3; t++) {
+    clock += 1000;
+    started += stage.prefetchTick();
+  }
+  assertEquals(started, 1);
+  await up.flush();
+  const a = resolve(q());
+  assert(a instanceof StoredAnswer, "served stale at once");
+  assertEquals(addressOf(a, q(), clock), "192.0.2.2", "with what the background refresh brought");
+  assertEquals(scanResponse(a.render(q(), clock, 512))!.ttls[0], 3, "at the reply TTL");
+  for (let i = 0; i < 100; i++) resolve(q());
+  assertEquals(up.asked.length, 3, "101 stale hits, one refresh");
+  await up.flush();
+});
+
+Deno.test("domain-rules -no-serve-expired: that name waits for the upstream, others are served stale", async () => {
+  let clock = 1_000_000;
+  const up = heldUpstream(() => clock, 1);
+  const stage = new CacheStage(new AnswerCache(100), () => clock);
+  stage.cache.staleWindow = 60;
+  const rules = rulesOf("domain-rules /fresh.example/ -no-serve-expired", { n: 0 });
+  stage.rules = rules;
+  const resolve = chain([stage, rules], up);
+  const q = (name: string) => parseContext(buildQuery(name, "A"));
+  const first = [resolve(q("fresh.example")), resolve(q("other.example"))];
+  await up.flush();
+  await Promise.all(first);
+  clock += 2000;
+  assert(resolve(q("other.example")) instanceof StoredAnswer, "other: stale at once");
+  const fresh = resolve(q("fresh.example"));
+  assert(fresh instanceof Promise, "-no-serve-expired: a miss");
+  await up.flush();
+  assertEquals(addressOf(await fresh as StoredAnswer, q("fresh.example"), clock), "192.0.2.4");
 });

@@ -217,6 +217,7 @@ export function buildResolver(
     cache.cache.resize(entries, config.cache.memSize);
     cache.cache.staleWindow = staleWindowOf(config.cache);
     cache.staleReplyTtl = config.cache.serveExpiredReplyTtl;
+    cache.configurePrefetch(config.cache);
     stages.push(cache);
   }
   let rules: RulesStage | undefined;
@@ -285,6 +286,7 @@ export function buildResolver(
     }
   }
   if (dualstack) dualstack.fromCache = chain(stages.slice(cacheIndex), router);
+  if (cache) cache.refreshVia = chain(stages.slice(cacheIndex + 1), router);
   return {
     resolve: chain(stages, router),
     rules,

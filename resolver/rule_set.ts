@@ -102,6 +102,8 @@ interface RuleRecord {
   readonly speedCheck?: Decision<readonly SpeedCheckMode[]>;
   readonly responseMode?: Decision<ResponseMode>;
   readonly dualstack?: Decision<boolean>;
+  /** `domain-rules -no-serve-expired`. */
+  readonly noServeExpired?: Decision<boolean>;
 }
 
 const KINDS = [
@@ -120,6 +122,7 @@ const KINDS = [
   "speedCheck",
   "responseMode",
   "dualstack",
+  "noServeExpired",
 ] as const;
 
 /** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
@@ -147,6 +150,8 @@ export interface RuleVerdict {
   readonly nftset?: NftSetTarget;
   /** The names' own speed check settings (`domain-rules -c/-r/-d`), when a rule gives any. */
   readonly speed?: SpeedOverride;
+  /** `domain-rules -no-serve-expired`: never answered from an expired entry. */
+  readonly noServeExpired?: boolean;
 }
 
 /** What `domain-rules` says of a name's speed check; unset fields follow the policy. */
@@ -433,6 +438,7 @@ export class RuleSet {
     if (r.speedCheck) record.speedCheck = { value: r.speedCheck, rule };
     if (r.responseMode) record.responseMode = { value: r.responseMode, rule };
     if (r.dualstack !== undefined) record.dualstack = { value: r.dualstack, rule };
+    if (r.noServeExpired) record.noServeExpired = { value: true, rule };
     return record;
   }
 
@@ -541,7 +547,8 @@ export class RuleSet {
     if (!byType) byType = this.verdicts[id] = new Map();
     const known = byType.get(qtype);
     if (known) return known;
-    const made = this.withSpeed(this.withNftset(this.makeVerdict(id, qtype), id, qtype), id);
+    let made = this.withSpeed(this.withNftset(this.makeVerdict(id, qtype), id, qtype), id);
+    if (this.records[id].noServeExpired?.value) made = { ...made, noServeExpired: true };
     byType.set(qtype, made);
     return made;
   }

@@ -44,7 +44,7 @@ Deno.test("address IPs answer their family; the other family gets an empty answe
   assertEquals(a.reply!.id, 77);
   assertEquals(a.reply!.questions[0].name, "www.A.example");
   assertEquals(a.reply!.answers.map((r) => r.data), ["192.0.2.1", "192.0.2.2"]);
-  assertEquals(a.reply!.answers[0].ttl, 60);
+  assertEquals(a.reply!.answers[0].ttl, 600); // SmartDNS: 60 s raised to its default rr-ttl-min
   assertEquals(a.v.reason, Reason.RULE);
   const aaaa = answer(set, "a.example", "AAAA");
   assertEquals([aaaa.reply!.rcode, aaaa.reply!.answers.length, aaaa.reply!.authorities[0].type], [

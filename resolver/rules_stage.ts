@@ -64,6 +64,12 @@ export class RulesStage implements Stage {
     return verdict.group >= 0 && !(flags & BindFlag.NO_RULE_NAMESERVER) ? verdict.group : ctx.upstreamGroup;
   }
 
+  /** Whether an expired entry may answer `ctx`: not for a `domain-rules -no-serve-expired` name (for the cache). */
+  servesStale(ctx: QueryContext): boolean {
+    if (ctx.listener.flags & BindFlag.NO_RULES) return true;
+    return !(this.sets[ctx.ruleGroup] ?? this.sets[0]).judge(ctx.wire, ctx.qtype).noServeExpired;
+  }
+
   /** Applies the rules to `ctx`. */
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     return this.apply(ctx, next, 0);

@@ -19,7 +19,7 @@ address /domain-set:ads/#
 nameserver /cf.example/cf
 force-AAAA-SOA yes
 conf-file extra.conf
-serve-expired-prefetch-time 5
+debug-save-fail-packet yes
 `;
 
 Deno.test("convert writes TOML that check accepts, with the lines it cannot convert as comments", async () => {
@@ -40,7 +40,7 @@ Deno.test("convert writes TOML that check accepts, with the lines it cannot conv
     assertMatch(printed.stdout, new RegExp(`^file = "${dir}/lists/ads\\.txt"$`, "m"));
     assertMatch(
       printed.stdout,
-      /^# not supported yet: serve-expired-prefetch-time 5 \(stale answers are refreshed/m,
+      /^# not supported yet: debug-save-fail-packet yes \(not built yet/m,
     );
     // SmartDNS's default, written out: keeldns.toml's own is off.
     assertMatch(printed.stdout, /^serve-expired = true$/m);

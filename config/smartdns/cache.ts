@@ -1,6 +1,6 @@
 /**
  * SmartDNS's cache directives: `cache-size`, `cache-persist`, `cache-file`,
- * `cache-checkpoint-time`, the TTL rewrites `rr-ttl*` and `serve-expired*`. The model half is `CacheConfig` in
+ * `cache-checkpoint-time`, the TTL rewrites `rr-ttl*`, `serve-expired*` and `prefetch-domain`. The model half is `CacheConfig` in
  * config/schema.ts.
  *
  * @module
@@ -77,6 +77,19 @@ export const CACHE: DirectiveTable = {
     toml: "cache.serve-expired-reply-ttl",
     status: "supported",
     handle: (d, l) => d.cache.serveExpiredReplyTtl = d.integer(l, 1, 0, TTL_MAX),
+  },
+  "prefetch-domain": {
+    toml: "cache.prefetch",
+    status: "supported",
+    note: "one value for all client groups (SmartDNS keeps one per group); serve-expired-ttl stays 86400 " +
+      "unless set, as in SmartDNS HEAD",
+    handle: (d, l) => d.cache.prefetch = d.yesNo(l, 1),
+  },
+  "serve-expired-prefetch-time": {
+    toml: "cache.serve-expired-prefetch-time",
+    status: "supported",
+    note: "one value for all client groups (SmartDNS keeps one per group)",
+    handle: (d, l) => d.cache.serveExpiredPrefetchTime = d.integer(l, 1, 0, TTL_MAX),
   },
   "rr-ttl-max": {
     toml: "cache.rr-ttl-max",

@@ -45,8 +45,6 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   },
   "local-ptr-enable": { reason: "PTR questions for the machine's own addresses go upstream" },
   "data-dir": { reason: "the cache file path is taken from cache-file" },
-  "prefetch-domain": { reason: "expiring names are not refreshed ahead of time" },
-  "serve-expired-prefetch-time": { reason: "stale answers are refreshed when asked for, not ahead of time" },
   "log-color": { reason: LATER },
   "log-console": { reason: "the log goes to stderr and log-file as configured" },
   "log-syslog": { reason: "the log goes to stderr and log-file" },

@@ -123,7 +123,6 @@ export const RULE_DEFERRED = new Set([
   "rr-ttl",
   "rr-ttl-min",
   "rr-ttl-max",
-  "no-serve-expired",
   "no-cache",
   "enable-cache",
   "no-ip-alias",
@@ -160,6 +159,8 @@ function domainRules(d: Draft, l: Line): void {
       options.responseMode = d.value(l, 2, () => parseResponseMode(text));
     } else if (opt === "dualstack-ip-selection" || opt === "d") {
       options.dualstack = d.value(l, 2, () => parseYesNo(text));
+    } else if (opt === "no-serve-expired") {
+      options.noServeExpired = true;
     } else if (RULE_CRITICAL.has(opt)) {
       d.notSupportedCritical(`domain-rules -${opt}`, l, RULE_CRITICAL.get(opt)!);
     } else if (RULE_DEFERRED.has(opt)) {
@@ -231,7 +232,7 @@ export const RULES: DirectiveTable = {
     toml: "rule.*",
     status: "partly",
     note: "-address, -nameserver, -cname, -txt-record, -nftset, -ipset, -speed-check-mode, -response-mode, " +
-      "-dualstack-ip-selection; the others are read and kept for " +
+      "-dualstack-ip-selection, -no-serve-expired; the others are read and kept for " +
       "later features",
     handle: domainRules,
   },
