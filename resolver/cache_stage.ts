@@ -141,7 +141,7 @@ export class CacheStage implements Stage {
   private serveStale(ctx: QueryContext, next: Next, stale: StoredAnswer, variant: number): Answer {
     this.counters.hits++;
     this.counters.staleHits = (this.counters.staleHits ?? 0) + 1;
-    ctx.reason = Reason.CACHE;
+    ctx.reason = Reason.STALE;
     const now = this.now();
     const answer = stale.withFixedTtl(this.staleReplyTtl, now);
     this.refresh(ctx, next, variant, 0);

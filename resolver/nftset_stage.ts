@@ -89,7 +89,7 @@ export class NftsetStage implements Stage {
     const storedAt = answer instanceof StoredAnswer ? answer.storedAt : -1;
     let seenMap = ctx.qtype === TYPE_A ? this.seen4 : this.seen6;
     let seen = seenMap.get(ctx.name);
-    const hit = ctx.reason === Reason.CACHE;
+    const hit = ctx.reason === Reason.CACHE || ctx.reason === Reason.STALE;
     if (seen !== undefined && seen.storedAt === storedAt && now - seen.addedAt < this.refresh) {
       this.counters.skipped++;
       return answer;

@@ -32,6 +32,8 @@ export const Reason = {
   SOA: 5,
   /** No usable upstream answer: SERVFAIL made locally. */
   SERVFAIL: 6,
+  /** Served from the cache after it expired (serve-expired), refreshed behind. */
+  STALE: 7,
 } as const;
 
 /** One of {@link Reason}'s values. */
@@ -109,6 +111,10 @@ export class QueryContext extends ParsedQuestion {
   declare speedRule?: SpeedOverride;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
   declare sibling?: boolean;
+  /** The address of the upstream whose answer it got (set by the race). */
+  declare answeredBy?: string;
+  /** A copy of the client's sockaddr, kept for the query recorder once {@link peer} is gone (a miss). */
+  declare clientAddress?: Uint8Array;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -131,6 +131,9 @@ export class UpstreamRace implements TerminalStage {
       let negative: StoredAnswer | undefined;
       /** Whether {@link negative} is an answer the ad-block vote left weak rather than a negative one. */
       let negativeWeak = false;
+      /** The servers that gave {@link negative} and {@link passOn}. */
+      let negativeFrom = "";
+      let passOnFrom = "";
       let negativeTimer: CoarseTimer | undefined;
       const lateTimers: CoarseTimer[] = [];
       const tally: VoteTally = { votes: 0 };
@@ -177,10 +180,11 @@ export class UpstreamRace implements TerminalStage {
           inFallback = true;
           return ask(this.fallbacks);
         }
-        if (negative) return settle(negative);
+        if (negative) return (q.answeredBy = negativeFrom, settle(negative));
         if (pending > 0 && !passOn) return;
         this.counters.failures++;
         q.reason = Reason.SERVFAIL;
+        if (passOn) q.answeredBy = passOnFrom;
         settle(passOn ?? StoredAnswer.empty(q, Rcode.SERVFAIL, Date.now()));
       };
       const ask = (members: readonly Upstream[]) => {
@@ -258,17 +262,27 @@ export class UpstreamRace implements TerminalStage {
             }
             if (positive) {
               if (negative) this.counters.negativeOvertaken++;
+              q.answeredBy = upstream.address;
               return settle(answer, true, 1);
             }
             // A negative answer from the first server does not end the race at once: a positive
             // one from another server within the wait wins (SmartDNS prefers an answer with records).
             // A weak answer is preferred to a negative one: it has addresses.
-            if (pending <= 1) return settle(negative && negativeWeak && !weak ? negative : answer, false, 1);
-            if (!negative || (weak && !negativeWeak)) [negative, negativeWeak] = [answer, weak];
-            negativeTimer ??= coarseTimers.after(NEGATIVE_WAIT_MS, () => settle(negative!));
+            if (pending <= 1) {
+              const held = negative !== undefined && negativeWeak && !weak;
+              q.answeredBy = held ? negativeFrom : upstream.address;
+              return settle(held ? negative! : answer, false, 1);
+            }
+            if (!negative || (weak && !negativeWeak)) {
+              [negative, negativeWeak, negativeFrom] = [answer, weak, upstream.address];
+            }
+            negativeTimer ??= coarseTimers.after(NEGATIVE_WAIT_MS, () => {
+              if (!finished) q.answeredBy = negativeFrom;
+              settle(negative!);
+            });
             return oneDone();
           }
-          if (!finished) passOn ??= answer;
+          if (!finished && !passOn) [passOn, passOnFrom] = [answer, upstream.address];
           oneDone();
         }, (error) => {
           if (!finished) {

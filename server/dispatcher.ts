@@ -22,6 +22,7 @@ import {
 } from "../resolver/query_context.ts";
 import type { Next } from "../resolver/stage.ts";
 import type { AccessControl, Refusal } from "./access_control.ts";
+import type { QueryRecorder } from "./query_recorder.ts";
 import type { ServerStats } from "./stats.ts";
 
 /** An answer now (cache hit, error), later (miss), or none (dropped). Promises never reject. */
@@ -41,6 +42,8 @@ export class QueryDispatcher {
 
   /** Who may ask (none: everyone); set from the configuration, swapped on reload. */
   access?: AccessControl;
+  /** Where every answer is recorded (the audit file, the query log, statistics), when any is on. */
+  recorder?: QueryRecorder;
   private lastRefusalLog = -Infinity;
 
   /** Swaps in a new resolver chain (on reload); queries already under way finish on the old one. */
@@ -69,9 +72,10 @@ export class QueryDispatcher {
       }
       q.peer = peer;
       q.peerOffset = peerOffset;
+      const started = this.recorder ? performance.now() : 0;
       const answer = this.resolveOrFail(q);
-      if (answer instanceof Promise) return this.later(q, answer, udp);
-      return answer instanceof Uint8Array ? answer : this.render(q, answer, udp);
+      if (answer instanceof Promise) return this.later(q, answer, udp, started);
+      return answer instanceof Uint8Array ? answer : this.render(q, answer, udp, started);
     } catch (error) {
       return this.dropped(error);
     }
@@ -104,11 +108,14 @@ export class QueryDispatcher {
       }
       q.peer = peer;
       q.peerOffset = peerOffset;
+      const recorder = this.recorder;
+      const started = recorder ? performance.now() : 0;
       const answer = this.resolveOrFail(q);
-      if (answer instanceof Promise) return this.later(q, answer, true);
+      if (answer instanceof Promise) return this.later(q, answer, true, started);
       if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
       const written = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
       this.counted(out, offset);
+      if (recorder) recorder.record(q, out, offset, written, (performance.now() - started) * 1000, false);
       return written;
     } catch (error) {
       return this.dropped(error);
@@ -173,11 +180,20 @@ export class QueryDispatcher {
   }
 
   /** Renders a deferred answer once it is there; the question gets its own copy of the query. */
-  private later(q: QueryContext, answer: Promise<Answer>, udp: boolean): Promise<Uint8Array> {
+  private later(
+    q: QueryContext,
+    answer: Promise<Answer>,
+    udp: boolean,
+    started: number,
+  ): Promise<Uint8Array> {
     detachQuestion(q);
-    q.peer = undefined; // a view into the listener's buffer: not valid once this returns
+    // A view into the listener's buffer: not valid once this returns (the recorder keeps a copy).
+    if (this.recorder && q.peer) q.clientAddress = q.peer.slice(q.peerOffset, q.peerOffset + 28);
+    q.peer = undefined;
     this.inFlight++;
-    return answer.then((a) => this.render(q, a, udp), (e) => this.fail(q, e)).finally(() => this.settled());
+    return answer.then((a) => this.render(q, a, udp, started), (e) => this.fail(q, e)).finally(() =>
+      this.settled()
+    );
   }
 
   private settled(): void {
@@ -197,9 +213,10 @@ export class QueryDispatcher {
     });
   }
 
-  private render(q: QueryContext, answer: Answer, udp: boolean): Uint8Array {
+  private render(q: QueryContext, answer: Answer, udp: boolean, started: number): Uint8Array {
     const out = answer.render(q, Date.now(), udp ? q.udpSize : 65535);
     this.counted(out, 0);
+    this.recorder?.record(q, out, 0, out.length, (performance.now() - started) * 1000, !udp);
     return out;
   }
 

@@ -1,0 +1,291 @@
+/**
+ * What happened to each answered query, for the audit file, the query log, the statistics and the
+ * metrics: one fixed-size record per answer, written on the hot path into preallocated typed
+ * arrays (a cache hit stays allocation-free), and read in batches off it by consumers a timer
+ * drains them to. When the consumers fall a whole ring behind, the oldest records are lost and
+ * counted, never the answers.
+ *
+ * @module
+ */
+import type { QueryContext } from "../resolver/query_context.ts";
+import { AF_INET, AF_INET6 } from "../net/linux_socket.ts";
+
+/** Bytes kept of a question's name (its wire form: labels with their lengths). */
+export const RECORD_NAME_BYTES = 256;
+/** Bytes kept of each answer as it was sent (header included), when answers are kept. */
+export const RECORD_ANSWER_BYTES = 256;
+/** How often the consumers are given what was recorded (ms). */
+export const DRAIN_INTERVAL_MS = 100;
+
+/** The bits of {@link QueryRecords.flags}. */
+export const RecordFlag = {
+  /** Asked over a stream transport (TCP, DoT, DoH, DoQ). */
+  STREAM: 1,
+  /** The DO bit was set. */
+  DNSSEC_OK: 2,
+  /** Sent truncated (TC). */
+  TRUNCATED: 4,
+  /** The answer's first bytes were kept ({@link QueryRecords.answer}). */
+  ANSWER_KEPT: 8,
+} as const;
+
+/** The ring of records; slot `i` of every array is one answer. Read them in a consumer's call only. */
+export class QueryRecords {
+  /** Slots (a power of two). */
+  readonly capacity: number;
+  /** When it was answered (ms since the epoch). */
+  readonly time: Float64Array;
+  /** Microseconds from its receipt to its answer. */
+  readonly elapsedUs: Uint32Array;
+  readonly qtype: Uint16Array;
+  readonly qclass: Uint16Array;
+  /** The answer's rcode (its header's low 4 bits). */
+  readonly rcode: Uint8Array;
+  /** Its {@link Reason} code. */
+  readonly reason: Uint8Array;
+  /** {@link RecordFlag} bits. */
+  readonly flags: Uint8Array;
+  /** The rule that decided it (an index into the rule set's rules), or -1. */
+  readonly rule: Int32Array;
+  /** The upstream that answered, an index into {@link QueryRecorder.upstreams}, or -1. */
+  readonly upstream: Int16Array;
+  /** The listener it came in on, an index into {@link QueryRecorder.listeners}. */
+  readonly listener: Uint16Array;
+  /** The client group whose rules applied. */
+  readonly ruleGroup: Uint8Array;
+  /** The client's address family: 4, 6, or 0 when unknown; its address at `i * 16` of {@link client}. */
+  readonly clientFamily: Uint8Array;
+  readonly client: Uint8Array;
+  /** The question's name in wire form at `i * RECORD_NAME_BYTES` of {@link name}, as the client spelled it. */
+  readonly nameLength: Uint16Array;
+  readonly name: Uint8Array;
+  /** The answer's first bytes at `i * RECORD_ANSWER_BYTES` of {@link answer} (when kept), and its full length. */
+  readonly answerLength: Uint16Array;
+  readonly answer: Uint8Array;
+
+  constructor(capacity: number, keepAnswers: boolean) {
+    let slots = 1;
+    while (slots < capacity) slots *= 2;
+    this.capacity = slots;
+    this.time = new Float64Array(slots);
+    this.elapsedUs = new Uint32Array(slots);
+    this.qtype = new Uint16Array(slots);
+    this.qclass = new Uint16Array(slots);
+    this.rcode = new Uint8Array(slots);
+    this.reason = new Uint8Array(slots);
+    this.flags = new Uint8Array(slots);
+    this.rule = new Int32Array(slots);
+    this.upstream = new Int16Array(slots);
+    this.listener = new Uint16Array(slots);
+    this.ruleGroup = new Uint8Array(slots);
+    this.clientFamily = new Uint8Array(slots);
+    this.client = new Uint8Array(slots * 16);
+    this.nameLength = new Uint16Array(slots);
+    this.name = new Uint8Array(slots * RECORD_NAME_BYTES);
+    this.answerLength = new Uint16Array(slots);
+    this.answer = new Uint8Array(keepAnswers ? slots * RECORD_ANSWER_BYTES : 0);
+  }
+
+  /** Bytes the ring holds. */
+  get bytes(): number {
+    return this.capacity * (8 + 4 + 2 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 16 + 2 + RECORD_NAME_BYTES + 2) +
+      this.answer.length;
+  }
+
+  /** The question's name of slot `i` as text (lower case kept as asked; "." for the root). */
+  nameText(i: number): string {
+    const bytes = this.name;
+    let pos = i * RECORD_NAME_BYTES;
+    const end = pos + this.nameLength[i];
+    const labels: string[] = [];
+    while (pos < end) {
+      const length = bytes[pos];
+      if (length === 0 || pos + 1 + length > end) break;
+      let label = "";
+      for (let j = pos + 1; j <= pos + length; j++) {
+        const c = bytes[j];
+        label += c === 0x2e || c === 0x5c
+          ? `\\${String.fromCharCode(c)}`
+          : c > 0x20 && c < 0x7f
+          ? String.fromCharCode(c)
+          : `\\${c.toString().padStart(3, "0")}`;
+      }
+      labels.push(label);
+      pos += 1 + length;
+    }
+    return labels.length ? labels.join(".") : ".";
+  }
+
+  /** The client address of slot `i` as text, or "" when unknown. */
+  clientText(i: number): string {
+    const family = this.clientFamily[i];
+    const at = i * 16;
+    if (family === 4) {
+      return `${this.client[at]}.${this.client[at + 1]}.${this.client[at + 2]}.${this.client[at + 3]}`;
+    }
+    if (family !== 6) return "";
+    const groups: string[] = [];
+    for (let g = 0; g < 8; g++) {
+      groups.push(((this.client[at + g * 2] << 8) | this.client[at + g * 2 + 1]).toString(16));
+    }
+    const text = groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::").replace(/:::+/, "::");
+    const mapped = /^::ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(text);
+    if (mapped) {
+      const hi = parseInt(mapped[1], 16);
+      const lo = parseInt(mapped[2], 16);
+      return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+    }
+    return text;
+  }
+
+  /** The kept bytes of slot `i`'s answer (a view; empty when not kept). */
+  answerBytes(i: number): Uint8Array {
+    if (!(this.flags[i] & RecordFlag.ANSWER_KEPT)) return this.answer.subarray(0, 0);
+    const at = i * RECORD_ANSWER_BYTES;
+    return this.answer.subarray(at, at + Math.min(this.answerLength[i], RECORD_ANSWER_BYTES));
+  }
+}
+
+/** Reads records in batches (the audit file, the query log, the statistics). */
+export interface QueryRecordConsumer {
+  /** Takes slot `i` of `records`; valid during the call only. */
+  consume(records: QueryRecords, i: number): void;
+  /** Called after each batch (one write per batch, for a file). */
+  batchDone?(): void;
+}
+
+/** Writes a record per answered query and hands them to its consumers every {@link DRAIN_INTERVAL_MS}. */
+export class QueryRecorder {
+  readonly records: QueryRecords;
+  /** Records written, and read by the consumers, since the start. */
+  written = 0;
+  private read = 0;
+  /** Records overwritten before the consumers read them. */
+  lost = 0;
+  /** The upstream addresses and listener addresses the records' indexes name. */
+  readonly upstreams: string[] = [];
+  readonly listeners: string[] = [];
+  private readonly upstreamIndex = new Map<string, number>();
+  private readonly listenerIndex = new Map<string, number>();
+  private readonly consumers: QueryRecordConsumer[] = [];
+  private timer?: ReturnType<typeof setInterval>;
+
+  /**
+   * @param capacity records held between two drains (rounded up to a power of two)
+   * @param keepAnswers whether each answer's first bytes are kept (the audit file and the query
+   *   log show its addresses; the statistics need none)
+   */
+  constructor(capacity: number, readonly keepAnswers: boolean) {
+    this.records = new QueryRecords(capacity, keepAnswers);
+  }
+
+  /** Adds a consumer, and starts the drain timer with the first. */
+  addConsumer(consumer: QueryRecordConsumer): void {
+    this.consumers.push(consumer);
+    if (this.timer === undefined) {
+      const timer = setInterval(() => this.drain(), DRAIN_INTERVAL_MS);
+      Deno.unrefTimer(timer);
+      this.timer = timer;
+    }
+  }
+
+  /** The index of a listener address, added once. */
+  listenerOf(address: string): number {
+    let i = this.listenerIndex.get(address);
+    if (i === undefined) this.listenerIndex.set(address, i = this.listeners.push(address) - 1);
+    return i;
+  }
+
+  /**
+   * Records the answer to `ctx` rendered at `offset` of `out` (`length` bytes), `elapsedUs` after
+   * it was received. `peer`/`peerOffset`: the client's sockaddr, when `ctx.peer` no longer holds
+   * it. Allocation-free (the first sight of a listener or upstream address interns it).
+   */
+  record(
+    ctx: QueryContext,
+    out: Uint8Array,
+    offset: number,
+    length: number,
+    elapsedUs: number,
+    stream: boolean,
+  ): void {
+    const r = this.records;
+    const i = this.written & (r.capacity - 1);
+    this.written++;
+    if (this.written - this.read > r.capacity) {
+      this.read++;
+      this.lost++;
+    }
+    r.time[i] = Date.now();
+    r.elapsedUs[i] = elapsedUs > 0xffffffff ? 0xffffffff : elapsedUs;
+    r.qtype[i] = ctx.qtype;
+    r.qclass[i] = ctx.qclass;
+    r.rcode[i] = out[offset + 3] & 0x0f;
+    r.reason[i] = ctx.reason;
+    r.rule[i] = ctx.rule;
+    r.ruleGroup[i] = ctx.ruleGroup;
+    const listener = ctx.listener.address;
+    let l = this.listenerIndex.get(listener);
+    if (l === undefined) l = this.listenerOf(listener);
+    r.listener[i] = l;
+    const by = ctx.answeredBy;
+    if (by === undefined) r.upstream[i] = -1;
+    else {
+      let u = this.upstreamIndex.get(by);
+      if (u === undefined) this.upstreamIndex.set(by, u = this.upstreams.push(by) - 1);
+      r.upstream[i] = u;
+    }
+    let flags = (stream ? RecordFlag.STREAM : 0) | (ctx.dnssecOk ? RecordFlag.DNSSEC_OK : 0) |
+      (out[offset + 2] & 0x02 ? RecordFlag.TRUNCATED : 0);
+    // The client: the sockaddr the listener gave, or the copy a miss kept.
+    const peer = ctx.peer ?? ctx.clientAddress;
+    const at = ctx.peer ? ctx.peerOffset : 0;
+    const c = i * 16;
+    if (peer && peer.length >= at + 8) {
+      const family = peer[at] | (peer[at + 1] << 8);
+      if (family === AF_INET) {
+        r.clientFamily[i] = 4;
+        for (let j = 0; j < 4; j++) r.client[c + j] = peer[at + 4 + j];
+      } else if (family === AF_INET6 && peer.length >= at + 24) {
+        r.clientFamily[i] = 6;
+        for (let j = 0; j < 16; j++) r.client[c + j] = peer[at + 8 + j];
+      } else r.clientFamily[i] = 0;
+    } else r.clientFamily[i] = 0;
+    // The name: the question's bytes up to its type and class.
+    const wire = ctx.wire;
+    const nameEnd = ctx.questionEnd - 4;
+    const n = i * RECORD_NAME_BYTES;
+    let k = 0;
+    for (let p = 12; p < nameEnd && k < RECORD_NAME_BYTES; p++, k++) r.name[n + k] = wire[p];
+    r.nameLength[i] = k;
+    r.answerLength[i] = length;
+    if (this.keepAnswers) {
+      const a = i * RECORD_ANSWER_BYTES;
+      const kept = length < RECORD_ANSWER_BYTES ? length : RECORD_ANSWER_BYTES;
+      for (let j = 0; j < kept; j++) r.answer[a + j] = out[offset + j];
+      flags |= RecordFlag.ANSWER_KEPT;
+    }
+    r.flags[i] = flags;
+  }
+
+  /** Hands every record not yet read to each consumer, oldest first; returns how many. */
+  drain(): number {
+    const r = this.records;
+    const from = this.read;
+    const to = this.written;
+    for (let s = from; s < to; s++) {
+      const i = s & (r.capacity - 1);
+      for (const c of this.consumers) c.consume(r, i);
+    }
+    this.read = to;
+    if (to > from) { for (const c of this.consumers) c.batchDone?.(); }
+    return to - from;
+  }
+
+  /** Drains what is left and stops the timer. */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.drain();
+  }
+}

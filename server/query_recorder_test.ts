@@ -1,0 +1,141 @@
+import { assert, assertEquals } from "../tests/helpers/assert.ts";
+import { buildQuery, decodeReply } from "../tests/helpers/dns_client.ts";
+import { encodePacket } from "../dns/packet.ts";
+import { StoredAnswer } from "../dns/stored_answer.ts";
+import { scanResponse } from "../dns/wire.ts";
+import { encodeSockaddr } from "../net/linux_socket.ts";
+import { getLogger } from "../ops/log.ts";
+import { type QueryContext, Reason } from "../resolver/query_context.ts";
+import { QueryDispatcher } from "./dispatcher.ts";
+import { QueryRecorder, type QueryRecords, RecordFlag } from "./query_recorder.ts";
+import { ServerStats } from "./stats.ts";
+
+function answerFor(q: QueryContext, address: string): StoredAnswer {
+  const wire = encodePacket({
+    type: "response",
+    id: 0,
+    flags: 0x8180,
+    questions: [{ name: q.name, type: "A", class: "IN" }],
+    answers: [{ name: q.name, type: "A", ttl: 60, data: address }],
+  });
+  return StoredAnswer.fromResponse(
+    wire,
+    scanResponse(wire)!,
+    { rrTtl: 0, rrTtlMin: 0, rrTtlMax: 0 },
+    Date.now(),
+  );
+}
+
+/** What a consumer saw of each record. */
+function collect(recorder: QueryRecorder): Record<string, unknown>[] {
+  const seen: Record<string, unknown>[] = [];
+  recorder.addConsumer({
+    consume(r: QueryRecords, i: number) {
+      seen.push({
+        name: r.nameText(i),
+        client: r.clientText(i),
+        qtype: r.qtype[i],
+        rcode: r.rcode[i],
+        reason: r.reason[i],
+        upstream: r.upstream[i] < 0 ? undefined : recorder.upstreams[r.upstream[i]],
+        listener: recorder.listeners[r.listener[i]],
+        stream: (r.flags[i] & RecordFlag.STREAM) !== 0,
+        addresses: r.answerBytes(i).length
+          ? decodeReply(r.answerBytes(i).slice()).answers.map((a) => a.data)
+          : [],
+        elapsedUs: r.elapsedUs[i],
+      });
+    },
+  });
+  return seen;
+}
+
+Deno.test("the recorder keeps name, client, type, rcode, reason, upstream and answer of hits and misses", async () => {
+  const resolve = (q: QueryContext) => {
+    if (q.name.startsWith("hit")) {
+      q.reason = Reason.CACHE;
+      return answerFor(q, "192.0.2.1");
+    }
+    return new Promise<StoredAnswer>((done) =>
+      setTimeout(() => {
+        q.answeredBy = "udp://127.0.0.1:5300";
+        done(answerFor(q, "198.51.100.9"));
+      }, 20)
+    );
+  };
+  const dispatcher = new QueryDispatcher(resolve, new ServerStats(), getLogger("test"));
+  const recorder = new QueryRecorder(16, true);
+  dispatcher.recorder = recorder;
+  const seen = collect(recorder);
+  const listener = { address: "udp://127.0.0.1:53", flags: 0 };
+  const out = new Uint8Array(1536);
+  // A hit through the batched path, the client's sockaddr in a shared buffer at an offset.
+  const names = new Uint8Array(64);
+  names.set(encodeSockaddr("10.1.2.3", 4000), 32);
+  const hit = dispatcher.answerInto(
+    buildQuery("Hit.Example", "A", { id: 1 }),
+    out,
+    0,
+    undefined,
+    listener,
+    names,
+    32,
+  );
+  assert(typeof hit === "number");
+  // A miss through answer(), from an IPv6 client, over a stream.
+  const miss = dispatcher.answer(
+    buildQuery("miss.example", "A", { id: 2 }),
+    false,
+    { address: "tcp://[::1]:53", flags: 0 },
+    encodeSockaddr("2001:db8::7", 5000),
+  );
+  assert(miss instanceof Promise);
+  await miss;
+  assertEquals(recorder.drain(), 2);
+  assertEquals(seen.map(({ elapsedUs: _, ...rest }) => rest), [
+    {
+      name: "Hit.Example",
+      client: "10.1.2.3",
+      qtype: 1,
+      rcode: 0,
+      reason: Reason.CACHE,
+      upstream: undefined,
+      listener: "udp://127.0.0.1:53",
+      stream: false,
+      addresses: ["192.0.2.1"],
+    },
+    {
+      name: "miss.example",
+      client: "2001:db8::7",
+      qtype: 1,
+      rcode: 0,
+      reason: Reason.UPSTREAM,
+      upstream: "udp://127.0.0.1:5300",
+      listener: "tcp://[::1]:53",
+      stream: true,
+      addresses: ["198.51.100.9"],
+    },
+  ]);
+  assert((seen[1].elapsedUs as number) >= 15_000, `a miss's time: ${seen[1].elapsedUs} µs`);
+  assert((seen[0].elapsedUs as number) < 15_000, `a hit's time: ${seen[0].elapsedUs} µs`);
+  recorder.close();
+});
+
+Deno.test("a recorder whose consumers fall a ring behind loses the oldest records, counted", () => {
+  const dispatcher = new QueryDispatcher(
+    (q: QueryContext) => answerFor(q, "192.0.2.1"),
+    new ServerStats(),
+    getLogger("test"),
+  );
+  const recorder = new QueryRecorder(8, false);
+  dispatcher.recorder = recorder;
+  const seen = collect(recorder);
+  const out = new Uint8Array(1536);
+  for (let i = 0; i < 20; i++) dispatcher.answerInto(buildQuery(`n${i}.test`, "A", { id: i }), out, 0);
+  assertEquals(recorder.drain(), 8);
+  assertEquals(recorder.lost, 12);
+  assertEquals(seen.map((s) => s.name), Array.from({ length: 8 }, (_, i) => `n${i + 12}.test`));
+  assertEquals(seen[0].addresses, [], "answers not kept");
+  assertEquals(seen[0].client, "", "no client address");
+  recorder.close();
+});
