@@ -104,8 +104,12 @@ export class SpeedStage implements Stage {
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
     if (type !== 1 && type !== 28) return next(ctx);
-    const choice = ctx.listener.flags & BindFlag.NO_SPEED_CHECK ? undefined : this.choiceFor(ctx);
-    if (!choice) return this.limitedOnly(ctx, next);
+    const unsorted = (ctx.listener.flags & BindFlag.NO_SPEED_CHECK) !== 0;
+    const choice = this.choiceFor(ctx);
+    // SmartDNS shortens the first reply's TTL whenever the name has a speed check, a -no-speed-check
+    // listener's answers included, but not its DO queries, which it passes through as they came.
+    if (choice && !(unsorted && ctx.dnssecOk)) ctx.speedCheckOn = true;
+    if (!choice || unsorted) return this.limitedOnly(ctx, next);
     const started = performance.now();
     // The other servers' answers, arriving after the first: their addresses are candidates too.
     const later: (StoredAnswer | undefined)[] = [];
