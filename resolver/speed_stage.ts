@@ -17,6 +17,9 @@
  * received. The other servers' answers that come while the probes run add their addresses (as
  * SmartDNS pools them).
  *
+ * The stage marks each A/AAAA miss a speed check is configured for ({@link QueryContext.speedCheckOn}):
+ * the cache stage sends that first reply with SmartDNS's short TTL and stores the real one.
+ *
  * Which probes and mode apply: the client group's policy ({@link SpeedPolicy}), unless a
  * `domain-rules -speed-check-mode/-response-mode` line gives the name its own.
  *
