@@ -12,6 +12,7 @@ import type { CacheConfig } from "../config/schema.ts";
 import { SERVE_EXPIRED_TTL_UNLIMITED } from "../config/defaults.ts";
 import type { Answer } from "../dns/answer.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
+import { Rcode } from "../dns/wire.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 import { BindFlag, type ListenerProfile, parseContext, QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -32,6 +33,8 @@ const PREFETCH_LEAD_MS = 3000;
 const EXPIRED_PREFETCH_MAX = 8 * 3600;
 /** How often the prefetch timer looks for due entries (ms). */
 const PREFETCH_TICK_MS = 1000;
+/** The least TTL SmartDNS gives the first reply of a speed-checked miss (s). */
+const FIRST_REPLY_TTL_MIN = 2;
 
 /**
  * Seconds an entry is stale before its background refresh under `config` with prefetch and
@@ -126,11 +129,26 @@ export class CacheStage implements Stage {
         ctx.refined?.then((r) => {
           if (r instanceof StoredAnswer) this.cache.set(ctx, r, variant, this.tagNow(ctx));
         });
-        return a;
+        return ctx.speedCheckOn ? this.firstReply(ctx, a) : a;
       });
     }
     if (answer instanceof StoredAnswer) this.cache.set(ctx, answer, variant, this.tagNow(ctx));
-    return answer;
+    return ctx.speedCheckOn ? this.firstReply(ctx, answer) : answer;
+  }
+
+  /**
+   * What the client gets of `a`, the upstream answer to a miss the speed check runs on (it was
+   * stored as it is): SmartDNS's first reply, every record at `serve-expired-reply-ttl` (at least
+   * 2 s, at most the answer's own TTL), so the client asks again soon and gets the sorted answer
+   * from the cache; whether serve-expired is on or not. Not for `-no-serve-expired` (listener or
+   * domain rule), nor for an answer without records (SOA, errors).
+   */
+  private firstReply(ctx: QueryContext, a: Answer): Answer {
+    if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR || a.answerCount === 0) return a;
+    if (ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) return a;
+    if (this.rules?.servesStale && !this.rules.servesStale(ctx)) return a;
+    const ttl = Math.max(this.staleReplyTtl, FIRST_REPLY_TTL_MIN);
+    return a.lifetime <= ttl ? a : a.withFixedTtl(ttl, this.now());
   }
 
   /**

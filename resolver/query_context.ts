@@ -109,6 +109,12 @@ export class QueryContext extends ParsedQuestion {
   declare moreAnswersExpected?: boolean;
   /** The names' own speed check settings, from a `domain-rules` line (set by the rules stage). */
   declare speedRule?: SpeedOverride;
+  /**
+   * Set by the speed stage on a miss for A or AAAA when a speed check is configured for the name
+   * (SmartDNS: its check order is not `none`) and the answer is not passed through as it came:
+   * the cache stage then sends the client's first reply with SmartDNS's short TTL.
+   */
+  declare speedCheckOn?: boolean;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
   declare sibling?: boolean;
   /** The address of the upstream whose answer it got (set by the race). */

@@ -17,6 +17,9 @@
  * received. The other servers' answers that come while the probes run add their addresses (as
  * SmartDNS pools them).
  *
+ * The stage marks each A/AAAA miss a speed check is configured for ({@link QueryContext.speedCheckOn}):
+ * the cache stage sends that first reply with SmartDNS's short TTL and stores the real one.
+ *
  * Which probes and mode apply: the client group's policy ({@link SpeedPolicy}), unless a
  * `domain-rules -speed-check-mode/-response-mode` line gives the name its own.
  *
@@ -104,8 +107,12 @@ export class SpeedStage implements Stage {
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
     if (type !== 1 && type !== 28) return next(ctx);
-    const choice = ctx.listener.flags & BindFlag.NO_SPEED_CHECK ? undefined : this.choiceFor(ctx);
-    if (!choice) return this.limitedOnly(ctx, next);
+    const unsorted = (ctx.listener.flags & BindFlag.NO_SPEED_CHECK) !== 0;
+    const choice = this.choiceFor(ctx);
+    // SmartDNS shortens the first reply's TTL whenever the name has a speed check, a -no-speed-check
+    // listener's answers included, but not its DO queries, which it passes through as they came.
+    if (choice && !(unsorted && ctx.dnssecOk)) ctx.speedCheckOn = true;
+    if (!choice || unsorted) return this.limitedOnly(ctx, next);
     const started = performance.now();
     // The other servers' answers, arriving after the first: their addresses are candidates too.
     const later: (StoredAnswer | undefined)[] = [];
