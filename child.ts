@@ -272,7 +272,7 @@ async function answerCacheRequests(
           removed: result.removed as number,
           what: request.pattern ?? "all",
         });
-        await journal?.compact();
+        await journal?.compact(true); // a flush is saved whatever the budget
       }
       tell({ reply: { id: request.id, ok: true, result } });
     } catch (e) {
