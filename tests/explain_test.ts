@@ -9,7 +9,8 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
-import { KeeldnsProcess, runKeeldns } from "./helpers/keeldns_process.ts";
+import { freePort, KeeldnsProcess, runKeeldns, testConfig } from "./helpers/keeldns_process.ts";
+import { ProbeTargets } from "./helpers/probe_targets.ts";
 import type { ExplainReport } from "../resolver/explain.ts";
 
 /** `keeldns explain ARGS --json` against `k`: the report (fails the test unless it exits 0). */
@@ -177,8 +178,67 @@ Deno.test({
       });
     } finally {
       await k.stop();
+      await new Promise((r) => setTimeout(r, 700)); // the slow fake's last answers go out before it closes
       await Promise.all([filtered.close(), fast.close(), slow.close()]);
       await Deno.remove(lists, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "explain: the speed check's result per address, and a stale entry served at the reply TTL",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const probePort = await freePort();
+    // 127.0.0.3 completes the probe's handshake, 127.0.0.2 drops it in silence.
+    const targets = await ProbeTargets.start(probePort, ["127.0.0.3"], ["127.0.0.2"]);
+    const fake = await FakeUpstream.start((name, type) =>
+      type !== "A"
+        ? {}
+        : name === "short.test"
+        ? { answers: [{ name, type: "A", ttl: 1, data: "192.0.2.9" }] }
+        : {
+          answers: [
+            { name, type: "A", ttl: 300, data: "127.0.0.2" },
+            { name, type: "A", ttl: 300, data: "127.0.0.3" },
+          ],
+        }
+    );
+    const config = testConfig(
+      fake.port,
+      `[cache]\nrr-ttl-min = 0\nserve-expired = true\nserve-expired-reply-ttl = 5\n` +
+        `[rules]\nspeed-check-mode = "tcp:${probePort}"\nresponse-mode = "fastest-ip"\n`,
+    );
+    const k = await KeeldnsProcess.start(config);
+    try {
+      await t.step("each probed address with its RTT, the silent one without", async () => {
+        const r = await explainJson(k, "two.test");
+        assertEquals(r.speed?.probes, `tcp:${probePort}`);
+        assertEquals(r.speed?.responseMode, "fastest-ip");
+        const results = Object.fromEntries(r.speed!.results.map((p) => [p.ip, p.rttMs]));
+        assertEquals(Object.keys(results).sort(), ["127.0.0.2", "127.0.0.3"]);
+        assertEquals(results["127.0.0.2"], null, "the silent address answered no probe");
+        assert(typeof results["127.0.0.3"] === "number", JSON.stringify(results));
+        assertEquals(r.answer.records.map((x) => x.data), ["127.0.0.3"], "fastest-ip: the fastest alone");
+        assertEquals((await cacheStats(k)).entries, 0, "nothing stored, the sorted answer neither");
+      });
+      await t.step("an expired entry within serve-expired: stale, served at the reply TTL", async () => {
+        assertEquals((await udpQuery(k.port, "short.test", "A")).rcode, "NOERROR");
+        await new Promise((r) => setTimeout(r, 1300));
+        const r = await explainJson(k, "short.test");
+        assertEquals(r.cache.state, "stale");
+        assert("ttlLeft" in r.cache && r.cache.ttlLeft! < 0, JSON.stringify(r.cache));
+        assertEquals(r.cache.wouldServe, true);
+        assertEquals(r.answer.source, "stale");
+        assertEquals(r.answer.records.map((x) => [x.data, x.ttl]), [["192.0.2.9", 5]]);
+        const s = await cacheStats(k);
+        assertEquals(s.hits, 0, "stale hits count as hits: none was counted");
+      });
+    } finally {
+      await k.stop();
+      await fake.close();
+      await targets.stop();
     }
   },
 });
