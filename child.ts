@@ -16,8 +16,10 @@ import {
   EXIT_CONFIG,
   EXIT_CRASH,
   EXIT_PRIVILEGES,
+  type ExplainRequest,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
+  isExplainRequest,
   type StatsMessage,
   TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
@@ -27,6 +29,7 @@ import { getLogger, setupLogging } from "./ops/log.ts";
 import { readLines } from "./ops/lines.ts";
 import { cacheAction } from "./resolver/cache_listing.ts";
 import type { CacheJournal } from "./resolver/cache_journal.ts";
+import { explain } from "./resolver/explain.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import { handOverTo, openCacheJournal, takeOverHandedCache } from "./resolver/cache_persistence.ts";
 import { AccessControl } from "./server/access_control.ts";
@@ -254,6 +257,10 @@ async function answerCacheRequests(
       continue;
     }
     const { resolver, journal } = serving();
+    if (isExplainRequest(request)) {
+      answerExplain(request, resolver);
+      continue;
+    }
     try {
       const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
       if (request.cache === "stats" && journal) {
@@ -279,6 +286,16 @@ async function answerCacheRequests(
       tell({ reply: { id: request.id, ok: false, error: (e as Error).message } });
     }
   }
+}
+
+/** Answers one `keeldns explain` request, without waiting for it: its race takes its time. */
+function answerExplain(request: ExplainRequest, resolver: Resolver): void {
+  const { name, type, client } = request.explain;
+  explain(resolver, { name, type }, client).then(
+    (report) =>
+      tell({ reply: { id: request.id, ok: true, result: report as unknown as Record<string, unknown> } }),
+    (e) => tell({ reply: { id: request.id, ok: false, error: (e as Error).message } }),
+  );
 }
 
 /**

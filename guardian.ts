@@ -238,6 +238,29 @@ class ChildHandle implements WatchedChild {
     });
   }
 
+  /**
+   * Sends the child one request line `{id, ...body}` on its stdin (e.g. `{explain: …}`) and
+   * resolves with its reply; fails after `timeoutMs` or when the child exits.
+   */
+  ask(body: Record<string, unknown>, timeoutMs: number): Promise<CacheReplyMessage["reply"]> {
+    const id = ++this.lastRequest;
+    return new Promise((resolve) => {
+      const timer = setTimeout(
+        () => answer({ id, ok: false, error: `the child did not answer in ${timeoutMs} ms` }),
+        timeoutMs,
+      );
+      const answer = (reply: CacheReplyMessage["reply"]) => {
+        clearTimeout(timer);
+        this.asked.delete(id);
+        resolve(reply);
+      };
+      this.asked.set(id, answer);
+      this.requests.write(lineEncoder.encode(JSON.stringify({ id, ...body }) + "\n")).catch((e) =>
+        answer({ id, ok: false, error: `cannot reach the child: ${(e as Error).message}` })
+      );
+    });
+  }
+
   /** Sends a signal; false if the process is gone. */
   signal(signal: Deno.Signal): boolean {
     try {
@@ -596,11 +619,24 @@ class Guardian {
     return reply.ok ? { ok: true, cache: reply.result ?? {} } : { ok: false, error: reply.error };
   }
 
+  /** Forwards `keeldns explain NAME [TYPE] [CLIENT]` to the serving child (resolver/explain.ts). */
+  async explain(args: readonly string[]): Promise<ControlReply> {
+    const [name, type, client, ...extra] = args;
+    if (!name || extra.length > 0) return { ok: false, error: "explain: expected NAME [TYPE] [CLIENT]" };
+    const child = this.current;
+    if (!child?.readyAt) return { ok: false, error: "no child is serving right now" };
+    const question = { name, ...(type ? { type } : {}), ...(client ? { client } : {}) };
+    const reply = await child.ask({ explain: question }, 20_000);
+    return reply.ok ? { ok: true, explain: reply.result ?? {} } : { ok: false, error: reply.error };
+  }
+
   /** Answers a control command. */
   async control(command: ControlCommand, args: readonly string[] = []): Promise<ControlReply> {
     switch (command) {
       case "cache":
         return await this.cache(args);
+      case "explain":
+        return await this.explain(args);
       case "status":
         return { ok: true, status: this.status() };
       case "reload":

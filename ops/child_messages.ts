@@ -62,7 +62,19 @@ export interface CacheRequest {
   readonly pattern?: string;
 }
 
-/** The child's answer to a {@link CacheRequest}. */
+/** `keeldns explain NAME [TYPE] [--client IP]` asked of the child (resolver/explain.ts); `id` pairs the reply. */
+export interface ExplainRequest {
+  readonly id: number;
+  readonly explain: { readonly name: string; readonly type?: string; readonly client?: string };
+}
+
+/** Whether a request line the child read is an {@link ExplainRequest}. */
+export function isExplainRequest(request: unknown): request is ExplainRequest {
+  const explain = (request as Partial<ExplainRequest> | null)?.explain;
+  return typeof explain === "object" && explain !== null && typeof explain.name === "string";
+}
+
+/** The child's answer to a {@link CacheRequest} (or an {@link ExplainRequest}: the report is the result). */
 export interface CacheReplyMessage {
   readonly reply: {
     readonly id: number;

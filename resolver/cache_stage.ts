@@ -249,6 +249,44 @@ export class CacheStage implements Stage {
     return started;
   }
 
+  /**
+   * What the cache holds for `ctx` and whether {@link resolve} would answer from it, without
+   * changing anything (no LRU update, no hit counted, no entry dropped): for `explain`. Call it
+   * where the chain would reach this stage (the client stage has set the groups).
+   */
+  inspect(ctx: QueryContext, now = this.now()): CacheInspection {
+    if (ctx.listener.flags & BindFlag.NO_CACHE) return { state: "bypassed", wouldServe: false };
+    const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1) |
+      ((ctx.listener.flags & BindFlag.NO_SPEED_CHECK) ? 0x80 : 0);
+    const entry = this.cache.peek(ctx, variant);
+    if (!entry) return { state: "absent", wouldServe: false };
+    const ttlLeft = Math.floor((entry.expiresAt - now) / 1000);
+    const group = entry.tag & 0xff;
+    const state = now < entry.expiresAt ? "fresh" : now < entry.staleUntil ? "stale" : "expired";
+    if (state === "expired") {
+      return { state, ttlLeft, group, wouldServe: false, why: "past the serve-expired window" };
+    }
+    const rules = this.rules;
+    let why: string | undefined;
+    if (tagOf(rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup) !== entry.tag) {
+      const now = rules ? rules.upstreamGroupOf(ctx) : ctx.upstreamGroup;
+      if (now < 0) why = "the rules answer this question themselves now";
+      else if (now !== group) {
+        why = `the rules send it to upstream group ${now} now, it came from group ${group}`;
+      }
+    }
+    if (!why && state === "stale") {
+      if (ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) why = "the listener is -no-serve-expired";
+      else if (!(rules?.servesStale?.(ctx) ?? true)) why = "a domain-rules -no-serve-expired line";
+    }
+    const answer = why
+      ? undefined
+      : state === "stale"
+      ? entry.answer.withFixedTtl(this.staleReplyTtl, now).render(ctx, now, 65535)
+      : entry.answer.render(ctx, now, 65535);
+    return { state, ttlLeft, group, wouldServe: !why, ...(why ? { why } : { answer }) };
+  }
+
   /** The tag of an answer stored now (ctx.upstreamGroup is the group that answered). */
   private tagNow(ctx: QueryContext): number {
     return tagOf(this.rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup);
@@ -272,6 +310,25 @@ export class CacheStage implements Stage {
     this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
     return true;
   }
+}
+
+/** What the cache holds for a question, as `explain` reports it. */
+export interface CacheInspection {
+  /**
+   * `fresh`, `stale` (expired, within the serve-expired window), `expired` (past it: dropped when
+   * next asked), `absent`, or `bypassed` (the listener is -no-cache).
+   */
+  readonly state: "fresh" | "stale" | "expired" | "absent" | "bypassed";
+  /** Seconds of TTL left (negative: expired that long ago). */
+  readonly ttlLeft?: number;
+  /** Whether a query now would be answered from it (the rules still send it to the group that answered). */
+  readonly wouldServe: boolean;
+  /** Why it would not, when it is there. */
+  readonly why?: string;
+  /** The upstream group that answered it. */
+  readonly group?: number;
+  /** The answer it would give (rendered for the question now; a stale one at the reply TTL). */
+  readonly answer?: Uint8Array;
 }
 
 /** The listener profiles of background refreshes, by the listener flags their entries were stored with. */

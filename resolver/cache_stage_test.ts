@@ -428,3 +428,34 @@ Deno.test("speed check: no short first reply for a -no-serve-expired name, an em
     assertEquals(ttlsOf(a, q("none.example"), Date.now()), [300], why);
   }
 });
+
+Deno.test("inspect: fresh, stale, expired and absent, without a hit counted, an LRU move or an entry dropped", async () => {
+  const asked: string[] = [];
+  let now = Date.now(); // the stand-in stores its answers as received at Date.now()
+  const store = new AnswerCache(2);
+  const cache = new CacheStage(store, () => now);
+  store.staleWindow = 60;
+  const resolve = chain([cache], upstream(asked));
+  const q = (name: string) => parseContext(buildQuery(name, "A"));
+  assertEquals(cache.inspect(q("a.example")), { state: "absent", wouldServe: false });
+  await resolve(q("a.example"));
+  await resolve(q("b.example"));
+  const fresh = cache.inspect(q("a.example"));
+  assertEquals([fresh.state, fresh.ttlLeft, fresh.wouldServe, fresh.group], ["fresh", 300, true, 0]);
+  assert(fresh.answer && fresh.answer.length > 0);
+  assertEquals(cache.counters.hits, 0, "no hit counted");
+  // Had inspect moved a.example up the LRU list, c.example would now evict b.example.
+  await resolve(q("c.example"));
+  assertEquals(cache.inspect(q("a.example")).state, "absent", "a.example was still the oldest");
+  now += 301_000;
+  const stale = cache.inspect(q("b.example"));
+  assertEquals([stale.state, stale.ttlLeft, stale.wouldServe], ["stale", -1, true]);
+  now += 60_000;
+  assertEquals(cache.inspect(q("b.example")).state, "expired");
+  assertEquals(cache.inspect(q("b.example")).state, "expired", "inspect dropped nothing");
+  assertEquals(store.size, 2);
+  const bypass = q("b.example");
+  bypass.listener = { address: "udp://x", flags: BindFlag.NO_CACHE };
+  assertEquals(cache.inspect(bypass), { state: "bypassed", wouldServe: false });
+  assertEquals([cache.counters.hits, asked.length], [0, 3]);
+});

@@ -14,6 +14,7 @@
 import type { Answer } from "../dns/answer.ts";
 import type { StoredAnswer } from "../dns/stored_answer.ts";
 import type { SpeedOverride } from "./rule_set.ts";
+import type { QueryTrace } from "./query_trace.ts";
 import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
 
 /** Why an answer is what it is (for counters, the audit log, `explain`). */
@@ -121,6 +122,8 @@ export class QueryContext extends ParsedQuestion {
   declare answeredBy?: string;
   /** A copy of the client's sockaddr, kept for the query recorder once {@link peer} is gone (a miss). */
   declare clientAddress?: Uint8Array;
+  /** Set by `explain` only: the stages record what they decide here (resolver/query_trace.ts). */
+  declare trace?: QueryTrace;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -30,7 +30,8 @@ import { answerAddresses, withAddresses } from "../dns/address_selection.ts";
 import { limitAddresses } from "../dns/address_limit.ts";
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
-import type { ResponseMode, SpeedCheckMode } from "../config/schema.ts";
+import { formatSpeedCheckModes, type ResponseMode, type SpeedCheckMode } from "../config/schema.ts";
+import type { SpeedTrace } from "./query_trace.ts";
 import { BindFlag, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -154,6 +155,8 @@ export class SpeedStage implements Stage {
     const selection = new Selection(choice, a, type, started, budget, ctx.moreAnswersExpected === true);
     for (const ip of ips) selection.probe(ip);
     ctx.refined = selection.refined;
+    const trace = ctx.trace; // explain only
+    if (trace) trace.waitFor(selection.refined.then(() => trace.speed = selection.traced()));
     return selection;
   }
 }
@@ -308,6 +311,15 @@ class Selection {
       }
       if (this.open === 0 && !this.collecting) this.settledAll();
     });
+  }
+
+  /** The probes' results, for `explain` (once every probe is in). */
+  traced(): SpeedTrace {
+    return {
+      probes: formatSpeedCheckModes(this.choice.checker.modes),
+      responseMode: this.choice.mode,
+      results: this.ips.map((ip) => ({ ip, rttMs: this.rtts.get(ip) ?? null })),
+    };
   }
 
   /** The fastest address so far, if any answered. */
