@@ -66,7 +66,14 @@ num = 2
   assertEquals(c.upstreams[1].host, "2001:db8::53");
   assertEquals(c.cache.size, 16384);
   assertEquals(c.cache.rrTtlMin, 10);
-  assertEquals(c.log, { level: "debug", file: "/tmp/k.log", size: 256 * 1024, num: 2 });
+  assertEquals(c.log, {
+    level: "debug",
+    file: "/tmp/k.log",
+    size: 256 * 1024,
+    num: 2,
+    console: true,
+    fileMode: 0o640,
+  });
 });
 
 Deno.test("TOML: errors point at file:line:col", () => {
