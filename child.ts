@@ -48,6 +48,10 @@ import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
 import { childPlan } from "./ops/run_as_user.ts";
 import { lookupUser } from "./ops/user_database.ts";
+import { AuditFile } from "./ops/audit_file.ts";
+import { QueryLog } from "./ops/query_log.ts";
+import { type RecordLookups, resolverLookups } from "./ops/query_record_lookups.ts";
+import { QueryRecorder } from "./server/query_recorder.ts";
 
 /** How the child was started. */
 export interface ChildOptions {
@@ -403,6 +407,88 @@ function reload(
   return { config, resolver: next };
 }
 
+/**
+ * Records held between two drains of the query recorder (100 ms): 8192 is 80k queries a second
+ * before the oldest are lost (counted), for 4.6 MB with the answers' first bytes kept.
+ */
+const RECORDER_SLOTS = 8192;
+
+/**
+ * The query recorder the configuration needs, or none: the audit file and the query log need the
+ * answers' bytes (their addresses). Other consumers (statistics) add their condition here and
+ * their consumer with `recorder.addConsumer`.
+ */
+export function recorderFor(config: Config): QueryRecorder | undefined {
+  const keepAnswers = config.audit.enable || config.audit.queryLogSize > 0;
+  return keepAnswers ? new QueryRecorder(RECORDER_SLOTS, keepAnswers) : undefined;
+}
+
+/** The audit file and the query log, fed by one recorder, following the configuration on reload. */
+class AuditRecording {
+  audit?: AuditFile;
+  /** The in-memory query log (for the dashboard), when `[audit] query-log-size` is set. */
+  queryLog?: QueryLog;
+
+  constructor(readonly recorder: QueryRecorder, private readonly lookups: RecordLookups) {
+    recorder.addConsumer({
+      consume: (r, i) => {
+        this.audit?.consume(r, i);
+        this.queryLog?.consume(r, i);
+      },
+      batchDone: () => this.audit?.batchDone(),
+    });
+  }
+
+  /** Opens, reopens or closes the audit file and sizes the query log as `config` says. */
+  apply(config: Config): void {
+    const a = config.audit;
+    const wanted = a.enable && (a.num > 0 || a.console);
+    const s = this.audit?.settings;
+    const same = s && s.file === a.file && s.size === a.size && s.num === a.num &&
+      s.fileMode === a.fileMode && s.console === a.console && s.soa === a.soa;
+    if (!wanted || !same) {
+      this.audit?.close();
+      this.audit = wanted ? new AuditFile(a, this.lookups, getLogger("audit")) : undefined;
+      if (this.audit) log.info("audit: one line per query to {where}", { where: auditWhere(config) });
+    }
+    if (this.queryLog?.capacity !== a.queryLogSize) {
+      this.queryLog = a.queryLogSize > 0 ? new QueryLog(a.queryLogSize, this.lookups) : undefined;
+    }
+  }
+
+  /** Writes what is recorded and closes the file. */
+  close(): void {
+    this.recorder.close();
+    this.audit?.close();
+  }
+}
+
+function auditWhere(config: Config): string {
+  const a = config.audit;
+  const file = a.num > 0 ? `${a.file} (${a.size} bytes × ${a.num + 1} files)` : "";
+  return [file, a.console ? "stderr" : ""].filter((w) => w).join(" and ");
+}
+
+/**
+ * Starts recording answers for the audit file and the query log when `config` wants either (or
+ * a recorder exists already); `current` is the resolver serving now, for rule and group lookups.
+ */
+function startAuditRecording(
+  config: Config,
+  dispatcher: QueryDispatcher,
+  current: () => Resolver,
+  running?: AuditRecording,
+): AuditRecording | undefined {
+  if (!running) {
+    const recorder = dispatcher.recorder ?? recorderFor(config);
+    if (!recorder) return undefined;
+    dispatcher.recorder = recorder;
+    running = new AuditRecording(recorder, resolverLookups(recorder, current));
+  }
+  running.apply(config);
+  return running;
+}
+
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
 export async function runChild(options: ChildOptions): Promise<number> {
   // Beat from the very start, so loading a large cache does not look like a hang.
@@ -477,6 +563,7 @@ async function serve(
   await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   dispatcher.access = accessFor(config);
+  let recording = startAuditRecording(config, dispatcher, () => resolver);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
   try {
@@ -540,6 +627,7 @@ async function serve(
     if (next) {
       const before = config;
       ({ config, resolver } = next);
+      recording = startAuditRecording(config, dispatcher, () => resolver, recording);
       watch();
       journalSwap = journalSwap.then(async () =>
         journal = await journalAfterReload(journal, before, config, resolver)
@@ -571,6 +659,7 @@ async function serve(
   Deno.removeSignalListener("SIGHUP", onHangup);
   Deno.removeSignalListener("SIGUSR2", onHandOver);
   await Promise.all(listeners.map((l) => l.close()));
+  recording?.close();
   udpPool?.close();
   // A graceful stop saves the whole cache; any other keeps the journal, with what waited written.
   await journalSwap;

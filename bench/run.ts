@@ -11,7 +11,8 @@
  * first-ping` on and off — cache hits, and misses with every name new (QPS, CPU per miss, probes per
  * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts), (9) serve-expired:
  * cached QPS with the optimistic cache on vs off, (10) cache-writes: bytes the cache journal writes
- * per stored answer and per hour (both bench/cache_policy.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * per stored answer and per hour (both bench/cache_policy.ts), (11) audit (`--only audit`, not in the
+ * default list): cached QPS with the audit file on vs off (bench/audit.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
@@ -36,6 +37,7 @@ import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
+import { auditBench } from "./audit.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -87,6 +89,7 @@ for (const w of ONLY) {
     "speed-check",
     "serve-expired",
     "cache-writes",
+    "audit",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -424,6 +427,16 @@ try {
       upstream: upstream.port,
       serveExpired: ONLY.has("serve-expired"),
       cacheWrites: ONLY.has("cache-writes"),
+      work,
+    });
+  }
+  if (ONLY.has("audit")) {
+    cacheReport += (cacheReport ? "\n\n" : "") + await auditBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
       work,
     });
   }
