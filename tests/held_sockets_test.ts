@@ -4,9 +4,10 @@
  * reads queues in the kernel and the next child answers it. Planned restarts that change the UDP
  * listeners move the held sockets with them.
  *
- * The child is killed at a moment when every query sent so far has been answered: a datagram the
- * dying child had already taken off the queue dies with it (the bench, bench/kill_loss.ts,
- * measures that part); what these tests hold is that nothing sent afterwards is lost.
+ * The child is killed (or stopped) at a moment when every query sent so far has been answered, and
+ * the next query goes out once the signal has taken effect: a datagram the dying child had already
+ * taken off the queue dies with it (bench/kill_loss.ts measures that part under real load); what
+ * these tests hold is that nothing sent while no child reads is lost.
  */
 import dgram from "node:dgram";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
@@ -110,14 +111,33 @@ async function load(
   return { sent, answered: answered.size, missing };
 }
 
-/** SIGSTOP, then waits (bounded) until the process is stopped: kill() returns before it is. */
-function stopNow(pid: number): void {
-  Deno.kill(pid, "SIGSTOP");
-  for (let i = 0; i < 100_000; i++) {
-    if (/^\d+ \(.*\) T/.test(Deno.readTextFileSync(`/proc/${pid}/stat`))) return;
+/**
+ * Signals `pid`, then waits (bounded) until every thread of it is in a state matching `state`, or
+ * gone: kill() returns before the signal has taken effect, and a thread blocked in recvmmsg could
+ * still take the next queries off the queue meanwhile.
+ */
+function signalNow(pid: number, signal: Deno.Signal, state: RegExp): void {
+  Deno.kill(pid, signal);
+  const until = performance.now() + 2000;
+  while (performance.now() < until) {
+    let done = true;
+    try {
+      for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
+        if (!state.test(stat.slice(stat.lastIndexOf(")") + 2))) done = false;
+      }
+    } catch {
+      return; // gone
+    }
+    if (done) return;
   }
-  throw new Error(`process ${pid} did not stop`);
+  throw new Error(`process ${pid} did not take ${signal}`);
 }
+
+/** kill -9, returning once the process is dead (a zombie or gone). */
+const killNow = (pid: number) => signalNow(pid, "SIGKILL", /^[ZX]/);
+/** SIGSTOP, returning once every thread is stopped. */
+const stopNow = (pid: number) => signalNow(pid, "SIGSTOP", /^[Tt]/);
 
 /** Starts keeldns on CONFIG; `env` is the guardian's environment (children inherit it). */
 function start(env: Record<string, string> = {}): Promise<KeeldnsProcess> {
@@ -143,7 +163,7 @@ Deno.test({
         count: 2000,
         rate: 2000,
         disruptAt: 25,
-        disrupt: () => Deno.kill(first, "SIGKILL"),
+        disrupt: () => killNow(first),
         timeoutMs: 3000,
       });
       await k.waitFor(new RegExp(`child ${first} was killed by SIGKILL`), 3000, mark);
@@ -203,7 +223,7 @@ Deno.test({
         count: 2000,
         rate: 2000,
         disruptAt: 25,
-        disrupt: () => Deno.kill(first, "SIGKILL"),
+        disrupt: () => killNow(first),
         timeoutMs: 3000,
       });
       assert(result.answered < result.sent, "without held sockets the restart gap loses queries");
