@@ -15,7 +15,9 @@
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
  * forwarding, latency, memory, rules, encrypted, miss-latency, connection-memory (the memory part of
- * encrypted alone); default all), --rules-seconds N and
+ * encrypted alone), kill-loss (kill -9 of the serving process under load, bench/kill_loss.ts; not in
+ * the default set); default all), --kill-rounds N, --kill-seconds N and --kill-rate N (kill-loss:
+ * default 10 kills, 6 s of dnsperf each, 20000 QPS), --rules-seconds N and
  * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
  * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
@@ -31,6 +33,7 @@ import { dnsmasqArgs, startDnsmasq, stopPeer, waitForAnswer } from "../tests/hel
 import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
+import { killLossBench } from "./kill_loss.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -58,6 +61,9 @@ const { values: opts } = parseArgs({
     "speed-hit-seconds": { type: "string", default: "3" },
     "speed-hit-rounds": { type: "string", default: "10" },
     "speed-rate": { type: "string", default: "1000" },
+    "kill-rounds": { type: "string", default: "10" },
+    "kill-seconds": { type: "string", default: "6" },
+    "kill-rate": { type: "string", default: "20000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -77,6 +83,7 @@ for (const w of ONLY) {
     "connection-memory",
     "miss-latency",
     "speed-check",
+    "kill-loss",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -311,6 +318,7 @@ const rows: Row[] = [];
 let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
+let killReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -402,6 +410,14 @@ try {
       work,
     });
   }
+  if (ONLY.has("kill-loss")) {
+    killReport = await killLossBench({
+      rounds: Number(opts["kill-rounds"]),
+      seconds: Number(opts["kill-seconds"]),
+      rate: Number(opts["kill-rate"]),
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -421,8 +437,8 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
   `100 outstanding, ${SECONDS} s per measurement, ${NAMES} names; upstream: dnsmasq on loopback.\n${
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
-    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
-  }`;
+    killReport ? `\n${killReport}\n` : ""
+  }${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;
