@@ -43,7 +43,8 @@ import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
-import { loadLibc } from "./net/linux_socket.ts";
+import { closeDescriptor, loadLibc } from "./net/linux_socket.ts";
+import { INHERITED_UDP_FDS_ENV, parseInheritedSockets, udpListenerKey } from "./ops/inherited_sockets.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
 import { childPlan } from "./ops/run_as_user.ts";
@@ -138,10 +139,26 @@ function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
   }
 }
 
-/** Binds every configured listener; closes what was bound and throws on the first failure. */
-async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boolean): Promise<Listener[]> {
+/**
+ * Binds every configured listener; closes what was bound and throws on the first failure. A
+ * batched UDP listener whose socket the guardian holds (`inherited`: listener key → descriptor,
+ * taken from the map as used) serves that socket instead of binding one.
+ */
+async function bindAll(
+  config: Config,
+  dispatcher: QueryDispatcher,
+  batched: boolean,
+  inherited: Map<string, number>,
+): Promise<Listener[]> {
   const listeners: Listener[] = [];
   const serverLog = getLogger("server");
+  const inheritedFd = (bind: Config["server"]["binds"][number]) => {
+    const key = udpListenerKey(bind.host, bind.port);
+    const fd = inherited.get(key);
+    inherited.delete(key);
+    if (fd !== undefined) serverLog.info("{key}: the guardian's socket (descriptor {fd})", { key, fd });
+    return fd;
+  };
   const streams = {
     idleSeconds: config.server.tcpIdleTime,
     maxConnections: config.server.maxTcpConnections,
@@ -171,7 +188,7 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
         listeners.push(
           bind.transport === "udp"
             ? batched
-              ? BatchedUdpListener.listen(bind, dispatcher, serverLog)
+              ? BatchedUdpListener.listen(bind, dispatcher, serverLog, inheritedFd(bind))
               : await UdpListener.listen(bind, dispatcher, serverLog)
             : bind.transport === "tls"
             ? await listenTls(bind, dispatcher, certificate!, streams, serverLog)
@@ -566,13 +583,17 @@ async function serve(
   let recording = startAuditRecording(config, dispatcher, () => resolver);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
+  const inherited = parseInheritedSockets(Deno.env.get(INHERITED_UDP_FDS_ENV));
   try {
-    listeners = await bindAll(config, dispatcher, batched);
+    listeners = await bindAll(config, dispatcher, batched, inherited);
   } catch (e) {
     log.fatal("{message}", { message: (e as Error).message });
     if (options.guarded) tell({ fatal: (e as Error).message });
     return EXIT_BIND;
   }
+  // The guardian's sockets this configuration does not serve: closed here, so that nothing this
+  // child starts inherits them (the guardian keeps its own copies).
+  if (batched) { for (const fd of inherited.values()) closeDescriptor(fd); }
   try {
     dropToUser(config); // the same turn as the last bind: nothing has been read yet
   } catch (e) {

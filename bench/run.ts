@@ -18,7 +18,9 @@
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
  * forwarding, latency, memory, rules, encrypted, miss-latency, connection-memory (the memory part of
- * encrypted alone); default all), --rules-seconds N and
+ * encrypted alone), kill-loss (kill -9 of the serving process under load, bench/kill_loss.ts; not in
+ * the default set); default all), --kill-rounds N, --kill-seconds N and --kill-rate N (kill-loss:
+ * default 10 kills, 6 s of dnsperf each, 20000 QPS), --rules-seconds N and
  * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
  * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
@@ -38,6 +40,7 @@ import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
 import { auditBench } from "./audit.ts";
+import { killLossBench } from "./kill_loss.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -68,6 +71,9 @@ const { values: opts } = parseArgs({
     "speed-rate": { type: "string", default: "1000" },
     "write-rate": { type: "string", default: "50" },
     "write-seconds": { type: "string", default: "30" },
+    "kill-rounds": { type: "string", default: "10" },
+    "kill-seconds": { type: "string", default: "6" },
+    "kill-rate": { type: "string", default: "20000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -90,6 +96,7 @@ for (const w of ONLY) {
     "serve-expired",
     "cache-writes",
     "audit",
+    "kill-loss",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -325,6 +332,7 @@ let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
 let cacheReport = "";
+let killReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -440,6 +448,14 @@ try {
       work,
     });
   }
+  if (ONLY.has("kill-loss")) {
+    killReport = await killLossBench({
+      rounds: Number(opts["kill-rounds"]),
+      seconds: Number(opts["kill-seconds"]),
+      rate: Number(opts["kill-rate"]),
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -460,7 +476,9 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     cacheReport ? `\n${cacheReport}\n` : ""
-  }${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
+  }${killReport ? `\n${killReport}\n` : ""}${
+    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
+  }`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;
