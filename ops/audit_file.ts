@@ -18,7 +18,13 @@
 import type { AuditConfig } from "../config/schema.ts";
 import { addressText, scanAnswerAddresses } from "../dns/answer_addresses.ts";
 import { Reason } from "../resolver/query_context.ts";
-import type { QueryRecordConsumer, QueryRecords } from "../server/query_recorder.ts";
+import {
+  type QueryRecordConsumer,
+  type QueryRecords,
+  RECORD_ANSWER_BYTES,
+  RECORD_NAME_BYTES,
+  RecordFlag,
+} from "../server/query_recorder.ts";
 import type { Logger } from "./log.ts";
 import { rcodeName, REASON_NAMES, type RecordLookups, ruleWhere } from "./query_record_lookups.ts";
 
@@ -31,29 +37,126 @@ function two(n: number): string {
   return n < 10 ? `0${n}` : String(n);
 }
 
-/** Formats audit lines; remembers the last second's time text, as most lines share it. */
+/** Growable bytes a batch of lines is written into, then to the file in one write. */
+export class LineBuffer {
+  bytes = new Uint8Array(64 * 1024);
+  length = 0;
+
+  /** Makes room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.length + n <= this.bytes.length) return;
+    let size = this.bytes.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.bytes.subarray(0, this.length));
+    this.bytes = next;
+  }
+
+  /** Appends `b` (room reserved). */
+  push(b: number): void {
+    this.bytes[this.length++] = b;
+  }
+
+  /** Appends encoded bytes. */
+  append(part: Uint8Array): void {
+    this.reserve(part.length);
+    this.bytes.set(part, this.length);
+    this.length += part.length;
+  }
+
+  /** Appends `text`, which is ASCII. */
+  ascii(text: string): void {
+    this.reserve(text.length);
+    for (let i = 0; i < text.length; i++) this.bytes[this.length++] = text.charCodeAt(i);
+  }
+
+  /** Appends `n` (a non-negative integer) in decimal, at least `width` digits. */
+  decimal(n: number, width = 1): void {
+    this.reserve(20);
+    let digits = 1;
+    for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++;
+    for (let d = digits; d < width; d++) this.bytes[this.length++] = 0x30;
+    let at = this.length + digits;
+    this.length = at;
+    let v = n;
+    do {
+      this.bytes[--at] = 0x30 + (v % 10);
+      v = Math.floor(v / 10);
+    } while (v > 0);
+  }
+
+  /** The bytes written, and a fresh start. */
+  take(): Uint8Array {
+    const out = this.bytes.slice(0, this.length);
+    this.length = 0;
+    return out;
+  }
+}
+
+/** Strings encoded once (a group's or upstream's name, a reason's): the line writer reuses them. */
+class EncodedStrings {
+  private readonly cache = new Map<string, Uint8Array>();
+
+  of(text: string): Uint8Array {
+    let bytes = this.cache.get(text);
+    if (!bytes) {
+      if (this.cache.size > 4096) this.cache.clear();
+      this.cache.set(text, bytes = encoder.encode(text));
+    }
+    return bytes;
+  }
+}
+
+const TEXT = {
+  query: encoder.encode(" query "),
+  type: encoder.encode(", type "),
+  time: encoder.encode(", time "),
+  speedGroup: encoder.encode("ms, speed: -0.1ms, group "),
+  result: encoder.encode(", result "),
+  rcode: encoder.encode("; rcode "),
+  reason: encoder.encode(", reason "),
+  elapsed: encoder.encode(", elapsed "),
+  ms: encoder.encode("ms\n"),
+  soa: encoder.encode("soa"),
+  api: encoder.encode("API"),
+  comma: encoder.encode(", "),
+};
+
+/**
+ * Writes audit lines as bytes straight into a {@link LineBuffer}: no string per line (formatting
+ * runs for every answer, beside answering on one thread). Remembers the last second's time text,
+ * as most lines share it.
+ */
 export class AuditLineFormatter {
   private second = -1;
-  private secondText = "";
-  private addresses: string[] = [];
+  private secondBytes = new Uint8Array(0);
+  private readonly strings = new EncodedStrings();
+  private readonly scratch = new LineBuffer();
+  private out!: LineBuffer;
+  private addresses = 0;
   private readonly collect = (wire: Uint8Array, offset: number, size: 4 | 16) => {
-    this.addresses.push(addressText(wire, offset, size));
+    const out = this.out;
+    if (this.addresses++ > 0) out.append(TEXT.comma);
+    writeAddress(out, wire, offset, size);
   };
 
   constructor(private readonly lookups: RecordLookups, private readonly withSoa: boolean) {}
 
-  /** `[YYYY-MM-DD HH:MM:SS,mmm]` in local time, as SmartDNS writes it. */
-  time(ms: number): string {
+  /** Appends `[YYYY-MM-DD HH:MM:SS,mmm]` in local time, as SmartDNS writes it. */
+  private time(out: LineBuffer, ms: number): void {
     const second = Math.floor(ms / 1000);
     if (second !== this.second) {
       const d = new Date(second * 1000);
       this.second = second;
-      this.secondText = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${
-        two(d.getHours())
-      }:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+      this.secondBytes = encoder.encode(
+        `[${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${
+          two(d.getMinutes())
+        }:${two(d.getSeconds())},`,
+      );
     }
-    const milli = Math.floor(ms) - second * 1000;
-    return `[${this.secondText},${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}]`;
+    out.append(this.secondBytes);
+    out.decimal(Math.floor(ms) - second * 1000, 3);
+    out.push(0x5d);
   }
 
   /** The reason field: `cache`, `stale`, `upstream ADDRESS`, `rule FILE:LINE`, `blocked FILE:LINE` … */
@@ -71,27 +174,111 @@ export class AuditLineFormatter {
     return name;
   }
 
+  /**
+   * Appends slot `i` as one line (with its newline) to `out`; false (nothing appended) when it is
+   * not audited (an SOA answer without audit-SOA).
+   */
+  write(r: QueryRecords, i: number, out: LineBuffer): boolean {
+    const start = out.length;
+    out.reserve(2 * RECORD_NAME_BYTES * 4 + 256);
+    this.time(out, r.time[i]);
+    out.push(0x20);
+    writeClient(out, r, i);
+    out.append(TEXT.query);
+    writeName(out, r, i);
+    out.append(TEXT.type);
+    out.decimal(r.qtype[i]);
+    out.append(TEXT.time);
+    const elapsedUs = r.elapsedUs[i];
+    out.decimal(Math.floor(elapsedUs / 1000));
+    out.append(TEXT.speedGroup);
+    out.append(this.strings.of(this.lookups.upstreamGroup(r, i)));
+    out.append(TEXT.result);
+    // The addresses, straight from the kept answer bytes.
+    const resultAt = out.length;
+    this.out = out;
+    this.addresses = 0;
+    const answerAt = i * RECORD_ANSWER_BYTES;
+    const kept = r.flags[i] & RecordFlag.ANSWER_KEPT ? Math.min(r.answerLength[i], RECORD_ANSWER_BYTES) : 0;
+    const scan = scanAnswerAddresses(
+      kept ? r.answer.subarray(answerAt, answerAt + kept) : EMPTY,
+      kept,
+      this.collect,
+    );
+    const code = r.reason[i];
+    if (scan.addresses === 0 && (scan.soa || code === Reason.BLOCKED || code === Reason.SOA)) {
+      if (!this.withSoa) {
+        out.length = start;
+        return false;
+      }
+      out.length = resultAt;
+      out.append(TEXT.soa);
+    }
+    out.append(TEXT.rcode);
+    out.append(this.strings.of(rcodeName(r.rcode[i])));
+    out.append(TEXT.reason);
+    if (code === Reason.CACHE || code === Reason.STALE) out.append(this.strings.of(REASON_NAMES[code]));
+    else out.append(this.strings.of(this.reason(r, i)));
+    out.append(TEXT.elapsed);
+    out.decimal(Math.floor(elapsedUs / 1000));
+    out.push(0x2e);
+    out.decimal(elapsedUs % 1000, 3);
+    out.append(TEXT.ms);
+    return true;
+  }
+
   /** Slot `i` as one line (with its newline), or undefined when it is not audited (an SOA without audit-SOA). */
   line(r: QueryRecords, i: number): string | undefined {
-    const answer = r.answerBytes(i);
-    this.addresses.length = 0;
-    const scan = scanAnswerAddresses(answer, answer.length, this.collect);
-    let result = this.addresses.join(", ");
-    const code = r.reason[i];
-    const soa = scan.addresses === 0 &&
-      (scan.soa || code === Reason.BLOCKED || code === Reason.SOA);
-    if (soa) {
-      if (!this.withSoa) return undefined;
-      result = "soa";
-    }
-    const elapsedUs = r.elapsedUs[i];
-    const client = r.clientText(i) || "API";
-    return `${this.time(r.time[i])} ${client} query ${r.nameText(i)}, type ${r.qtype[i]}, time ${
-      Math.floor(elapsedUs / 1000)
-    }ms, speed: -0.1ms, group ${this.lookups.upstreamGroup(r, i)}, result ${result}; rcode ${
-      rcodeName(r.rcode[i])
-    }, reason ${this.reason(r, i)}, elapsed ${(elapsedUs / 1000).toFixed(3)}ms\n`;
+    const out = this.scratch;
+    out.length = 0;
+    return this.write(r, i, out) ? new TextDecoder().decode(out.bytes.subarray(0, out.length)) : undefined;
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Appends the client address of slot `i` ("API" when unknown, as SmartDNS writes a local query). */
+function writeClient(out: LineBuffer, r: QueryRecords, i: number): void {
+  const family = r.clientFamily[i];
+  if (family === 4) writeAddress(out, r.client, i * 16, 4);
+  else if (family === 6) writeAddress(out, r.client, i * 16, 16);
+  else out.append(TEXT.api);
+}
+
+/** Appends an IPv4 address as digits, an IPv6 one in its RFC 5952 text. */
+function writeAddress(out: LineBuffer, bytes: Uint8Array, offset: number, size: 4 | 16): void {
+  if (size === 16) return out.ascii(addressText(bytes, offset, 16));
+  out.reserve(16);
+  for (let k = 0; k < 4; k++) {
+    if (k > 0) out.push(0x2e);
+    out.decimal(bytes[offset + k]);
+  }
+}
+
+/** Appends the question name of slot `i` as text (`\.`, `\\` and `\DDD` for bytes that need it). */
+function writeName(out: LineBuffer, r: QueryRecords, i: number): void {
+  const bytes = r.name;
+  let pos = i * RECORD_NAME_BYTES;
+  const end = pos + r.nameLength[i];
+  let labels = 0;
+  while (pos < end) {
+    const length = bytes[pos];
+    if (length === 0 || pos + 1 + length > end) break;
+    if (labels++ > 0) out.push(0x2e);
+    for (let j = pos + 1; j <= pos + length; j++) {
+      const c = bytes[j];
+      if (c === 0x2e || c === 0x5c) {
+        out.push(0x5c);
+        out.push(c);
+      } else if (c > 0x20 && c < 0x7f) out.push(c);
+      else {
+        out.push(0x5c);
+        out.decimal(c, 3);
+      }
+    }
+    pos += 1 + length;
+  }
+  if (labels === 0) out.push(0x2e);
 }
 
 /** Appends audit lines to a file, one write per batch, rotating it at its size. */
@@ -100,7 +287,8 @@ export class AuditFile implements QueryRecordConsumer {
   lines = 0;
   failed = 0;
   private readonly formatter: AuditLineFormatter;
-  private batch: string[] = [];
+  private readonly batch = new LineBuffer();
+  private batchLines = 0;
   private file?: Deno.FsFile;
   private size = 0;
   private broken = false;
@@ -119,16 +307,14 @@ export class AuditFile implements QueryRecordConsumer {
   }
 
   consume(records: QueryRecords, i: number): void {
-    const line = this.formatter.line(records, i);
-    if (line !== undefined) this.batch.push(line);
+    if (this.formatter.write(records, i, this.batch)) this.batchLines++;
   }
 
   batchDone(): void {
-    if (this.batch.length === 0) return;
-    const text = this.batch.join("");
-    const count = this.batch.length;
-    this.batch = [];
-    const bytes = encoder.encode(text);
+    if (this.batchLines === 0) return;
+    const count = this.batchLines;
+    this.batchLines = 0;
+    const bytes = this.batch.take();
     if (this.settings.console) {
       try {
         writeAll(Deno.stderr, bytes);

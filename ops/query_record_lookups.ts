@@ -9,7 +9,7 @@
 import type { Resolver } from "../resolver/resolver.ts";
 import type { RuleSource } from "../resolver/rule_set.ts";
 import { DEFAULT_GROUP } from "../resolver/group_router.ts";
-import { type QueryRecorder, type QueryRecords, RECORD_NAME_BYTES } from "../server/query_recorder.ts";
+import type { QueryRecorder, QueryRecords } from "../server/query_recorder.ts";
 
 /** Lookups about a record; every method is cheap and never throws. */
 export interface RecordLookups {
@@ -23,8 +23,6 @@ export interface RecordLookups {
 
 /** {@link RecordLookups} against `current()`, the resolver serving now, and `recorder`'s addresses. */
 export function resolverLookups(recorder: QueryRecorder, current: () => Resolver): RecordLookups {
-  // A query message's header and name, for asking the rule set about a recorded name.
-  const scratch = new Uint8Array(12 + RECORD_NAME_BYTES + 1);
   return {
     upstream: (index) => index >= 0 ? recorder.upstreams[index] : undefined,
     ruleSource: (ruleGroup, rule) => {
@@ -32,22 +30,7 @@ export function resolverLookups(recorder: QueryRecorder, current: () => Resolver
       const sets = current().rules?.sets;
       return (sets?.[ruleGroup] ?? sets?.[0])?.rules[rule];
     },
-    upstreamGroup: (records, i) => {
-      const resolver = current();
-      const sets = resolver.rules?.sets;
-      const set = sets?.[records.ruleGroup[i]] ?? sets?.[0];
-      if (!set) return DEFAULT_GROUP;
-      const length = records.nameLength[i];
-      const at = i * RECORD_NAME_BYTES;
-      scratch.set(records.name.subarray(at, at + length), 12);
-      scratch[12 + length] = 0; // a name cut at the record's size still ends
-      try {
-        const group = set.judge(scratch, records.qtype[i]).group;
-        return resolver.router.names[group > 0 ? group : 0] ?? DEFAULT_GROUP;
-      } catch {
-        return DEFAULT_GROUP;
-      }
-    },
+    upstreamGroup: (records, i) => current().router.names[records.upstreamGroup[i]] ?? DEFAULT_GROUP,
   };
 }
 

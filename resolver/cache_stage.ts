@@ -308,6 +308,7 @@ export class CacheStage implements Stage {
     const now = rules.upstreamGroupOf(ctx);
     if (now < 0 || now !== group) return false;
     this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
+    ctx.upstreamGroup = group; // the group that answered: for the query recorder
     return true;
   }
 }
