@@ -12,6 +12,9 @@ const TYPE_A = 1;
 const TYPE_AAAA = 28;
 const TYPE_SOA = 6;
 
+/** The one result {@link scanAnswerAddresses} fills. */
+const SCAN: AnswerScan = { addresses: 0, soa: false };
+
 /** What {@link scanAnswerAddresses} found. */
 export interface AnswerScan {
   /** A and AAAA records seen in the answer section. */
@@ -21,33 +24,39 @@ export interface AnswerScan {
 }
 
 /**
- * Walks the A/AAAA records of the answer section of `wire` (its first `length` bytes), calling
- * `visit(wire, offset, size)` with each address's bytes (size 4 or 16). Stops quietly where the
- * bytes end or stop making sense.
+ * Walks the A/AAAA records of the answer section of the message at `start` of `wire` (its first
+ * `length` bytes), calling `visit(wire, offset, size)` with each address's bytes (size 4 or 16;
+ * `offset` into `wire`). Stops quietly where the bytes end or stop making sense. The result is
+ * one object reused by every call: read it before the next.
  */
 export function scanAnswerAddresses(
   wire: Uint8Array,
   length: number,
   visit?: (wire: Uint8Array, offset: number, size: 4 | 16) => void,
+  start = 0,
 ): AnswerScan {
-  const result: AnswerScan = { addresses: 0, soa: false };
+  const result = SCAN;
+  result.addresses = 0;
+  result.soa = false;
   if (length < 12) return result;
-  const questions = (wire[4] << 8) | wire[5];
-  const answers = (wire[6] << 8) | wire[7];
-  const authorities = (wire[8] << 8) | wire[9];
-  let pos = 12;
+  // Skipping a name never follows a compression pointer, so the message may sit anywhere in `wire`.
+  const end = start + length;
+  const questions = (wire[start + 4] << 8) | wire[start + 5];
+  const answers = (wire[start + 6] << 8) | wire[start + 7];
+  const authorities = (wire[start + 8] << 8) | wire[start + 9];
+  let pos = start + 12;
   for (let q = 0; q < questions; q++) {
-    pos = skipName(wire, pos, length);
-    if (pos < 0 || pos + 4 > length) return result;
+    pos = skipName(wire, pos, end);
+    if (pos < 0 || pos + 4 > end) return result;
     pos += 4;
   }
   for (let r = 0; r < answers + authorities; r++) {
-    pos = skipName(wire, pos, length);
-    if (pos < 0 || pos + 10 > length) return result;
+    pos = skipName(wire, pos, end);
+    if (pos < 0 || pos + 10 > end) return result;
     const type = (wire[pos] << 8) | wire[pos + 1];
     const size = (wire[pos + 8] << 8) | wire[pos + 9];
     pos += 10;
-    if (pos + size > length) {
+    if (pos + size > end) {
       // The SOA's type is enough to know it is there, even when its data was cut off.
       if (type === TYPE_SOA) result.soa = true;
       return result;

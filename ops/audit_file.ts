@@ -37,6 +37,17 @@ function two(n: number): string {
   return n < 10 ? `0${n}` : String(n);
 }
 
+/** 0–999 in decimal: per number its digit count, then its digits. */
+const DIGITS = (() => {
+  const table = new Uint8Array(4000);
+  for (let n = 0; n < 1000; n++) {
+    const text = String(n);
+    table[n * 4] = text.length;
+    for (let d = 0; d < text.length; d++) table[n * 4 + 1 + d] = text.charCodeAt(d);
+  }
+  return table;
+})();
+
 /** Growable bytes a batch of lines is written into, then to the file in one write. */
 export class LineBuffer {
   bytes = new Uint8Array(64 * 1024);
@@ -73,14 +84,23 @@ export class LineBuffer {
   /** Appends `n` (a non-negative integer) in decimal, at least `width` digits. */
   decimal(n: number, width = 1): void {
     this.reserve(20);
+    const bytes = this.bytes;
+    if (n < 1000) {
+      // Most numbers in a line (octets, types, milliseconds) are below 1000: a table gives them.
+      const at = n * 4;
+      const digits = DIGITS[at];
+      for (let d = digits; d < width; d++) bytes[this.length++] = 0x30;
+      for (let d = 1; d <= digits; d++) bytes[this.length++] = DIGITS[at + d];
+      return;
+    }
     let digits = 1;
     for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++;
-    for (let d = digits; d < width; d++) this.bytes[this.length++] = 0x30;
+    for (let d = digits; d < width; d++) bytes[this.length++] = 0x30;
     let at = this.length + digits;
     this.length = at;
     let v = n;
     do {
-      this.bytes[--at] = 0x30 + (v % 10);
+      bytes[--at] = 0x30 + (v % 10);
       v = Math.floor(v / 10);
     } while (v > 0);
   }
@@ -198,13 +218,8 @@ export class AuditLineFormatter {
     const resultAt = out.length;
     this.out = out;
     this.addresses = 0;
-    const answerAt = i * RECORD_ANSWER_BYTES;
     const kept = r.flags[i] & RecordFlag.ANSWER_KEPT ? Math.min(r.answerLength[i], RECORD_ANSWER_BYTES) : 0;
-    const scan = scanAnswerAddresses(
-      kept ? r.answer.subarray(answerAt, answerAt + kept) : EMPTY,
-      kept,
-      this.collect,
-    );
+    const scan = scanAnswerAddresses(r.answer, kept, this.collect, i * RECORD_ANSWER_BYTES);
     const code = r.reason[i];
     if (scan.addresses === 0 && (scan.soa || code === Reason.BLOCKED || code === Reason.SOA)) {
       if (!this.withSoa) {
@@ -234,8 +249,6 @@ export class AuditLineFormatter {
     return this.write(r, i, out) ? new TextDecoder().decode(out.bytes.subarray(0, out.length)) : undefined;
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 /** Appends the client address of slot `i` ("API" when unknown, as SmartDNS writes a local query). */
 function writeClient(out: LineBuffer, r: QueryRecords, i: number): void {

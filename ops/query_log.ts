@@ -10,7 +10,7 @@ import { addressText, scanAnswerAddresses } from "../dns/answer_addresses.ts";
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
 import type { QueryRecordConsumer, QueryRecords } from "../server/query_recorder.ts";
-import { RECORD_NAME_BYTES } from "../server/query_recorder.ts";
+import { RECORD_ANSWER_BYTES, RECORD_NAME_BYTES, RecordFlag } from "../server/query_recorder.ts";
 import { rcodeName, REASON_NAMES, type RecordLookups, ruleWhere } from "./query_record_lookups.ts";
 
 /** One query as the log shows it (plain data, JSON-able). */
@@ -86,9 +86,9 @@ export class QueryLog implements QueryRecordConsumer {
   private readonly collect = (wire: Uint8Array, offset: number, size: 4 | 16) => {
     if (this.addresses >= MAX_LOGGED_ADDRESSES) return;
     this.addresses++;
-    this.scratch[this.scratchLength++] = size;
-    this.scratch.set(wire.subarray(offset, offset + size), this.scratchLength);
-    this.scratchLength += size;
+    const scratch = this.scratch;
+    scratch[this.scratchLength++] = size;
+    for (let k = 0; k < size; k++) scratch[this.scratchLength++] = wire[offset + k];
   };
 
   constructor(capacity: number, private readonly lookups: RecordLookups) {
@@ -123,11 +123,14 @@ export class QueryLog implements QueryRecordConsumer {
     // The name and the addresses, laid out in the scratch buffer first.
     const nameLength = Math.min(r.nameLength[i], 255);
     const nameAt = i * RECORD_NAME_BYTES;
-    this.scratch.set(r.name.subarray(nameAt, nameAt + nameLength), 0);
+    const scratch = this.scratch;
+    const names = r.name;
+    for (let k = 0; k < nameLength; k++) scratch[k] = names[nameAt + k];
     this.scratchLength = nameLength;
     this.addresses = 0;
-    const answer = r.answerBytes(i);
-    scanAnswerAddresses(answer, answer.length, this.collect);
+    // The answer is read in place: its kept bytes start at the slot's offset of the ring.
+    const kept = r.flags[i] & RecordFlag.ANSWER_KEPT ? Math.min(r.answerLength[i], RECORD_ANSWER_BYTES) : 0;
+    if (kept > 0) scanAnswerAddresses(r.answer, kept, this.collect, i * RECORD_ANSWER_BYTES);
     const length = this.scratchLength;
     // Room in the arena: contiguous, so skip to its start when the end is too near.
     const size = this.arena.length;
@@ -139,7 +142,8 @@ export class QueryLog implements QueryRecordConsumer {
       if (this.count < this.capacity && this.dataAt[oldest] >= end - size) break;
       this.count--;
     }
-    this.arena.set(this.scratch.subarray(0, length), at % size);
+    const arena = this.arena;
+    for (let k = 0, o = at % size; k < length; k++, o++) arena[o] = scratch[k];
     this.arenaEnd = end;
     const s = this.added % this.capacity;
     this.added++;
@@ -154,7 +158,7 @@ export class QueryLog implements QueryRecordConsumer {
     this.rcode[s] = r.rcode[i];
     this.reason[s] = r.reason[i];
     this.clientFamily[s] = r.clientFamily[i];
-    this.client.set(r.client.subarray(i * 16, i * 16 + 16), s * 16);
+    for (let k = 0, from = i * 16, to = s * 16; k < 16; k++) this.client[to + k] = r.client[from + k];
     this.detail[s] = this.detailOf(r, i);
   }
 
