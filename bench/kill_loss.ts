@@ -7,7 +7,9 @@
  * guardian holding the UDP sockets (guardian/held_sockets.ts), keeldns with each child binding its
  * own (`KEELDNS_NO_HELD_SOCKETS=1`, the behaviour before), and SmartDNS started as `smartdns -f -R`
  * (its own restart-on-crash option, where the version installed has one; the process is killed).
- * One round per server without a kill first, as the control.
+ * One round per server without a kill first, as the control. A fourth run asks names an upstream
+ * answered (a counting fake) with the cache journal on, primed 1.5 s before the first round: the
+ * upstream queries counted during each round are what the next child did not have.
  *
  * @module
  */
@@ -16,6 +18,7 @@ import { readId } from "../dns/wire.ts";
 import { encodeSockaddr, LinuxUdpSocket, MmsgVector } from "../net/linux_socket.ts";
 import { NO_HELD_SOCKETS_ENV } from "../ops/inherited_sockets.ts";
 import { freePort, KeeldnsProcess, programPath } from "../tests/helpers/keeldns_process.ts";
+import { FakeUpstream } from "../tests/helpers/fake_upstream.ts";
 import { waitForAnswer } from "../tests/helpers/peers.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { dnsperf } from "./dnsperf.ts";
@@ -41,6 +44,10 @@ interface Target {
   /** Ready for the next round (a new child serving past the guardian's healthy mark, or a new process). */
   recover(): Promise<void>;
   stop(): Promise<void>;
+  /** Queries its upstream has received so far, when it has a counted one. */
+  upstreamQueries?(): number;
+  /** The name probed for the first answer after a kill (`ID` replaced by a number). */
+  readonly probe?: string;
 }
 
 /** One round's figures. */
@@ -49,6 +56,8 @@ interface Round {
   readonly sent: number;
   /** Milliseconds from the kill to the first answer; undefined when none came. */
   readonly backMs?: number;
+  /** Queries the upstream got during the round, when counted. */
+  readonly upstream?: number;
 }
 
 const KEELDNS_CONFIG =
@@ -75,7 +84,12 @@ async function killNow(pid: number): Promise<void> {
  * Probes `port` every 2 ms from `from` on, for up to `limitMs`: milliseconds from `from` to the
  * first answer to a probe sent after it, or undefined.
  */
-async function firstAnswer(port: number, from: number, limitMs: number): Promise<number | undefined> {
+async function firstAnswer(
+  port: number,
+  from: number,
+  limitMs: number,
+  probe = "pID.kill.test",
+): Promise<number | undefined> {
   const socket = LinuxUdpSocket.bind("127.0.0.1", 0, { receiveTimeoutMs: 2 });
   const server = encodeSockaddr("127.0.0.1", port);
   const tx = new MmsgVector(1, 512);
@@ -84,7 +98,11 @@ async function firstAnswer(port: number, from: number, limitMs: number): Promise
     for (let id = 1; performance.now() - from < limitMs; id = (id % 65535) + 1) {
       tx.setForSend(
         0,
-        encodePacket({ type: "query", id, questions: [{ name: `p${id}.kill.test`, type: "A" }] }),
+        encodePacket({
+          type: "query",
+          id,
+          questions: [{ name: probe.replace("ID", String(id)), type: "A" }],
+        }),
         server,
       );
       socket.send(tx, 1);
@@ -102,6 +120,7 @@ async function firstAnswer(port: number, from: number, limitMs: number): Promise
 
 /** One dnsperf run, killing the victim at a random moment in its middle third (none with `kill` false). */
 async function round(target: Target, o: KillLossOptions, file: string, kill: boolean): Promise<Round> {
+  const asked = target.upstreamQueries?.();
   const run = dnsperf({
     port: target.port,
     file,
@@ -118,10 +137,11 @@ async function round(target: Target, o: KillLossOptions, file: string, kill: boo
     const victim = await target.victim();
     const killed = performance.now();
     await killNow(victim);
-    backMs = await firstAnswer(target.port, killed, o.seconds * 1000);
+    backMs = await firstAnswer(target.port, killed, o.seconds * 1000, target.probe);
   }
   const result = await run;
-  return { lost: result.lost, sent: result.sent, backMs };
+  const upstream = asked === undefined ? undefined : target.upstreamQueries!() - asked;
+  return { lost: result.lost, sent: result.sent, backMs, upstream };
 }
 
 /** keeldns under its guardian, with or without held sockets. */
@@ -141,6 +161,36 @@ async function keeldnsTarget(held: boolean): Promise<Target> {
       await sleep(1500); // past the guardian's healthy mark: every kill is a first failure
     },
     stop: async () => void await k.stop(),
+  };
+}
+
+/** keeldns with held sockets and the cache journal, answering names an upstream gave it, cached beforehand. */
+async function cachedTarget(o: KillLossOptions, file: string): Promise<Target> {
+  const fake = await FakeUpstream.start();
+  const config =
+    `[server]\nbind = ["127.0.0.1:{port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${fake.port}"\n` +
+    `[cache]\nsize = 20000\npersist = true\nfile = "${o.work}/kill.cache"\n[log]\nlevel = "info"\n`;
+  const k = await KeeldnsProcess.start(config);
+  // Every name once, then past a journal tick: all of them are on disk before the first kill.
+  await dnsperf({ port: k.port, file, seconds: 0, runs: 1, clients: 4, report: `${o.work}/kill-prime.out` });
+  await sleep(1500);
+  let served = k.childPid;
+  return {
+    name: "keeldns, names cached from an upstream, journal on",
+    port: k.port,
+    probe: "k1.kill.test",
+    upstreamQueries: () => fake.log.length,
+    victim: () => Promise.resolve(k.childPid),
+    recover: async () => {
+      const until = performance.now() + 20_000;
+      while (k.childPid === served && performance.now() < until) await sleep(50);
+      served = k.childPid;
+      await sleep(1500);
+    },
+    stop: async () => {
+      await k.stop();
+      await fake.close();
+    },
   };
 }
 
@@ -206,7 +256,12 @@ export async function killLossBench(o: KillLossOptions): Promise<string> {
     Array.from({ length: 5000 }, (_, i) => `k${i}.kill.test A`).join("\n") + "\n",
   );
   const rows: string[] = [];
-  const makers = [() => keeldnsTarget(true), () => keeldnsTarget(false), () => smartdnsTarget(o)];
+  const makers = [
+    () => keeldnsTarget(true),
+    () => keeldnsTarget(false),
+    () => cachedTarget(o, file),
+    () => smartdnsTarget(o),
+  ];
   for (const make of makers) {
     const target = await make();
     try {
@@ -225,8 +280,8 @@ export async function killLossBench(o: KillLossOptions): Promise<string> {
   return `**kill-loss: kill -9 of the serving process under load** (bench/kill_loss.ts; dnsperf ` +
     `-Q ${o.rate} -c 4 -q 20000 -b 4096 for ${o.seconds} s of local names, the kill at a random moment in its ` +
     `middle third, ${o.rounds} kills per server)\n\n` +
-    `| server | lost without a kill | queries lost per kill: median (min–max) | kill → first answer: median (min–max) |\n` +
-    `|---|---|---|---|\n${rows.join("\n")}`;
+    `| server | lost without a kill | queries lost per kill: median (min–max) | kill → first answer: median (min–max) | upstream queries per kill |\n` +
+    `|---|---|---|---|---|\n${rows.join("\n")}`;
 }
 
 /** A table row: the control's loss, then the kills' losses and times back. */
@@ -242,6 +297,9 @@ function row(name: string, control: Round, rounds: Round[]): string {
   const backText = spread(back, " ms") +
     (never ? `; no answer in the run after ${never} of ${rounds.length}` : "");
   const sent = rounds.reduce((s, r) => s + r.sent, 0) / Math.max(1, rounds.length);
+  const upstream = rounds.every((r) => r.upstream !== undefined)
+    ? `${spread(rounds.map((r) => r.upstream!), "")} (control ${control.upstream})`
+    : "—";
   return `| ${name} | ${control.lost} of ${control.sent} | ${spread(rounds.map((r) => r.lost), "")} ` +
-    `of ~${sent.toFixed(0)} sent | ${backText} |`;
+    `of ~${sent.toFixed(0)} sent | ${backText} | ${upstream} |`;
 }
