@@ -392,6 +392,29 @@ export class AnswerCache {
   }
 
   /**
+   * The slots of every entry, least recently used first, for reading them a part at a time with
+   * {@link entryAt} while the cache goes on changing (a snapshot written in the background).
+   */
+  slotsInOrder(): Int32Array {
+    const out = new Int32Array(this.count);
+    let n = 0;
+    for (let slot = this.oldest; slot !== NONE && n < out.length; slot = this.newer[slot]) out[n++] = slot;
+    return out;
+  }
+
+  /**
+   * The entry in `slot` now (as {@link entries} gives it, the key a copy, the answer a view valid
+   * until the cache next changes), or undefined when the slot is free. A slot from
+   * {@link slotsInOrder} may hold another entry by now: still a whole, valid one.
+   */
+  entryAt(slot: number): [Uint8Array, StoredAnswer] | undefined {
+    if (slot < 0 || slot >= this.slots || this.keyLength[slot] === 0) return undefined;
+    const address = this.address[slot];
+    const at = ByteArena.offsetOf(address);
+    return [this.arena.chunkOf(address).slice(at, at + this.keyLength[slot]), this.answerAt(slot)];
+  }
+
+  /**
    * Removes every entry whose key (as {@link entries} gives it; a view valid only during the call)
    * `match` accepts; returns how many went. O(entries); for `keeldns cache flush`, never a query.
    */
@@ -487,6 +510,7 @@ export class AnswerCache {
     const recordLength = this.keyLength[slot] + this.storedLength[slot];
     this.arena.free(this.address[slot], recordLength);
     this.liveBytes -= ByteArena.roundedLength(recordLength);
+    this.keyLength[slot] = 0; // free: see entryAt
     this.older[slot] = this.freeSlot;
     this.freeSlot = slot;
     this.count--;

@@ -91,6 +91,50 @@ export function encodeCache(cache: AnswerCache, now: number): Uint8Array {
   return out;
 }
 
+/** Entries encoded per turn of the event loop by {@link encodeCacheInParts}. */
+const ENTRIES_PER_PART = 2048;
+
+/**
+ * {@link encodeCache} a part at a time, yielding to the event loop between parts, so a large cache
+ * does not stall answering while it is written. The cache may change meanwhile: what is encoded is
+ * every entry as it was when its part was read (whole entries, a key at most twice; the later
+ * one wins when loaded).
+ */
+export async function encodeCacheInParts(cache: AnswerCache, now: number): Promise<Uint8Array> {
+  const slots = cache.slotsInOrder();
+  const parts: Uint8Array[] = [];
+  let count = 0;
+  let size = MAGIC.length + 8 + 4;
+  for (let from = 0; from < slots.length; from += ENTRIES_PER_PART) {
+    if (from > 0) await new Promise((r) => setTimeout(r, 0));
+    const entries: [Uint8Array, StoredAnswer][] = [];
+    let partSize = 0;
+    for (let k = from; k < Math.min(slots.length, from + ENTRIES_PER_PART); k++) {
+      const entry = cache.entryAt(slots[k]);
+      if (!entry || entry[1].expiresAt <= now) continue;
+      entries.push(entry);
+      partSize += entryLength(entry[0], entry[1]);
+    }
+    const part = new Uint8Array(partSize);
+    const view = new DataView(part.buffer);
+    let pos = 0;
+    for (const [key, answer] of entries) pos = writeEntry(part, view, pos, key, answer);
+    parts.push(part);
+    count += entries.length;
+    size += partSize;
+  }
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(MAGIC);
+  let pos = MAGIC.length;
+  view.setUint32(pos, VERSION, true);
+  view.setUint32(pos + 4, count, true);
+  pos += 8;
+  for (const part of parts) (out.set(part, pos), pos += part.length);
+  view.setUint32(pos, fnv1a(out.subarray(0, pos)), true);
+  return out;
+}
+
 /** The checksum a cache file ends with, which names it (a journal records the one it follows); 0 if too short. */
 export function snapshotName(bytes: Uint8Array): number {
   if (bytes.length < 4) return 0;

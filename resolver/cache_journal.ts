@@ -26,7 +26,7 @@ import type { Logger } from "../ops/log.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 import {
   decodeCache,
-  encodeCache,
+  encodeCacheInParts,
   entryLength,
   fnv1a,
   type ReadEntry,
@@ -465,7 +465,9 @@ export class CacheJournal {
     // The last snapshot's size says whether one can fit before the cache is encoded.
     if (!anyway && !this.affordable(this.snapshotLength)) return overBudget();
     const waiting = this.pending.take();
-    const bytes = encodeCache(this.cache, this.now());
+    // A part at a time: a large cache must not stall answering. What is stored meanwhile waits
+    // for the fresh journal.
+    const bytes = await encodeCacheInParts(this.cache, this.now());
     if (!this.spend(bytes.length + JOURNAL_HEADER_LENGTH, anyway)) {
       this.pending.putBack(waiting);
       return overBudget();

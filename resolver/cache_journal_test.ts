@@ -268,3 +268,32 @@ Deno.test("the snapshot and journal round-trip the cache's own encoding", () => 
   const back = new AnswerCache(10);
   assertEquals(decodeCache(bytes, back, now, "x").loaded, NAMES.length);
 });
+
+Deno.test("a snapshot written in parts while the cache changes holds whole entries, each a stored answer", async () => {
+  const { encodeCacheInParts } = await import("./cache_file.ts");
+  const now = Date.now();
+  const cache = new AnswerCache(20_000);
+  const names = Array.from({ length: 9000 }, (_, i) => `p${i}.parts.test`);
+  for (const name of names) cache.set(q(name), answer(name, 300, now));
+  const writing = encodeCacheInParts(cache, now);
+  // Between the parts: entries replaced, removed and added.
+  let changes = 0;
+  const churn = setInterval(() => {
+    for (let k = 0; k < 200; k++) {
+      const i = (changes * 7 + k * 13) % names.length;
+      cache.set(q(names[i]), answer(names[i], 300, now, "198.51.100.1"));
+      cache.set(q(`new${changes}-${k}.parts.test`), answer(`new${changes}-${k}.parts.test`, 300, now));
+    }
+    cache.removeWhere((key) =>
+      key[1] === "p".charCodeAt(0) && key[2] === "1".charCodeAt(0) && key[3] === "7".charCodeAt(0)
+    );
+    changes++;
+  }, 0);
+  const bytes = await writing;
+  clearInterval(churn);
+  assert(changes > 0, "the cache changed while it was written");
+  // decodeCache refuses the whole file if one entry is not a well-formed answer to its own key.
+  const back = new AnswerCache(40_000);
+  const { loaded } = decodeCache(bytes, back, now, "parts");
+  assert(loaded >= names.length - 1200, `${loaded} entries`);
+});
