@@ -28,9 +28,8 @@ export class CacheFileError extends Error {
   }
 }
 
-/** FNV-1a over bytes. */
-export function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
+/** FNV-1a over bytes; `h` carries on from the bytes before them. */
+export function fnv1a(bytes: Uint8Array, h = 0x811c9dc5): number {
   for (let i = 0; i < bytes.length; i++) {
     h ^= bytes[i];
     h = Math.imul(h, 0x01000193);
@@ -131,7 +130,13 @@ export async function encodeCacheInParts(cache: AnswerCache, now: number): Promi
   view.setUint32(pos + 4, count, true);
   pos += 8;
   for (const part of parts) (out.set(part, pos), pos += part.length);
-  view.setUint32(pos, fnv1a(out.subarray(0, pos)), true);
+  // The checksum a megabyte per turn too.
+  let h = 0x811c9dc5;
+  for (let at = 0; at < pos; at += 1 << 20) {
+    if (at > 0) await new Promise((r) => setTimeout(r, 0));
+    h = fnv1a(out.subarray(at, Math.min(pos, at + (1 << 20))), h);
+  }
+  view.setUint32(pos, h, true);
   return out;
 }
 
