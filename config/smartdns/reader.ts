@@ -26,6 +26,7 @@ import type {
 } from "../schema.ts";
 import { type ResponseMode, SMARTDNS_SPEED_CHECK, type SpeedCheckMode } from "../schema.ts";
 import { parseSize, parseYesNo } from "../values.ts";
+import type { AdminDraft } from "../admin.ts";
 
 /** One directive as read: its words and where each word starts. */
 export interface Line {
@@ -172,6 +173,8 @@ export class Draft {
     rrTtlMin: SMARTDNS_RR_TTL_MIN,
   };
   log: { -readonly [K in keyof LogConfig]: LogConfig[K] } = { ...DEFAULT_LOG };
+  /** The dashboard's `smartdns-ui.*` lines and `plugin smartdns_ui.so` (config/smartdns/dashboard.ts). */
+  readonly admin: AdminDraft = {};
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";
   persistSet?: boolean;
