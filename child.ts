@@ -39,6 +39,7 @@ import { HttpsListener } from "./server/https.ts";
 import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
+import { type ChildServing, startAdmin } from "./server/dashboard_backend.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { loadLibc } from "./net/linux_socket.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
@@ -386,6 +387,19 @@ function reload(
   return { config, resolver: next };
 }
 
+/**
+ * Starts the admin listener (dashboard, /metrics, /healthz) when `[admin]` is on. A failure (the
+ * port taken, a bad certificate) is logged and DNS goes on being served.
+ */
+async function startAdminListener(serving: ChildServing): Promise<{ close(): Promise<void> } | undefined> {
+  try {
+    return await startAdmin(serving, getLogger("admin"));
+  } catch (e) {
+    log.error("admin listener not started: {message}", { message: (e as Error).message });
+    return undefined;
+  }
+}
+
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
 export async function runChild(options: ChildOptions): Promise<number> {
   // Beat from the very start, so loading a large cache does not look like a hang.
@@ -540,6 +554,18 @@ async function serve(
   Deno.addSignalListener("SIGHUP", onHangup);
   Deno.addSignalListener("SIGUSR2", onHandOver);
 
+  const admin = await startAdminListener({
+    config: () => config,
+    resolver: () => resolver,
+    journal: () => journal,
+    stats,
+    dispatcher,
+    reload: () => {
+      const before = config;
+      onHangup();
+      return config !== before;
+    },
+  });
   setReport({
     message: () => ({ stats: counters(stats, resolver), upstreams: resolver.upstreams() }),
     healthChanges: () => resolver.healthChanges,
@@ -553,6 +579,7 @@ async function serve(
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGHUP", onHangup);
   Deno.removeSignalListener("SIGUSR2", onHandOver);
+  await admin?.close();
   await Promise.all(listeners.map((l) => l.close()));
   udpPool?.close();
   // A graceful stop saves the whole cache; any other keeps the journal, with what waited written.
