@@ -43,6 +43,7 @@ Commands:
   restart   replace the child without dropping queries (cache kept)
   stop      stop guardian and child
   cache     list, flush or count the running server's cached answers
+  admin-password  hash a password for the dashboard ([admin] password-hash)
   version   print version, Deno version, target and build kind
 
 Run "keeldns <command> --help" for a command's options.`,
@@ -398,6 +399,8 @@ export async function main(args: string[]): Promise<number> {
         return await commandControl(first, tail);
       case "cache":
         return await commandCache(tail);
+      case "admin-password":
+        return await (await import("./ops/admin_password_command.ts")).commandAdminPassword(tail);
       case "version":
       case "--version":
         return commandVersion(tail);

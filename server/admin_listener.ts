@@ -32,6 +32,24 @@ function sameSecret(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/**
+ * Why `/metrics` is refused to a request with this Authorization header, or null when it may be
+ * served: beyond loopback a token must be configured; when one is, it must be sent as a bearer token.
+ */
+export function metricsRefusal(config: AdminConfig, authorization: string | null): Response | null {
+  const token = config.metricsToken;
+  if (token === undefined) {
+    return isLoopbackHost(config.host) ? null : text(
+      403,
+      "/metrics beyond loopback needs [admin] metrics-token (sent as Authorization: Bearer TOKEN)",
+    );
+  }
+  const given = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1] ?? "";
+  return sameSecret(given, token)
+    ? null
+    : text(401, "a bearer token is required", { "www-authenticate": 'Bearer realm="keeldns metrics"' });
+}
+
 /** The running admin listener. */
 export class AdminListener {
   /** `http://HOST:PORT` or `https://…`. */
@@ -96,21 +114,8 @@ export class AdminListener {
   }
 
   private metrics(request: Request): Response {
-    const token = this.config.metricsToken;
-    if (token === undefined && !isLoopbackHost(this.config.host)) {
-      return text(
-        403,
-        "/metrics beyond loopback needs [admin] metrics-token (sent as Authorization: Bearer TOKEN)",
-      );
-    }
-    if (token !== undefined) {
-      const given = /^Bearer\s+(\S+)$/i.exec(request.headers.get("authorization") ?? "")?.[1] ?? "";
-      if (!sameSecret(given, token)) {
-        return text(401, "a bearer token is required", {
-          "www-authenticate": 'Bearer realm="keeldns metrics"',
-        });
-      }
-    }
+    const refused = metricsRefusal(this.config, request.headers.get("authorization"));
+    if (refused) return refused;
     return new Response(this.backend.metricsText(), {
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" },
     });
