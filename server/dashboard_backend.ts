@@ -86,7 +86,7 @@ export function childDashboardBackend(
       return {
         path: c.path,
         format: c.format,
-        text,
+        text: redactSecrets(text),
         unsupported: c.unsupported.map((u) => ({
           name: u.name,
           file: u.source.file,
@@ -104,6 +104,16 @@ export function childDashboardBackend(
       return { ok: result.exitCode === 0, message: result.message };
     },
   };
+}
+
+/**
+ * `text` with the values of its secrets replaced by `(hidden)`: passwords, their hashes, tokens
+ * and key passphrases, in either format (the config view shows the rest as it is).
+ */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/^(\s*(?:password-hash|metrics-token|key-pass)\s*=\s*).*$/gm, '$1"(hidden)"')
+    .replace(/^(\s*(?:smartdns-ui\.password|bind-cert-key-pass)\s+)\S.*$/gm, "$1(hidden)");
 }
 
 /** The HTTPS certificate of the admin listener: its own, else the encrypted listeners'. */

@@ -13,6 +13,7 @@ import {
 import { DASHBOARD_ASSETS } from "./dashboard_assets.ts";
 import { PAGE_FILES } from "./dashboard_page/build_assets.ts";
 import { answerAddresses } from "./dashboard_standins.ts";
+import { redactSecrets } from "./dashboard_backend.ts";
 
 const HASH = hashAdminPassword("right horse", 2000);
 
@@ -230,4 +231,17 @@ Deno.test("answer addresses are read from a kept answer, cut ones included", () 
   ]);
   assertEquals(answerAddresses(wire), ["93.184.216.34"]);
   assertEquals(answerAddresses(wire.subarray(0, 5)), []);
+});
+
+Deno.test("the configuration view hides passwords, hashes, tokens and key passphrases", () => {
+  const toml =
+    '[admin]\npassword-hash = "pbkdf2-sha256$1$a$b"\nmetrics-token = "t"\nlisten = "127.0.0.1:6080"\n';
+  assertEquals(
+    redactSecrets(toml),
+    '[admin]\npassword-hash = "(hidden)"\nmetrics-token = "(hidden)"\nlisten = "127.0.0.1:6080"\n',
+  );
+  assertEquals(
+    redactSecrets("smartdns-ui.password hunter2\nbind-cert-key-pass x y\nserver 1.1.1.1"),
+    "smartdns-ui.password (hidden)\nbind-cert-key-pass (hidden)\nserver 1.1.1.1",
+  );
 });

@@ -79,7 +79,8 @@ function chart(id, series, data) {
   const target = document.getElementById(id);
   const width = Math.max(300, target.clientWidth || 400);
   const existing = state.charts[id];
-  if (existing && existing.series.length === series.length + 1) {
+  const key = series.join("\n");
+  if (existing && existing.keeldnsKey === key) {
     existing.setData(data);
     return;
   }
@@ -110,8 +111,23 @@ function chart(id, series, data) {
   }
 }
 
+/** Buckets shown at least (ten minutes of 10-s buckets): a young series is padded before its start. */
+const MIN_BUCKETS = 60;
+
 function drawCharts(stats) {
-  const s = stats.series;
+  const series = stats.series;
+  const pad = Math.max(0, MIN_BUCKETS - series.queries.length);
+  const padded = (a, fill) => [...Array(pad).fill(fill), ...a];
+  const s = {
+    ...series,
+    start: series.start - pad * series.step * 1000,
+    queries: padded(series.queries, 0),
+    cacheHits: padded(series.cacheHits, 0),
+    blocked: padded(series.blocked, 0),
+    upstreamLatencyMs: Object.fromEntries(
+      Object.entries(series.upstreamLatencyMs).map(([k, v]) => [k, padded(v, null)]),
+    ),
+  };
   const xs = s.queries.map((_, i) => s.start / 1000 + i * s.step);
   const perSecond = (a) => a.map((v) => v / s.step);
   chart("chart-queries", ["queries", "cache hits", "blocked"], [
