@@ -97,6 +97,7 @@ function chart(id, series, data) {
           stroke: colors[i % colors.length],
           width: 1.5,
           spanGaps: false,
+          points: { show: true, size: 4, fill: colors[i % colors.length] },
         })),
       ],
       axes: [{}, { size: 50 }],
