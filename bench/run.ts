@@ -25,7 +25,8 @@
  * speed-check miss runs, default 4 s × 3), --speed-hit-seconds N and --speed-hit-rounds N (its hit
  * runs, default 3 s × 10; the serve-expired runs too), --speed-rate N (its fixed-rate miss runs,
  * default 1000), --write-rate N and --write-seconds N (the cache-writes misses, default 50/s × 30 s),
- * --record.
+ * --record. `--only dashboard` (bench/dashboard.ts, not in the default set: it needs chromium) takes
+ * the speed-hit seconds and rounds.
  *
  * @module
  */
@@ -36,6 +37,7 @@ import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
+import { dashboardBench } from "./dashboard.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -87,6 +89,7 @@ for (const w of ONLY) {
     "speed-check",
     "serve-expired",
     "cache-writes",
+    "dashboard",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -322,6 +325,7 @@ let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
 let cacheReport = "";
+let dashboardReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -427,6 +431,16 @@ try {
       work,
     });
   }
+  if (ONLY.has("dashboard")) {
+    dashboardReport = await dashboardBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -447,7 +461,9 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     cacheReport ? `\n${cacheReport}\n` : ""
-  }${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
+  }${dashboardReport ? `\n${dashboardReport}\n` : ""}${
+    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
+  }`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;
