@@ -368,6 +368,9 @@ function reload(
   ) {
     log.warn("reload: listener changes take effect on restart; the current listeners stay");
   }
+  if (JSON.stringify(config.admin) !== JSON.stringify(current.admin)) {
+    log.warn("reload: [admin] changes take effect on restart; the admin listener stays as it is");
+  }
   let next: Resolver;
   try {
     next = buildResolver(config, getLogger("resolver"), resolver, udpPool);

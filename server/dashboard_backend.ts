@@ -148,7 +148,7 @@ export async function startAdmin(
   // only the dashboard needs it. MERGER: keep one recorder, with answers kept.
   const recorder = dispatcher.recorder ??= new QueryRecorder(RECORDER_SLOTS, true);
   // STAND-INS (server/dashboard_standins.ts) until the query log and the statistics are merged.
-  const recent = new RecentQueries(recorder, 2000, admin.queryLogAge);
+  const recent = new RecentQueries(recorder, 2048, admin.queryLogAge);
   const rolling = new RollingStats(recorder);
   recorder.addConsumer(recent);
   recorder.addConsumer(rolling);

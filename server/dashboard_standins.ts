@@ -12,7 +12,14 @@
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
 import type { DashboardStats, QueryLogEntry, QueryLogSearch } from "./dashboard.ts";
-import type { QueryRecordConsumer, QueryRecorder, QueryRecords } from "./query_recorder.ts";
+import {
+  type QueryRecordConsumer,
+  type QueryRecorder,
+  QueryRecords,
+  RECORD_ANSWER_BYTES,
+  RECORD_NAME_BYTES,
+  RecordFlag,
+} from "./query_recorder.ts";
 
 /** Reason codes by name, as the query log and the metrics name them. */
 export const REASON_NAMES: readonly string[] = Object.entries(Reason).sort((a, b) => a[1] - b[1]).map((
@@ -57,51 +64,88 @@ export function answerAddresses(wire: Uint8Array): string[] {
   return out;
 }
 
-/** STAND-IN query log: the last `capacity` answers as plain entries, searchable. */
+/** Copies slot `i` of `from` into slot `j` of `to` (the name and the kept answer bytes only). */
+function copySlot(from: QueryRecords, i: number, to: QueryRecords, j: number): void {
+  to.time[j] = from.time[i];
+  to.elapsedUs[j] = from.elapsedUs[i];
+  to.qtype[j] = from.qtype[i];
+  to.qclass[j] = from.qclass[i];
+  to.rcode[j] = from.rcode[i];
+  to.reason[j] = from.reason[i];
+  to.flags[j] = from.flags[i];
+  to.rule[j] = from.rule[i];
+  to.upstream[j] = from.upstream[i];
+  to.listener[j] = from.listener[i];
+  to.ruleGroup[j] = from.ruleGroup[i];
+  to.clientFamily[j] = from.clientFamily[i];
+  for (let k = 0; k < 16; k++) to.client[j * 16 + k] = from.client[i * 16 + k];
+  const n = from.nameLength[i];
+  to.nameLength[j] = n;
+  for (let k = 0, a = i * RECORD_NAME_BYTES, b = j * RECORD_NAME_BYTES; k < n; k++) {
+    to.name[b + k] = from.name[a + k];
+  }
+  to.answerLength[j] = from.answerLength[i];
+  if (to.answer.length && from.flags[i] & RecordFlag.ANSWER_KEPT) {
+    const kept = Math.min(from.answerLength[i], RECORD_ANSWER_BYTES);
+    for (let k = 0, a = i * RECORD_ANSWER_BYTES, b = j * RECORD_ANSWER_BYTES; k < kept; k++) {
+      to.answer[b + k] = from.answer[a + k];
+    }
+  }
+}
+
+/**
+ * STAND-IN query log: the last `capacity` records, copied into a ring of its own (no object per
+ * answer); formatted into entries only when searched.
+ */
 export class RecentQueries implements QueryRecordConsumer {
-  private readonly entries: QueryLogEntry[] = [];
-  private next = 0;
+  private readonly ring: QueryRecords;
+  private written = 0;
 
   constructor(
     private readonly recorder: QueryRecorder,
-    private readonly capacity = 2000,
+    capacity = 2048,
     /** Oldest entry shown, in seconds (0: any). */
     private readonly maxAgeSeconds = 0,
-  ) {}
+  ) {
+    this.ring = new QueryRecords(capacity, recorder.keepAnswers);
+  }
 
   /** Takes one record. */
   consume(r: QueryRecords, i: number): void {
-    const reason = REASON_NAMES[r.reason[i]] ?? String(r.reason[i]);
-    const upstream = r.upstream[i];
-    const entry: QueryLogEntry = {
-      time: r.time[i],
-      client: r.clientText(i),
-      name: r.nameText(i),
-      type: typeName(r.qtype[i]),
-      rcode: RCODE_NAMES[r.rcode[i]] ?? `RCODE${r.rcode[i]}`,
-      reason,
+    copySlot(r, i, this.ring, this.written & (this.ring.capacity - 1));
+    this.written++;
+  }
+
+  private entry(j: number): QueryLogEntry {
+    const r = this.ring;
+    const upstream = r.upstream[j];
+    return {
+      time: r.time[j],
+      client: r.clientText(j),
+      name: r.nameText(j),
+      type: typeName(r.qtype[j]),
+      rcode: RCODE_NAMES[r.rcode[j]] ?? `RCODE${r.rcode[j]}`,
+      reason: REASON_NAMES[r.reason[j]] ?? String(r.reason[j]),
       detail: upstream >= 0
         ? this.recorder.upstreams[upstream] ?? ""
-        : r.rule[i] >= 0
-        ? `rule ${r.rule[i]}`
+        : r.rule[j] >= 0
+        ? `rule ${r.rule[j]}`
         : "",
-      elapsedMs: r.elapsedUs[i] / 1000,
-      answers: answerAddresses(r.answerBytes(i)),
+      elapsedMs: r.elapsedUs[j] / 1000,
+      answers: answerAddresses(r.answerBytes(j)),
     };
-    if (this.entries.length < this.capacity) this.entries.push(entry);
-    else this.entries[this.next] = entry;
-    this.next = (this.next + 1) % this.capacity;
   }
 
   /** Newest first, filtered: name and client by substring, type and reason exactly. */
   search(q: QueryLogSearch): QueryLogEntry[] {
     const found: QueryLogEntry[] = [];
-    const n = this.entries.length;
+    const held = Math.min(this.written, this.ring.capacity);
     const oldest = this.maxAgeSeconds > 0 ? Date.now() - this.maxAgeSeconds * 1000 : 0;
     const name = q.name?.toLowerCase();
-    for (let k = 1; k <= n && found.length < q.limit; k++) {
-      const e = this.entries[(this.next - k + n * 2) % n];
-      if (e.time < oldest) break;
+    for (let k = 1; k <= held && found.length < q.limit; k++) {
+      const j = (this.written - k) & (this.ring.capacity - 1);
+      if (this.ring.time[j] < oldest) break;
+      const e = this.entry(j);
       if (name && !e.name.toLowerCase().includes(name)) continue;
       if (q.client && !e.client.includes(q.client)) continue;
       if (q.type && e.type !== q.type) continue;
@@ -118,17 +162,29 @@ const BUCKETS = 360;
 /** Distinct names/clients counted before the smallest are dropped. */
 const TOP_CAP = 2000;
 
-/** Counts in a capped map: when full, the entries counted once go. */
+/** FNV-1a of `length` bytes of `bytes` from `at`, with `seed` mixed in first. */
+function hashBytes(bytes: Uint8Array, at: number, length: number, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let k = at; k < at + length; k++) h = Math.imul(h ^ bytes[k], 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Counts by a hash of the key's bytes; the key's text is made once, when it is first seen. When
+ * full, the entries counted once go.
+ */
 class CappedCounts {
-  readonly counts = new Map<string, number>();
-  add(key: string): void {
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  readonly counts = new Map<number, { text: string; n: number }>();
+  add(hash: number, text: () => string): void {
+    const e = this.counts.get(hash);
+    if (e) return void e.n++;
+    this.counts.set(hash, { text: text(), n: 1 });
     if (this.counts.size > TOP_CAP) {
-      for (const [k, v] of this.counts) if (v <= 1) this.counts.delete(k);
+      for (const [k, v] of this.counts) if (v.n <= 1) this.counts.delete(k);
     }
   }
   top(n: number): [string, number][] {
-    return [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, n);
+    return [...this.counts.values()].sort((a, b) => b.n - a.n).slice(0, n).map((e) => [e.text, e.n]);
   }
 }
 
@@ -140,6 +196,7 @@ export class RollingStats implements QueryRecordConsumer {
   private readonly blocked: number[] = [0];
   private readonly latency = new Map<string, { sum: number[]; count: number[] }>();
   readonly totals: Record<string, number> = { queries: 0 };
+  private readonly byReason = new Float64Array(256);
   private readonly names = new CappedCounts();
   private readonly clients = new CappedCounts();
   private readonly blockedNames = new CappedCounts();
@@ -152,15 +209,14 @@ export class RollingStats implements QueryRecordConsumer {
     const reason = r.reason[i];
     this.queries[b]++;
     this.totals.queries++;
-    const reasonName = REASON_NAMES[reason] ?? String(reason);
-    this.totals[reasonName] = (this.totals[reasonName] ?? 0) + 1;
+    this.byReason[reason]++;
     if (reason === Reason.CACHE || reason === Reason.STALE) this.hits[b]++;
-    const name = r.nameText(i);
-    this.names.add(name);
-    this.clients.add(r.clientText(i));
+    const nameHash = hashBytes(r.name, i * RECORD_NAME_BYTES, r.nameLength[i], 0);
+    this.names.add(nameHash, () => r.nameText(i));
+    this.clients.add(hashBytes(r.client, i * 16, 16, r.clientFamily[i]), () => r.clientText(i));
     if (reason === Reason.BLOCKED || reason === Reason.SOA) {
       this.blocked[b]++;
-      this.blockedNames.add(name);
+      this.blockedNames.add(nameHash, () => r.nameText(i));
     }
     const u = r.upstream[i];
     if (u >= 0 && reason === Reason.UPSTREAM) {
@@ -194,6 +250,15 @@ export class RollingStats implements QueryRecordConsumer {
     return b;
   }
 
+  /** Totals: queries, and each reason's count by its name. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = { queries: this.totals.queries };
+    this.byReason.forEach((n, code) => {
+      if (n > 0) out[REASON_NAMES[code] ?? String(code)] = n;
+    });
+    return out;
+  }
+
   /** The snapshot the dashboard's charts and top lists show. */
   snapshot(): DashboardStats {
     this.bucket(Date.now());
@@ -208,7 +273,7 @@ export class RollingStats implements QueryRecordConsumer {
           [...this.latency].map(([a, l]) => [a, l.sum.map((s, k) => l.count[k] ? s / l.count[k] : null)]),
         ),
       },
-      counters: { ...this.totals },
+      counters: this.counters(),
       top: { names: this.names.top(10), clients: this.clients.top(10), blocked: this.blockedNames.top(10) },
     };
   }
@@ -220,7 +285,7 @@ export function standInMetricsText(stats: RollingStats, counters: Record<string,
     "# HELP keeldns_queries_total Queries answered, by reason.",
     "# TYPE keeldns_queries_total counter",
   ];
-  for (const [reason, n] of Object.entries(stats.totals)) {
+  for (const [reason, n] of Object.entries(stats.counters())) {
     if (reason !== "queries") lines.push(`keeldns_queries_total{reason="${reason}"} ${n}`);
   }
   lines.push(

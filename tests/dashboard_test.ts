@@ -13,6 +13,7 @@ import { udpQuery } from "./helpers/dns_client.ts";
 import { FakeUpstream } from "./helpers/fake_upstream.ts";
 import { freePort, KeeldnsProcess, programPath, skipWithout } from "./helpers/keeldns_process.ts";
 import { hashAdminPassword } from "../config/admin.ts";
+import { makeTestPki } from "./helpers/test_pki.ts";
 import type { Page } from "playwright-core";
 
 const PASSWORD = "correct-horse-battery";
@@ -192,6 +193,46 @@ Deno.test({
       );
       assert(config.text.includes("smartdns-ui.ip"));
     } finally {
+      await k.stop();
+      await fake.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "admin over HTTPS with the encrypted listeners' certificate: /healthz, a Secure cookie",
+  ignore: skipWithout("openssl"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fake = await FakeUpstream.start();
+    const adminPort = await freePort();
+    const dir = await Deno.makeTempDir({ prefix: "keeldns-dashboard-" });
+    const pki = await makeTestPki(dir, "router.test");
+    const k = await KeeldnsProcess.start(
+      `[server]\nbind = ["127.0.0.1:{port}"]\ncert-file = "${pki.certFile}"\nkey-file = "${pki.keyFile}"\n` +
+        `[[upstream]]\naddress = "udp://127.0.0.1:${fake.port}"\n[cache]\nfile = "${dir}/cache"\n` +
+        `[log]\nlevel = "info"\n[admin]\nlisten = "https://127.0.0.1:${adminPort}"\n` +
+        `password-hash = "${hashAdminPassword(PASSWORD, 10_000)}"\n`,
+    );
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(pki.caFile)] });
+    try {
+      await k.waitFor(/admin listener .* on https:\/\/127\.0\.0\.1:\d+/);
+      const base = `https://127.0.0.1:${adminPort}`;
+      const health = await fetch(`${base}/healthz`, { client });
+      assertEquals(health.status, 200, await health.text());
+      const ok = await fetch(`${base}/api/login`, {
+        client,
+        method: "POST",
+        headers: { "x-keeldns": "1" },
+        body: JSON.stringify({ user: "admin", password: PASSWORD }),
+      });
+      assertEquals(ok.status, 200);
+      await ok.body?.cancel();
+      assertMatch(ok.headers.get("set-cookie")!, /HttpOnly; SameSite=Strict; Max-Age=3600; Secure$/);
+    } finally {
+      client.close();
       await k.stop();
       await fake.close();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
