@@ -19,6 +19,7 @@ import { DASHBOARD_ASSETS } from "../server/dashboard_assets.ts";
 import { freePort, keeldnsCommand, programPath } from "../tests/helpers/keeldns_process.ts";
 import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
+import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 import { median } from "./median.ts";
 
 /** What the workload is asked to do. */
@@ -61,10 +62,35 @@ async function start(o: DashboardBenchOptions, name: string, admin: boolean): Pr
   return { port, process, ...(admin ? { admin: `http://127.0.0.1:${adminPort}` } : {}) };
 }
 
+/** The browser's processes: this process's descendants named chrom*. */
+async function browserPids(): Promise<number[]> {
+  const found: number[] = [];
+  const walk = async (pid: number, depth: number) => {
+    for (const child of await childrenOf(pid)) {
+      const comm = await Deno.readTextFile(`/proc/${child}/comm`).catch(() => "");
+      if (comm.startsWith("chrom")) found.push(child);
+      if (depth < 6) await walk(child, depth + 1);
+    }
+  };
+  await walk(Deno.pid, 0);
+  return found;
+}
+
 /** Bytes of `text` gzip-compressed. */
 async function gzipBytes(text: string): Promise<number> {
   const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
   return (await new Response(stream).arrayBuffer()).byteLength;
+}
+
+/** The polled server's `recordsLost` counter, asked from the logged-in page. */
+function recordsLost(page: import("playwright-core").Page): Promise<number> {
+  return page.evaluate(() =>
+    fetch("/api/stats", { headers: { "x-keeldns": "1" } }).then(async (r) => {
+      const body = await r.json();
+      if (!r.ok) throw new Error(`/api/stats: ${r.status} ${JSON.stringify(body)}`);
+      return Number(body.counters.recordsLost ?? 0);
+    })
+  );
 }
 
 /** Runs the workload; returns the report's markdown. */
@@ -107,6 +133,10 @@ export async function dashboardBench(o: DashboardBenchOptions): Promise<string> 
       await dnsperf({ port: s.r.port, file, seconds: 0, runs: 1, clients: o.clients, report });
     }
     const runs = servers.map((): DnsperfResult[] => []);
+    const pids = await browserPids();
+    const browserCpu = await cpuSeconds(pids);
+    const lostBefore = await recordsLost(page);
+    const started = performance.now();
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 ? [2, 1, 0] : [0, 1, 2];
       for (const i of order) {
@@ -115,12 +145,15 @@ export async function dashboardBench(o: DashboardBenchOptions): Promise<string> 
         );
       }
     }
+    const browserShare = (await cpuSeconds(pids) - browserCpu) / ((performance.now() - started) / 1000);
+    const lost = await recordsLost(page) - lostBefore;
     const polled = await page.getAttribute("body", "data-refreshed");
     if (!polled || Date.now() - Number(polled) > 10_000) {
       throw new Error("the page stopped polling during the bench");
     }
     const qps = runs.map((rs) => median(rs.map((r) => r.qps)));
-    const lost = runs.map((rs) => rs.reduce((sum, r) => sum + r.lost, 0));
+    const dnsLost = runs.map((rs) => rs.reduce((sum, r) => sum + r.lost, 0));
+    const answered = runs[0].reduce((sum, r) => sum + r.qps * o.seconds, 0);
     const assets = Object.values(DASHBOARD_ASSETS);
     const assetBytes = assets.reduce((n, a) => n + new TextEncoder().encode(a.body).length, 0);
     let assetGzip = 0;
@@ -134,7 +167,7 @@ export async function dashboardBench(o: DashboardBenchOptions): Promise<string> 
       "| keeldns | QPS (median) | lost | ratio to off |",
       "|---|---:|---:|---:|",
       ...servers.map((s, i) =>
-        `| ${s.label} | ${qps[i].toFixed(0)} | ${lost[i]} | ${(qps[i] / qps[off]).toFixed(3)} |`
+        `| ${s.label} | ${qps[i].toFixed(0)} | ${dnsLost[i]} | ${(qps[i] / qps[off]).toFixed(3)} |`
       ),
       "",
       "| page | value |",
@@ -143,6 +176,12 @@ export async function dashboardBench(o: DashboardBenchOptions): Promise<string> 
       `| the same gzip-compressed (served plain; for scale) | ${assetGzip} |`,
       `| one logged-in page load (assets + first API answers), bytes | ${weight} |`,
       `| time to first chart, logged in (ms, median of 5) | ${median(firstChart).toFixed(0)} |`,
+      `| the browser's CPU while polling (share of one core, same machine) | ${
+        (browserShare * 100).toFixed(1)
+      }% |`,
+      `| query records lost (ring full between drains) in the polled server | ${lost} of ~${
+        answered.toFixed(0)
+      } |`,
     ].join("\n");
   } finally {
     await browser.close();

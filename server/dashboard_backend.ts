@@ -33,8 +33,12 @@ export interface ChildServing {
   reload(): boolean;
 }
 
-/** Records held between two drains when the dashboard creates the recorder. */
-const RECORDER_SLOTS = 16384;
+/**
+ * Records held between two drains when the dashboard creates the recorder: 8192 slots (about
+ * 4.5 MB with answers kept) take 80k answers a second without loss at the 100 ms drain; above
+ * that the oldest are lost and counted (`recordsLost` in the statistics), never the answers.
+ */
+const RECORDER_SLOTS = 8192;
 
 /** The data directory's file holding the password hash when the configuration has none. */
 export const PASSWORD_FILE = "admin-password";

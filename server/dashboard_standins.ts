@@ -252,7 +252,7 @@ export class RollingStats implements QueryRecordConsumer {
 
   /** Totals: queries, and each reason's count by its name. */
   counters(): Record<string, number> {
-    const out: Record<string, number> = { queries: this.totals.queries };
+    const out: Record<string, number> = { queries: this.totals.queries, recordsLost: this.recorder.lost };
     this.byReason.forEach((n, code) => {
       if (n > 0) out[REASON_NAMES[code] ?? String(code)] = n;
     });
@@ -286,7 +286,9 @@ export function standInMetricsText(stats: RollingStats, counters: Record<string,
     "# TYPE keeldns_queries_total counter",
   ];
   for (const [reason, n] of Object.entries(stats.counters())) {
-    if (reason !== "queries") lines.push(`keeldns_queries_total{reason="${reason}"} ${n}`);
+    if (reason !== "queries" && reason !== "recordsLost") {
+      lines.push(`keeldns_queries_total{reason="${reason}"} ${n}`);
+    }
   }
   lines.push(
     "# HELP keeldns_cache_entries Answers in the cache.",

@@ -205,10 +205,18 @@ function drawUpstreams(list) {
   ));
 }
 
+/** Draws `draw(data)` only when `data` differs from what `key` drew last (the page polls). */
+function changed(key, data, draw) {
+  const text = JSON.stringify(data);
+  if (state.drawn?.[key] === text) return;
+  (state.drawn ??= {})[key] = text;
+  draw(data);
+}
+
 async function loadQueries() {
-  const q = new URLSearchParams({ limit: "200" });
+  const q = new URLSearchParams({ limit: "100" });
   for (const [k, v] of Object.entries(state.logFilters)) if (v) q.set(k, v);
-  drawQueries(await api(`/api/queries?${q}`));
+  changed("queries", await api(`/api/queries?${q}`), drawQueries);
 }
 
 async function refresh() {
@@ -220,10 +228,12 @@ async function refresh() {
     ]);
     drawTotals(stats, cache);
     drawCharts(stats);
-    drawTop("#top-names", stats.top.names);
-    drawTop("#top-clients", stats.top.clients);
-    drawTop("#top-blocked", stats.top.blocked);
-    drawUpstreams(upstreams);
+    changed("top", stats.top, (top) => {
+      drawTop("#top-names", top.names);
+      drawTop("#top-clients", top.clients);
+      drawTop("#top-blocked", top.blocked);
+    });
+    changed("upstreams", upstreams, drawUpstreams);
     await loadQueries();
     document.body.dataset.refreshed = String(Date.now());
   } catch (e) {
