@@ -42,6 +42,7 @@ import { HttpsListener } from "./server/https.ts";
 import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
+import { type ChildServing, startAdmin } from "./server/dashboard_backend.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { closeDescriptor, loadLibc } from "./net/linux_socket.ts";
 import { INHERITED_UDP_FDS_ENV, parseInheritedSockets, udpListenerKey } from "./ops/inherited_sockets.ts";
@@ -405,6 +406,9 @@ function reload(
   ) {
     log.warn("reload: listener changes take effect on restart; the current listeners stay");
   }
+  if (JSON.stringify(config.admin) !== JSON.stringify(current.admin)) {
+    log.warn("reload: [admin] changes take effect on restart; the admin listener stays as it is");
+  }
   let next: Resolver;
   try {
     next = buildResolver(config, getLogger("resolver"), resolver, udpPool);
@@ -504,6 +508,19 @@ function startAuditRecording(
   }
   running.apply(config);
   return running;
+}
+
+/**
+ * Starts the admin listener (dashboard, /metrics, /healthz) when `[admin]` is on. A failure (the
+ * port taken, a bad certificate) is logged and DNS goes on being served.
+ */
+async function startAdminListener(serving: ChildServing): Promise<{ close(): Promise<void> } | undefined> {
+  try {
+    return await startAdmin(serving, getLogger("admin"));
+  } catch (e) {
+    log.error("admin listener not started: {message}", { message: (e as Error).message });
+    return undefined;
+  }
 }
 
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
@@ -666,6 +683,18 @@ async function serve(
   Deno.addSignalListener("SIGHUP", onHangup);
   Deno.addSignalListener("SIGUSR2", onHandOver);
 
+  const admin = await startAdminListener({
+    config: () => config,
+    resolver: () => resolver,
+    journal: () => journal,
+    stats,
+    dispatcher,
+    reload: () => {
+      const before = config;
+      onHangup();
+      return config !== before;
+    },
+  });
   setReport({
     message: () => ({ stats: counters(stats, resolver), upstreams: resolver.upstreams() }),
     healthChanges: () => resolver.healthChanges,
@@ -679,6 +708,7 @@ async function serve(
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGHUP", onHangup);
   Deno.removeSignalListener("SIGUSR2", onHandOver);
+  await admin?.close();
   await Promise.all(listeners.map((l) => l.close()));
   recording?.close();
   udpPool?.close();

@@ -45,6 +45,7 @@ Commands:
   stop      stop guardian and child
   cache     list, flush or count the running server's cached answers
   explain   how the running server answers a name and why (rules, cache, upstreams, speed check)
+  admin-password  hash a password for the dashboard ([admin] password-hash)
   version   print version, Deno version, target and build kind
 
 Run "keeldns <command> --help" for a command's options.`,
@@ -403,6 +404,8 @@ export async function main(args: string[]): Promise<number> {
         return await commandCache(tail);
       case "explain":
         return await commandExplain(tail);
+      case "admin-password":
+        return await (await import("./ops/admin_password_command.ts")).commandAdminPassword(tail);
       case "version":
       case "--version":
         return commandVersion(tail);

@@ -28,7 +28,8 @@
  * speed-check miss runs, default 4 s × 3), --speed-hit-seconds N and --speed-hit-rounds N (its hit
  * runs, default 3 s × 10; the serve-expired runs too), --speed-rate N (its fixed-rate miss runs,
  * default 1000), --write-rate N and --write-seconds N (the cache-writes misses, default 50/s × 30 s),
- * --record.
+ * --record. `--only dashboard` (bench/dashboard.ts, not in the default set: it needs chromium) takes
+ * the speed-hit seconds and rounds.
  *
  * @module
  */
@@ -41,6 +42,7 @@ import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
 import { auditBench } from "./audit.ts";
 import { killLossBench } from "./kill_loss.ts";
+import { dashboardBench } from "./dashboard.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -97,6 +99,7 @@ for (const w of ONLY) {
     "cache-writes",
     "audit",
     "kill-loss",
+    "dashboard",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -333,6 +336,7 @@ let encryptedReport = "";
 let speedReport = "";
 let cacheReport = "";
 let killReport = "";
+let dashboardReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -448,6 +452,16 @@ try {
       work,
     });
   }
+  if (ONLY.has("dashboard")) {
+    dashboardReport = await dashboardBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
+      work,
+    });
+  }
   if (ONLY.has("kill-loss")) {
     killReport = await killLossBench({
       rounds: Number(opts["kill-rounds"]),
@@ -476,7 +490,7 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     cacheReport ? `\n${cacheReport}\n` : ""
-  }${killReport ? `\n${killReport}\n` : ""}${
+  }${killReport ? `\n${killReport}\n` : ""}${dashboardReport ? `\n${dashboardReport}\n` : ""}${
     rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
   }`;
 console.log(report);

@@ -29,7 +29,9 @@ import type {
   UpstreamConfig,
 } from "./schema.ts";
 import { formatSpeedCheckModes } from "./schema.ts";
-import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
+import { DIRECTIVES as SMARTDNS_TABLE, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
+import { DASHBOARD } from "./smartdns/dashboard.ts";
+import { hashAdminPassword } from "./admin.ts";
 import { nftsetText } from "./smartdns/nftset.ts";
 import { Draft, type Line, readLines, relativeTo } from "./smartdns/reader.ts";
 
@@ -37,6 +39,8 @@ import { Draft, type Line, readLines, relativeTo } from "./smartdns/reader.ts";
 export type ConvertSources = string | Readonly<Record<string, string>>;
 
 const KNOWN = new Set(SMARTDNS_DIRECTIVES);
+/** Every handler, the dashboard plugin's `smartdns-ui.*` lines included. */
+const DIRECTIVES = { ...SMARTDNS_TABLE, ...DASHBOARD };
 
 /** What one smartdns.conf directive line brings to the output. */
 interface LineInfo {
@@ -503,6 +507,26 @@ class TomlWriter {
     this.out.push("[guardian]", ...keys.map(([k, v]) => `${k} = ${v}`));
   }
 
+  /** `[admin]`: the admin listener (a password in clear is written as its hash). */
+  admin(): void {
+    const a = this.config.admin;
+    if (!a) return;
+    this.blank();
+    this.out.push("[admin]");
+    const scheme = a.https ? "https://" : "";
+    this.scalar("admin.listen", "listen", str(`${scheme}${hostPort(a.host, a.port)}`));
+    if (a.user !== "admin") this.scalar("admin.user", "user", str(a.user));
+    const hash = a.passwordHash ?? (a.password !== undefined ? hashAdminPassword(a.password) : undefined);
+    if (hash !== undefined) this.scalar("admin.password-hash", "password-hash", str(hash));
+    if (a.metricsToken !== undefined) {
+      this.scalar("admin.metrics-token", "metrics-token", str(a.metricsToken));
+    }
+    this.scalar("admin.session-expire", "session-expire", String(a.sessionSeconds));
+    if (a.queryLogAge) this.scalar("admin.query-log-age", "query-log-age", String(a.queryLogAge));
+    if (a.certFile) this.scalar("admin.cert-file", "cert-file", str(a.certFile));
+    if (a.keyFile) this.scalar("admin.key-file", "key-file", str(a.keyFile));
+  }
+
   /** A list of files, each with the comments of the line that named it. */
   private files(
     key: string,
@@ -709,6 +733,7 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   w.log();
   w.audit();
   w.guardian();
+  w.admin();
   w.rules();
   w.rest();
   return w.out.join("\n") + "\n";

@@ -201,7 +201,6 @@ Deno.test("convert: comments stay above what their lines became; nothing disappe
   const tail = toml.slice(toml.indexOf("# ---- Lines with no TOML equivalent"));
   assertEquals(tail.split("\n").slice(1).filter((l) => l !== ""), [
     '# not supported: sever 1.2.3.4 (unknown directive, ignored; did you mean "server"?)',
-    "# not supported yet: smartdns-ui.ip http://0.0.0.0:6080 (read, not honoured)",
     "# no TOML needed: conf-file extra.conf (the lines it includes are converted above)",
     "# not supported yet: /etc/smartdns/extra.conf:3: debug-save-fail-packet yes " +
     "(not built yet; the service runs without it)",

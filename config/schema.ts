@@ -581,6 +581,33 @@ export interface ClientGroupConfig {
   readonly source?: SourcePosition;
 }
 
+/**
+ * The admin HTTP listener: the dashboard, its API, `/metrics` and `/healthz` (TOML `[admin]`,
+ * smartdns.conf `smartdns-ui.*`). Off unless configured.
+ */
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Serve HTTPS with the listener certificate options below (else the encrypted listeners'). */
+  readonly https: boolean;
+  /** The login name (SmartDNS `smartdns-ui.user`, default `admin`). */
+  readonly user: string;
+  /** The password's hash (`keeldns admin-password`); none: the data directory's `admin-password` file. */
+  readonly passwordHash?: string;
+  /** A password in clear (SmartDNS `smartdns-ui.password`); a hash is preferred. */
+  readonly password?: string;
+  /** The bearer token `/metrics` asks for (required when bound beyond loopback). */
+  readonly metricsToken?: string;
+  /** Seconds a login lasts (SmartDNS `smartdns-ui.token-expire`). */
+  readonly sessionSeconds: number;
+  /** Oldest query-log entry the dashboard shows, in seconds (`smartdns-ui.max-query-log-age`). */
+  readonly queryLogAge: number;
+  /** The HTTPS certificate and key (PEM); none: the encrypted listeners' (`cert-file`, `key-file`). */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly source?: SourcePosition;
+}
+
 /** The whole configuration. */
 export interface Config {
   /** The file it was read from, or "<embedded default>". */
@@ -595,6 +622,8 @@ export interface Config {
   readonly rules: RulesConfig;
   /** Client groups, each a policy of its own (none: every client gets `rules`). */
   readonly groups: readonly ClientGroupConfig[];
+  /** The admin HTTP listener, when on. */
+  readonly admin?: AdminConfig;
   /** Directives seen but not supported yet, each reported once with its first position. */
   readonly unsupported: readonly UnsupportedDirective[];
   /** Lines read with a change (SmartDNS carries on where it can; so does keeldns, and says so). */

@@ -24,6 +24,8 @@ import type { ClientGroupConfig, Config, RulesConfig, SourcePosition, UpstreamCo
 import { DIRECTIVES, NOT_YET, SMARTDNS_DIRECTIVES } from "./smartdns/directives.ts";
 import { resolveProxies } from "./smartdns/proxies.ts";
 import { RULES } from "./smartdns/rules.ts";
+import { DASHBOARD } from "./smartdns/dashboard.ts";
+import { adminFromDraft } from "./admin.ts";
 import { type DirectiveTable, Draft, type FileReader, type SpeedSettings } from "./smartdns/reader.ts";
 import { SPEED } from "./smartdns/speed.ts";
 import { parseHostPort } from "./values.ts";
@@ -44,8 +46,15 @@ const TABLE: DirectiveTable = {
     }]),
   ),
   ...DIRECTIVES,
+  ...DASHBOARD,
 };
 const KNOWN = new Set(SMARTDNS_DIRECTIVES);
+
+/** The admin listener a smartdns.conf's dashboard lines ask for, if any. */
+function dashboardOf(d: Draft): { admin?: Config["admin"] } {
+  const admin = adminFromDraft(d.admin);
+  return admin ? { admin } : {};
+}
 
 /** Formats a position as `file:line:col`. */
 function where(p: SourcePosition): string {
@@ -289,6 +298,7 @@ export function parseSmartdnsConf(
     audit: d.audit ?? DEFAULT_AUDIT,
     guardian: d.user === undefined ? DEFAULT_GUARDIAN : { ...DEFAULT_GUARDIAN, user: d.user },
     rules,
+    ...dashboardOf(d),
     unsupported: [...d.unsupported.values()],
     warnings: d.warnings,
   };

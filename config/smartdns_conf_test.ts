@@ -63,14 +63,14 @@ tcp-idle-time 30
 
 Deno.test("smartdns.conf: every not-yet-supported directive is reported once, with its first line", () => {
   const c = parse(
-    "server 9.9.9.9\nlog-color yes\ndebug-save-fail-packet yes\nlog-color no\nserver-tls 1.1.1.1\nsmartdns-ui.ip http://0.0.0.0:6080\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
+    "server 9.9.9.9\nlog-color yes\ndebug-save-fail-packet yes\nlog-color no\nserver-tls 1.1.1.1\nsmartdns-ui.enable-terminal yes\nserver https://dns.example/dns-query\nbind :53 -no-ip-alias\n",
   );
   assertEquals(
     c.unsupported.map((u) => `${u.name}@${u.source.line}`),
     [
       "log-color@2",
       "debug-save-fail-packet@3",
-      "smartdns-ui.ip@6",
+      "smartdns-ui.enable-terminal@6",
       "bind -no-ip-alias@8",
     ],
   );

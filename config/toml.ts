@@ -19,6 +19,7 @@ import {
 import { didYouMean } from "./errors.ts";
 import type {
   AddressSetRule,
+  AdminConfig,
   AuditConfig,
   BindConfig,
   ClientGroupConfig,
@@ -46,6 +47,14 @@ import { asciiDomain } from "./smartdns/reader.ts";
 import { HONOURED } from "./smartdns/listen.ts";
 import { checkNameResolution } from "./bootstrap_servers.ts";
 import {
+  ADMIN_TOML_KEYS,
+  checkPasswordHash,
+  DEFAULT_ADMIN_HOST,
+  DEFAULT_ADMIN_PORT,
+  DEFAULT_SESSION_SECONDS,
+  parseAdminListen,
+} from "./admin.ts";
+import {
   AUTO_CACHE_SIZE,
   isIPv4,
   isIPv6,
@@ -68,6 +77,7 @@ const LISTEN_FLAGS = [...HONOURED];
 /** The keys each table accepts. */
 const SCHEMA: Record<string, readonly string[]> = {
   "": [
+    "admin",
     "server",
     "upstream",
     "proxy",
@@ -197,6 +207,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   ],
   log: ["level", "file", "size", "num", "console", "file-mode"],
   audit: ["enable", "file", "size", "num", "file-mode", "console", "soa", "query-log-size"],
+  admin: ADMIN_TOML_KEYS,
 };
 
 /** Reads the TOML model out of a parsed document, pointing errors at their keys. */
@@ -794,6 +805,37 @@ class TomlConfigReader {
     });
   }
 
+  /** `[admin]`: the admin listener, on when the table is there. */
+  admin(value: unknown): { admin?: AdminConfig } {
+    if (value === undefined) return {};
+    const t = this.table(value, "admin", "admin");
+    const listenText = this.string(t, "listen", "admin");
+    const listen = listenText === undefined
+      ? { host: DEFAULT_ADMIN_HOST, port: DEFAULT_ADMIN_PORT, https: false }
+      : this.parsed("admin.listen", "listen", () => parseAdminListen(listenText));
+    const hash = this.string(t, "password-hash", "admin");
+    if (hash !== undefined) {
+      this.parsed("admin.password-hash", "password-hash", () => checkPasswordHash(hash));
+    }
+    const text = (key: string, field: string) => {
+      const v = this.string(t, key, "admin");
+      return v === undefined ? {} : { [field]: v };
+    };
+    return {
+      admin: {
+        ...listen,
+        user: this.string(t, "user", "admin") ?? "admin",
+        ...text("password-hash", "passwordHash"),
+        ...text("metrics-token", "metricsToken"),
+        sessionSeconds: this.integer(t, "session-expire", "admin", 60, 30 * 86400, DEFAULT_SESSION_SECONDS),
+        queryLogAge: this.integer(t, "query-log-age", "admin", 0, 365 * 86400, 0),
+        ...text("cert-file", "certFile"),
+        ...text("key-file", "keyFile"),
+        source: this.src.position("admin"),
+      },
+    };
+  }
+
   read(): Config {
     const root = this.table(this.src.data, "", "");
     const server = this.table(root.server, "server", "server");
@@ -957,6 +999,7 @@ class TomlConfigReader {
       },
       rules,
       groups: this.groups(root, rules, upstreams),
+      ...this.admin(root.admin),
       unsupported: [],
       warnings: [],
     };

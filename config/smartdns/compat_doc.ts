@@ -12,6 +12,7 @@ import { FEATURE_TABLES, NOT_YET, SMARTDNS_DIRECTIVES } from "./directives.ts";
 import * as listen from "./listen.ts";
 import { RULE_CRITICAL, RULE_DEFERRED, RULE_FLAGS, RULE_OPTIONS_WITH_VALUE } from "./rules.ts";
 import * as upstreams from "./upstreams.ts";
+import { DASHBOARD } from "./dashboard.ts";
 
 /** Where the page lives, from the repository root. */
 export const COMPAT_DOC_PATH = "docs/smartdns-compat.md";
@@ -164,6 +165,28 @@ function status(name: string): { status: string; toml: string; section: string }
   };
 }
 
+/** The dashboard plugin's `smartdns-ui.*` lines (not in SmartDNS's table: the plugin reads them). */
+function dashboardSection(): string[] {
+  return [
+    "## Dashboard plugin lines (`smartdns-ui.*`)",
+    "",
+    "`plugin smartdns_ui.so` and these lines turn on keeldns's built-in dashboard (`[admin]`).",
+    "",
+    "| line | status here | keeldns.toml |",
+    "|---|---|---|",
+    ...Object.entries(DASHBOARD).map(([name, h]) => {
+      const text = h.status === "partly"
+        ? `partly: ${h.note}`
+        : h.note
+        ? `supported: ${h.note}`
+        : "supported";
+      const toml = h.toml.startsWith("(") ? h.toml : `\`${h.toml}\``;
+      return `| \`${name}\` | ${cell(text)} | ${cell(toml)} |`;
+    }),
+    "",
+  ];
+}
+
 /** The page, as Markdown. */
 export function compatMarkdown(): string {
   const rows = new Map<string, string[]>();
@@ -210,6 +233,7 @@ export function compatMarkdown(): string {
       ...rows.get(s)!,
       "",
     ]),
+    ...dashboardSection(),
   ].join("\n");
 }
 

@@ -8,6 +8,7 @@
 import { CACHE } from "./cache.ts";
 import { CLIENTS } from "./clients.ts";
 import { GENERAL } from "./general.ts";
+import { PLUGIN } from "./dashboard.ts";
 import { IP_RULES } from "./ip_rules.ts";
 import { LISTEN } from "./listen.ts";
 import { LOGGING } from "./logging.ts";
@@ -51,7 +52,7 @@ export const FEATURE_TABLES: Readonly<Record<string, DirectiveTable>> = {
   clients: CLIENTS,
   nftset: NFTSET,
   logging: LOGGING,
-  general: GENERAL,
+  general: { ...GENERAL, ...PLUGIN },
 };
 
 /** All handlers in one table. */

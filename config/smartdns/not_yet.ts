@@ -56,5 +56,4 @@ export const NOT_YET: Readonly<Record<string, NotYet>> = {
   "debug-save-fail-packet-dir": { reason: LATER },
   "no-pidfile": { reason: "a pid file is written only when -p names one" },
   "socket-buff-size": { reason: "sockets keep the kernel's buffer sizes" },
-  "plugin": { reason: "plugins are not loaded (the dashboard's smartdns-ui lines included)" },
 };

@@ -34,6 +34,7 @@ import type {
 } from "../schema.ts";
 import { type ResponseMode, SMARTDNS_SPEED_CHECK, type SpeedCheckMode } from "../schema.ts";
 import { parseSize, parseYesNo } from "../values.ts";
+import type { AdminDraft } from "../admin.ts";
 
 /** One directive as read: its words and where each word starts. */
 export interface Line {
@@ -187,6 +188,9 @@ export class Draft {
   auditDraft(): { -readonly [K in keyof AuditConfig]: AuditConfig[K] } {
     return this.audit ??= { ...DEFAULT_AUDIT, file: SMARTDNS_AUDIT_FILE, soa: false };
   }
+
+  /** The dashboard's `smartdns-ui.*` lines and `plugin smartdns_ui.so` (config/smartdns/dashboard.ts). */
+  readonly admin: AdminDraft = {};
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";
   persistSet?: boolean;
