@@ -11,6 +11,7 @@ import {
   BEAT_INTERVAL_MS,
   BESIDE_PREDECESSOR_ENV,
   type CacheRequest,
+  type CarryRequest,
   type ChildMessage,
   EXIT_BIND,
   EXIT_CONFIG,
@@ -18,6 +19,7 @@ import {
   EXIT_PRIVILEGES,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
+  type MetricsRequest,
   type StatsMessage,
   TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
@@ -44,6 +46,9 @@ import { loadLibc } from "./net/linux_socket.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
 import { childPlan } from "./ops/run_as_user.ts";
+import { ChildMetrics } from "./ops/child_metrics.ts";
+import { QueryStats } from "./ops/query_stats.ts";
+import { QueryRecorder } from "./server/query_recorder.ts";
 import { lookupUser } from "./ops/user_database.ts";
 
 /** How the child was started. */
@@ -245,6 +250,7 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
  */
 async function answerCacheRequests(
   serving: () => { resolver: Resolver; journal?: CacheJournal },
+  answerOther?: (request: object) => boolean,
 ): Promise<void> {
   for await (const line of readLines(Deno.stdin.readable)) {
     let request: CacheRequest;
@@ -253,6 +259,7 @@ async function answerCacheRequests(
     } catch {
       continue;
     }
+    if (answerOther?.(request)) continue;
     const { resolver, journal } = serving();
     try {
       const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
@@ -279,6 +286,69 @@ async function answerCacheRequests(
       tell({ reply: { id: request.id, ok: false, error: (e as Error).message } });
     }
   }
+}
+
+// ---- query statistics and metrics (issue 15, metrics part) ----
+
+/** Records held between two drains of the statistics (8192: about 80k answers a second, 2.5 MB). */
+const METRICS_RECORDS = 8192;
+
+/**
+ * MERGE NOTE: stand-in for the audit part's `recorderFor(config)`, which creates the one
+ * QueryRecorder when audit, the query log or the metrics need it. With that merged, use it here
+ * and keep only {@link startMetrics}'s `addConsumer`. Metrics need no answer bytes.
+ */
+function metricsRecorderFor(config: Config): QueryRecorder | undefined {
+  return config.metrics?.enable === false ? undefined : new QueryRecorder(METRICS_RECORDS, false);
+}
+
+/**
+ * The query statistics on `recorder` (none when it is off), and the child's metrics made from them:
+ * `keeldns metrics` asks for them over stdin; the admin listener serves their `metricsText()` and
+ * `statsSnapshot()`.
+ */
+function startMetrics(
+  recorder: QueryRecorder | undefined,
+  stats: ServerStats,
+  resolver: () => Resolver,
+): ChildMetrics | undefined {
+  if (!recorder) return undefined;
+  const queryStats = new QueryStats({ upstreams: recorder.upstreams });
+  recorder.addConsumer(queryStats);
+  return new ChildMetrics({ resolver, stats, queryStats, recorder });
+}
+
+/**
+ * Answers `keeldns metrics` ({@link MetricsRequest}) and takes the statistics predecessors
+ * counted ({@link CarryRequest}: reported at once, then confirmed); false for other requests.
+ */
+function answerMetricsRequest(
+  request: object,
+  metrics: ChildMetrics | undefined,
+  report: () => void,
+): boolean {
+  if ("metrics" in request) {
+    const { id, metrics: kind } = request as MetricsRequest;
+    if (!metrics) tell({ reply: { id, ok: false, error: "metrics are off ([metrics] enable = false)" } });
+    else if (kind === "json") {
+      tell({ reply: { id, ok: true, result: { snapshot: metrics.statsSnapshot() } } });
+    } else tell({ reply: { id, ok: true, result: { text: metrics.metricsText() } } });
+    return true;
+  }
+  if ("carry" in request) {
+    const { id, carry } = request as CarryRequest;
+    try {
+      if (metrics && Array.isArray(carry)) {
+        metrics.absorb(id, carry);
+        report();
+      }
+      tell({ reply: { id, ok: true } });
+    } catch (e) {
+      tell({ reply: { id, ok: false, error: (e as Error).message } });
+    }
+    return true;
+  }
+  return false;
 }
 
 /**
@@ -406,7 +476,10 @@ export async function runChild(options: ChildOptions): Promise<number> {
     }, BEAT_INTERVAL_MS)
     : undefined;
   try {
-    return await serve(options, stopped, stop, (r) => report = r);
+    const code = await serve(options, stopped, stop, (r) => report = r);
+    // The last counters, for the successor: the guardian hands them over.
+    if (options.guarded && report) tell(report.message());
+    return code;
   } finally {
     clearInterval(heartbeat);
   }
@@ -460,6 +533,8 @@ async function serve(
   await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   dispatcher.access = accessFor(config);
+  dispatcher.recorder = metricsRecorderFor(config);
+  const metrics = startMetrics(dispatcher.recorder, stats, () => resolver);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
   try {
@@ -540,12 +615,19 @@ async function serve(
   Deno.addSignalListener("SIGHUP", onHangup);
   Deno.addSignalListener("SIGUSR2", onHandOver);
 
-  setReport({
-    message: () => ({ stats: counters(stats, resolver), upstreams: resolver.upstreams() }),
-    healthChanges: () => resolver.healthChanges,
+  const message = (): StatsMessage => ({
+    stats: counters(stats, resolver),
+    upstreams: resolver.upstreams(),
+    ...(metrics ? { queryStats: metrics.state() } : {}),
   });
+  setReport({ message, healthChanges: () => resolver.healthChanges });
   if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
-  if (options.guarded) answerCacheRequests(() => ({ resolver, journal }));
+  if (options.guarded) {
+    answerCacheRequests(
+      () => ({ resolver, journal }),
+      (request) => answerMetricsRequest(request, metrics, () => tell(message())),
+    );
+  }
 
   const code = await stopped;
   watcher?.stop();

@@ -478,6 +478,13 @@ class TomlWriter {
     this.out.push("[guardian]", ...keys.map(([k, v]) => `${k} = ${v}`));
   }
 
+  /** `[metrics]`, when the statistics are turned off (on is the default). */
+  metrics(): void {
+    if (this.config.metrics?.enable !== false) return;
+    this.blank();
+    this.out.push("[metrics]", "enable = false");
+  }
+
   /** A list of files, each with the comments of the line that named it. */
   private files(
     key: string,
@@ -683,6 +690,7 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   w.cache();
   w.log();
   w.guardian();
+  w.metrics();
   w.rules();
   w.rest();
   return w.out.join("\n") + "\n";

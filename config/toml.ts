@@ -71,6 +71,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "cache",
     "log",
     "guardian",
+    "metrics",
     "rules",
     "rule",
     "domain-set",
@@ -129,6 +130,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   "domain-set": ["name", "file"],
   "ip-rule": ["cidrs", "blacklist", "whitelist", "bogus-nxdomain", "ignore", "alias"],
   "ip-set": ["name", "file"],
+  metrics: ["enable"],
   guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for", "user"],
   server: [
     "bind",
@@ -919,6 +921,9 @@ class TomlConfigReader {
           DEFAULT_GUARDIAN.optimizeFor,
         ),
         ...this.userName(guardian),
+      },
+      metrics: {
+        enable: this.boolean(this.table(root.metrics, "metrics", "metrics"), "enable", "metrics", true),
       },
       rules,
       groups: this.groups(root, rules, upstreams),

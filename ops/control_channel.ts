@@ -7,10 +7,17 @@
  */
 
 /** What a client may ask. */
-export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache";
+export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache" | "metrics";
 
 /** All commands. */
-export const CONTROL_COMMANDS: readonly ControlCommand[] = ["status", "reload", "stop", "restart", "cache"];
+export const CONTROL_COMMANDS: readonly ControlCommand[] = [
+  "status",
+  "reload",
+  "stop",
+  "restart",
+  "cache",
+  "metrics",
+];
 
 /** Replies up to this size are read by {@link sendControl} (`cache list` sends up to 1000 entries). */
 const REPLY_LIMIT = 16 << 20;
@@ -24,6 +31,8 @@ export interface ControlReply {
   readonly status?: Record<string, unknown>;
   /** What the child answered, for `cache` (stats, the entries listed, the entries flushed). */
   readonly cache?: Record<string, unknown>;
+  /** What the child answered, for `metrics`: `text` (Prometheus), or `snapshot` (JSON). */
+  readonly metrics?: Record<string, unknown>;
 }
 
 /** Answers one command. */
