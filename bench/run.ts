@@ -11,7 +11,8 @@
  * first-ping` on and off — cache hits, and misses with every name new (QPS, CPU per miss, probes per
  * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts), (9) serve-expired:
  * cached QPS with the optimistic cache on vs off, (10) cache-writes: bytes the cache journal writes
- * per stored answer and per hour (both bench/cache_policy.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * per stored answer and per hour (both bench/cache_policy.ts), (11) metrics: cached QPS with the query
+ * statistics on vs off (bench/metrics.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
@@ -36,6 +37,7 @@ import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
+import { metricsBench } from "./metrics.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -50,7 +52,7 @@ const { values: opts } = parseArgs({
     only: {
       type: "string",
       default:
-        "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check,serve-expired,cache-writes",
+        "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check,serve-expired,cache-writes,metrics",
     },
     "rules-seconds": { type: "string", default: "3" },
     "rules-rounds": { type: "string", default: "5" },
@@ -87,6 +89,7 @@ for (const w of ONLY) {
     "speed-check",
     "serve-expired",
     "cache-writes",
+    "metrics",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -322,6 +325,7 @@ let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
 let cacheReport = "";
+let metricsReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -427,6 +431,16 @@ try {
       work,
     });
   }
+  if (ONLY.has("metrics")) {
+    metricsReport = await metricsBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
+      work,
+    });
+  }
   if (ONLY.has("rules")) {
     rulesReport = await rulesBench({
       seconds: Number(opts["rules-seconds"]),
@@ -447,7 +461,9 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     cacheReport ? `\n${cacheReport}\n` : ""
-  }${rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""}`;
+  }${metricsReport ? `\n${metricsReport}\n` : ""}${
+    rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
+  }`;
 console.log(report);
 if (opts.record) {
   const path = `${REPO_ROOT}docs/benchmarks.md`;

@@ -10,9 +10,9 @@
  */
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
-import type { QueryRecordConsumer, QueryRecords } from "../server/query_recorder.ts";
+import { type QueryRecordConsumer, type QueryRecords, RECORD_NAME_BYTES } from "../server/query_recorder.ts";
 import type { UpstreamHealthReport } from "../upstream/health.ts";
-import { type HeavyHitter, HeavyHitters } from "./heavy_hitters.ts";
+import { hashBytes, type HeavyHitter, HeavyHitters, type HeavyHitterState } from "./heavy_hitters.ts";
 import { RollingSeries, type RollingSeriesState, type SeriesRows } from "./rolling_series.ts";
 
 /** Each {@link Reason} code's name, as labels and the dashboard show it. */
@@ -52,6 +52,47 @@ export function typeLabel(qtype: number): string {
  * sending random types cannot grow the counters or the metrics without bound.
  */
 const OTHER_TYPE = 0;
+
+/** A name in wire form (labels with their lengths, as a record keeps it) as text, "." for the root. */
+export function wireNameText(bytes: Uint8Array): string {
+  const labels: string[] = [];
+  let pos = 0;
+  while (pos < bytes.length) {
+    const length = bytes[pos];
+    if (length === 0 || pos + 1 + length > bytes.length) break;
+    let label = "";
+    for (let j = pos + 1; j <= pos + length; j++) {
+      const c = bytes[j];
+      label += c === 0x2e || c === 0x5c
+        ? `\\${String.fromCharCode(c)}`
+        : c > 0x20 && c < 0x7f
+        ? String.fromCharCode(c)
+        : `\\${c.toString().padStart(3, "0")}`;
+    }
+    labels.push(label);
+    pos += 1 + length;
+  }
+  return labels.length ? labels.join(".") : ".";
+}
+
+/** A client key (its family, 4 or 6, then the address's bytes) as text. */
+export function clientKeyText(bytes: Uint8Array): string {
+  if (bytes[0] === 4) return Array.from(bytes.subarray(1, 5)).join(".");
+  const groups: string[] = [];
+  for (let g = 0; g < 8; g++) groups.push(((bytes[1 + g * 2] << 8) | bytes[2 + g * 2]).toString(16));
+  const mapped = groups.slice(0, 6).join(":") === "0:0:0:0:0:ffff";
+  if (mapped) return Array.from(bytes.subarray(13, 17)).join(".");
+  // The longest run of zero groups (two or more) becomes "::".
+  let best = -1, bestLength = 1;
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > bestLength) [best, bestLength] = [i, j - i];
+    i = j > i ? j : i + 1;
+  }
+  if (best < 0) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLength).join(":")}`;
+}
 
 /** Upper bounds of the request-duration histograms, in seconds (a cache hit is tens of µs). */
 export const DURATION_BOUNDS: readonly number[] = [
@@ -144,6 +185,14 @@ const FIELD_OF_REASON: number[] = (() => {
   return of;
 })();
 
+/**
+ * Records a second the top-list sketches take in full (the counts, histograms and series always
+ * take every one). Above it, they take a random sample, each sampled record counted as many
+ * times as it stands for: the top lists stay right, their counts become estimates, and a busy
+ * server does not spend its time on them.
+ */
+export const SKETCH_RECORDS_PER_SECOND = 10_000;
+
 /** 10-second buckets for the last hour, and 5-minute buckets for the last day. */
 const FINE = { widthMs: 10_000, length: 360 };
 const COARSE = { widthMs: 300_000, length: 288 };
@@ -175,7 +224,7 @@ export interface UpstreamStatsState {
 
 /** A sketch as carried: what it kept and what it counted in all. */
 export interface SketchState {
-  readonly entries: readonly (readonly [string, number, number])[];
+  readonly entries: readonly HeavyHitterState[];
   readonly total: number;
 }
 
@@ -262,14 +311,22 @@ export class QueryStats implements QueryRecordConsumer {
   private readonly upstreamNames: readonly string[];
   /** Per type code: 1 counted under its own name, 2 under OTHER (0: not looked at yet). */
   private readonly typeKind = new Uint8Array(65536);
+  /** A record's name lowercased, and its client as family + address: the sketches' keys. */
+  private readonly nameKey = new Uint8Array(RECORD_NAME_BYTES);
+  private readonly clientKey = new Uint8Array(17);
+  /** The sketches take one record in `sampleEvery` (a power of two), chosen at random. */
+  sampleEvery = 1;
+  private random = 0x9e3779b9;
+  private batchRecords = 0;
+  private batchSince: number;
 
   constructor(options: QueryStatsOptions) {
     this.upstreamNames = options.upstreams;
-    this.since = options.now ?? Date.now();
+    this.since = this.batchSince = options.now ?? Date.now();
     const size = options.sketchSize ?? 256;
-    this.names = new HeavyHitters(size);
-    this.clients = new HeavyHitters(size);
-    this.blocked = new HeavyHitters(size);
+    this.names = new HeavyHitters(size, RECORD_NAME_BYTES, wireNameText);
+    this.clients = new HeavyHitters(size, 17, clientKeyText);
+    this.blocked = new HeavyHitters(size, RECORD_NAME_BYTES, wireNameText);
   }
 
   /** Counts one record. */
@@ -286,38 +343,81 @@ export class QueryStats implements QueryRecordConsumer {
     this.duration[reason]?.observe(us);
     const time = r.time[i];
     const field = FIELD_OF_REASON[reason];
-    for (const series of [this.fine, this.coarse]) {
-      const slot = series.slot(time);
-      series.values[F.queries][slot]++;
-      if (field !== undefined) series.values[field][slot]++;
-      series.values[F.durationUs][slot] += us;
-    }
+    const fine = this.fine.values;
+    let slot = this.fine.slot(time);
+    fine[F.queries][slot]++;
+    if (field !== undefined) fine[field][slot]++;
+    fine[F.durationUs][slot] += us;
+    const coarse = this.coarse.values;
+    slot = this.coarse.slot(time);
+    coarse[F.queries][slot]++;
+    if (field !== undefined) coarse[field][slot]++;
+    coarse[F.durationUs][slot] += us;
     const u = r.upstream[i];
     if (u >= 0) {
       const stats = this.upstreamByIndex[u] ??
         (this.upstreamByIndex[u] = this.upstream(this.upstreamNames[u]));
       stats.duration.observe(us);
-      const slot = stats.series.slot(time);
-      stats.series.values[0][slot]++;
-      stats.series.values[1][slot] += us;
+      const at = stats.series.slot(time);
+      stats.series.values[0][at]++;
+      stats.series.values[1][at] += us;
     }
-    const name = r.nameText(i).toLowerCase();
-    this.names.add(name);
-    if (reason === Reason.BLOCKED) this.blocked.add(name);
-    const client = r.clientText(i);
-    if (client) this.clients.add(client);
+    this.batchRecords++;
+    const every = this.sampleEvery;
+    if (every > 1) {
+      let x = this.random;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.random = x;
+      if ((x & (every - 1)) !== 0) return;
+    }
+    // The name, lowercased (length bytes are below "A"), and hashed once for both sketches.
+    const lower = this.nameKey;
+    const length = r.nameLength[i];
+    const from = i * RECORD_NAME_BYTES;
+    const name = r.name;
+    for (let j = 0; j < length; j++) {
+      const c = name[from + j];
+      lower[j] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
+    const hash = hashBytes(lower, 0, length);
+    this.names.add(lower, 0, length, every, 0, hash);
+    if (reason === Reason.BLOCKED) this.blocked.add(lower, 0, length, every, 0, hash);
+    const family = r.clientFamily[i];
+    if (family !== 0) {
+      const client = this.clientKey;
+      const bytes = family === 4 ? 4 : 16;
+      client[0] = family;
+      for (let j = 0; j < bytes; j++) client[1 + j] = r.client[i * 16 + j];
+      this.clients.add(client, 0, 1 + bytes, every);
+    }
+  }
+
+  /** After each drain: how much the sketches sample, from the rate records came in at. */
+  batchDone(now = Date.now()): void {
+    const seconds = Math.max(0.05, (now - this.batchSince) / 1000);
+    const rate = this.batchRecords / seconds;
+    let every = 1;
+    while (every < 1024 && rate / every > SKETCH_RECORDS_PER_SECOND) every *= 2;
+    this.sampleEvery = every;
+    this.batchRecords = 0;
+    this.batchSince = now;
   }
 
   /** Takes in the upstreams' health counters (answers, failures, probes), counting only what is new. */
   sampleUpstreams(reports: readonly UpstreamHealthReport[]): void {
     for (const report of reports) {
       const u = this.upstream(report.address);
-      const seen = u.seen;
-      const grew = (now: number, before: number | undefined) =>
-        before === undefined || now < before ? now : now - before;
-      u.exchangesAnswered += grew(report.answers, seen?.answers);
-      u.failures += grew(report.failures, seen?.failures);
-      u.probes += grew(report.probes, seen?.probes);
+      // A counter going down means a new resolver (reload): all it counted is new.
+      const before = u.seen;
+      const seen = before && report.answers >= before.answers && report.failures >= before.failures &&
+          report.probes >= before.probes
+        ? before
+        : { answers: 0, failures: 0, probes: 0 };
+      u.exchangesAnswered += report.answers - seen.answers;
+      u.failures += report.failures - seen.failures;
+      u.probes += report.probes - seen.probes;
       u.seen = { answers: report.answers, failures: report.failures, probes: report.probes };
     }
   }
