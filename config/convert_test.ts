@@ -433,3 +433,11 @@ Deno.test("convert: prefetch-domain, serve-expired-prefetch-time and -no-serve-e
   assertMatch(toml, /^prefetch = true\nserve-expired-prefetch-time = 60$/m);
   assertMatch(toml, /^domains = \["a\.example"\]\nno-serve-expired = true$/m);
 });
+
+Deno.test("convert: [metrics] enable = false survives a TOML round trip; on (the default) is not written", () => {
+  const off = parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n[metrics]\nenable = false\n', OUT);
+  const toml = convertToToml(off);
+  assertMatch(toml, /^\[metrics\]\nenable = false$/m);
+  assertEquals(parseTomlConfig(toml, OUT).metrics, { enable: false });
+  assert(!convertToToml(parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', OUT)).includes("[metrics]"));
+});

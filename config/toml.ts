@@ -922,9 +922,11 @@ class TomlConfigReader {
         ),
         ...this.userName(guardian),
       },
-      metrics: {
-        enable: this.boolean(this.table(root.metrics, "metrics", "metrics"), "enable", "metrics", true),
-      },
+      ...(root.metrics === undefined ? {} : {
+        metrics: {
+          enable: this.boolean(this.table(root.metrics, "metrics", "metrics"), "enable", "metrics", true),
+        },
+      }),
       rules,
       groups: this.groups(root, rules, upstreams),
       unsupported: [],
