@@ -17,8 +17,10 @@ import {
   EXIT_CONFIG,
   EXIT_CRASH,
   EXIT_PRIVILEGES,
+  type ExplainRequest,
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
+  isExplainRequest,
   type MetricsRequest,
   type StatsMessage,
   TEST_STARTUP_DELAY_ENV,
@@ -29,6 +31,7 @@ import { getLogger, setupLogging } from "./ops/log.ts";
 import { readLines } from "./ops/lines.ts";
 import { cacheAction } from "./resolver/cache_listing.ts";
 import type { CacheJournal } from "./resolver/cache_journal.ts";
+import { explain } from "./resolver/explain.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import { handOverTo, openCacheJournal, takeOverHandedCache } from "./resolver/cache_persistence.ts";
 import { AccessControl } from "./server/access_control.ts";
@@ -42,14 +45,18 @@ import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
-import { loadLibc } from "./net/linux_socket.ts";
+import { closeDescriptor, loadLibc } from "./net/linux_socket.ts";
+import { INHERITED_UDP_FDS_ENV, parseInheritedSockets, udpListenerKey } from "./ops/inherited_sockets.ts";
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
 import { childPlan } from "./ops/run_as_user.ts";
 import { ChildMetrics } from "./ops/child_metrics.ts";
 import { QueryStats } from "./ops/query_stats.ts";
-import { QueryRecorder } from "./server/query_recorder.ts";
 import { lookupUser } from "./ops/user_database.ts";
+import { AuditFile } from "./ops/audit_file.ts";
+import { QueryLog } from "./ops/query_log.ts";
+import { type RecordLookups, resolverLookups } from "./ops/query_record_lookups.ts";
+import { QueryRecorder } from "./server/query_recorder.ts";
 
 /** How the child was started. */
 export interface ChildOptions {
@@ -136,10 +143,26 @@ function chooseBatchedUdp(choice: UdpTransportChoice): boolean {
   }
 }
 
-/** Binds every configured listener; closes what was bound and throws on the first failure. */
-async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boolean): Promise<Listener[]> {
+/**
+ * Binds every configured listener; closes what was bound and throws on the first failure. A
+ * batched UDP listener whose socket the guardian holds (`inherited`: listener key → descriptor,
+ * taken from the map as used) serves that socket instead of binding one.
+ */
+async function bindAll(
+  config: Config,
+  dispatcher: QueryDispatcher,
+  batched: boolean,
+  inherited: Map<string, number>,
+): Promise<Listener[]> {
   const listeners: Listener[] = [];
   const serverLog = getLogger("server");
+  const inheritedFd = (bind: Config["server"]["binds"][number]) => {
+    const key = udpListenerKey(bind.host, bind.port);
+    const fd = inherited.get(key);
+    inherited.delete(key);
+    if (fd !== undefined) serverLog.info("{key}: the guardian's socket (descriptor {fd})", { key, fd });
+    return fd;
+  };
   const streams = {
     idleSeconds: config.server.tcpIdleTime,
     maxConnections: config.server.maxTcpConnections,
@@ -169,7 +192,7 @@ async function bindAll(config: Config, dispatcher: QueryDispatcher, batched: boo
         listeners.push(
           bind.transport === "udp"
             ? batched
-              ? BatchedUdpListener.listen(bind, dispatcher, serverLog)
+              ? BatchedUdpListener.listen(bind, dispatcher, serverLog, inheritedFd(bind))
               : await UdpListener.listen(bind, dispatcher, serverLog)
             : bind.transport === "tls"
             ? await listenTls(bind, dispatcher, certificate!, streams, serverLog)
@@ -261,6 +284,10 @@ async function answerCacheRequests(
     }
     if (answerOther?.(request)) continue;
     const { resolver, journal } = serving();
+    if (isExplainRequest(request)) {
+      answerExplain(request, resolver);
+      continue;
+    }
     try {
       const result = cacheAction(resolver.cache, request.cache, request.pattern, Date.now());
       if (request.cache === "stats" && journal) {
@@ -279,7 +306,7 @@ async function answerCacheRequests(
           removed: result.removed as number,
           what: request.pattern ?? "all",
         });
-        await journal?.compact();
+        await journal?.compact(true); // a flush is saved whatever the budget
       }
       tell({ reply: { id: request.id, ok: true, result } });
     } catch (e) {
@@ -290,28 +317,20 @@ async function answerCacheRequests(
 
 // ---- query statistics and metrics (issue 15, metrics part) ----
 
-/** Records held between two drains of the statistics (8192: about 80k answers a second, 2.5 MB). */
-const METRICS_RECORDS = 8192;
-
 /**
- * MERGE NOTE: stand-in for the audit part's `recorderFor(config)`, which creates the one
- * QueryRecorder when audit, the query log or the metrics need it. With that merged, use it here
- * and keep only {@link startMetrics}'s `addConsumer`. Metrics need no answer bytes.
- */
-function metricsRecorderFor(config: Config): QueryRecorder | undefined {
-  return config.metrics?.enable === false ? undefined : new QueryRecorder(METRICS_RECORDS, false);
-}
-
-/**
- * The query statistics on `recorder` (none when it is off), and the child's metrics made from them:
+ * The query statistics on the dispatcher's recorder (made here if the audit part made none), and
+ * the child's metrics made from them, unless `[metrics] enable = false` (read at start only):
  * `keeldns metrics` asks for them over stdin; the admin listener serves their `metricsText()` and
  * `statsSnapshot()`.
  */
 function startMetrics(
-  recorder: QueryRecorder | undefined,
+  config: Config,
+  dispatcher: QueryDispatcher,
   stats: ServerStats,
   resolver: () => Resolver,
 ): ChildMetrics | undefined {
+  if (config.metrics?.enable === false) return undefined;
+  const recorder = dispatcher.recorder ??= recorderFor(config);
   if (!recorder) return undefined;
   const queryStats = new QueryStats({ upstreams: recorder.upstreams });
   recorder.addConsumer(queryStats);
@@ -349,6 +368,16 @@ function answerMetricsRequest(
     return true;
   }
   return false;
+}
+
+/** Answers one `keeldns explain` request, without waiting for it: its race takes its time. */
+function answerExplain(request: ExplainRequest, resolver: Resolver): void {
+  const { name, type, client } = request.explain;
+  explain(resolver, { name, type }, client).then(
+    (report) =>
+      tell({ reply: { id: request.id, ok: true, result: report as unknown as Record<string, unknown> } }),
+    (e) => tell({ reply: { id: request.id, ok: false, error: (e as Error).message } }),
+  );
 }
 
 /**
@@ -456,6 +485,93 @@ function reload(
   return { config, resolver: next };
 }
 
+/**
+ * Records held between two drains of the query recorder (100 ms): 8192 is 80k queries a second
+ * before the oldest are lost (counted), for 4.6 MB with the answers' first bytes kept.
+ */
+const RECORDER_SLOTS = 8192;
+
+/**
+ * The query recorder the configuration needs, or none: the audit file and the query log need the
+ * answers' bytes (their addresses); the statistics (on unless `[metrics] enable = false`) need a
+ * record of every answer but not its bytes. Each adds its consumer with `recorder.addConsumer`.
+ */
+export function recorderFor(config: Config): QueryRecorder | undefined {
+  const keepAnswers = config.audit.enable || config.audit.queryLogSize > 0;
+  const metrics = config.metrics?.enable !== false; // the statistics: on unless turned off
+  return keepAnswers || metrics ? new QueryRecorder(RECORDER_SLOTS, keepAnswers) : undefined;
+}
+
+/** The audit file and the query log, fed by one recorder, following the configuration on reload. */
+class AuditRecording {
+  audit?: AuditFile;
+  /** The in-memory query log (for the dashboard), when `[audit] query-log-size` is set. */
+  queryLog?: QueryLog;
+
+  constructor(readonly recorder: QueryRecorder, private readonly lookups: RecordLookups) {
+    recorder.addConsumer({
+      consume: (r, i) => {
+        this.audit?.consume(r, i);
+        this.queryLog?.consume(r, i);
+      },
+      batchDone: () => this.audit?.batchDone(),
+    });
+  }
+
+  /** Opens, reopens or closes the audit file and sizes the query log as `config` says. */
+  apply(config: Config): void {
+    const a = config.audit;
+    const wanted = a.enable && (a.num > 0 || a.console);
+    const s = this.audit?.settings;
+    const same = s && s.file === a.file && s.size === a.size && s.num === a.num &&
+      s.fileMode === a.fileMode && s.console === a.console && s.soa === a.soa;
+    if (!wanted || !same) {
+      this.audit?.close();
+      this.audit = wanted ? new AuditFile(a, this.lookups, getLogger("audit")) : undefined;
+      if (this.audit) log.info("audit: one line per query to {where}", { where: auditWhere(config) });
+    }
+    if (this.queryLog?.capacity !== a.queryLogSize) {
+      this.queryLog = a.queryLogSize > 0 ? new QueryLog(a.queryLogSize, this.lookups) : undefined;
+    }
+  }
+
+  /** Writes what is recorded and closes the file. */
+  close(): void {
+    this.recorder.close();
+    this.audit?.close();
+  }
+}
+
+function auditWhere(config: Config): string {
+  const a = config.audit;
+  const file = a.num > 0 ? `${a.file} (${a.size} bytes × ${a.num + 1} files)` : "";
+  return [file, a.console ? "stderr" : ""].filter((w) => w).join(" and ");
+}
+
+/**
+ * Starts recording answers for the audit file and the query log when `config` wants either (or
+ * a recorder exists already); `current` is the resolver serving now, for rule and group lookups.
+ */
+function startAuditRecording(
+  config: Config,
+  dispatcher: QueryDispatcher,
+  current: () => Resolver,
+  running?: AuditRecording,
+): AuditRecording | undefined {
+  if (!running) {
+    const recorder = dispatcher.recorder ?? recorderFor(config);
+    if (!recorder) return undefined;
+    dispatcher.recorder = recorder;
+    running = new AuditRecording(recorder, resolverLookups(recorder, current));
+  }
+  if ((config.audit.enable || config.audit.queryLogSize > 0) && !running.recorder.keepAnswers) {
+    // The recorder was made for the statistics alone (audit off at start): it keeps no answers.
+    log.warn("audit: the answers' addresses are missing from its lines until a restart");
+  }
+  running.apply(config);
+  return running;
+}
+
 /** Runs the DNS service until SIGTERM/SIGINT; returns the process exit code. */
 export async function runChild(options: ChildOptions): Promise<number> {
   // Beat from the very start, so loading a large cache does not look like a hang.
@@ -533,17 +649,21 @@ async function serve(
   await testOnlyStartupDelay(options);
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   dispatcher.access = accessFor(config);
-  dispatcher.recorder = metricsRecorderFor(config);
-  const metrics = startMetrics(dispatcher.recorder, stats, () => resolver);
+  let recording = startAuditRecording(config, dispatcher, () => resolver);
+  const metrics = startMetrics(config, dispatcher, stats, () => resolver);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
+  const inherited = parseInheritedSockets(Deno.env.get(INHERITED_UDP_FDS_ENV));
   try {
-    listeners = await bindAll(config, dispatcher, batched);
+    listeners = await bindAll(config, dispatcher, batched, inherited);
   } catch (e) {
     log.fatal("{message}", { message: (e as Error).message });
     if (options.guarded) tell({ fatal: (e as Error).message });
     return EXIT_BIND;
   }
+  // The guardian's sockets this configuration does not serve: closed here, so that nothing this
+  // child starts inherits them (the guardian keeps its own copies).
+  if (batched) { for (const fd of inherited.values()) closeDescriptor(fd); }
   try {
     dropToUser(config); // the same turn as the last bind: nothing has been read yet
   } catch (e) {
@@ -598,6 +718,7 @@ async function serve(
     if (next) {
       const before = config;
       ({ config, resolver } = next);
+      recording = startAuditRecording(config, dispatcher, () => resolver, recording);
       watch();
       journalSwap = journalSwap.then(async () =>
         journal = await journalAfterReload(journal, before, config, resolver)
@@ -636,6 +757,7 @@ async function serve(
   Deno.removeSignalListener("SIGHUP", onHangup);
   Deno.removeSignalListener("SIGUSR2", onHandOver);
   await Promise.all(listeners.map((l) => l.close()));
+  recording?.close();
   udpPool?.close();
   // A graceful stop saves the whole cache; any other keeps the journal, with what waited written.
   await journalSwap;

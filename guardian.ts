@@ -1,5 +1,6 @@
 /**
- * The guardian: starts the child (this same program with `--child`), replaces it at once when it
+ * The guardian: holds the UDP listener sockets (guardian/held_sockets.ts, so no datagram is lost
+ * while a child is replaced), starts the child (this same program with `--child`), replaces it at once when it
  * dies, is not ready by the start-up deadline or, once ready, stops beating (the policies are in
  * `guardian/`), restarts it on purpose without dropping queries (the new child binds the
  * same ports beside the old one, takes over its cache, then the old one drains), forwards signals,
@@ -13,6 +14,7 @@
 import { EMBEDDED_CONFIG_NAME } from "./config/defaults.ts";
 import { ConfigError } from "./config/errors.ts";
 import type { Config, GuardianConfig } from "./config/schema.ts";
+import { HeldUdpSockets } from "./guardian/held_sockets.ts";
 import { LastGoodConfig, readConfig } from "./guardian/last_good_config.ts";
 import { RestartBackoff } from "./guardian/restart_backoff.ts";
 import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
@@ -41,6 +43,7 @@ import {
 import { resolveControlPath } from "./ops/control_path.ts";
 import { writeCrashReport } from "./ops/crash_report.ts";
 import { LineRing, readLines } from "./ops/lines.ts";
+import { INHERITED_UDP_FDS_ENV } from "./ops/inherited_sockets.ts";
 import { getLogger, setupLogging } from "./ops/log.ts";
 import { removePidFile, writePidFile } from "./ops/pid_file.ts";
 import { dropPrivileges, runningAsRoot } from "./ops/privileges.ts";
@@ -224,12 +227,12 @@ class ChildHandle implements WatchedChild, CarryTarget {
     pattern: string | undefined,
     timeoutMs: number,
   ): Promise<CacheReplyMessage["reply"]> {
-    return this.ask(pattern === undefined ? { cache } : { cache, pattern }, timeoutMs).reply;
+    return this.ask(pattern === undefined ? { cache } : { cache, pattern }, timeoutMs);
   }
 
   /** Sends the child predecessors' statistics (see guardian/stats_carry.ts). */
   sendCarry(states: readonly QueryStatsState[]): { id: number; confirmed: Promise<boolean> } {
-    const { id, reply } = this.ask({ carry: states }, 10_000);
+    const { id, reply } = this.request({ carry: states }, 10_000);
     return { id, confirmed: reply.then((r) => r.ok) };
   }
 
@@ -237,7 +240,7 @@ class ChildHandle implements WatchedChild, CarryTarget {
    * Writes a request (`body` and an id) on the child's stdin; its reply fails after `timeoutMs`
    * or when the child exits.
    */
-  ask(
+  request(
     body: Record<string, unknown>,
     timeoutMs: number,
   ): { id: number; reply: Promise<CacheReplyMessage["reply"]> } {
@@ -259,6 +262,14 @@ class ChildHandle implements WatchedChild, CarryTarget {
       );
     });
     return { id, reply };
+  }
+
+  /**
+   * Sends the child one request line `{id, ...body}` on its stdin (e.g. `{explain: …}`) and
+   * resolves with its reply; fails after `timeoutMs` or when the child exits.
+   */
+  ask(body: Record<string, unknown>, timeoutMs: number): Promise<CacheReplyMessage["reply"]> {
+    return this.request(body, timeoutMs).reply;
   }
 
   /** Sends a signal; false if the process is gone. */
@@ -357,9 +368,14 @@ class Guardian {
   private restarts = 0;
   private lastCrash?: LastCrash;
   private readonly backoff = new RestartBackoff();
+  private readonly config: GuardianConfig;
   private readonly lastGood: LastGoodConfig;
   private readonly watchdog: Watchdog;
   private readonly handoverFile: string;
+  /** The configuration the serving child was started on: the listeners the held sockets are for. */
+  private served: Config;
+  /** Counts planned restarts, so a failed one's late clean-up cannot undo a later one's binds. */
+  private replacements = 0;
   /** Statistics of children gone, for the serving one. */
   private readonly statsCarry = new StatsCarry();
 
@@ -367,19 +383,23 @@ class Guardian {
    * @param configText the configuration file's text as validated at start (the first last good one)
    * @param scratchDir where the hand-over file and the last good copy go, when not `crashDir`
    *   (a `user` that cannot write the pid file's directory)
+   * @param held the UDP listener sockets every child inherits (bound for `fullConfig`)
    */
   constructor(
     private readonly configPath: string | undefined,
     private readonly verbose: boolean,
-    private readonly config: GuardianConfig,
+    fullConfig: Config,
     private readonly crashDir: string | undefined,
+    private readonly held: HeldUdpSockets,
     configText?: string,
     scratchDir?: string,
   ) {
+    this.config = fullConfig.guardian;
+    this.served = fullConfig;
     const dir = scratchDir ?? crashDir ?? Deno.env.get("TMPDIR") ?? "/tmp";
     this.handoverFile = `${dir}/keeldns-handover-${Deno.pid}.cache`;
-    this.lastGood = new LastGoodConfig(configPath, dir, configText);
-    this.watchdog = new Watchdog(config);
+    this.lastGood = new LastGoodConfig(configPath, dir, configText, fullConfig);
+    this.watchdog = new Watchdog(this.config);
   }
 
   /** The arguments for a child: the configuration file (or its last good copy) and -v. */
@@ -407,6 +427,7 @@ class Guardian {
       await Promise.all([...this.live].map((c) => c.terminate()));
     } finally {
       clearInterval(watch);
+      this.held.closeAll();
       await Deno.remove(this.handoverFile).catch(() => {});
       await this.lastGood.remove();
     }
@@ -432,6 +453,8 @@ class Guardian {
     const env: Record<string, string> = { [HANDOVER_FILE_ENV]: this.handoverFile };
     if (takeOverCache) env[HANDOVER_LOAD_ENV] = "1";
     if (beside) env[BESIDE_PREDECESSOR_ENV] = "1";
+    const fds = this.held.environment();
+    if (fds) env[INHERITED_UDP_FDS_ENV] = fds;
     env.DENO_V8_FLAGS = childV8Flags(this.config.optimizeFor, Deno.env.get("DENO_V8_FLAGS"));
     const process = new Deno.Command(command, {
       args,
@@ -476,7 +499,7 @@ class Guardian {
     }
     const child = this.current;
     if (!child?.readyAt) return { ok: false, error: "no child is serving right now" };
-    const reply = await child.ask({ metrics: kind }, 10_000).reply;
+    const reply = await child.ask({ metrics: kind }, 10_000);
     return reply.ok ? { ok: true, metrics: reply.result ?? {} } : { ok: false, error: reply.error };
   }
 
@@ -552,6 +575,8 @@ class Guardian {
    * Replaces the child without dropping a query: the old child writes its cache to the hand-over
    * file, a new one starts beside it on the same ports and loads that cache, and only once the new
    * one is ready is the old one told to drain and stop. If the new one fails, the old one stays.
+   * The held UDP sockets both read meanwhile; listeners the new configuration adds are bound
+   * before it starts, those it drops are closed once the old child has stopped.
    */
   restart(reason: string): Promise<ControlReply> {
     this.restarting ??= this.replaceChild(reason).finally(() => this.restarting = undefined);
@@ -564,6 +589,9 @@ class Guardian {
     } catch (e) {
       return { ok: false, error: `the configuration is invalid, nothing changed: ${(e as Error).message}` };
     }
+    const config = this.lastGood.config ?? this.served;
+    const replacement = ++this.replacements;
+    this.held.bindFor(config);
     const old = this.current;
     let handover = false;
     if (old && old.readyAt > 0 && old.signal("SIGUSR2")) handover = (await old.waitCheckpoint(3000)) >= 0;
@@ -580,7 +608,9 @@ class Guardian {
     clearTimeout(timer);
     if (!ready || this.stopping) {
       next.planned = true;
-      next.terminate();
+      next.terminate().then(() => {
+        if (replacement === this.replacements) this.held.keepOnly(this.served);
+      });
       const stage = next.readyAt ? "" : ` (last start-up stage: ${describeStage(next)})`;
       return { ok: false, error: `the new child did not become ready${stage}; the old one keeps serving` };
     }
@@ -592,6 +622,8 @@ class Guardian {
       await old.terminate();
       log.info("child {pid} drained and stopped; {next} serves", { pid: old.pid, next: next.pid });
     }
+    this.served = config;
+    this.held.keepOnly(config);
     return { ok: true, status: this.status() };
   }
 
@@ -655,11 +687,24 @@ class Guardian {
     return reply.ok ? { ok: true, cache: reply.result ?? {} } : { ok: false, error: reply.error };
   }
 
+  /** Forwards `keeldns explain NAME [TYPE] [CLIENT]` to the serving child (resolver/explain.ts). */
+  async explain(args: readonly string[]): Promise<ControlReply> {
+    const [name, type, client, ...extra] = args;
+    if (!name || extra.length > 0) return { ok: false, error: "explain: expected NAME [TYPE] [CLIENT]" };
+    const child = this.current;
+    if (!child?.readyAt) return { ok: false, error: "no child is serving right now" };
+    const question = { name, ...(type ? { type } : {}), ...(client ? { client } : {}) };
+    const reply = await child.ask({ explain: question }, 20_000);
+    return reply.ok ? { ok: true, explain: reply.result ?? {} } : { ok: false, error: reply.error };
+  }
+
   /** Answers a control command. */
   async control(command: ControlCommand, args: readonly string[] = []): Promise<ControlReply> {
     switch (command) {
       case "cache":
         return await this.cache(args);
+      case "explain":
+        return await this.explain(args);
       case "metrics":
         return await this.metrics(args);
       case "status":
@@ -772,11 +817,13 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
       return 1;
     }
   }
+  const held = new HeldUdpSockets(log);
   const guardian = new Guardian(
     options.configPath,
     options.verbose,
-    guardianConfig,
+    fullConfig,
     crashDir,
+    held,
     configText,
     scratchDir,
   );
@@ -802,11 +849,13 @@ export async function runGuardian(options: GuardianOptions): Promise<number> {
       return 1;
     }
   }
+  held.bindFor(fullConfig); // as root still, when the guardian drops to `user`: port 53 is bound here
   if (account) {
     try {
       dropGuardianPrivileges(account, fullConfig, control?.path, options.configPath);
     } catch (e) {
       console.error(`keeldns: ${(e as Error).message}`);
+      held.closeAll();
       await control?.close();
       if (options.pidFile) removePidFile(options.pidFile);
       return 1;

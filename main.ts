@@ -14,6 +14,7 @@ import { parseSmartdnsConf } from "./config/smartdns_conf.ts";
 import { parseTomlConfig } from "./config/toml.ts";
 import { CONTROL_COMMANDS, type ControlCommand, sendControl } from "./ops/control_channel.ts";
 import { DEFAULT_CONTROL_PATH, resolveControlPath } from "./ops/control_path.ts";
+import { commandExplain, EXPLAIN_USAGE } from "./ops/explain_command.ts";
 
 // The guardian, the child and the health probe are imported when their command runs: the guardian
 // process then never loads the child's code (about 9 MB of its resident memory, measured).
@@ -43,6 +44,7 @@ Commands:
   restart   replace the child without dropping queries (cache kept)
   stop      stop guardian and child
   cache     list, flush or count the running server's cached answers
+  explain   how the running server answers a name and why (rules, cache, upstreams, speed check)
   metrics   print the running server's statistics (Prometheus text, or --json)
   version   print version, Deno version, target and build kind
 
@@ -96,6 +98,7 @@ supported yet) is refused here too, with its file:line:col (exit 1).
 
 Asks the running guardian over its control socket (as for status); it forwards to the child.
 Exit 0 when done, 1 when refused (the reason is printed) or the guardian cannot be reached.`,
+  explain: EXPLAIN_USAGE,
   metrics: `Usage: keeldns metrics [--json] [-p PIDFILE | --control PATH]
 
 Prints the running server's statistics in Prometheus's text format (what the admin listener's
@@ -434,6 +437,8 @@ export async function main(args: string[]): Promise<number> {
         return await commandControl(first, tail);
       case "cache":
         return await commandCache(tail);
+      case "explain":
+        return await commandExplain(tail);
       case "metrics":
         return await commandMetrics(tail);
       case "version":
@@ -452,10 +457,10 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
-      const usage =
-        first !== "cache" && first !== "metrics" && CONTROL_COMMANDS.includes(first as ControlCommand)
-          ? USAGE.control
-          : USAGE[first ?? "run"];
+      const usage = first !== "cache" && first !== "explain" && first !== "metrics" &&
+          CONTROL_COMMANDS.includes(first as ControlCommand)
+        ? USAGE.control
+        : USAGE[first ?? "run"];
       return fail(`${e.message}\n\n${usage ?? USAGE.main}`);
     }
     throw e;

@@ -24,6 +24,11 @@ export interface DnsperfRun {
   mode?: "udp" | "tcp" | "dot" | "doh";
   /** Queries outstanding at once (default 100). */
   outstanding?: number;
+  /**
+   * dnsperf's socket buffers in kB (`-b`): with many outstanding, a burst of late answers overflows
+   * its default ones, and those count as lost.
+   */
+  bufferKb?: number;
   /** Where dnsperf's report goes. */
   report: string;
   /** Run inside this network namespace (`ip netns exec`), against its 127.0.0.1. */
@@ -48,6 +53,7 @@ export interface DnsperfResult {
 export async function dnsperf(o: DnsperfRun): Promise<DnsperfResult> {
   const args = ["-s", "127.0.0.1", "-p", String(o.port), "-d", o.file, "-c", String(o.clients), "-T", "1"];
   args.push("-q", String(o.outstanding ?? 100));
+  if (o.bufferKb) args.push("-b", String(o.bufferKb));
   if (o.mode && o.mode !== "udp") args.push("-m", o.mode);
   if (o.runs) args.push("-n", String(o.runs));
   else args.push("-l", String(o.seconds));

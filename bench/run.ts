@@ -11,14 +11,18 @@
  * first-ping` on and off — cache hits, and misses with every name new (QPS, CPU per miss, probes per
  * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts), (9) serve-expired:
  * cached QPS with the optimistic cache on vs off, (10) cache-writes: bytes the cache journal writes
- * per stored answer and per hour (both bench/cache_policy.ts), (11) metrics: cached QPS with the query
- * statistics on vs off (bench/metrics.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * per stored answer and per hour (both bench/cache_policy.ts), (11) audit (`--only audit`, not in the
+ * default list): cached QPS with the audit file on vs off (bench/audit.ts), (12) metrics (`--only
+ * metrics`, not in the default list either): cached QPS with the query statistics on vs off
+ * (bench/metrics.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
  * --memory-names N (default 100000, 0 skips), --only LIST (comma-separated workloads among hits,
  * forwarding, latency, memory, rules, encrypted, miss-latency, connection-memory (the memory part of
- * encrypted alone); default all), --rules-seconds N and
+ * encrypted alone), kill-loss (kill -9 of the serving process under load, bench/kill_loss.ts; not in
+ * the default set); default all), --kill-rounds N, --kill-seconds N and --kill-rate N (kill-loss:
+ * default 10 kills, 6 s of dnsperf each, 20000 QPS), --rules-seconds N and
  * --rules-rounds N (rules QPS turns, default 3 s × 5), --rules-sizes LIST (default 100000,1000000),
  * --encrypted-seconds N and --encrypted-rounds N (turns of the encrypted and miss-latency runs,
  * default 4 s × 3), --connections N (DoT upstreams for the memory figure, default 16), --miss-rate N
@@ -37,7 +41,9 @@ import { rulesBench } from "./rules.ts";
 import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
+import { auditBench } from "./audit.ts";
 import { metricsBench } from "./metrics.ts";
+import { killLossBench } from "./kill_loss.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
 import { childrenOf } from "./process_cpu.ts";
 import { smartdnsLikeKeeldns } from "./smartdns_conf.ts";
@@ -52,7 +58,7 @@ const { values: opts } = parseArgs({
     only: {
       type: "string",
       default:
-        "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check,serve-expired,cache-writes,metrics",
+        "hits,forwarding,latency,memory,rules,encrypted,miss-latency,speed-check,serve-expired,cache-writes",
     },
     "rules-seconds": { type: "string", default: "3" },
     "rules-rounds": { type: "string", default: "5" },
@@ -68,6 +74,9 @@ const { values: opts } = parseArgs({
     "speed-rate": { type: "string", default: "1000" },
     "write-rate": { type: "string", default: "50" },
     "write-seconds": { type: "string", default: "30" },
+    "kill-rounds": { type: "string", default: "10" },
+    "kill-seconds": { type: "string", default: "6" },
+    "kill-rate": { type: "string", default: "20000" },
     record: { type: "boolean", default: false },
   },
 });
@@ -89,7 +98,9 @@ for (const w of ONLY) {
     "speed-check",
     "serve-expired",
     "cache-writes",
+    "audit",
     "metrics",
+    "kill-loss",
   ];
   if (!known.includes(w)) {
     throw new Error(`--only: unknown workload ${w}`);
@@ -325,7 +336,7 @@ let rulesReport = "";
 let encryptedReport = "";
 let speedReport = "";
 let cacheReport = "";
-let metricsReport = "";
+let killReport = "";
 try {
   console.error(`bench: ${NAMES} names, ${SECONDS} s per measurement, dnsperf -c ${CLIENTS} -T 1 -q 100`);
   const workloads: [string, boolean][] = [
@@ -432,12 +443,30 @@ try {
     });
   }
   if (ONLY.has("metrics")) {
-    metricsReport = await metricsBench({
+    cacheReport += (cacheReport ? "\n\n" : "") + await metricsBench({
       seconds: Number(opts["speed-hit-seconds"]),
       rounds: Number(opts["speed-hit-rounds"]),
       clients: CLIENTS,
       names: NAMES,
       upstream: upstream.port,
+      work,
+    });
+  }
+  if (ONLY.has("audit")) {
+    cacheReport += (cacheReport ? "\n\n" : "") + await auditBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
+      work,
+    });
+  }
+  if (ONLY.has("kill-loss")) {
+    killReport = await killLossBench({
+      rounds: Number(opts["kill-rounds"]),
+      seconds: Number(opts["kill-seconds"]),
+      rate: Number(opts["kill-rate"]),
       work,
     });
   }
@@ -461,7 +490,7 @@ const report = `### ${when}\n\nMachine: ${await machine()}. dnsperf ${CLIENTS} c
     table(rows)
   }\n${encryptedReport ? `\n${encryptedReport}\n` : ""}${speedReport ? `\n${speedReport}\n` : ""}${
     cacheReport ? `\n${cacheReport}\n` : ""
-  }${metricsReport ? `\n${metricsReport}\n` : ""}${
+  }${killReport ? `\n${killReport}\n` : ""}${
     rulesReport ? `\n**rules: block lists loaded** (bench/rules.ts)\n\n${rulesReport}\n` : ""
   }`;
 console.log(report);

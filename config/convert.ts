@@ -10,6 +10,7 @@
 import {
   DEFAULT_CACHE,
   DEFAULT_GUARDIAN,
+  DEFAULT_LOG,
   DEFAULT_MAX_TCP_CONNECTIONS,
   DEFAULT_RATE_BURST,
   DEFAULT_RATE_LIMIT,
@@ -85,6 +86,11 @@ function sizeText(bytes: number): string {
   if (bytes > 0 && bytes % 1024 ** 2 === 0) return str(`${bytes / 1024 ** 2}m`);
   if (bytes > 0 && bytes % 1024 === 0) return str(`${bytes / 1024}k`);
   return String(bytes);
+}
+
+/** A permission mode as a TOML octal integer. */
+function modeText(mode: number): string {
+  return `0o${mode.toString(8)}`;
 }
 
 function addressText(a: AddressAction): string {
@@ -458,6 +464,25 @@ class TomlWriter {
     if (l.file !== undefined) this.scalar("log.file", "file", str(l.file));
     this.scalar("log.size", "size", sizeText(l.size));
     this.scalar("log.num", "num", String(l.num));
+    if (l.console !== DEFAULT_LOG.console) this.scalar("log.console", "console", String(l.console));
+    if (l.fileMode !== DEFAULT_LOG.fileMode) this.scalar("log.file-mode", "file-mode", modeText(l.fileMode));
+  }
+
+  /** `[audit]`: every key, when the audit file or the query log is on or any key was set. */
+  audit(): void {
+    const a = this.config.audit;
+    const set = [...this.byToml.keys()].some((k) => k.startsWith("audit."));
+    if (!a.enable && a.queryLogSize === 0 && !set) return;
+    this.blank();
+    this.out.push("[audit]");
+    this.scalar("audit.enable", "enable", String(a.enable));
+    this.scalar("audit.file", "file", str(a.file));
+    this.scalar("audit.size", "size", sizeText(a.size));
+    this.scalar("audit.num", "num", String(a.num));
+    this.scalar("audit.file-mode", "file-mode", modeText(a.fileMode));
+    this.scalar("audit.console", "console", String(a.console));
+    this.scalar("audit.soa", "soa", String(a.soa));
+    if (a.queryLogSize > 0) this.out.push(`query-log-size = ${a.queryLogSize}`);
   }
 
   guardian(): void {
@@ -689,6 +714,7 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   w.upstreams();
   w.cache();
   w.log();
+  w.audit();
   w.guardian();
   w.metrics();
   w.rules();

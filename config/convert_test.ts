@@ -441,3 +441,28 @@ Deno.test("convert: [metrics] enable = false survives a TOML round trip; on (the
   assertEquals(parseTomlConfig(toml, OUT).metrics, { enable: false });
   assert(!convertToToml(parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', OUT)).includes("[metrics]"));
 });
+
+Deno.test("convert: the audit and log directives become [audit] and [log] keys and read back the same", () => {
+  const { toml, c } = roundTrip(
+    "server 9.9.9.9\naudit-enable yes\naudit-file audit/queries.log\naudit-size 1m\naudit-num 4\n" +
+      "audit-file-mode 600\naudit-console yes\nlog-file /var/log/k.log\nlog-console no\nlog-file-mode 0600\n",
+  );
+  assertEquals(c.audit, {
+    enable: true,
+    file: "/etc/smartdns/audit/queries.log",
+    size: 1024 * 1024,
+    num: 4,
+    fileMode: 0o600,
+    console: true,
+    soa: false,
+    queryLogSize: 0,
+  });
+  assertMatch(
+    toml,
+    /^\[audit\]\nenable = true\nfile = "\/etc\/smartdns\/audit\/queries\.log"\nsize = "1m"\nnum = 4\n/m,
+  );
+  assertMatch(toml, /^file-mode = 0o600\nconsole = true\nsoa = false$/m);
+  assertMatch(toml, /^console = false\nfile-mode = 0o600$/m);
+  // No audit line: no [audit] table, and keeldns's defaults (off) read back.
+  assert(!roundTrip("server 9.9.9.9\n").toml.includes("[audit]"));
+});

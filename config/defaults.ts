@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { CacheConfig, GuardianConfig, LogConfig } from "./schema.ts";
+import type { AuditConfig, CacheConfig, GuardianConfig, LogConfig } from "./schema.ts";
 
 /** Default listener settings (SmartDNS: tcp-idle-time 120). */
 export const DEFAULT_TCP_IDLE_TIME = 120;
@@ -53,8 +53,33 @@ export const DEFAULT_CACHE: CacheConfig = {
   writeBudget: DEFAULT_CACHE_WRITE_BUDGET,
 };
 
-/** Log defaults (SmartDNS: level error, 128k × 8 files). */
-export const DEFAULT_LOG: LogConfig = { level: "error", size: 128 * 1024, num: 8 };
+/** Log defaults (SmartDNS: level error, 128k × 8 files, mode 640; keeldns also logs to stderr). */
+export const DEFAULT_LOG: LogConfig = {
+  level: "error",
+  size: 128 * 1024,
+  num: 8,
+  console: true,
+  fileMode: 0o640,
+};
+
+/**
+ * Audit defaults (SmartDNS: off, 128k × 2 files, mode 640, not on the console). keeldns.toml
+ * audits SOA answers (blocked names are what people look for); a smartdns.conf does not unless
+ * `audit-SOA yes`, as SmartDNS. No query log unless asked for.
+ */
+export const DEFAULT_AUDIT: AuditConfig = {
+  enable: false,
+  file: "/var/log/keeldns/audit.log",
+  size: 128 * 1024,
+  num: 2,
+  fileMode: 0o640,
+  console: false,
+  soa: true,
+  queryLogSize: 0,
+};
+
+/** SmartDNS's audit file when `audit-file` is not given. */
+export const SMARTDNS_AUDIT_FILE = "/var/log/smartdns/smartdns-audit.log";
 
 /**
  * Guardian defaults: 5 s watchdog, 60 s to start (a slow board or emulator needs more than 5 s

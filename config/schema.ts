@@ -136,6 +136,33 @@ export interface LogConfig {
   readonly size: number;
   /** Rotated files kept (0 disables the file log). */
   readonly num: number;
+  /** Whether log lines also go to stderr when a file is written (SmartDNS `log-console`). */
+  readonly console: boolean;
+  /** The log file's permission bits (SmartDNS `log-file-mode`, octal). */
+  readonly fileMode: number;
+}
+
+/**
+ * The audit file (one line per answered query, SmartDNS's `audit-*` directives) and the
+ * in-memory query log the dashboard searches.
+ */
+export interface AuditConfig {
+  /** Write the audit file (`audit-enable`). */
+  readonly enable: boolean;
+  /** Its path (`audit-file`). */
+  readonly file: string;
+  /** Rotate when the file would pass this many bytes (`audit-size`). */
+  readonly size: number;
+  /** Rotated files kept (`audit-num`; 0: no file, only the console when `console` is on). */
+  readonly num: number;
+  /** The file's permission bits (`audit-file-mode`, octal). */
+  readonly fileMode: number;
+  /** Also write each line to stderr (`audit-console`). */
+  readonly console: boolean;
+  /** Also audit answers with no address and an SOA: blocked, NXDOMAIN, NODATA (`audit-SOA`). */
+  readonly soa: boolean;
+  /** Entries the in-memory query log keeps (0: none). */
+  readonly queryLogSize: number;
 }
 
 /** Answer cache and TTL rewriting. */
@@ -569,6 +596,7 @@ export interface Config {
   readonly upstreams: readonly UpstreamConfig[];
   readonly cache: CacheConfig;
   readonly log: LogConfig;
+  readonly audit: AuditConfig;
   readonly guardian: GuardianConfig;
   /** Query statistics and metrics; absent: on (only keeldns TOML's `[metrics]` turns them off). */
   readonly metrics?: MetricsConfig;

@@ -9,6 +9,7 @@
  */
 import { overlaySubnets } from "../dns/client_subnet.ts";
 import {
+  DEFAULT_AUDIT,
   DEFAULT_GUARDIAN,
   DEFAULT_MAX_TCP_CONNECTIONS,
   DEFAULT_RATE_BURST,
@@ -284,6 +285,8 @@ export function parseSmartdnsConf(
     upstreams: servers,
     cache: d.cache,
     log: d.log,
+    // Without any audit- line the audit is off, and keeldns's defaults say the same.
+    audit: d.audit ?? DEFAULT_AUDIT,
     guardian: d.user === undefined ? DEFAULT_GUARDIAN : { ...DEFAULT_GUARDIAN, user: d.user },
     rules,
     unsupported: [...d.unsupported.values()],

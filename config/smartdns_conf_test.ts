@@ -601,3 +601,25 @@ Deno.test("smartdns.conf: prefetch-domain, serve-expired-prefetch-time and domai
   assertEquals(c.rules.domainRules[0].noServeExpired, true);
   assertEquals(parse("server 9.9.9.9\n").cache.prefetch, false, "off unless set, as in SmartDNS");
 });
+
+Deno.test("smartdns.conf: audit-* take SmartDNS's defaults and forms; a bad mode is refused at its line", () => {
+  const c = parse("server 9.9.9.9\naudit-enable yes\n");
+  assertEquals(c.audit, {
+    enable: true,
+    file: "/var/log/smartdns/smartdns-audit.log",
+    size: 128 * 1024,
+    num: 2,
+    fileMode: 0o640,
+    console: false,
+    soa: false,
+    queryLogSize: 0,
+  });
+  assertEquals(parse("server 9.9.9.9\naudit-SOA yes\naudit-file-mode 0644\n").audit.soa, true);
+  assertEquals(parse("server 9.9.9.9\naudit-file-mode 0644\n").audit.fileMode, 0o644);
+  assertEquals(c.unsupported, []);
+  assertThrows(
+    () => parse("server 9.9.9.9\naudit-file-mode 888\n"),
+    /^\/etc\/smartdns\/smartdns\.conf:2:17: audit-file-mode: "888" is not an octal file mode/,
+  );
+  assertEquals(parse("server 9.9.9.9\nlog-console no\nlog-file-mode 600\n").log.console, false);
+});

@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  DEFAULT_AUDIT,
   DEFAULT_CACHE,
   DEFAULT_GUARDIAN,
   DEFAULT_LOG,
@@ -18,6 +19,7 @@ import {
 import { didYouMean } from "./errors.ts";
 import type {
   AddressSetRule,
+  AuditConfig,
   BindConfig,
   ClientGroupConfig,
   Config,
@@ -49,6 +51,7 @@ import {
   isIPv6,
   parseAddressAction,
   parseDns64Prefix,
+  parseFileMode,
   parseHostPort,
   parseHttpsRecord,
   parseSize,
@@ -70,6 +73,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "proxy",
     "cache",
     "log",
+    "audit",
     "guardian",
     "metrics",
     "rules",
@@ -193,7 +197,8 @@ const SCHEMA: Record<string, readonly string[]> = {
     "checkpoint-time",
     "write-budget",
   ],
-  log: ["level", "file", "size", "num"],
+  log: ["level", "file", "size", "num", "console", "file-mode"],
+  audit: ["enable", "file", "size", "num", "file-mode", "console", "soa", "query-log-size"],
 };
 
 /** Reads the TOML model out of a parsed document, pointing errors at their keys. */
@@ -237,6 +242,33 @@ class TomlConfigReader {
     const v = table[key];
     if (typeof v === "string") return this.parsed(`${path}.${key}`, key, () => parseSize(v));
     return this.integer(table, key, path, 0, Number.MAX_SAFE_INTEGER, fallback);
+  }
+
+  /** A permission mode: an octal integer (`0o640`) or octal digits as text (`"640"`). */
+  mode(table: Table, key: string, path: string, fallback: number): number {
+    const v = table[key];
+    if (v === undefined) return fallback;
+    if (typeof v === "string") return this.parsed(`${path}.${key}`, key, () => parseFileMode(v));
+    const n = this.integer(table, key, path, 0, Number.MAX_SAFE_INTEGER, fallback);
+    if (n > 0o777) {
+      this.src.fail(`${path}.${key}`, `${key} must be an octal mode such as 0o640 or "640", not ${n}`);
+    }
+    return n;
+  }
+
+  /** The `[audit]` table. */
+  audit(root: Table): AuditConfig {
+    const a = this.table(root.audit, "audit", "audit");
+    return {
+      enable: this.boolean(a, "enable", "audit", DEFAULT_AUDIT.enable),
+      file: this.string(a, "file", "audit") ?? DEFAULT_AUDIT.file,
+      size: this.size(a, "size", "audit", DEFAULT_AUDIT.size),
+      num: this.integer(a, "num", "audit", 0, 1024, DEFAULT_AUDIT.num),
+      fileMode: this.mode(a, "file-mode", "audit", DEFAULT_AUDIT.fileMode),
+      console: this.boolean(a, "console", "audit", DEFAULT_AUDIT.console),
+      soa: this.boolean(a, "soa", "audit", DEFAULT_AUDIT.soa),
+      queryLogSize: this.integer(a, "query-log-size", "audit", 0, 10_000_000, DEFAULT_AUDIT.queryLogSize),
+    };
   }
 
   boolean(table: Table, key: string, path: string, fallback: boolean): boolean {
@@ -893,7 +925,10 @@ class TomlConfigReader {
         file: this.string(log, "file", "log"),
         size,
         num: this.integer(log, "num", "log", 0, 1024, DEFAULT_LOG.num),
+        console: this.boolean(log, "console", "log", DEFAULT_LOG.console),
+        fileMode: this.mode(log, "file-mode", "log", DEFAULT_LOG.fileMode),
       },
+      audit: this.audit(root),
       guardian: {
         watchdogTimeout: this.integer(
           guardian,

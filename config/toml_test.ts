@@ -66,7 +66,14 @@ num = 2
   assertEquals(c.upstreams[1].host, "2001:db8::53");
   assertEquals(c.cache.size, 16384);
   assertEquals(c.cache.rrTtlMin, 10);
-  assertEquals(c.log, { level: "debug", file: "/tmp/k.log", size: 256 * 1024, num: 2 });
+  assertEquals(c.log, {
+    level: "debug",
+    file: "/tmp/k.log",
+    size: 256 * 1024,
+    num: 2,
+    console: true,
+    fileMode: 0o640,
+  });
 });
 
 Deno.test("TOML: errors point at file:line:col", () => {
@@ -253,4 +260,27 @@ Deno.test("TOML: [metrics] enable turns the query statistics off; absent, they a
   assertEquals(parseTomlConfig(base + "[metrics]\n", "k.toml").metrics, { enable: true });
   assertThrows(() => parseTomlConfig(base + "[metrics]\nenabled = false\n", "k.toml"), /^k\.toml:4:1: /);
   assertThrows(() => parseTomlConfig(base + '[metrics]\nenable = "no"\n', "k.toml"), /^k\.toml:4:/);
+});
+
+Deno.test("TOML: [audit] and the log's console and file-mode", () => {
+  const c = parseTomlConfig(
+    '[[upstream]]\naddress = "9.9.9.9"\n[audit]\nenable = true\nfile = "/tmp/a.log"\nsize = "64k"\n' +
+      'file-mode = 0o600\nquery-log-size = 10000\n[log]\nconsole = false\nfile-mode = "644"\n',
+    "k.toml",
+  );
+  assertEquals(c.audit, {
+    enable: true,
+    file: "/tmp/a.log",
+    size: 64 * 1024,
+    num: 2,
+    fileMode: 0o600,
+    console: false,
+    soa: true,
+    queryLogSize: 10000,
+  });
+  assertEquals([c.log.console, c.log.fileMode], [false, 0o644]);
+  assertThrows(
+    () => parseTomlConfig('[[upstream]]\naddress = "9.9.9.9"\n[audit]\nfile-mode = 640\n', "k.toml"),
+    /^k\.toml:4:1: file-mode must be an octal mode such as 0o640/,
+  );
 });

@@ -251,3 +251,9 @@ export function parseHttpsRecord(text: string): HttpsRecordConfig {
   }
   return out;
 }
+
+/** Reads a permission mode as SmartDNS does: octal digits (`640`, `0644`), at most 777. */
+export function parseFileMode(text: string): number {
+  if (!/^0*[0-7]{1,3}$/.test(text)) throw new Error(`"${text}" is not an octal file mode such as 640`);
+  return parseInt(text, 8);
+}

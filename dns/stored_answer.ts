@@ -150,6 +150,11 @@ export class StoredAnswer {
     return this.bytes[this.start + 3] & 0x0f;
   }
 
+  /** Number of records in the answer section. */
+  get answerCount(): number {
+    return (this.bytes[this.start + 6] << 8) | this.bytes[this.start + 7];
+  }
+
   /** When this answer stops being fresh (ms since the epoch). */
   get expiresAt(): number {
     return this.storedAt + this.lifetime * 1000;

@@ -28,6 +28,7 @@ export function readConfig(path?: string): { config: Config; text?: string } {
 export class LastGoodConfig {
   private good?: { readonly text: string; readonly time: string };
   private onCopy = false;
+  private validated?: Config;
   /** Where the copy is written when children fall back to it. */
   readonly copyPath: string;
 
@@ -36,16 +37,23 @@ export class LastGoodConfig {
    * @param copyDir where the copy may be written
    * @param text the file's text as validated at start: the first last good version
    */
-  constructor(readonly path: string | undefined, copyDir: string, text?: string) {
+  constructor(readonly path: string | undefined, copyDir: string, text?: string, config?: Config) {
     if (text !== undefined) this.good = { text, time: new Date().toISOString() };
+    this.validated = config;
     const extension = /\.[a-z]+$/i.exec(path ?? "")?.[0] ?? "";
     this.copyPath = `${copyDir}/keeldns-lastgood-${Deno.pid}${extension}`;
   }
 
   /** Reads and validates the file; a valid one becomes the last good version. Throws the file's error. */
   validate(): void {
-    const { text } = readConfig(this.path);
+    const { config, text } = readConfig(this.path);
     if (text !== undefined) this.good = { text, time: new Date().toISOString() };
+    this.validated = config;
+  }
+
+  /** The configuration as last validated (what a child started now runs on), if known. */
+  get config(): Config | undefined {
+    return this.validated;
   }
 
   /**

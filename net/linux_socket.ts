@@ -19,6 +19,12 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_RCVBUF = 8;
 const SO_RCVTIMEO = 20;
+const SO_TYPE = 3;
+const SO_DOMAIN = 39;
+/** SO_RCVBUF past net.core.rmem_max (needs CAP_NET_ADMIN). */
+const SO_RCVBUFFORCE = 33;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
 const SO_BINDTODEVICE = 25;
 const SO_MARK = 36;
 const IPPROTO_IPV6 = 41;
@@ -52,7 +58,10 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** fcntl(fd, cmd, int): variadic in C; an int third argument is passed as a fixed one on LP64. */
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32", nonblocking: true },
   /** The same call on the calling thread, for MSG_DONTWAIT receives that must not block. */
   recvmmsgNow: { name: "recvmmsg", parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
@@ -81,6 +90,30 @@ export function loadLibc(): Libc {
   }
   libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   return libc;
+}
+
+/** A 32-bit socket option value. */
+function int32(v: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new Int32Array([v]).buffer);
+}
+
+/** An int socket option of `fd` at SOL_SOCKET, or undefined when getsockopt fails. */
+function getIntOption(lib: Libc, fd: number, name: number): number | undefined {
+  const value = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  const ok = lib.getsockopt(
+    fd,
+    SOL_SOCKET,
+    name,
+    new Uint8Array(value.buffer),
+    new Uint8Array(length.buffer),
+  ) === 0;
+  return ok ? value[0] : undefined;
+}
+
+/** Closes a descriptor this process inherited and does not use (nothing else refers to it here). */
+export function closeDescriptor(fd: number): void {
+  loadLibc().close(fd);
 }
 
 /** The text of the calling thread's errno (valid right after a failed synchronous call). */
@@ -255,22 +288,10 @@ export class LinuxUdpSocket {
     port: number,
     options: { receiveTimeoutMs: number; reuseAddress?: boolean; mark?: number; device?: string },
   ): LinuxUdpSocket {
-    const lib = loadLibc();
-    const address = encodeSockaddr(host, port);
-    const family = address.length === 28 ? AF_INET6 : AF_INET;
-    const fd = lib.socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw new Error(`socket: ${lastError(lib)}`);
-    const s = new LinuxUdpSocket(lib, fd, family);
-    try {
-      const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
-      if (family === AF_INET6) s.setOption(IPPROTO_IPV6, IPV6_V6ONLY, int(0));
-      if (options.reuseAddress) s.setOption(SOL_SOCKET, SO_REUSEADDR, int(1));
-      s.setOption(SOL_SOCKET, SO_RCVBUF, int(4 * 1024 * 1024));
-      const tv = new BigInt64Array([
-        BigInt(Math.floor(options.receiveTimeoutMs / 1000)),
-        BigInt((options.receiveTimeoutMs % 1000) * 1000),
-      ]);
-      s.setOption(SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(tv.buffer));
+    return LinuxUdpSocket.open(host, port, true, (s) => {
+      if (options.reuseAddress) s.setOption(SOL_SOCKET, SO_REUSEADDR, int32(1));
+      s.setOption(SOL_SOCKET, SO_RCVBUF, int32(4 * 1024 * 1024));
+      s.setReceiveTimeout(options.receiveTimeoutMs);
       if (options.mark !== undefined) {
         s.setOption(SOL_SOCKET, SO_MARK, new Uint8Array(new Uint32Array([options.mark]).buffer), "SO_MARK");
       }
@@ -278,12 +299,81 @@ export class LinuxUdpSocket {
         const name = new TextEncoder().encode(options.device + "\0");
         s.setOption(SOL_SOCKET, SO_BINDTODEVICE, name, `SO_BINDTODEVICE ${options.device}`);
       }
+    });
+  }
+
+  /**
+   * Creates and binds a UDP socket that processes started from this one inherit (no close-on-exec),
+   * with SO_REUSEADDR and a receive buffer of `receiveBufferBytes`: past net.core.rmem_max when
+   * the process may (SO_RCVBUFFORCE, CAP_NET_ADMIN), else as far as rmem_max allows. It is for a
+   * process that holds the socket for others and never reads it. Throws with the OS's reason.
+   */
+  static bindInheritable(
+    host: string,
+    port: number,
+    options: { receiveBufferBytes: number },
+  ): LinuxUdpSocket {
+    return LinuxUdpSocket.open(host, port, false, (s) => {
+      s.setOption(SOL_SOCKET, SO_REUSEADDR, int32(1));
+      const size = int32(options.receiveBufferBytes);
+      if (s.lib.setsockopt(s.fd, SOL_SOCKET, SO_RCVBUFFORCE, size, size.length) !== 0) {
+        s.setOption(SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF");
+      }
+    });
+  }
+
+  /**
+   * Takes over an inherited, bound UDP socket descriptor: checks that it is one, marks this
+   * process's copy close-on-exec (so nothing this process starts inherits it), and sets the
+   * receive timeout (as {@link bind}). Closing it closes only this copy. Throws if `fd` is not a
+   * UDP socket.
+   */
+  static fromFd(fd: number, options: { receiveTimeoutMs: number }): LinuxUdpSocket {
+    const lib = loadLibc();
+    const type = getIntOption(lib, fd, SO_TYPE);
+    if (type === undefined) throw new Error(`descriptor ${fd} is not a socket: ${lastError(lib)}`);
+    if (type !== SOCK_DGRAM) throw new Error(`descriptor ${fd} is not a UDP socket`);
+    const family = getIntOption(lib, fd, SO_DOMAIN) ?? AF_INET;
+    if (lib.fcntl(fd, F_SETFD, FD_CLOEXEC) !== 0) {
+      throw new Error(`fcntl(${fd}, FD_CLOEXEC): ${lastError(lib)}`);
+    }
+    const s = new LinuxUdpSocket(lib, fd, family);
+    s.setReceiveTimeout(options.receiveTimeoutMs);
+    return s;
+  }
+
+  /** Creates a socket for `host`, applies `configure`, binds it; closes it and throws on failure. */
+  private static open(
+    host: string,
+    port: number,
+    closeOnExec: boolean,
+    configure: (s: LinuxUdpSocket) => void,
+  ): LinuxUdpSocket {
+    const lib = loadLibc();
+    const address = encodeSockaddr(host, port);
+    const family = address.length === 28 ? AF_INET6 : AF_INET;
+    const fd = lib.socket(family, SOCK_DGRAM | (closeOnExec ? SOCK_CLOEXEC : 0), 0);
+    if (fd < 0) throw new Error(`socket: ${lastError(lib)}`);
+    const s = new LinuxUdpSocket(lib, fd, family);
+    try {
+      if (family === AF_INET6) s.setOption(IPPROTO_IPV6, IPV6_V6ONLY, int32(0));
+      configure(s);
       if (lib.bind(fd, address, address.length) !== 0) throw new Error(lastError(lib));
     } catch (e) {
       lib.close(fd);
       throw e;
     }
     return s;
+  }
+
+  private setReceiveTimeout(ms: number): void {
+    const tv = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1000)]);
+    this.setOption(SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(tv.buffer), "SO_RCVTIMEO");
+  }
+
+  /** The receive buffer the kernel gives the socket, in bytes (SO_RCVBUF: twice what was asked). */
+  receiveBufferBytes(): number {
+    return getIntOption(this.lib, this.fd, SO_RCVBUF) ?? 0;
   }
 
   private setOption(level: number, name: number, value: Uint8Array<ArrayBuffer>, what?: string): void {

@@ -119,3 +119,56 @@ socketTest(
     assertEquals((await Promise.all(replies)).map((r) => r![0]), [11, 12, 13]);
   },
 );
+
+/** Whether this process's descriptor `fd` is close-on-exec (O_CLOEXEC in /proc/self/fdinfo). */
+function closeOnExec(fd: number): boolean {
+  const flags = /^flags:\s+(\d+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))![1];
+  return (parseInt(flags, 8) & 0o2000000) !== 0;
+}
+
+Deno.test({
+  name: "an inheritable socket has no close-on-exec; fromFd takes it over close-on-exec and serves it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const held = LinuxUdpSocket.bindInheritable("127.0.0.1", 0, { receiveBufferBytes: 16 * 1024 * 1024 });
+    try {
+      assertEquals(closeOnExec(held.fd), false, "inherited by what this process starts");
+      // As root (CAP_NET_ADMIN), SO_RCVBUFFORCE passes net.core.rmem_max; the kernel doubles it.
+      const rmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max"));
+      const expected = Deno.uid() === 0 ? 32 * 1024 * 1024 : Math.min(16 * 1024 * 1024, rmemMax) * 2;
+      assertEquals(held.receiveBufferBytes(), expected);
+      const adopted = LinuxUdpSocket.fromFd(held.fd, { receiveTimeoutMs: 200 });
+      assertEquals(closeOnExec(adopted.fd), true, "the taker's copy is close-on-exec");
+      assertEquals(adopted.localPort(), held.localPort());
+      const rx = new MmsgVector(8, 512);
+      const tx = new MmsgVector(8, 512);
+      const answered = udpExchangeRaw(adopted.localPort(), new Uint8Array([1, 2, 3]), 2000);
+      const n = await adopted.receive(rx);
+      assertEquals(n, 1);
+      tx.data.set(rx.payload(0));
+      tx.setSendLength(0, rx.length(0), rx.name(0));
+      assertEquals(adopted.send(tx, 1), 1);
+      assertEquals([...(await answered)!], [1, 2, 3]);
+    } finally {
+      held.close();
+    }
+  },
+});
+
+Deno.test("fromFd refuses a descriptor that is no socket", () => {
+  const path = Deno.realPathSync(Deno.execPath());
+  const file = Deno.openSync(path);
+  try {
+    const fd = [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name)).find((n) => {
+      try {
+        return Deno.readLinkSync(`/proc/self/fd/${n}`) === path;
+      } catch {
+        return false;
+      }
+    })!;
+    assertThrows(() => LinuxUdpSocket.fromFd(fd, { receiveTimeoutMs: 200 }), /is not a socket/);
+  } finally {
+    file.close();
+  }
+});

@@ -88,7 +88,22 @@ export interface CarryRequest {
   readonly carry: readonly QueryStatsState[];
 }
 
-/** The child's answer to a {@link CacheRequest} (and a {@link MetricsRequest}, {@link CarryRequest}). */
+/** `keeldns explain NAME [TYPE] [--client IP]` asked of the child (resolver/explain.ts); `id` pairs the reply. */
+export interface ExplainRequest {
+  readonly id: number;
+  readonly explain: { readonly name: string; readonly type?: string; readonly client?: string };
+}
+
+/** Whether a request line the child read is an {@link ExplainRequest}. */
+export function isExplainRequest(request: unknown): request is ExplainRequest {
+  const explain = (request as Partial<ExplainRequest> | null)?.explain;
+  return typeof explain === "object" && explain !== null && typeof explain.name === "string";
+}
+
+/**
+ * The child's answer to a {@link CacheRequest} (or an {@link ExplainRequest}: the report is the result; a
+ * {@link MetricsRequest}: the text or snapshot; a {@link CarryRequest}: ok).
+ */
 export interface CacheReplyMessage {
   readonly reply: {
     readonly id: number;

@@ -7,7 +7,7 @@
  */
 
 /** What a client may ask. */
-export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache" | "metrics";
+export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache" | "explain" | "metrics";
 
 /** All commands. */
 export const CONTROL_COMMANDS: readonly ControlCommand[] = [
@@ -16,6 +16,7 @@ export const CONTROL_COMMANDS: readonly ControlCommand[] = [
   "stop",
   "restart",
   "cache",
+  "explain",
   "metrics",
 ];
 
@@ -31,6 +32,8 @@ export interface ControlReply {
   readonly status?: Record<string, unknown>;
   /** What the child answered, for `cache` (stats, the entries listed, the entries flushed). */
   readonly cache?: Record<string, unknown>;
+  /** What the child answered for `explain` (resolver/explain.ts ExplainReport). */
+  readonly explain?: Record<string, unknown>;
   /** What the child answered, for `metrics`: `text` (Prometheus), or `snapshot` (JSON). */
   readonly metrics?: Record<string, unknown>;
 }

@@ -48,16 +48,18 @@ function stderrSink(): Sink {
 }
 
 /**
- * A sink appending to `path`, rotating to `path.1` … `path.N` when the file would pass `maxBytes`.
- * Write errors are reported once on stderr and the file sink then stays quiet.
+ * A sink appending to `path` (created with permission bits `mode`), rotating to `path.1` …
+ * `path.N` when the file would pass `maxBytes`. Write errors are reported once on stderr and the
+ * file sink then stays quiet.
  */
-export function rotatingFileSink(path: string, maxBytes: number, keep: number): Sink {
+export function rotatingFileSink(path: string, maxBytes: number, keep: number, mode = 0o640): Sink {
   let file: Deno.FsFile | undefined;
   let size = 0;
   let broken = false;
   const open = () => {
-    file = Deno.openSync(path, { append: true, create: true, mode: 0o640 });
+    file = Deno.openSync(path, { append: true, create: true, mode });
     size = file.statSync().size;
+    if (size === 0) Deno.chmodSync(path, mode); // the umask may have taken bits off
   };
   const rotate = () => {
     file?.close();
@@ -92,22 +94,27 @@ export function rotatingFileSink(path: string, maxBytes: number, keep: number): 
   };
 }
 
-/** Configures logging for this process: stderr always, plus the file sink when one is set. */
+/**
+ * Configures logging for this process: stderr, plus the file sink when one is set (then stderr
+ * only if `console` is not false: SmartDNS's `log-console no`).
+ */
 export function setupLogging(
-  config: Pick<LogConfig, "level" | "file" | "size" | "num">,
+  config:
+    & Pick<LogConfig, "level" | "file" | "size" | "num">
+    & Partial<Pick<LogConfig, "console" | "fileMode">>,
   useFile = true,
 ): void {
   const level = LEVELS[config.level];
   const sinks: Record<string, Sink> = { stderr: stderrSink() };
-  if (useFile && config.file && config.num > 0) {
-    sinks.file = rotatingFileSink(config.file, config.size, config.num);
-  }
+  const withFile = useFile && config.file !== undefined && config.num > 0;
+  if (withFile) sinks.file = rotatingFileSink(config.file!, config.size, config.num, config.fileMode);
+  const used = withFile && config.console === false ? ["file"] : Object.keys(sinks);
   resetSync();
   configureSync({
     reset: true,
     sinks,
     loggers: [
-      { category: ["keeldns"], lowestLevel: level ?? "fatal", sinks: level ? Object.keys(sinks) : [] },
+      { category: ["keeldns"], lowestLevel: level ?? "fatal", sinks: level ? used : [] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });

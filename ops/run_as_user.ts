@@ -5,9 +5,11 @@
  *
  * Who drops when:
  * - The guardian (started as root) resolves the user, opens its control socket and writes the pid
- *   file, prepares the files below, then drops to the user before it starts any child. It keeps
+ *   file, prepares the files below, binds the UDP listener sockets it holds for its children
+ *   (guardian/held_sockets.ts), then drops to the user before it starts any child. It keeps
  *   `CAP_NET_BIND_SERVICE` (plus what the configuration needs) in its permitted, inheritable and
- *   ambient sets but none effective: it binds nothing itself, it only hands the capability on.
+ *   ambient sets but none effective: it binds nothing more itself, it only hands the capability
+ *   on (a UDP listener a planned restart adds on a port below 1024 is bound by the child).
  * - Every child (first start, crash restart, planned restart) therefore starts as the user, with
  *   those capabilities from the ambient set. It binds its listeners — port 53, also beside an old
  *   child in a planned restart, where SO_REUSEADDR/SO_REUSEPORT do not waive the port check — then,

@@ -47,6 +47,18 @@ export interface DueEntry {
   readonly expiresAt: number;
 }
 
+/** An entry as {@link AnswerCache.peek} finds it. */
+export interface PeekedEntry {
+  /** A view of its answer (valid until the cache next changes). */
+  readonly answer: StoredAnswer;
+  /** When it was stored, stops being fresh, and stops being served stale (ms since the epoch). */
+  readonly storedAt: number;
+  readonly expiresAt: number;
+  readonly staleUntil: number;
+  /** Its tag. */
+  readonly tag: number;
+}
+
 /**
  * A key is the question section (name, type, class) with the name lower-cased, then one byte for
  * the DO bit: `end - start + 1` bytes. This is byte `i` of it, read from `src` where the name ends
@@ -204,6 +216,30 @@ export class AnswerCache {
     this.lastHit = slot;
     this.touch(slot);
     return this.answerAt(slot);
+  }
+
+  /**
+   * The entry for `q` with `variant` as it is, fresh, stale or expired, without marking it used,
+   * counting a hit or dropping it (for `explain`; a query uses {@link get}). The answer is a view:
+   * use it before the cache next changes.
+   */
+  peek(q: Question, variant: number): PeekedEntry | undefined {
+    const slot = this.find(
+      q.wire,
+      HEADER_LENGTH,
+      q.questionEnd,
+      variant,
+      hashKey(q.wire, HEADER_LENGTH, q.questionEnd, variant),
+    );
+    if (slot === NONE) return undefined;
+    const expiresAt = this.storedAt[slot] + this.lifetime[slot] * 1000;
+    return {
+      answer: this.answerAt(slot),
+      storedAt: this.storedAt[slot],
+      expiresAt,
+      staleUntil: expiresAt + this.staleMs,
+      tag: this.tag[slot],
+    };
   }
 
   /**

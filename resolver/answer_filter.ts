@@ -14,6 +14,7 @@ import { decodePacket, encodePacket } from "../dns/packet.ts";
 import { HEADER_LENGTH, skipName } from "../dns/wire.ts";
 import { ipBytes } from "../net/address.ts";
 import { CidrSet } from "../net/cidr_set.ts";
+import type { TracedIpRule } from "./query_trace.ts";
 
 const BLACKLIST = 1;
 const WHITELIST = 2;
@@ -50,6 +51,8 @@ export class AnswerFilter {
   private readonly set = new CidrSet();
   private readonly rules: FilterRule[] = [];
   private readonly hasAlias: boolean;
+  /** The rules as configured, by index (for {@link rulesMatching}). */
+  private readonly configs: readonly IpRuleConfig[];
 
   /**
    * Builds the filter from the rules and their ip-set files (read now; a file that cannot be
@@ -61,6 +64,7 @@ export class AnswerFilter {
     warn: (message: string) => void,
     readFile: (path: string) => string = Deno.readTextFileSync,
   ) {
+    this.configs = rules;
     const setCidrs = new Map<string, string[]>();
     for (const set of sets) {
       try {
@@ -126,6 +130,27 @@ export class AnswerFilter {
     return this.alias(wire);
   }
 
+  /**
+   * The rules that match an A or AAAA address of a checked answer, each once, as smartdns.conf
+   * lines with their place (for `explain`; not on the query path).
+   */
+  rulesMatching(wire: Uint8Array): TracedIpRule[] {
+    const found = new Set<number>();
+    try {
+      for (const r of decodePacket(wire).answers ?? []) {
+        if (r.type !== "A" && r.type !== "AAAA") continue;
+        const bytes = ipBytes(String(r.data));
+        this.set.match(bytes, 0, bytes.length, (index) => found.add(index));
+      }
+    } catch {
+      // records dns-packet cannot read: nothing to name
+    }
+    return [...found].sort((a, b) => a - b).map((i) => {
+      const rule = this.configs[i];
+      return { text: ipRuleText(rule), source: rule.source };
+    });
+  }
+
   /** Replaces the addresses that have an ip-alias rule by the rule's addresses (miss path only). */
   private alias(wire: Uint8Array): FilterVerdict {
     try {
@@ -155,4 +180,21 @@ export class AnswerFilter {
       return ACCEPT; // records dns-packet cannot rebuild: sent as they came
     }
   }
+}
+
+/** An IP rule as a smartdns.conf line says it (`ignore-ip 192.0.2.1/32`, `ip-rules … -flags`). */
+function ipRuleText(rule: IpRuleConfig): string {
+  const flags = [
+    rule.bogusNxdomain ? "bogus-nxdomain" : "",
+    rule.blacklist ? "blacklist-ip" : "",
+    rule.whitelist ? "whitelist-ip" : "",
+    rule.ignore ? "ignore-ip" : "",
+    rule.alias ? "ip-alias" : "",
+  ].filter((f) => f !== "");
+  const cidrs = rule.cidrs.join(",");
+  if (flags.length === 1 && !rule.alias) return `${flags[0]} ${cidrs}`;
+  if (flags.length === 1) return `ip-alias ${cidrs} ${rule.alias!.join(",")}`;
+  return `ip-rules ${cidrs} ${
+    flags.map((f) => f === "ip-alias" ? `-ip-alias ${rule.alias!.join(",")}` : `-${f}`).join(" ")
+  }`;
 }

@@ -374,9 +374,12 @@ export class CacheJournal {
     return this.io;
   }
 
-  /** Writes a snapshot of the whole cache now and starts an empty journal (after a flush, at a stop). */
-  compact(): Promise<void> {
-    this.io = this.io.then(() => this.writeSnapshot());
+  /**
+   * Writes a snapshot of the whole cache now and starts an empty journal (after a flush, at a
+   * stop); within the hourly budget unless `anyway`.
+   */
+  compact(anyway = false): Promise<void> {
+    this.io = this.io.then(() => this.writeSnapshot(anyway));
     return this.io;
   }
 
@@ -450,19 +453,23 @@ export class CacheJournal {
     if (bySize || byTime || catchUp) await this.writeSnapshot();
   }
 
-  private async writeSnapshot(): Promise<void> {
+  /** Writes a snapshot and a fresh journal; within the budget unless `anyway` (a graceful stop). */
+  private async writeSnapshot(anyway = false): Promise<void> {
     if (!this.journalFile) return;
-    if (!this.affordable(this.snapshotLength)) {
+    const overBudget = () =>
       this.warn(
         "budget",
         "cache journal: the write budget of {budget} bytes per hour is spent; compaction waits",
         undefined,
       );
-      return;
-    }
+    // The last snapshot's size says whether one can fit before the cache is encoded.
+    if (!anyway && !this.affordable(this.snapshotLength)) return overBudget();
     const waiting = this.pending.take();
     const bytes = encodeCache(this.cache, this.now());
-    this.spend(bytes.length + JOURNAL_HEADER_LENGTH, true);
+    if (!this.spend(bytes.length + JOURNAL_HEADER_LENGTH, anyway)) {
+      this.pending.putBack(waiting);
+      return overBudget();
+    }
     try {
       await writeFileAtomic(this.options.file, bytes);
     } catch (e) {
@@ -510,7 +517,7 @@ export class CacheJournal {
     clearInterval(this.timer);
     if (this.cache.onStore) this.cache.onStore = undefined;
     await this.flush();
-    if (final) await this.compact();
+    if (final) await this.compact(true);
     await this.io;
     this.journalFile?.close();
     this.journalFile = undefined;

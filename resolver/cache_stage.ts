@@ -12,6 +12,7 @@ import type { CacheConfig } from "../config/schema.ts";
 import { SERVE_EXPIRED_TTL_UNLIMITED } from "../config/defaults.ts";
 import type { Answer } from "../dns/answer.ts";
 import { StoredAnswer } from "../dns/stored_answer.ts";
+import { Rcode } from "../dns/wire.ts";
 import type { AnswerCache } from "./answer_cache.ts";
 import { BindFlag, type ListenerProfile, parseContext, QueryContext, Reason } from "./query_context.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -32,6 +33,8 @@ const PREFETCH_LEAD_MS = 3000;
 const EXPIRED_PREFETCH_MAX = 8 * 3600;
 /** How often the prefetch timer looks for due entries (ms). */
 const PREFETCH_TICK_MS = 1000;
+/** The least TTL SmartDNS gives the first reply of a speed-checked miss (s). */
+const FIRST_REPLY_TTL_MIN = 2;
 
 /**
  * Seconds an entry is stale before its background refresh under `config` with prefetch and
@@ -126,11 +129,26 @@ export class CacheStage implements Stage {
         ctx.refined?.then((r) => {
           if (r instanceof StoredAnswer) this.cache.set(ctx, r, variant, this.tagNow(ctx));
         });
-        return a;
+        return ctx.speedCheckOn ? this.firstReply(ctx, a) : a;
       });
     }
     if (answer instanceof StoredAnswer) this.cache.set(ctx, answer, variant, this.tagNow(ctx));
-    return answer;
+    return ctx.speedCheckOn ? this.firstReply(ctx, answer) : answer;
+  }
+
+  /**
+   * What the client gets of `a`, the upstream answer to a miss the speed check runs on (it was
+   * stored as it is): SmartDNS's first reply, every record at `serve-expired-reply-ttl` (at least
+   * 2 s, at most the answer's own TTL), so the client asks again soon and gets the sorted answer
+   * from the cache; whether serve-expired is on or not. Not for `-no-serve-expired` (listener or
+   * domain rule), nor for an answer without records (SOA, errors).
+   */
+  private firstReply(ctx: QueryContext, a: Answer): Answer {
+    if (!(a instanceof StoredAnswer) || a.rcode !== Rcode.NOERROR || a.answerCount === 0) return a;
+    if (ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) return a;
+    if (this.rules?.servesStale && !this.rules.servesStale(ctx)) return a;
+    const ttl = Math.max(this.staleReplyTtl, FIRST_REPLY_TTL_MIN);
+    return a.lifetime <= ttl ? a : a.withFixedTtl(ttl, this.now());
   }
 
   /**
@@ -231,6 +249,44 @@ export class CacheStage implements Stage {
     return started;
   }
 
+  /**
+   * What the cache holds for `ctx` and whether {@link resolve} would answer from it, without
+   * changing anything (no LRU update, no hit counted, no entry dropped): for `explain`. Call it
+   * where the chain would reach this stage (the client stage has set the groups).
+   */
+  inspect(ctx: QueryContext, now = this.now()): CacheInspection {
+    if (ctx.listener.flags & BindFlag.NO_CACHE) return { state: "bypassed", wouldServe: false };
+    const variant = (ctx.dnssecOk ? 1 : 0) | (ctx.ruleGroup << 1) |
+      ((ctx.listener.flags & BindFlag.NO_SPEED_CHECK) ? 0x80 : 0);
+    const entry = this.cache.peek(ctx, variant);
+    if (!entry) return { state: "absent", wouldServe: false };
+    const ttlLeft = Math.floor((entry.expiresAt - now) / 1000);
+    const group = entry.tag & 0xff;
+    const state = now < entry.expiresAt ? "fresh" : now < entry.staleUntil ? "stale" : "expired";
+    if (state === "expired") {
+      return { state, ttlLeft, group, wouldServe: false, why: "past the serve-expired window" };
+    }
+    const rules = this.rules;
+    let why: string | undefined;
+    if (tagOf(rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup) !== entry.tag) {
+      const now = rules ? rules.upstreamGroupOf(ctx) : ctx.upstreamGroup;
+      if (now < 0) why = "the rules answer this question themselves now";
+      else if (now !== group) {
+        why = `the rules send it to upstream group ${now} now, it came from group ${group}`;
+      }
+    }
+    if (!why && state === "stale") {
+      if (ctx.listener.flags & BindFlag.NO_SERVE_EXPIRED) why = "the listener is -no-serve-expired";
+      else if (!(rules?.servesStale?.(ctx) ?? true)) why = "a domain-rules -no-serve-expired line";
+    }
+    const answer = why
+      ? undefined
+      : state === "stale"
+      ? entry.answer.withFixedTtl(this.staleReplyTtl, now).render(ctx, now, 65535)
+      : entry.answer.render(ctx, now, 65535);
+    return { state, ttlLeft, group, wouldServe: !why, ...(why ? { why } : { answer }) };
+  }
+
   /** The tag of an answer stored now (ctx.upstreamGroup is the group that answered). */
   private tagNow(ctx: QueryContext): number {
     return tagOf(this.rules?.generation ?? 0, ctx.listener.flags, ctx.upstreamGroup);
@@ -252,8 +308,28 @@ export class CacheStage implements Stage {
     const now = rules.upstreamGroupOf(ctx);
     if (now < 0 || now !== group) return false;
     this.cache.retagLast(tagOf(rules.generation, ctx.listener.flags, group));
+    ctx.upstreamGroup = group; // the group that answered: for the query recorder
     return true;
   }
+}
+
+/** What the cache holds for a question, as `explain` reports it. */
+export interface CacheInspection {
+  /**
+   * `fresh`, `stale` (expired, within the serve-expired window), `expired` (past it: dropped when
+   * next asked), `absent`, or `bypassed` (the listener is -no-cache).
+   */
+  readonly state: "fresh" | "stale" | "expired" | "absent" | "bypassed";
+  /** Seconds of TTL left (negative: expired that long ago). */
+  readonly ttlLeft?: number;
+  /** Whether a query now would be answered from it (the rules still send it to the group that answered). */
+  readonly wouldServe: boolean;
+  /** Why it would not, when it is there. */
+  readonly why?: string;
+  /** The upstream group that answered it. */
+  readonly group?: number;
+  /** The answer it would give (rendered for the question now; a stale one at the reply TTL). */
+  readonly answer?: Uint8Array;
 }
 
 /** The listener profiles of background refreshes, by the listener flags their entries were stored with. */

@@ -319,3 +319,143 @@ Deno.test("domain-rules -no-serve-expired: that name waits for the upstream, oth
   await up.flush();
   assertEquals(addressOf(await fresh as StoredAnswer, q("fresh.example"), clock), "192.0.2.4");
 });
+
+/** A stage standing for the speed stage: marks every question as one a speed check runs on. */
+const speedChecked = {
+  resolve(ctx: QueryContext, next: (ctx: QueryContext) => ReturnType<ReturnType<typeof chain>>) {
+    ctx.speedCheckOn = true;
+    return next(ctx);
+  },
+};
+
+/** The TTLs of the records of `a` rendered for `q` at `now`. */
+function ttlsOf(a: StoredAnswer, q: QueryContext, now: number): number[] {
+  const rendered = a.render(q, now, 4096);
+  return Array.from({ length: a.ttlCount }, (_, i) => {
+    const p = a.ttlOffset(i);
+    return ((rendered[p] << 24) | (rendered[p + 1] << 16) | (rendered[p + 2] << 8) | rendered[p + 3]) >>> 0;
+  });
+}
+
+/** An upstream stand-in answering with `answers` (records of a `name` A question) and `rcode`. */
+function answering(answers: (name: string) => unknown[], rcode = 0, authorities: unknown[] = []) {
+  return {
+    resolve(ctx: QueryContext) {
+      const wire = encodePacket({
+        type: "response",
+        id: 0,
+        flags: 0x8180 | rcode,
+        questions: [{ name: ctx.name, type: "A", class: "IN" }],
+        answers: answers(ctx.name) as never,
+        authorities: authorities as never,
+      });
+      return Promise.resolve(StoredAnswer.fromResponse(wire, scanResponse(wire)!, policy, Date.now()));
+    },
+  };
+}
+
+Deno.test("speed check: the first reply carries serve-expired-reply-ttl, the cache the real TTLs", async () => {
+  const q = (flags = 0) => {
+    const ctx = parseContext(buildQuery("x.example", "A"));
+    ctx.listener = { address: "test", flags };
+    return ctx;
+  };
+  const records = (name: string) => [
+    { name, type: "CNAME", ttl: 900, data: "y.example" },
+    { name: "y.example", type: "A", ttl: 300, data: "192.0.2.1" },
+  ];
+  for (const [replyTtl, want] of [[3, 3], [0, 2], [1, 2], [60, 60], [500, 300]]) {
+    const stage = new CacheStage(new AnswerCache(100));
+    stage.staleReplyTtl = replyTtl;
+    const resolve = chain([stage, speedChecked], answering(records));
+    const first = await resolve(q()) as StoredAnswer;
+    const now = Date.now();
+    const shown = `serve-expired-reply-ttl ${replyTtl}`;
+    if (want >= 300) assertEquals(ttlsOf(first, q(), now), [900, 300], `${shown}: the answer's own TTLs`);
+    else assertEquals(ttlsOf(first, q(), now), [want, want], `${shown}: every record`);
+    const cached = resolve(q());
+    assert(cached instanceof StoredAnswer, "then a hit");
+    assertEquals(ttlsOf(cached, q(), now), [900, 300], `${shown}: the cache keeps the real TTLs`);
+  }
+  // Without the speed check's mark, and on a -no-serve-expired listener: the real TTLs.
+  for (
+    const [stages, flags, why] of [[[], 0, "no speed check"], [
+      [speedChecked],
+      256,
+      "-no-serve-expired",
+    ]] as const
+  ) {
+    const stage = new CacheStage(new AnswerCache(100));
+    const first = await chain([stage, ...stages], answering(records))(q(flags)) as StoredAnswer;
+    assertEquals(ttlsOf(first, q(), Date.now()), [900, 300], why);
+  }
+  assertEquals(BindFlag.NO_SERVE_EXPIRED, 256);
+});
+
+Deno.test("speed check: no short first reply for a -no-serve-expired name, an empty answer or an error", async () => {
+  const q = (name: string) => parseContext(buildQuery(name, "A"));
+  const stage = new CacheStage(new AnswerCache(100));
+  const rules = rulesOf("domain-rules /fresh.example/ -no-serve-expired", { n: 0 });
+  stage.rules = rules;
+  const address = (name: string) => [{ name, type: "A", ttl: 300, data: "192.0.2.1" }];
+  const resolve = chain([stage, rules, speedChecked], answering(address));
+  assertEquals(ttlsOf(await resolve(q("fresh.example")) as StoredAnswer, q("fresh.example"), Date.now()), [
+    300,
+  ]);
+  assertEquals(ttlsOf(await resolve(q("other.example")) as StoredAnswer, q("other.example"), Date.now()), [
+    3,
+  ]);
+  const soa = [{
+    name: "example",
+    type: "SOA",
+    ttl: 300,
+    data: {
+      mname: "ns.example",
+      rname: "h.example",
+      serial: 1,
+      refresh: 1,
+      retry: 1,
+      expire: 1,
+      minimum: 300,
+    },
+  }];
+  for (const [rcode, why] of [[0, "NODATA"], [3, "NXDOMAIN"]] as const) {
+    const empty = chain(
+      [new CacheStage(new AnswerCache(100)), speedChecked],
+      answering(() => [], rcode, soa),
+    );
+    const a = await empty(q("none.example")) as StoredAnswer;
+    assertEquals(ttlsOf(a, q("none.example"), Date.now()), [300], why);
+  }
+});
+
+Deno.test("inspect: fresh, stale, expired and absent, without a hit counted, an LRU move or an entry dropped", async () => {
+  const asked: string[] = [];
+  let now = Date.now(); // the stand-in stores its answers as received at Date.now()
+  const store = new AnswerCache(2);
+  const cache = new CacheStage(store, () => now);
+  store.staleWindow = 60;
+  const resolve = chain([cache], upstream(asked));
+  const q = (name: string) => parseContext(buildQuery(name, "A"));
+  assertEquals(cache.inspect(q("a.example")), { state: "absent", wouldServe: false });
+  await resolve(q("a.example"));
+  await resolve(q("b.example"));
+  const fresh = cache.inspect(q("a.example"));
+  assertEquals([fresh.state, fresh.ttlLeft, fresh.wouldServe, fresh.group], ["fresh", 300, true, 0]);
+  assert(fresh.answer && fresh.answer.length > 0);
+  assertEquals(cache.counters.hits, 0, "no hit counted");
+  // Had inspect moved a.example up the LRU list, c.example would now evict b.example.
+  await resolve(q("c.example"));
+  assertEquals(cache.inspect(q("a.example")).state, "absent", "a.example was still the oldest");
+  now += 301_000;
+  const stale = cache.inspect(q("b.example"));
+  assertEquals([stale.state, stale.ttlLeft, stale.wouldServe], ["stale", -1, true]);
+  now += 60_000;
+  assertEquals(cache.inspect(q("b.example")).state, "expired");
+  assertEquals(cache.inspect(q("b.example")).state, "expired", "inspect dropped nothing");
+  assertEquals(store.size, 2);
+  const bypass = q("b.example");
+  bypass.listener = { address: "udp://x", flags: BindFlag.NO_CACHE };
+  assertEquals(cache.inspect(bypass), { state: "bypassed", wouldServe: false });
+  assertEquals([cache.counters.hits, asked.length], [0, 3]);
+});

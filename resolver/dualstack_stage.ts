@@ -91,11 +91,15 @@ export class DualstackStage implements Stage {
     if (!checker) return next(ctx);
     const started = performance.now();
     const other = this.sibling(ctx, type === TYPE_A ? TYPE_AAAA : TYPE_A);
+    const trace = ctx.trace; // explain only: the other question goes down the trace chain, traced
+    if (trace) other.trace = trace.forSibling();
     const answer = next(ctx);
-    const otherAnswer = (this.fromCache ?? next)(other);
-    return Promise.resolve(answer).then((a) =>
+    const otherAnswer = (trace?.fromCache ?? this.fromCache ?? next)(other);
+    const chosen = Promise.resolve(answer).then((a) =>
       this.choose(ctx, a, type, otherAnswer, started, checker, options.thresholdMs)
     );
+    trace?.waitFor(chosen);
+    return chosen;
   }
 
   /** `a`, or the empty answer when the other family is faster by the threshold. */
@@ -128,7 +132,11 @@ export class DualstackStage implements Stage {
     ]);
     clearTimeout(timer);
     // IPv6 is kept within the threshold: the other family must be faster by more than it.
-    if (mine !== undefined && theirs + thresholdMs >= mine) return a;
+    const keep = mine !== undefined && theirs + thresholdMs >= mine;
+    if (ctx.trace) {
+      ctx.trace.dualstack = { ownMs: mine ?? null, otherMs: theirs, thresholdMs, answeredEmpty: !keep };
+    }
+    if (keep) return a;
     if (type === TYPE_AAAA) this.counters.preferredIpv4++;
     else this.counters.preferredIpv6++;
     ctx.refined = undefined; // the sorted addresses are not what is cached now

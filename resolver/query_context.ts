@@ -14,6 +14,7 @@
 import type { Answer } from "../dns/answer.ts";
 import type { StoredAnswer } from "../dns/stored_answer.ts";
 import type { SpeedOverride } from "./rule_set.ts";
+import type { QueryTrace } from "./query_trace.ts";
 import { ParsedQuestion, parseQuery } from "../dns/wire.ts";
 
 /** Why an answer is what it is (for counters, the audit log, `explain`). */
@@ -109,12 +110,20 @@ export class QueryContext extends ParsedQuestion {
   declare moreAnswersExpected?: boolean;
   /** The names' own speed check settings, from a `domain-rules` line (set by the rules stage). */
   declare speedRule?: SpeedOverride;
+  /**
+   * Set by the speed stage on a miss for A or AAAA when a speed check is configured for the name
+   * (SmartDNS: its check order is not `none`) and the answer is not passed through as it came:
+   * the cache stage then sends the client's first reply with SmartDNS's short TTL.
+   */
+  declare speedCheckOn?: boolean;
   /** Asked by the dual-stack stage for the other family of a client's question (not paired again). */
   declare sibling?: boolean;
   /** The address of the upstream whose answer it got (set by the race). */
   declare answeredBy?: string;
   /** A copy of the client's sockaddr, kept for the query recorder once {@link peer} is gone (a miss). */
   declare clientAddress?: Uint8Array;
+  /** Set by `explain` only: the stages record what they decide here (resolver/query_trace.ts). */
+  declare trace?: QueryTrace;
 }
 
 /** Parses a client query into a {@link QueryContext} (see {@link parseQuery}; throws the same). */

@@ -63,6 +63,9 @@ export interface Resolver {
   close(): void;
   /** The files the rules were read from (lists, hosts, leases): a change means a rebuild. */
   readonly files: readonly string[];
+  /** The chain's stages in order, and the client groups' names (group i + 1): for `explain`. */
+  readonly stages: readonly Stage[];
+  readonly clientGroups: readonly string[];
 }
 
 /** This machine's host name and addresses, for the names answered with them (empty if unknown). */
@@ -326,5 +329,7 @@ export function buildResolver(
       for (const u of upstreams) u.close();
     },
     files: [...new Set(ruleSets.flatMap((r) => [...r.files]))],
+    stages,
+    clientGroups: config.groups.map((g) => g.name),
   };
 }

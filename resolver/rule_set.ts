@@ -125,10 +125,61 @@ const KINDS = [
   "noServeExpired",
 ] as const;
 
+/** The names `explain` gives the kinds of a rule record. */
+const KIND_NAMES: Record<typeof KINDS[number], string> = {
+  v4: "address (A)",
+  v6: "address (AAAA)",
+  other: "address (other types)",
+  group: "nameserver",
+  cname: "cname",
+  srv: "srv-record",
+  txt: "txt-record",
+  https: "https-record",
+  ptr: "ptr",
+  svcb: "svcb (DDR)",
+  nftset4: "nftset (IPv4)",
+  nftset6: "nftset (IPv6)",
+  speedCheck: "speed-check-mode",
+  responseMode: "response-mode",
+  dualstack: "dualstack-ip-selection",
+  noServeExpired: "no-serve-expired",
+};
+
+/** The dotted, lower-cased name at `wire[at]` (uncompressed, checked). */
+function nameAt(wire: Uint8Array, at: number): string {
+  const labels: string[] = [];
+  for (let p = at; wire[p] !== 0 && p < wire.length; p += wire[p] + 1) {
+    labels.push(new TextDecoder().decode(wire.subarray(p + 1, p + 1 + wire[p])));
+  }
+  return labels.join(".").toLowerCase();
+}
+
 /** A rule line as the rule set keeps it (for `explain`, logs, the audit log). */
 export interface RuleSource {
   readonly text: string;
   readonly source: SourcePosition;
+}
+
+/** A rule line that applies to a name, as `explain` reports it. */
+export interface RuleMatch extends RuleSource {
+  /** Its index in {@link RuleSet.rules}. */
+  readonly rule: number;
+  /** The kinds it sets for the name (address4, address6, nameserver, cname, speed-check-mode …). */
+  readonly kinds: readonly string[];
+  /** Of those, the kinds where it is the most specific rule: it decides them. */
+  readonly decides: readonly string[];
+  /** For a rule on a `domain-set`: the list line that named the domain. */
+  readonly listLine?: ListLine;
+}
+
+/** The line of a domain list that covers a name. */
+export interface ListLine {
+  readonly file: string;
+  readonly line: number;
+  /** The domain as the line gives it. */
+  readonly domain: string;
+  /** `exception` for an adblock `@@` line (it exempts the name). */
+  readonly kind: "block" | "exception";
 }
 
 /** What the rules say for one question. */
@@ -619,6 +670,79 @@ export class RuleSet {
       return { reason: Reason.RULE, group, cname: r.cname.value, rule: r.cname.rule };
     }
     return { reason: Reason.UPSTREAM, group, rule: r.group?.rule ?? -1 };
+  }
+
+  /**
+   * Every rule line that applies to the question whose name is at `wire[12]`, outer (least
+   * specific) first, each with the kinds it sets and the ones it decides (for `explain`: it walks
+   * the merged records back to the rules they came from, and reads the list files of domain sets
+   * to find the line that names the domain; not for the query path).
+   */
+  matches(wire: Uint8Array): RuleMatch[] {
+    const id = this.table.match(wire, 12);
+    if (id === NO_RULE) return [];
+    const parts = new Map<number, [number, number]>();
+    for (const [outer, byInner] of this.merges) {
+      for (const [inner, merged] of byInner) parts.set(merged, [outer, inner]);
+    }
+    const leaves: number[] = [];
+    const walk = (r: number, depth: number): void => {
+      const pair = parts.get(r);
+      if (pair && depth < 4096) {
+        walk(pair[0], depth + 1);
+        walk(pair[1], depth + 1);
+      } else if (!leaves.includes(r)) leaves.push(r);
+    };
+    walk(id, 0);
+    const final = this.records[id];
+    const kindsOf = new Map<number, string[]>();
+    for (const leaf of leaves) {
+      const record = this.records[leaf];
+      for (const kind of KINDS) {
+        const rule = record[kind]?.rule;
+        if (rule === undefined || rule < 0) continue;
+        const kinds = kindsOf.get(rule) ?? [];
+        if (!kinds.includes(KIND_NAMES[kind])) kinds.push(KIND_NAMES[kind]);
+        kindsOf.set(rule, kinds);
+      }
+    }
+    const name = nameAt(wire, 12);
+    return [...kindsOf.entries()].sort(([a], [b]) => a - b).map(([rule, kinds]) => {
+      const decides = KINDS.filter((k) => final[k]?.rule === rule).map((k) => KIND_NAMES[k]);
+      const listLine = this.listLineFor(rule, name);
+      return { rule, ...this.rules[rule], kinds, decides, ...(listLine ? { listLine } : {}) };
+    });
+  }
+
+  /** The line of a domain set of rule `rule` that covers `name` (the most specific one), if any. */
+  private listLineFor(rule: number, name: string): ListLine | undefined {
+    const domains = this.config.domainRules[rule]?.domains ?? [];
+    let best: ListLine | undefined;
+    for (const domain of domains) {
+      const setName = /^domain-set:(.*)$/.exec(domain)?.[1];
+      const set = setName === undefined ? undefined : this.config.domainSets.find((s) => s.name === setName);
+      if (!set) continue;
+      let bytes: Uint8Array;
+      try {
+        bytes = (this.options.readFile ?? Deno.readFileSync)(set.file);
+      } catch {
+        continue;
+      }
+      let line = 1;
+      let counted = 0;
+      const decoder = new TextDecoder();
+      scanDomainList(bytes, set.file, (src, start, end, kind, scope) => {
+        for (let i = counted; i < start; i++) if (src[i] === 0x0a) line++;
+        counted = start;
+        const entry = decoder.decode(src.subarray(start, end)).toLowerCase().replace(/^\.+|\.$/g, "");
+        const covers = (scope !== "sub" && name === entry) ||
+          (scope !== "self" && (entry === "" || name.endsWith(`.${entry}`)));
+        if (covers && (!best || entry.length > best.domain.length)) {
+          best = { file: set.file, line, domain: entry, kind };
+        }
+      });
+    }
+    return best;
   }
 
   /** {@link judge} for a dotted name (tools, `explain`, tests). */

@@ -213,3 +213,38 @@ Deno.test("local answers take local-ttl, else rr-ttl, else rr-ttl-min, else 60 s
   assertEquals(localAnswerTtl(0, { rrTtl: 0, rrTtlMin: 600, rrTtlReplyMax: 10 }), 10);
   assertEquals(localAnswerTtl(5, { rrTtl: 0, rrTtlMin: 0, rrTtlReplyMax: 10 }), 5);
 });
+
+Deno.test("matches: every rule on the name's path with its line, what it sets and what it decides (explain)", () => {
+  files["/lists/ads.txt"] = "# ads\nfoo.example\n@@ok.ads.example\nads.example\n";
+  const { set } = rules(
+    "address /example/192.0.2.1\n" +
+      "nameserver /ads.example/office\n" +
+      "domain-set -name ads -file /lists/ads.txt\n" +
+      "address /domain-set:ads/#\n" +
+      "domain-rules /*ads.example/ -speed-check-mode none\n",
+  );
+  const wire = (name: string) => parseContext(buildQuery(name, "A")).wire;
+  const m = set.matches(wire("x.ads.example"));
+  assertEquals(m.map((r) => [r.text, r.source.line]), [
+    ["address /example/192.0.2.1", 3],
+    ["nameserver /ads.example/office", 4],
+    ["address /domain-set:ads/#", 6],
+    ["domain-rules /*ads.example/ -speed-check-mode none", 7],
+  ]);
+  assertEquals(m[0].decides, [], "overridden by the block list on a deeper name");
+  assertEquals(m[0].kinds, ["address (A)"]);
+  assertEquals(m[1].decides, ["nameserver"]);
+  assertEquals(m[2].decides.slice(0, 2), ["address (A)", "address (AAAA)"]);
+  assertEquals(m[2].listLine, { file: "/lists/ads.txt", line: 4, domain: "ads.example", kind: "block" });
+  assertEquals(m[3].decides, ["speed-check-mode"]);
+  assertEquals(set.judge(wire("x.ads.example"), 1).rule, m[2].rule, "the verdict's rule is the block list's");
+  // An adblock exception: the list line that exempts it, and the block no longer decides the address.
+  const ok = set.matches(wire("ok.ads.example")).find((r) => r.listLine);
+  assertEquals(ok?.listLine, {
+    file: "/lists/ads.txt",
+    line: 3,
+    domain: "ok.ads.example",
+    kind: "exception",
+  });
+  assertEquals(set.matches(wire("other.test")), []);
+});

@@ -17,6 +17,9 @@
  * received. The other servers' answers that come while the probes run add their addresses (as
  * SmartDNS pools them).
  *
+ * The stage marks each A/AAAA miss a speed check is configured for ({@link QueryContext.speedCheckOn}):
+ * the cache stage sends that first reply with SmartDNS's short TTL and stores the real one.
+ *
  * Which probes and mode apply: the client group's policy ({@link SpeedPolicy}), unless a
  * `domain-rules -speed-check-mode/-response-mode` line gives the name its own.
  *
@@ -27,7 +30,8 @@ import { answerAddresses, withAddresses } from "../dns/address_selection.ts";
 import { limitAddresses } from "../dns/address_limit.ts";
 import { StoredAnswer, type TtlPolicy } from "../dns/stored_answer.ts";
 import { Rcode, scanResponse } from "../dns/wire.ts";
-import type { ResponseMode, SpeedCheckMode } from "../config/schema.ts";
+import { formatSpeedCheckModes, type ResponseMode, type SpeedCheckMode } from "../config/schema.ts";
+import type { SpeedTrace } from "./query_trace.ts";
 import { BindFlag, type QueryContext } from "./query_context.ts";
 import type { SpeedChecker } from "./speed_checker.ts";
 import type { MaybePromise, Next, Stage } from "./stage.ts";
@@ -104,8 +108,12 @@ export class SpeedStage implements Stage {
   resolve(ctx: QueryContext, next: Next): MaybePromise<Answer> {
     const type = ctx.qtype;
     if (type !== 1 && type !== 28) return next(ctx);
-    const choice = ctx.listener.flags & BindFlag.NO_SPEED_CHECK ? undefined : this.choiceFor(ctx);
-    if (!choice) return this.limitedOnly(ctx, next);
+    const unsorted = (ctx.listener.flags & BindFlag.NO_SPEED_CHECK) !== 0;
+    const choice = this.choiceFor(ctx);
+    // SmartDNS shortens the first reply's TTL whenever the name has a speed check, a -no-speed-check
+    // listener's answers included, but not its DO queries, which it passes through as they came.
+    if (choice && !(unsorted && ctx.dnssecOk)) ctx.speedCheckOn = true;
+    if (!choice || unsorted) return this.limitedOnly(ctx, next);
     const started = performance.now();
     // The other servers' answers, arriving after the first: their addresses are candidates too.
     const later: (StoredAnswer | undefined)[] = [];
@@ -147,6 +155,8 @@ export class SpeedStage implements Stage {
     const selection = new Selection(choice, a, type, started, budget, ctx.moreAnswersExpected === true);
     for (const ip of ips) selection.probe(ip);
     ctx.refined = selection.refined;
+    const trace = ctx.trace; // explain only
+    if (trace) trace.waitFor(selection.refined.then(() => trace.speed = selection.traced()));
     return selection;
   }
 }
@@ -301,6 +311,15 @@ class Selection {
       }
       if (this.open === 0 && !this.collecting) this.settledAll();
     });
+  }
+
+  /** The probes' results, for `explain` (once every probe is in). */
+  traced(): SpeedTrace {
+    return {
+      probes: formatSpeedCheckModes(this.choice.checker.modes),
+      responseMode: this.choice.mode,
+      results: this.ips.map((ip) => ({ ip, rttMs: this.rtts.get(ip) ?? null })),
+    };
   }
 
   /** The fastest address so far, if any answered. */

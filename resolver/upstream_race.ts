@@ -23,6 +23,8 @@ import { type QueryContext, Reason } from "./query_context.ts";
 import type { TerminalStage } from "./stage.ts";
 import { type CoarseTimer, coarseTimers } from "../upstream/coarse_timers.ts";
 import { Cancel } from "../upstream/cancel.ts";
+import { answerAddresses } from "../dns/address_selection.ts";
+import type { QueryTrace, UpstreamAttempt } from "./query_trace.ts";
 
 /** Counters the race keeps. */
 export interface RaceCounters {
@@ -54,6 +56,9 @@ export interface RaceFilter {
   readonly filter: AnswerFilter;
   readonly flagsOf: (upstream: Upstream) => ServerFilterFlags;
 }
+
+/** Rcode names by value, for the trace. */
+const RCODE_NAMES: readonly string[] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
 
 /** Reports an upstream that failed one exchange. */
 export type UpstreamFailureListener = (upstream: Upstream, error: unknown) => void;
@@ -113,6 +118,8 @@ export class UpstreamRace implements TerminalStage {
   resolve(q: QueryContext): Promise<StoredAnswer> {
     this.counters.queries++;
     const cancel = new Cancel();
+    // Set by `explain` only: then each exchange's outcome is recorded (see traced()).
+    const trace = q.trace;
     let timedOut = false;
     // Coarse timers: one real timer per few milliseconds for every race (a timer per miss costs).
     const timer = coarseTimers.after(this.timeoutMs, () => {
@@ -212,8 +219,9 @@ export class UpstreamRace implements TerminalStage {
           if (collecting && pending === 0) stopCollecting();
           check();
         };
+        const note = trace ? this.traced(trace, q, upstream) : undefined;
         upstream.exchange(q, cancel).then((response) => {
-          if (finished && !collecting) return;
+          if (finished && !collecting) return note?.("outrun", response);
           // Checked once here, before it may win or be cached: nothing malformed reaches a client.
           // Our queries are standard queries (opcode 0): an answer with another opcode is not theirs.
           const problem = (response[2] & 0x78) !== 0
@@ -225,6 +233,7 @@ export class UpstreamRace implements TerminalStage {
             [response, layout, weak] = this.voted(tally, response, layout, q.qtype);
           }
           if (layout === null) {
+            note?.("malformed", undefined, problem ?? "unreadable records");
             this.counters.invalidAnswers++;
             this.onFailure(
               upstream,
@@ -237,11 +246,13 @@ export class UpstreamRace implements TerminalStage {
           if (this.ipRules) {
             const verdict = this.ipRules.filter.judge(response, this.ipRules.flagsOf(upstream));
             if (verdict.kind === "refuse") {
+              note?.("filtered", response, verdict.why, this.ipRules.filter.rulesMatching(response));
               this.counters.filteredAnswers++;
               this.onFailure(upstream, new Error(`answer refused by an IP rule: ${verdict.why}`));
               return oneDone();
             }
             if (verdict.kind === "nxdomain") {
+              note?.("bogus-nxdomain", response, undefined, this.ipRules.filter.rulesMatching(response));
               if (finished) return oneDone();
               this.counters.bogusAnswers++;
               return settle(this.bogus(q), false, 1);
@@ -257,9 +268,11 @@ export class UpstreamRace implements TerminalStage {
             // An answer the ad-block vote left weak is held like a negative one: given if nothing better comes.
             const positive = !weak && layout.rcode === Rcode.NOERROR && wireLayout.answerCount > 0;
             if (finished) {
+              note?.(positive ? "later" : "outrun", wire);
               if (positive) later?.(answer);
               return oneDone();
             }
+            note?.(positive ? "accepted" : "negative", wire);
             if (positive) {
               if (negative) this.counters.negativeOvertaken++;
               q.answeredBy = upstream.address;
@@ -282,9 +295,15 @@ export class UpstreamRace implements TerminalStage {
             });
             return oneDone();
           }
+          note?.("error-rcode", wire);
           if (!finished && !passOn) [passOn, passOnFrom] = [answer, upstream.address];
           oneDone();
         }, (error) => {
+          note?.(
+            cancel.reason === OUTRUN ? "outrun" : timedOut ? "timeout" : "failed",
+            undefined,
+            String((error as Error)?.message ?? error),
+          );
           if (!finished) {
             this.onFailure(upstream, timedOut ? new Error(`no answer in ${this.timeoutMs} ms`) : error);
           }
@@ -293,6 +312,41 @@ export class UpstreamRace implements TerminalStage {
       };
       ask(this.primary);
     });
+  }
+
+  /**
+   * Records the outcome of one exchange with `upstream` in `trace` (explain only): the verdict,
+   * with the answer's rcode and addresses when there is one.
+   */
+  private traced(
+    trace: QueryTrace,
+    q: QueryContext,
+    upstream: Upstream,
+  ): (
+    verdict: UpstreamAttempt["verdict"],
+    response?: Uint8Array,
+    detail?: string,
+    ipRules?: UpstreamAttempt["ipRules"],
+  ) => void {
+    const end = trace.exchangeStarted(upstream.address);
+    return (verdict, response, detail, ipRules) => {
+      const rcode = response ? RCODE_NAMES[response[3] & 0x0f] ?? String(response[3] & 0x0f) : undefined;
+      let addresses: string[] | undefined;
+      try {
+        addresses = response && (q.qtype === 1 || q.qtype === 28)
+          ? answerAddresses(response, q.qtype)
+          : undefined;
+      } catch {
+        addresses = undefined;
+      }
+      end({
+        verdict,
+        ...(rcode !== undefined ? { rcode } : {}),
+        ...(addresses ? { addresses } : {}),
+        ...(detail !== undefined ? { detail } : {}),
+        ...(ipRules && ipRules.length > 0 ? { ipRules } : {}),
+      });
+    };
   }
 
   /**

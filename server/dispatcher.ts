@@ -72,10 +72,9 @@ export class QueryDispatcher {
       }
       q.peer = peer;
       q.peerOffset = peerOffset;
-      const started = this.recorder ? performance.now() : 0;
       const answer = this.resolveOrFail(q);
-      if (answer instanceof Promise) return this.later(q, answer, udp, started);
-      return answer instanceof Uint8Array ? answer : this.render(q, answer, udp, started);
+      if (answer instanceof Promise) return this.later(q, answer, udp);
+      return answer instanceof Uint8Array ? answer : this.render(q, answer, udp, -1);
     } catch (error) {
       return this.dropped(error);
     }
@@ -108,14 +107,15 @@ export class QueryDispatcher {
       }
       q.peer = peer;
       q.peerOffset = peerOffset;
-      const recorder = this.recorder;
-      const started = recorder ? performance.now() : 0;
       const answer = this.resolveOrFail(q);
-      if (answer instanceof Promise) return this.later(q, answer, true, started);
+      if (answer instanceof Promise) return this.later(q, answer, true);
       if (answer instanceof Uint8Array) return (out.set(answer, offset), answer.length);
-      const written = answer.renderInto(q, Date.now(), q.udpSize, out, offset);
+      const now = Date.now();
+      const written = answer.renderInto(q, now, q.udpSize, out, offset);
       this.counted(out, offset);
-      if (recorder) recorder.record(q, out, offset, written, (performance.now() - started) * 1000, false);
+      // Answered in the turn it arrived: its time is taken as 0, no clock read on a hit.
+      const recorder = this.recorder;
+      if (recorder) recorder.record(q, out, offset, written, 0, false, now);
       return written;
     } catch (error) {
       return this.dropped(error);
@@ -180,12 +180,9 @@ export class QueryDispatcher {
   }
 
   /** Renders a deferred answer once it is there; the question gets its own copy of the query. */
-  private later(
-    q: QueryContext,
-    answer: Promise<Answer>,
-    udp: boolean,
-    started: number,
-  ): Promise<Uint8Array> {
+  private later(q: QueryContext, answer: Promise<Answer>, udp: boolean): Promise<Uint8Array> {
+    // The turn that sent it upstream took microseconds: its time counts from here.
+    const started = this.recorder ? performance.now() : 0;
     detachQuestion(q);
     // A view into the listener's buffer: not valid once this returns (the recorder keeps a copy).
     if (this.recorder && q.peer) q.clientAddress = q.peer.slice(q.peerOffset, q.peerOffset + 28);
@@ -213,10 +210,16 @@ export class QueryDispatcher {
     });
   }
 
+  /** Renders `answer`; `started` is when a deferred one was sent on (-1: answered at once). */
   private render(q: QueryContext, answer: Answer, udp: boolean, started: number): Uint8Array {
-    const out = answer.render(q, Date.now(), udp ? q.udpSize : 65535);
+    const now = Date.now();
+    const out = answer.render(q, now, udp ? q.udpSize : 65535);
     this.counted(out, 0);
-    this.recorder?.record(q, out, 0, out.length, (performance.now() - started) * 1000, !udp);
+    const recorder = this.recorder;
+    if (recorder) {
+      const elapsedUs = started < 0 ? 0 : (performance.now() - started) * 1000;
+      recorder.record(q, out, 0, out.length, elapsedUs, !udp, now);
+    }
     return out;
   }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { QueryContext } from "../resolver/query_context.ts";
+import type { ListenerProfile, QueryContext } from "../resolver/query_context.ts";
 import { AF_INET, AF_INET6 } from "../net/linux_socket.ts";
 
 /** Bytes kept of a question's name (its wire form: labels with their lengths). */
@@ -53,6 +53,8 @@ export class QueryRecords {
   readonly listener: Uint16Array;
   /** The client group whose rules applied. */
   readonly ruleGroup: Uint8Array;
+  /** The upstream server group that answered, or would have (0: the default group). */
+  readonly upstreamGroup: Uint8Array;
   /** The client's address family: 4, 6, or 0 when unknown; its address at `i * 16` of {@link client}. */
   readonly clientFamily: Uint8Array;
   readonly client: Uint8Array;
@@ -78,6 +80,7 @@ export class QueryRecords {
     this.upstream = new Int16Array(slots);
     this.listener = new Uint16Array(slots);
     this.ruleGroup = new Uint8Array(slots);
+    this.upstreamGroup = new Uint8Array(slots);
     this.clientFamily = new Uint8Array(slots);
     this.client = new Uint8Array(slots * 16);
     this.nameLength = new Uint16Array(slots);
@@ -88,7 +91,8 @@ export class QueryRecords {
 
   /** Bytes the ring holds. */
   get bytes(): number {
-    return this.capacity * (8 + 4 + 2 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 16 + 2 + RECORD_NAME_BYTES + 2) +
+    return this.capacity *
+        (8 + 4 + 2 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 1 + 16 + 2 + RECORD_NAME_BYTES + 2) +
       this.answer.length;
   }
 
@@ -168,6 +172,9 @@ export class QueryRecorder {
   private readonly upstreamIndex = new Map<string, number>();
   private readonly listenerIndex = new Map<string, number>();
   private readonly consumers: QueryRecordConsumer[] = [];
+  /** The listener of the last record and its index (most records come from one listener in a row). */
+  private lastListener?: ListenerProfile;
+  private lastListenerIndex = 0;
   private timer?: ReturnType<typeof setInterval>;
 
   /**
@@ -197,9 +204,10 @@ export class QueryRecorder {
   }
 
   /**
-   * Records the answer to `ctx` rendered at `offset` of `out` (`length` bytes), `elapsedUs` after
-   * it was received. `peer`/`peerOffset`: the client's sockaddr, when `ctx.peer` no longer holds
-   * it. Allocation-free (the first sight of a listener or upstream address interns it).
+   * Records the answer to `ctx` rendered at `offset` of `out` (`length` bytes) at `now` (ms since
+   * the epoch), `elapsedUs` after it was received (0: in the turn it arrived), over a `stream`
+   * transport or not. The client is `ctx.peer`, or the copy a miss kept. Allocation-free (the
+   * first sight of a listener or upstream address interns it).
    */
   record(
     ctx: QueryContext,
@@ -208,6 +216,7 @@ export class QueryRecorder {
     length: number,
     elapsedUs: number,
     stream: boolean,
+    now: number,
   ): void {
     const r = this.records;
     const i = this.written & (r.capacity - 1);
@@ -216,7 +225,7 @@ export class QueryRecorder {
       this.read++;
       this.lost++;
     }
-    r.time[i] = Date.now();
+    r.time[i] = now;
     r.elapsedUs[i] = elapsedUs > 0xffffffff ? 0xffffffff : elapsedUs;
     r.qtype[i] = ctx.qtype;
     r.qclass[i] = ctx.qclass;
@@ -224,10 +233,13 @@ export class QueryRecorder {
     r.reason[i] = ctx.reason;
     r.rule[i] = ctx.rule;
     r.ruleGroup[i] = ctx.ruleGroup;
-    const listener = ctx.listener.address;
-    let l = this.listenerIndex.get(listener);
-    if (l === undefined) l = this.listenerOf(listener);
-    r.listener[i] = l;
+    r.upstreamGroup[i] = ctx.upstreamGroup;
+    const listener = ctx.listener;
+    if (listener !== this.lastListener) {
+      this.lastListener = listener;
+      this.lastListenerIndex = this.listenerOf(listener.address);
+    }
+    r.listener[i] = this.lastListenerIndex;
     const by = ctx.answeredBy;
     if (by === undefined) r.upstream[i] = -1;
     else {

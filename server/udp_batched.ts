@@ -57,13 +57,27 @@ export class BatchedUdpListener implements Listener {
     this.running = this.receiveLoop();
   }
 
-  /** Binds `bind` and starts serving. Throws if FFI is unavailable or the port cannot be bound. */
-  static listen(bind: BindConfig, dispatcher: QueryDispatcher, log: Logger): BatchedUdpListener {
+  /**
+   * Binds `bind` and starts serving; with `inheritedFd`, serves that socket (bound by the guardian
+   * for every child) instead of binding, and closing closes only this process's copy. Throws if FFI
+   * is unavailable or the port cannot be bound.
+   */
+  static listen(
+    bind: BindConfig,
+    dispatcher: QueryDispatcher,
+    log: Logger,
+    inheritedFd?: number,
+  ): BatchedUdpListener {
     // SO_REUSEADDR lets a successor bind the same port; new datagrams then go to the newest socket.
-    const socket = LinuxUdpSocket.bind(bind.host, bind.port, {
-      receiveTimeoutMs: RECEIVE_TIMEOUT_MS,
-      reuseAddress: true,
-    });
+    const socket = inheritedFd !== undefined
+      ? LinuxUdpSocket.fromFd(inheritedFd, { receiveTimeoutMs: RECEIVE_TIMEOUT_MS })
+      : LinuxUdpSocket.bind(bind.host, bind.port, {
+        receiveTimeoutMs: RECEIVE_TIMEOUT_MS,
+        reuseAddress: true,
+      });
+    if (inheritedFd !== undefined && socket.localPort() !== bind.port) {
+      throw new Error(`inherited descriptor ${inheritedFd} is bound to port ${socket.localPort()}`);
+    }
     return new BatchedUdpListener(socket, bind, dispatcher, log);
   }
 

@@ -17,13 +17,13 @@ async function withFile(name: string, text: string, fn: (path: string) => Promis
 Deno.test("check accepts a smartdns.conf as-is and lists what is not supported yet", async () => {
   await withFile(
     "smartdns.conf",
-    "# a SmartDNS config\nbind :5353\nserver 9.9.9.9\nserver-tls dns.example\nprefetch-domain yes\n",
+    "# a SmartDNS config\nbind :5353\nserver 9.9.9.9\nserver-tls dns.example\nlog-color yes\n",
     async (path) => {
       const r = await runKeeldns(["check", "-c", path]);
       assertEquals(r.code, 0, r.stderr);
       // A server by host name is used (resolved through 9.9.9.9), not reported.
       assertEquals(/server-tls/.test(r.stdout), false, r.stdout);
-      assertMatch(r.stdout, new RegExp(`${path}:5:1: not supported yet: prefetch-domain \\(expiring`));
+      assertMatch(r.stdout, new RegExp(`${path}:5:1: not supported yet: log-color \\(`));
       assertMatch(r.stdout, /OK \(smartdns; 1 listeners, 2 upstream servers/);
     },
   );

@@ -181,6 +181,24 @@ function assertRunsAs(pid: number, account: UserAccount, who: string): ReturnTyp
   return main;
 }
 
+/** The socket inodes among a process's descriptors. */
+function socketInodes(pid: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`));
+      if (m) inodes.add(m[1]);
+    } catch { /* closed meanwhile */ }
+  }
+  return inodes;
+}
+
+/** Asserts that the child serves a socket the guardian holds (bound as root, before the drop). */
+function assertServesHeldSocket(guardian: number, child: number, who: string): void {
+  const held = socketInodes(guardian);
+  assert([...socketInodes(child)].some((i) => held.has(i)), `${who}: serves the guardian's UDP socket`);
+}
+
 /** Answers over UDP and TCP on `port`, and returns the names asked so far. */
 async function assertAnswers(port: number, name: string): Promise<void> {
   assertEquals((await udpQuery(port, `${name}.test`, "A")).rcode, "NOERROR", `UDP ${name}`);
@@ -231,6 +249,7 @@ async function runAsUser(account: UserAccount): Promise<void> {
     const child = assertRunsAs(first, account, "child");
     assertEquals(child.caps, { effective: 0n, permitted: 0n, inheritable: 0n, ambient: 0n }, "child: Cap*");
     await assertAnswers(port, "first");
+    assertServesHeldSocket(k.process.pid, first, "child");
 
     // kill -9: the new child binds the privileged port again, as the user.
     let mark = k.lines.length;
@@ -239,6 +258,7 @@ async function runAsUser(account: UserAccount): Promise<void> {
     assert(second !== first, "a new child serves");
     assertEquals(assertRunsAs(second, account, "child after kill -9").caps.effective, 0n);
     await assertAnswers(port, "second");
+    assertServesHeldSocket(k.process.pid, second, "child after kill -9");
     await k.waitFor(/crash report written to/, mark);
 
     // Planned restart: a third child binds beside the second, then the second drains.
@@ -250,6 +270,7 @@ async function runAsUser(account: UserAccount): Promise<void> {
     await k.waitFor(new RegExp(`child ${second} drained and stopped`), mark);
     assertEquals(assertRunsAs(third, account, "child after restart").caps.effective, 0n);
     await assertAnswers(port, "third");
+    assertServesHeldSocket(k.process.pid, third, "child after restart");
 
     // The service's user can use the control socket too.
     const status = await sh("setpriv", [

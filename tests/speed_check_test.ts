@@ -3,6 +3,11 @@
  * the first (127.0.0.4) is dropped by SmartDNS's ad-block vote (a lone server's first 127.x
  * address), of the other two only 127.0.0.3 completes a TCP handshake on the probe port and
  * 127.0.0.2 drops SYNs in silence. The speed check probes that port (`tcp:PORT`).
+ *
+ * TTLs, as SmartDNS's current source gives them: the first reply to a miss the speed check runs on
+ * carries `serve-expired-reply-ttl` (3 s by default, at least 2) in every record, whatever the
+ * response mode and whether any probe answered, so the client comes back for the sorted answer;
+ * the cache keeps the upstream's TTL (300 s here; 300 s at most when no probe answered).
  */
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { udpQuery } from "./helpers/dns_client.ts";
@@ -71,9 +76,19 @@ async function withSpeedCheck(
 const addresses = async (port: number, name: string, type = "A") =>
   (await udpQuery(port, name, type)).answers.filter((r) => r.type === type).map((r) => String(r.data));
 
+/** The TTLs of the answer records for `name`. */
+const ttls = async (port: number, name: string, type = "A") =>
+  (await udpQuery(port, name, type)).answers.map((r) => r.ttl ?? -1);
+
+/** Asserts that `got` are the TTLs of `n` records cached with 300 s a few seconds ago. */
+function assertCachedTtls(got: number[], n: number, what: string): void {
+  assertEquals(got.length, n, what);
+  for (const t of got) assert(t >= 295 && t <= 300, `${what}: ${got.join(",")}`);
+}
+
 Deno.test("speed check first-ping: the address that answers the probe, alone; the cache keeps the ones that answered", async () => {
   await withSpeedCheck(`response-mode = "first-ping"`, async (k) => {
-    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
+    assertEquals(await ttls(k.port, "fast.test"), [3], "the first reply: serve-expired-reply-ttl");
     // A RST is a reply: the refusing address wins over the silent one.
     assertEquals(await addresses(k.port, "refused.test"), ["127.0.0.5"]);
     await new Promise((r) => setTimeout(r, 1200)); // the silent probe's budget ends
@@ -82,16 +97,22 @@ Deno.test("speed check first-ping: the address that answers the probe, alone; th
       ["127.0.0.3"],
       "the cached answer leaves out the silent one",
     );
+    assertCachedTtls(await ttls(k.port, "fast.test"), 1, "the cached answer has the upstream's TTL");
     await k.waitFor(/speed check: tcp:\d+/);
   });
 });
 
 Deno.test("speed check fastest-ip: the fastest address alone", async () => {
   await withSpeedCheck(`response-mode = "fastest-ip"`, async (k, _probe, plain) => {
+    const first = await udpQuery(k.port, "fast.test", "A");
+    assertEquals(first.answers.map((r) => [r.data, r.ttl]), [["127.0.0.3", 3]]);
+    // A -no-speed-check listener gets the upstream's addresses, and its own cache entry; its first
+    // reply is short too, as in SmartDNS (the name has a speed check; the listener skips it).
+    const unsorted = await udpQuery(plain, "fast.test", "A");
+    assertEquals(unsorted.answers.map((r) => [r.data, r.ttl]), [["127.0.0.2", 3], ["127.0.0.3", 3]]);
+    assertCachedTtls(await ttls(plain, "fast.test"), 2, "its cached answer");
     assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
-    // A -no-speed-check listener gets the upstream's addresses, and its own cache entry.
-    assertEquals(await addresses(plain, "fast.test"), ["127.0.0.2", "127.0.0.3"]);
-    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
+    assertCachedTtls(await ttls(k.port, "fast.test"), 1, "the cached answer has the upstream's TTL");
   });
   // ::1 is a blocking address for the vote, so it is off here.
   await withSpeedCheck(`response-mode = "fastest-ip"`, async (k) => {
@@ -102,10 +123,17 @@ Deno.test("speed check fastest-ip: the fastest address alone", async () => {
 Deno.test("speed check fastest-response: the upstream's answer at once, the sorted one once the probes are in", async () => {
   await withSpeedCheck(`response-mode = "fastest-response"`, async (k) => {
     const t0 = performance.now();
-    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.2", "127.0.0.3"]);
+    const first = await udpQuery(k.port, "fast.test", "A");
+    assertEquals(first.answers.map((r) => [r.data, r.ttl]), [["127.0.0.2", 3], ["127.0.0.3", 3]]);
     assert(performance.now() - t0 < 500, "not held for the probes");
+    assertCachedTtls(
+      await ttls(k.port, "fast.test"),
+      2,
+      "the upstream's answer, cached until the probes are in",
+    );
     await new Promise((r) => setTimeout(r, 1200));
     assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.3"]);
+    assertCachedTtls(await ttls(k.port, "fast.test"), 1, "the sorted answer, cached");
   });
 });
 
@@ -113,13 +141,16 @@ Deno.test("speed check: no address answers → the likeliest one after the budge
   await withSpeedCheck(`response-mode = "first-ping"`, async (k) => {
     const t0 = performance.now();
     // As SmartDNS: one address, the last received (no other server gave any twice).
-    assertEquals(await addresses(k.port, "silent.test"), ["127.0.0.6"]);
+    const silent = await udpQuery(k.port, "silent.test", "A");
+    assertEquals(silent.answers.map((r) => [r.data, r.ttl]), [["127.0.0.6", 3]], "short after the wait too");
     const took = performance.now() - t0;
     assert(took > 800 && took < 2500, `waited for the probes' budget: ${took} ms`);
+    assertCachedTtls(await ttls(k.port, "silent.test"), 1, "cached for at most 300 s");
+    const blocked = await udpQuery(k.port, "blocked.test", "A");
     assertEquals(
-      await addresses(k.port, "blocked.test"),
-      ["127.0.0.1"],
-      "a lone server's lone 127.0.0.1 is answered as it came, as SmartDNS does",
+      blocked.answers.map((r) => [r.data, r.ttl]),
+      [["127.0.0.1", 3]],
+      "a lone server's lone 127.0.0.1 is answered as it came, as SmartDNS does, with the short TTL",
     );
   });
 });
@@ -187,11 +218,33 @@ Deno.test("speed check per domain: domain-rules -speed-check-mode none and -resp
     `[[rule]]\ndomains = ["fast.test"]\nspeed-check-mode = "none"\n` +
     `[[rule]]\ndomains = ["refused.test"]\nresponse-mode = "fastest-response"\n`;
   await withSpeedCheck(rules, async (k) => {
-    assertEquals(await addresses(k.port, "fast.test"), ["127.0.0.2", "127.0.0.3"], "no speed check for it");
+    const none = await udpQuery(k.port, "fast.test", "A");
     assertEquals(
-      await addresses(k.port, "refused.test"),
-      ["127.0.0.2", "127.0.0.5"],
+      none.answers.map((r) => [r.data, r.ttl]),
+      [["127.0.0.2", 300], ["127.0.0.3", 300]],
+      "no speed check for it, nor a short TTL",
+    );
+    const response = await udpQuery(k.port, "refused.test", "A");
+    assertEquals(
+      response.answers.map((r) => [r.data, r.ttl]),
+      [["127.0.0.2", 3], ["127.0.0.5", 3]],
       "fastest-response for it",
     );
+  });
+});
+
+Deno.test("speed check: the first reply's TTL follows serve-expired-reply-ttl; none for -no-serve-expired", async () => {
+  const rules = `response-mode = "first-ping"
+[[rule]]
+domains = ["refused.test"]
+no-serve-expired = true
+` +
+    `[cache]
+serve-expired-reply-ttl = 7
+`;
+  await withSpeedCheck(rules, async (k, _probe, plain) => {
+    assertEquals(await ttls(k.port, "fast.test"), [7], "serve-expired-reply-ttl, serve-expired off");
+    assertEquals(await ttls(k.port, "refused.test"), [300], "domain-rules -no-serve-expired: the real TTL");
+    assertEquals(await ttls(plain, "blocked.test"), [7], "a -no-speed-check listener");
   });
 });

@@ -76,6 +76,8 @@ export const CACHE: DirectiveTable = {
   "serve-expired-reply-ttl": {
     toml: "cache.serve-expired-reply-ttl",
     status: "supported",
+    note: "also the TTL (at least 2 s) of the first reply to a miss the speed check runs on, serve-expired " +
+      "on or not, as in SmartDNS",
     handle: (d, l) => d.cache.serveExpiredReplyTtl = d.integer(l, 1, 0, TTL_MAX),
   },
   "prefetch-domain": {

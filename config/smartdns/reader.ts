@@ -7,10 +7,18 @@
  *
  * @module
  */
-import { DEFAULT_CACHE, DEFAULT_LOG, DEFAULT_TCP_IDLE_TIME, SMARTDNS_RR_TTL_MIN } from "../defaults.ts";
+import {
+  DEFAULT_AUDIT,
+  DEFAULT_CACHE,
+  DEFAULT_LOG,
+  DEFAULT_TCP_IDLE_TIME,
+  SMARTDNS_AUDIT_FILE,
+  SMARTDNS_RR_TTL_MIN,
+} from "../defaults.ts";
 import { ConfigError, didYouMean, readFailure } from "../errors.ts";
 import type {
   AddressSetRule,
+  AuditConfig,
   BindConfig,
   CacheConfig,
   ConfigWarning,
@@ -172,6 +180,13 @@ export class Draft {
     rrTtlMin: SMARTDNS_RR_TTL_MIN,
   };
   log: { -readonly [K in keyof LogConfig]: LogConfig[K] } = { ...DEFAULT_LOG };
+  /** The audit settings, once an `audit-*` line is read (see {@link auditDraft}). */
+  audit?: { -readonly [K in keyof AuditConfig]: AuditConfig[K] };
+
+  /** The audit settings being read, from SmartDNS's defaults (its file, no SOA answers) at first. */
+  auditDraft(): { -readonly [K in keyof AuditConfig]: AuditConfig[K] } {
+    return this.audit ??= { ...DEFAULT_AUDIT, file: SMARTDNS_AUDIT_FILE, soa: false };
+  }
   tcpIdleTime = DEFAULT_TCP_IDLE_TIME;
   resolvFile = "/etc/resolv.conf";
   persistSet?: boolean;

@@ -79,7 +79,14 @@ export class KeeldnsProcess {
    */
   static async start(
     config: string,
-    options: { name?: string; args?: string[]; port?: number; waitReady?: boolean } = {},
+    options: {
+      name?: string;
+      args?: string[];
+      port?: number;
+      waitReady?: boolean;
+      /** More environment for the guardian (its children inherit it). */
+      env?: Record<string, string>;
+    } = {},
   ): Promise<KeeldnsProcess> {
     const port = options.port ?? await freePort();
     const dir = await Deno.makeTempDir({ prefix: "keeldns-test-" });
@@ -96,8 +103,13 @@ export class KeeldnsProcess {
       `${dir}/keeldns.pid`,
       ...(options.args ?? []),
     ]);
-    const process = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "piped" })
-      .spawn();
+    const process = new Deno.Command(command, {
+      args,
+      env: options.env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
     const k = new KeeldnsProcess(process, port, dir, configPath);
     if (options.waitReady !== false) await k.waitFor(/child (\d+) ready/, 20_000);
     return k;

@@ -18,7 +18,7 @@ Deno.test({
       expect: "198.51.100.7",
     });
     const k = await KeeldnsProcess.start(
-      `bind 127.0.0.1:{port}\nbind-tcp 127.0.0.1:{port}\nserver 127.0.0.1:${upstreamPort}\ncache-size 512\n`,
+      `bind 127.0.0.1:{port}\nbind-tcp 127.0.0.1:{port}\nserver 127.0.0.1:${upstreamPort}\ncache-size 512\nrr-ttl-min 0\n`,
       { name: "smartdns.conf" },
     );
     const at = ["@127.0.0.1", "-p", String(k.port), "+time=2", "+tries=1"];
