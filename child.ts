@@ -549,8 +549,9 @@ function auditWhere(config: Config): string {
 }
 
 /**
- * Starts recording answers for the audit file and the query log when `config` wants either (or
- * a recorder exists already); `current` is the resolver serving now, for rule and group lookups.
+ * Starts recording answers for the audit file and the query log when `config` wants either (on
+ * the recorder the statistics made, if they did); `current` is the resolver serving now, for rule
+ * and group lookups.
  */
 function startAuditRecording(
   config: Config,
@@ -558,13 +559,15 @@ function startAuditRecording(
   current: () => Resolver,
   running?: AuditRecording,
 ): AuditRecording | undefined {
+  const wanted = config.audit.enable || config.audit.queryLogSize > 0;
+  if (!running && !wanted) return undefined; // (the statistics may have a recorder: not needed here)
   if (!running) {
     const recorder = dispatcher.recorder ?? recorderFor(config);
     if (!recorder) return undefined;
     dispatcher.recorder = recorder;
     running = new AuditRecording(recorder, resolverLookups(recorder, current));
   }
-  if ((config.audit.enable || config.audit.queryLogSize > 0) && !running.recorder.keepAnswers) {
+  if (wanted && !running.recorder.keepAnswers) {
     // The recorder was made for the statistics alone (audit off at start): it keeps no answers.
     log.warn("audit: the answers' addresses are missing from its lines until a restart");
   }

@@ -155,6 +155,53 @@ export class DurationHistogram {
   }
 }
 
+/**
+ * Answers counted by type, reason and rcode, in a dense table: each type seen gets a row of 256
+ * counters (`reason * 16 + rcode`), so counting one is two array reads and an add.
+ */
+export class QueryCounts {
+  /** Per type code: its row + 1 (0: none yet). */
+  private readonly rowOf = new Uint16Array(65536);
+  private readonly typeOfRow: number[] = [];
+  private counts = new Float64Array(32 * 256);
+
+  /** Counts `n` answers (`qtype` as counted: see {@link typeLabel}). */
+  add(qtype: number, reason: number, rcode: number, n = 1): void {
+    let row = this.rowOf[qtype];
+    if (row === 0) row = this.newRow(qtype);
+    this.counts[(row - 1) * 256 + ((reason & 15) << 4) + (rcode & 15)] += n;
+  }
+
+  /** Every non-zero count as `[type * 256 + reason * 16 + rcode, count]`, by key. */
+  entries(): [number, number][] {
+    const out: [number, number][] = [];
+    this.typeOfRow.forEach((qtype, row) => {
+      for (let k = 0; k < 256; k++) {
+        const c = this.counts[row * 256 + k];
+        if (c) out.push([qtype * 256 + k, c]);
+      }
+    });
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Everything counted. */
+  get total(): number {
+    let n = 0;
+    for (let k = 0; k < this.typeOfRow.length * 256; k++) n += this.counts[k];
+    return n;
+  }
+
+  private newRow(qtype: number): number {
+    const row = this.typeOfRow.push(qtype);
+    if (row * 256 > this.counts.length) {
+      const grown = new Float64Array(this.counts.length * 2);
+      grown.set(this.counts);
+      this.counts = grown;
+    }
+    return this.rowOf[qtype] = row;
+  }
+}
+
 /** The fields of the series charts are drawn from. */
 export const SERIES_FIELDS = [
   "queries",
@@ -292,8 +339,8 @@ export interface QueryStatsSnapshot {
 /** The statistics consumer: add it to the query recorder. */
 export class QueryStats implements QueryRecordConsumer {
   since: number;
-  /** Counts by `type * 256 + reason * 16 + rcode`. */
-  readonly queries = new Map<number, number>();
+  /** Counts by type, reason and rcode. */
+  readonly queries = new QueryCounts();
   /** Per reason code. */
   readonly duration: DurationHistogram[] = REASON_NAMES.map(() => new DurationHistogram());
   readonly fine = new RollingSeries(FINE.widthMs, FINE.length, SERIES_FIELDS);
@@ -337,8 +384,7 @@ export class QueryStats implements QueryRecordConsumer {
     let kind = this.typeKind[qtype];
     if (kind === 0) kind = this.typeKind[qtype] = typeName(qtype).startsWith("UNKNOWN_") ? 2 : 1;
     if (kind === 2) qtype = OTHER_TYPE;
-    const key = qtype * 256 + reason * 16 + rcode;
-    this.queries.set(key, (this.queries.get(key) ?? 0) + 1);
+    this.queries.add(qtype, reason, rcode);
     const us = r.elapsedUs[i];
     this.duration[reason]?.observe(us);
     const time = r.time[i];
@@ -430,7 +476,7 @@ export class QueryStats implements QueryRecordConsumer {
   /** Queries counted in all. */
   get total(): number {
     let n = 0;
-    for (const c of this.queries.values()) n += c;
+    n += this.queries.total;
     return n;
   }
 
@@ -442,7 +488,7 @@ export class QueryStats implements QueryRecordConsumer {
     return {
       version: 1,
       since: this.since,
-      queries: [...this.queries],
+      queries: this.queries.entries(),
       duration: this.duration.flatMap((h, reason) =>
         h.count ? [[reason, [...h.counts], h.sum] as const] : []
       ),
@@ -472,7 +518,7 @@ export class QueryStats implements QueryRecordConsumer {
     if (!state || state.version !== 1) return;
     if (state.since < this.since) this.since = state.since;
     for (const [key, count] of state.queries ?? []) {
-      this.queries.set(key, (this.queries.get(key) ?? 0) + count);
+      this.queries.add(Math.floor(key / 256), (key >> 4) & 15, key & 15, Number(count) || 0);
     }
     for (const [reason, counts, sum] of state.duration ?? []) this.duration[reason]?.merge(counts, sum);
     this.fine.merge(state.fine, nowMs);
@@ -498,7 +544,7 @@ export class QueryStats implements QueryRecordConsumer {
     const byRcode: Record<string, number> = {};
     const byType: Record<string, number> = {};
     let queries = 0;
-    for (const [key, count] of this.queries) {
+    for (const [key, count] of this.queries.entries()) {
       const reason = REASON_NAMES[(key >> 4) & 15] ?? `reason${(key >> 4) & 15}`;
       const rcode = rcodeName(key & 15);
       const type = typeLabel(Math.floor(key / 256));

@@ -36,14 +36,23 @@ export class RollingSeries {
     this.values = fields.map(() => new Float64Array(length));
   }
 
+  /** The last bucket asked for: its time span and slot (most records fall in the same one). */
+  private lastStart = 0;
+  private lastEnd = 0;
+  private lastSlot = 0;
+
   /** The slot of the bucket holding `timeMs`, emptied first if it held an older bucket. */
   slot(timeMs: number): number {
+    if (timeMs >= this.lastStart && timeMs < this.lastEnd) return this.lastSlot;
     const bucket = Math.floor(timeMs / this.widthMs);
     const slot = bucket % this.length;
     if (this.stamps[slot] !== bucket) {
       this.stamps[slot] = bucket;
       for (const v of this.values) v[slot] = 0;
     }
+    this.lastStart = bucket * this.widthMs;
+    this.lastEnd = this.lastStart + this.widthMs;
+    this.lastSlot = slot;
     return slot;
   }
 
