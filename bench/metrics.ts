@@ -88,6 +88,8 @@ export async function metricsBench(o: MetricsBenchOptions): Promise<string> {
     const text = await runKeeldns(["metrics", "-p", servers[0].r.pidFile]);
     const took = performance.now() - started;
     const counted = /keeldns_queries_total\{[^}]*reason="cache"[^}]*\} (\d+)/.exec(text.stdout)?.[1];
+    const recordsLost = /^keeldns_query_records_lost_total (\d+)$/m.exec(text.stdout)?.[1];
+    const answered = runs[0].reduce((n, r) => n + r.completed, 0);
     console.error(`  metrics: on ${qps[0].toFixed(0)} qps, off ${qps[1].toFixed(0)} qps`);
     return [
       `**metrics: cached QPS with the query statistics on and off** (bench/metrics.ts; ` +
@@ -107,7 +109,9 @@ export async function metricsBench(o: MetricsBenchOptions): Promise<string> {
       "",
       `\`keeldns metrics\` afterwards: ${(text.stdout.length / 1024).toFixed(1)} KiB of text in ${
         took.toFixed(0)
-      } ms (a new process from source, most of it start-up); cache hits counted: ${counted ?? "?"}.`,
+      } ms (a new process from source, most of it start-up); cache hits counted: ${counted ?? "?"} ` +
+      `(dnsperf had ${answered} answered in the measured runs, plus the priming pass), query records lost: ` +
+      `${recordsLost ?? "?"}.`,
     ].join("\n");
   } finally {
     for (const s of servers) await stopPeer(s.r.process);
