@@ -440,10 +440,13 @@ export class QueryStats implements QueryRecordConsumer {
     }
   }
 
-  /** After each drain: how much the sketches sample, from the rate records came in at. */
+  /**
+   * After each drain: how much the sketches sample, from the rate records came in at over the
+   * last 100 ms or more (a busy recorder drains far more often than that).
+   */
   batchDone(now = Date.now()): void {
-    const seconds = Math.max(0.05, (now - this.batchSince) / 1000);
-    const rate = this.batchRecords / seconds;
+    if (now - this.batchSince < 100) return;
+    const rate = this.batchRecords / ((now - this.batchSince) / 1000);
     let every = 1;
     while (every < 1024 && rate / every > SKETCH_RECORDS_PER_SECOND) every *= 2;
     this.sampleEvery = every;

@@ -179,3 +179,16 @@ Deno.test("query stats: above the sketch budget the top lists sample, counts and
   assertEquals(s.top.clients.length, 3);
   assert(Math.abs(stats.clients.total - 5 * batch) < 5 * batch * 0.05, String(stats.clients.total));
 });
+
+Deno.test("query stats: the sampling rate is measured over 100 ms, however often the recorder drains", () => {
+  const stats = new QueryStats({ upstreams: [], now: T0 });
+  const r = new QueryRecords(2000, false);
+  for (let i = 0; i < 2000; i++) put(r, i, { name: `n${i}.test`, reason: Reason.CACHE, us: 0 });
+  // 2000 records every 5 ms: 400k a second.
+  let now = T0;
+  for (let drain = 0; drain < 40; drain++) {
+    for (let i = 0; i < 2000; i++) stats.consume(r, i);
+    stats.batchDone(now += 5);
+  }
+  assertEquals(stats.sampleEvery, 64); // 400k/s over 10k/s
+});
