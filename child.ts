@@ -11,6 +11,7 @@ import {
   BEAT_INTERVAL_MS,
   BESIDE_PREDECESSOR_ENV,
   type CacheRequest,
+  type CarryRequest,
   type ChildMessage,
   EXIT_BIND,
   EXIT_CONFIG,
@@ -20,6 +21,7 @@ import {
   HANDOVER_FILE_ENV,
   HANDOVER_LOAD_ENV,
   isExplainRequest,
+  type MetricsRequest,
   type StatsMessage,
   TEST_STARTUP_DELAY_ENV,
 } from "./ops/child_messages.ts";
@@ -49,6 +51,8 @@ import { INHERITED_UDP_FDS_ENV, parseInheritedSockets, udpListenerKey } from "./
 import { OutgoingSocketPool } from "./upstream/udp_batched.ts";
 import { dropPrivileges, runningAsRoot, shedCapabilities } from "./ops/privileges.ts";
 import { childPlan } from "./ops/run_as_user.ts";
+import { ChildMetrics } from "./ops/child_metrics.ts";
+import { QueryStats } from "./ops/query_stats.ts";
 import { lookupUser } from "./ops/user_database.ts";
 import { AuditFile } from "./ops/audit_file.ts";
 import { QueryLog } from "./ops/query_log.ts";
@@ -270,6 +274,7 @@ function counters(stats: ServerStats, resolver: Resolver): Record<string, number
  */
 async function answerCacheRequests(
   serving: () => { resolver: Resolver; journal?: CacheJournal },
+  answerOther?: (request: object) => boolean,
 ): Promise<void> {
   for await (const line of readLines(Deno.stdin.readable)) {
     let request: CacheRequest;
@@ -278,6 +283,7 @@ async function answerCacheRequests(
     } catch {
       continue;
     }
+    if (answerOther?.(request)) continue;
     const { resolver, journal } = serving();
     if (isExplainRequest(request)) {
       answerExplain(request, resolver);
@@ -308,6 +314,61 @@ async function answerCacheRequests(
       tell({ reply: { id: request.id, ok: false, error: (e as Error).message } });
     }
   }
+}
+
+// ---- query statistics and metrics (issue 15, metrics part) ----
+
+/**
+ * The query statistics on the dispatcher's recorder (made here if the audit part made none), and
+ * the child's metrics made from them, unless `[metrics] enable = false` (read at start only):
+ * `keeldns metrics` asks for them over stdin; the admin listener serves their `metricsText()` and
+ * `statsSnapshot()`.
+ */
+function startMetrics(
+  config: Config,
+  dispatcher: QueryDispatcher,
+  stats: ServerStats,
+  resolver: () => Resolver,
+): ChildMetrics | undefined {
+  if (config.metrics?.enable === false) return undefined;
+  const recorder = dispatcher.recorder ??= recorderFor(config);
+  if (!recorder) return undefined;
+  const queryStats = new QueryStats({ upstreams: recorder.upstreams });
+  recorder.addConsumer(queryStats);
+  return new ChildMetrics({ resolver, stats, queryStats, recorder });
+}
+
+/**
+ * Answers `keeldns metrics` ({@link MetricsRequest}) and takes the statistics predecessors
+ * counted ({@link CarryRequest}: reported at once, then confirmed); false for other requests.
+ */
+function answerMetricsRequest(
+  request: object,
+  metrics: ChildMetrics | undefined,
+  report: () => void,
+): boolean {
+  if ("metrics" in request) {
+    const { id, metrics: kind } = request as MetricsRequest;
+    if (!metrics) tell({ reply: { id, ok: false, error: "metrics are off ([metrics] enable = false)" } });
+    else if (kind === "json") {
+      tell({ reply: { id, ok: true, result: { snapshot: metrics.statsSnapshot() } } });
+    } else tell({ reply: { id, ok: true, result: { text: metrics.metricsText() } } });
+    return true;
+  }
+  if ("carry" in request) {
+    const { id, carry } = request as CarryRequest;
+    try {
+      if (metrics && Array.isArray(carry)) {
+        metrics.absorb(id, carry);
+        report();
+      }
+      tell({ reply: { id, ok: true } });
+    } catch (e) {
+      tell({ reply: { id, ok: false, error: (e as Error).message } });
+    }
+    return true;
+  }
+  return false;
 }
 
 /** Answers one `keeldns explain` request, without waiting for it: its race takes its time. */
@@ -436,12 +497,21 @@ const RECORDER_SLOTS = 8192;
 
 /**
  * The query recorder the configuration needs, or none: the audit file and the query log need the
- * answers' bytes (their addresses). Other consumers (statistics) add their condition here and
- * their consumer with `recorder.addConsumer`.
+ * answers' bytes (their addresses); the statistics (on unless `[metrics] enable = false`) need a
+ * record of every answer but not its bytes. Each adds its consumer with `recorder.addConsumer`.
  */
 export function recorderFor(config: Config): QueryRecorder | undefined {
-  const keepAnswers = config.audit.enable || config.audit.queryLogSize > 0;
-  return keepAnswers ? new QueryRecorder(RECORDER_SLOTS, keepAnswers) : undefined;
+  const keepAnswers = config.audit.enable || queryLogSizeOf(config) > 0;
+  const metrics = config.metrics?.enable !== false; // the statistics: on unless turned off
+  return keepAnswers || metrics ? new QueryRecorder(RECORDER_SLOTS, keepAnswers) : undefined;
+}
+
+/** Entries the dashboard's query log keeps when `[admin]` is on and `[audit] query-log-size` is not set. */
+const ADMIN_QUERY_LOG_SIZE = 10_000;
+
+/** The query log's size under `config`: as set, else {@link ADMIN_QUERY_LOG_SIZE} for the dashboard. */
+function queryLogSizeOf(config: Config): number {
+  return config.audit.queryLogSize > 0 ? config.audit.queryLogSize : config.admin ? ADMIN_QUERY_LOG_SIZE : 0;
 }
 
 /** The audit file and the query log, fed by one recorder, following the configuration on reload. */
@@ -472,8 +542,9 @@ class AuditRecording {
       this.audit = wanted ? new AuditFile(a, this.lookups, getLogger("audit")) : undefined;
       if (this.audit) log.info("audit: one line per query to {where}", { where: auditWhere(config) });
     }
-    if (this.queryLog?.capacity !== a.queryLogSize) {
-      this.queryLog = a.queryLogSize > 0 ? new QueryLog(a.queryLogSize, this.lookups) : undefined;
+    const size = queryLogSizeOf(config);
+    if (this.queryLog?.capacity !== size) {
+      this.queryLog = size > 0 ? new QueryLog(size, this.lookups) : undefined;
     }
   }
 
@@ -491,8 +562,9 @@ function auditWhere(config: Config): string {
 }
 
 /**
- * Starts recording answers for the audit file and the query log when `config` wants either (or
- * a recorder exists already); `current` is the resolver serving now, for rule and group lookups.
+ * Starts recording answers for the audit file and the query log when `config` wants either (on
+ * the recorder the statistics made, if they did); `current` is the resolver serving now, for rule
+ * and group lookups.
  */
 function startAuditRecording(
   config: Config,
@@ -500,11 +572,17 @@ function startAuditRecording(
   current: () => Resolver,
   running?: AuditRecording,
 ): AuditRecording | undefined {
+  const wanted = config.audit.enable || queryLogSizeOf(config) > 0;
+  if (!running && !wanted) return undefined; // (the statistics may have a recorder: not needed here)
   if (!running) {
     const recorder = dispatcher.recorder ?? recorderFor(config);
     if (!recorder) return undefined;
     dispatcher.recorder = recorder;
     running = new AuditRecording(recorder, resolverLookups(recorder, current));
+  }
+  if (wanted && !running.recorder.keepAnswers) {
+    // The recorder was made for the statistics alone (audit off at start): it keeps no answers.
+    log.warn("audit: the answers' addresses are missing from its lines until a restart");
   }
   running.apply(config);
   return running;
@@ -543,7 +621,10 @@ export async function runChild(options: ChildOptions): Promise<number> {
     }, BEAT_INTERVAL_MS)
     : undefined;
   try {
-    return await serve(options, stopped, stop, (r) => report = r);
+    const code = await serve(options, stopped, stop, (r) => report = r);
+    // The last counters, for the successor: the guardian hands them over.
+    if (options.guarded && report) tell(report.message());
+    return code;
   } finally {
     clearInterval(heartbeat);
   }
@@ -598,6 +679,7 @@ async function serve(
   const dispatcher = new QueryDispatcher(resolver.resolve, stats, getLogger("server"));
   dispatcher.access = accessFor(config);
   let recording = startAuditRecording(config, dispatcher, () => resolver);
+  const metrics = startMetrics(config, dispatcher, stats, () => resolver);
   let listeners: Listener[];
   await startupStage(options, "binding listeners");
   const inherited = parseInheritedSockets(Deno.env.get(INHERITED_UDP_FDS_ENV));
@@ -687,6 +769,8 @@ async function serve(
     config: () => config,
     resolver: () => resolver,
     journal: () => journal,
+    queryLog: () => recording?.queryLog,
+    metrics,
     stats,
     dispatcher,
     reload: () => {
@@ -695,12 +779,19 @@ async function serve(
       return config !== before;
     },
   });
-  setReport({
-    message: () => ({ stats: counters(stats, resolver), upstreams: resolver.upstreams() }),
-    healthChanges: () => resolver.healthChanges,
+  const message = (): StatsMessage => ({
+    stats: counters(stats, resolver),
+    upstreams: resolver.upstreams(),
+    ...(metrics ? { queryStats: metrics.state() } : {}),
   });
+  setReport({ message, healthChanges: () => resolver.healthChanges });
   if (options.guarded) tell({ ready: { pid: Deno.pid, listeners: listeners.map((l) => l.address) } });
-  if (options.guarded) answerCacheRequests(() => ({ resolver, journal }));
+  if (options.guarded) {
+    answerCacheRequests(
+      () => ({ resolver, journal }),
+      (request) => answerMetricsRequest(request, metrics, () => tell(message())),
+    );
+  }
 
   const code = await stopped;
   watcher?.stop();

@@ -18,11 +18,13 @@ import { HeldUdpSockets } from "./guardian/held_sockets.ts";
 import { LastGoodConfig, readConfig } from "./guardian/last_good_config.ts";
 import { RestartBackoff } from "./guardian/restart_backoff.ts";
 import { describeStage, Watchdog, type WatchedChild } from "./guardian/watchdog.ts";
+import { type CarryTarget, StatsCarry } from "./guardian/stats_carry.ts";
 import {
   BESIDE_PREDECESSOR_ENV,
   CACHE_ACTIONS,
   type CacheAction,
   type CacheReplyMessage,
+  type CarriedStats,
   EXIT_BIND,
   EXIT_CONFIG,
   EXIT_PRIVILEGES,
@@ -31,6 +33,7 @@ import {
   parseChildMessage,
   type ProgressMessage,
 } from "./ops/child_messages.ts";
+import type { QueryStatsState } from "./ops/query_stats.ts";
 import {
   type ControlCommand,
   type ControlReply,
@@ -150,7 +153,7 @@ function stageOf(progress: ProgressMessage["progress"]): string {
 }
 
 /** One child process and what the guardian knows of it. */
-class ChildHandle implements WatchedChild {
+class ChildHandle implements WatchedChild, CarryTarget {
   readonly startedAt = Date.now();
   readyAt = 0;
   /** When it last beat or reported progress; 0 until it first does. */
@@ -164,6 +167,8 @@ class ChildHandle implements WatchedChild {
   stats: Record<string, number> = {};
   /** The child's latest upstream health list (state, RTT, failures per server). */
   upstreams: readonly unknown[] = [];
+  /** Everything its query statistics counted, as last reported (for its successor). */
+  queryStats?: CarriedStats;
   /** The reason the child gave before exiting on purpose (bind failure, bad config). */
   fatal?: string;
   /** Stopped on purpose (planned restart): its exit is not a failure. */
@@ -222,8 +227,25 @@ class ChildHandle implements WatchedChild {
     pattern: string | undefined,
     timeoutMs: number,
   ): Promise<CacheReplyMessage["reply"]> {
+    return this.ask(pattern === undefined ? { cache } : { cache, pattern }, timeoutMs);
+  }
+
+  /** Sends the child predecessors' statistics (see guardian/stats_carry.ts). */
+  sendCarry(states: readonly QueryStatsState[]): { id: number; confirmed: Promise<boolean> } {
+    const { id, reply } = this.request({ carry: states }, 10_000);
+    return { id, confirmed: reply.then((r) => r.ok) };
+  }
+
+  /**
+   * Writes a request (`body` and an id) on the child's stdin; its reply fails after `timeoutMs`
+   * or when the child exits.
+   */
+  request(
+    body: Record<string, unknown>,
+    timeoutMs: number,
+  ): { id: number; reply: Promise<CacheReplyMessage["reply"]> } {
     const id = ++this.lastRequest;
-    return new Promise((resolve) => {
+    const reply = new Promise<CacheReplyMessage["reply"]>((resolve) => {
       const timer = setTimeout(
         () => answer({ id, ok: false, error: `the child did not answer in ${timeoutMs} ms` }),
         timeoutMs,
@@ -234,11 +256,12 @@ class ChildHandle implements WatchedChild {
         resolve(reply);
       };
       this.asked.set(id, answer);
-      const line = JSON.stringify(pattern === undefined ? { id, cache } : { id, cache, pattern }) + "\n";
+      const line = JSON.stringify({ id, ...body }) + "\n";
       this.requests.write(lineEncoder.encode(line)).catch((e) =>
         answer({ id, ok: false, error: `cannot reach the child: ${(e as Error).message}` })
       );
     });
+    return { id, reply };
   }
 
   /**
@@ -246,22 +269,7 @@ class ChildHandle implements WatchedChild {
    * resolves with its reply; fails after `timeoutMs` or when the child exits.
    */
   ask(body: Record<string, unknown>, timeoutMs: number): Promise<CacheReplyMessage["reply"]> {
-    const id = ++this.lastRequest;
-    return new Promise((resolve) => {
-      const timer = setTimeout(
-        () => answer({ id, ok: false, error: `the child did not answer in ${timeoutMs} ms` }),
-        timeoutMs,
-      );
-      const answer = (reply: CacheReplyMessage["reply"]) => {
-        clearTimeout(timer);
-        this.asked.delete(id);
-        resolve(reply);
-      };
-      this.asked.set(id, answer);
-      this.requests.write(lineEncoder.encode(JSON.stringify({ id, ...body }) + "\n")).catch((e) =>
-        answer({ id, ok: false, error: `cannot reach the child: ${(e as Error).message}` })
-      );
-    });
+    return this.request(body, timeoutMs).reply;
   }
 
   /** Sends a signal; false if the process is gone. */
@@ -303,6 +311,7 @@ class ChildHandle implements WatchedChild {
       } else if ("stats" in message) {
         this.stats = message.stats;
         this.upstreams = message.upstreams ?? this.upstreams;
+        this.queryStats = message.queryStats ?? this.queryStats;
       } else if ("reply" in message) {
         this.asked.get(message.reply.id)?.(message.reply);
       } else if ("checkpointed" in message) {
@@ -367,6 +376,8 @@ class Guardian {
   private served: Config;
   /** Counts planned restarts, so a failed one's late clean-up cannot undo a later one's binds. */
   private replacements = 0;
+  /** Statistics of children gone, for the serving one. */
+  private readonly statsCarry = new StatsCarry();
 
   /**
    * @param configText the configuration file's text as validated at start (the first last good one)
@@ -456,7 +467,40 @@ class Guardian {
     const handle = new ChildHandle(process);
     this.live.add(handle);
     process.status.then(() => this.live.delete(handle));
+    this.carryStats(handle);
     return handle;
+  }
+
+  /**
+   * Once `child` is ready, hands it the statistics of children gone; once it has exited (and its
+   * last report is read), keeps its statistics for the serving child.
+   */
+  private carryStats(child: ChildHandle): void {
+    const handOver = (): void => {
+      const serving = this.current;
+      if (!serving?.readyAt || !this.live.has(serving) || this.stopping) return;
+      // Not taken (it died meanwhile): try its successor, if there is one by now.
+      this.statsCarry.handTo(serving).then((taken) => taken || this.current === serving || handOver());
+    };
+    child.ready.then((ready) => ready && handOver());
+    child.process.status
+      .then(() => Promise.race([child.drained, new Promise((r) => setTimeout(r, 1000))]))
+      .then(() => {
+        this.statsCarry.exited(child.queryStats);
+        handOver();
+      });
+  }
+
+  /** Forwards `keeldns metrics [--json]` to the serving child. */
+  async metrics(args: readonly string[]): Promise<ControlReply> {
+    const kind = args[0] === "json" ? "json" : "text";
+    if (args.length > 1 || (args.length === 1 && args[0] !== "json" && args[0] !== "text")) {
+      return { ok: false, error: `unexpected arguments for metrics: ${args.join(" ")}` };
+    }
+    const child = this.current;
+    if (!child?.readyAt) return { ok: false, error: "no child is serving right now" };
+    const reply = await child.ask({ metrics: kind }, 10_000);
+    return reply.ok ? { ok: true, metrics: reply.result ?? {} } : { ok: false, error: reply.error };
   }
 
   /** Logs and reports a child that died on its own, then waits out the backoff. */
@@ -661,6 +705,8 @@ class Guardian {
         return await this.cache(args);
       case "explain":
         return await this.explain(args);
+      case "metrics":
+        return await this.metrics(args);
       case "status":
         return { ok: true, status: this.status() };
       case "reload":

@@ -46,6 +46,7 @@ Commands:
   cache     list, flush or count the running server's cached answers
   explain   how the running server answers a name and why (rules, cache, upstreams, speed check)
   admin-password  hash a password for the dashboard ([admin] password-hash)
+  metrics   print the running server's statistics (Prometheus text, or --json)
   version   print version, Deno version, target and build kind
 
 Run "keeldns <command> --help" for a command's options.`,
@@ -99,6 +100,13 @@ supported yet) is refused here too, with its file:line:col (exit 1).
 Asks the running guardian over its control socket (as for status); it forwards to the child.
 Exit 0 when done, 1 when refused (the reason is printed) or the guardian cannot be reached.`,
   explain: EXPLAIN_USAGE,
+  metrics: `Usage: keeldns metrics [--json] [-p PIDFILE | --control PATH]
+
+Prints the running server's statistics in Prometheus's text format (what the admin listener's
+/metrics serves): queries by type, reason and rcode, request-duration histograms, cache, upstream
+health and latency, listener counters; kept across restarts. With --json, the dashboard's
+snapshot instead: the same counts, per-10-s and per-5-min series, top names, clients and blocked
+names. Asks the running guardian over its control socket (as for status); it forwards to the child.`,
   control: `Usage: keeldns status|reload|restart|stop [-p PIDFILE | --control PATH]
 
 Talks to the running guardian over its control socket (default: beside the pid file given with
@@ -366,6 +374,34 @@ async function commandCache(args: string[]): Promise<number> {
   return 0;
 }
 
+async function commandMetrics(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      json: { type: "boolean" },
+      "pid-file": { type: "string", short: "p" },
+      control: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return console.log(USAGE.metrics), 0;
+  const path = resolveControlPath(values.control, values["pid-file"]) ?? DEFAULT_CONTROL_PATH;
+  let reply;
+  try {
+    reply = await sendControl(path, "metrics", 60_000, [values.json ? "json" : "text"]);
+  } catch (e) {
+    console.error(`keeldns metrics: no guardian answers on ${path}: ${(e as Error).message}`);
+    return 1;
+  }
+  if (!reply.ok) {
+    console.error(`keeldns metrics: ${reply.error}`);
+    return 1;
+  }
+  if (values.json) console.log(JSON.stringify(reply.metrics?.snapshot ?? {}));
+  else console.log(String(reply.metrics?.text ?? "").replace(/\n$/, ""));
+  return 0;
+}
+
 /** One server's health in `keeldns status`: `upstream ADDRESS: up, rtt p50 … ms, p95 … ms, …`. */
 function upstreamLine(u: UpstreamHealthReport): string {
   return `upstream ${u.address}: ${u.state}${u.fallback ? " (fallback)" : ""}, ` +
@@ -406,6 +442,8 @@ export async function main(args: string[]): Promise<number> {
         return await commandExplain(tail);
       case "admin-password":
         return await (await import("./ops/admin_password_command.ts")).commandAdminPassword(tail);
+      case "metrics":
+        return await commandMetrics(tail);
       case "version":
       case "--version":
         return commandVersion(tail);
@@ -422,10 +460,10 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof TypeError && "code" in e && String(e.code).startsWith("ERR_PARSE_ARGS")) {
-      const usage =
-        first !== "cache" && first !== "explain" && CONTROL_COMMANDS.includes(first as ControlCommand)
-          ? USAGE.control
-          : USAGE[first ?? "run"];
+      const usage = first !== "cache" && first !== "explain" && first !== "metrics" &&
+          CONTROL_COMMANDS.includes(first as ControlCommand)
+        ? USAGE.control
+        : USAGE[first ?? "run"];
       return fail(`${e.message}\n\n${usage ?? USAGE.main}`);
     }
     throw e;

@@ -12,7 +12,9 @@
  * second), keeldns and SmartDNS in a network namespace (bench/speed_check.ts), (9) serve-expired:
  * cached QPS with the optimistic cache on vs off, (10) cache-writes: bytes the cache journal writes
  * per stored answer and per hour (both bench/cache_policy.ts), (11) audit (`--only audit`, not in the
- * default list): cached QPS with the audit file on vs off (bench/audit.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
+ * default list): cached QPS with the audit file on vs off (bench/audit.ts), (12) metrics (`--only
+ * metrics`, not in the default list either): cached QPS with the query statistics on vs off
+ * (bench/metrics.ts). Prints QPS, ratios to SmartDNS and dnsmasq, lost
  * queries, latency and RSS; `--record` appends the tables to docs/benchmarks.md.
  *
  * Options: --seconds N (per measurement, default 10), --names N (default 5000), --clients N (4),
@@ -41,6 +43,7 @@ import { encryptedBench } from "./encrypted.ts";
 import { speedCheckBench } from "./speed_check.ts";
 import { cachePolicyBench } from "./cache_policy.ts";
 import { auditBench } from "./audit.ts";
+import { metricsBench } from "./metrics.ts";
 import { killLossBench } from "./kill_loss.ts";
 import { dashboardBench } from "./dashboard.ts";
 import { dnsperf, type DnsperfResult as Result } from "./dnsperf.ts";
@@ -98,6 +101,7 @@ for (const w of ONLY) {
     "serve-expired",
     "cache-writes",
     "audit",
+    "metrics",
     "kill-loss",
     "dashboard",
   ];
@@ -439,6 +443,16 @@ try {
       upstream: upstream.port,
       serveExpired: ONLY.has("serve-expired"),
       cacheWrites: ONLY.has("cache-writes"),
+      work,
+    });
+  }
+  if (ONLY.has("metrics")) {
+    cacheReport += (cacheReport ? "\n\n" : "") + await metricsBench({
+      seconds: Number(opts["speed-hit-seconds"]),
+      rounds: Number(opts["speed-hit-rounds"]),
+      clients: CLIENTS,
+      names: NAMES,
+      upstream: upstream.port,
       work,
     });
   }

@@ -527,6 +527,13 @@ class TomlWriter {
     if (a.keyFile) this.scalar("admin.key-file", "key-file", str(a.keyFile));
   }
 
+  /** `[metrics]`, when the statistics are turned off (on is the default). */
+  metrics(): void {
+    if (this.config.metrics?.enable !== false) return;
+    this.blank();
+    this.out.push("[metrics]", "enable = false");
+  }
+
   /** A list of files, each with the comments of the line that named it. */
   private files(
     key: string,
@@ -734,6 +741,7 @@ export function convertToToml(config: Config, sources?: ConvertSources): string 
   w.audit();
   w.guardian();
   w.admin();
+  w.metrics();
   w.rules();
   w.rest();
   return w.out.join("\n") + "\n";

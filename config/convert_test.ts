@@ -433,6 +433,14 @@ Deno.test("convert: prefetch-domain, serve-expired-prefetch-time and -no-serve-e
   assertMatch(toml, /^domains = \["a\.example"\]\nno-serve-expired = true$/m);
 });
 
+Deno.test("convert: [metrics] enable = false survives a TOML round trip; on (the default) is not written", () => {
+  const off = parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n[metrics]\nenable = false\n', OUT);
+  const toml = convertToToml(off);
+  assertMatch(toml, /^\[metrics\]\nenable = false$/m);
+  assertEquals(parseTomlConfig(toml, OUT).metrics, { enable: false });
+  assert(!convertToToml(parseTomlConfig('[[upstream]]\naddress = "1.1.1.1"\n', OUT)).includes("[metrics]"));
+});
+
 Deno.test("convert: the audit and log directives become [audit] and [log] keys and read back the same", () => {
   const { toml, c } = roundTrip(
     "server 9.9.9.9\naudit-enable yes\naudit-file audit/queries.log\naudit-size 1m\naudit-num 4\n" +

@@ -274,6 +274,12 @@ export interface GuardianConfig {
   readonly user?: string;
 }
 
+/** The query statistics and metrics (`keeldns metrics`, the admin listener's `/metrics`). */
+export interface MetricsConfig {
+  /** Count every answered query off the hot path (on unless turned off). */
+  readonly enable: boolean;
+}
+
 /** A directive that was read but is not implemented yet. */
 export interface UnsupportedDirective {
   readonly name: string;
@@ -619,6 +625,8 @@ export interface Config {
   readonly log: LogConfig;
   readonly audit: AuditConfig;
   readonly guardian: GuardianConfig;
+  /** Query statistics and metrics; absent: on (only keeldns TOML's `[metrics]` turns them off). */
+  readonly metrics?: MetricsConfig;
   readonly rules: RulesConfig;
   /** Client groups, each a policy of its own (none: every client gets `rules`). */
   readonly groups: readonly ClientGroupConfig[];

@@ -85,6 +85,7 @@ const SCHEMA: Record<string, readonly string[]> = {
     "log",
     "audit",
     "guardian",
+    "metrics",
     "rules",
     "rule",
     "domain-set",
@@ -143,6 +144,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   "domain-set": ["name", "file"],
   "ip-rule": ["cidrs", "blacklist", "whitelist", "bogus-nxdomain", "ignore", "alias"],
   "ip-set": ["name", "file"],
+  metrics: ["enable"],
   guardian: ["watchdog-timeout", "startup-timeout", "max-memory", "crash-files", "optimize-for", "user"],
   server: [
     "bind",
@@ -997,6 +999,11 @@ class TomlConfigReader {
         ),
         ...this.userName(guardian),
       },
+      ...(root.metrics === undefined ? {} : {
+        metrics: {
+          enable: this.boolean(this.table(root.metrics, "metrics", "metrics"), "enable", "metrics", true),
+        },
+      }),
       rules,
       groups: this.groups(root, rules, upstreams),
       ...this.admin(root.admin),

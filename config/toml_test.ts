@@ -253,6 +253,15 @@ Deno.test("TOML: [cache] prefetch and serve-expired-prefetch-time; [[rule]] no-s
   );
 });
 
+Deno.test("TOML: [metrics] enable turns the query statistics off; absent, they are on; other keys are refused", () => {
+  const base = '[[upstream]]\naddress = "1.1.1.1"\n';
+  assertEquals(parseTomlConfig(base, "k.toml").metrics, undefined);
+  assertEquals(parseTomlConfig(base + "[metrics]\nenable = false\n", "k.toml").metrics, { enable: false });
+  assertEquals(parseTomlConfig(base + "[metrics]\n", "k.toml").metrics, { enable: true });
+  assertThrows(() => parseTomlConfig(base + "[metrics]\nenabled = false\n", "k.toml"), /^k\.toml:4:1: /);
+  assertThrows(() => parseTomlConfig(base + '[metrics]\nenable = "no"\n', "k.toml"), /^k\.toml:4:/);
+});
+
 Deno.test("TOML: [audit] and the log's console and file-mode", () => {
   const c = parseTomlConfig(
     '[[upstream]]\naddress = "9.9.9.9"\n[audit]\nenable = true\nfile = "/tmp/a.log"\nsize = "64k"\n' +

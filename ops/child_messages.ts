@@ -5,6 +5,7 @@
  * @module
  */
 import type { UpstreamHealthReport } from "../upstream/health.ts";
+import type { QueryStatsState } from "./query_stats.ts";
 
 /** Sent once every listener is bound. */
 export interface ReadyMessage {
@@ -36,7 +37,16 @@ export interface StatsMessage {
   readonly stats: Record<string, number>;
   /** Each upstream server's health (state, RTT p50/p95 in ms, failures), in configuration order. */
   readonly upstreams?: readonly UpstreamHealthReport[];
+  /**
+   * Everything the query statistics counted (with what predecessors handed over): the guardian
+   * keeps the last one and hands it to the next child ({@link CarryRequest}). Sent with every
+   * report and once more as the child stops, so a crash loses at most one report interval.
+   */
+  readonly queryStats?: CarriedStats;
 }
+
+/** A child's query statistics as carried, with the ids of the {@link CarryRequest}s they include. */
+export type CarriedStats = QueryStatsState & { readonly absorbed: readonly number[] };
 
 /** Sent before the child exits on purpose, saying why (e.g. a bind failure). */
 export interface FatalMessage {
@@ -62,6 +72,22 @@ export interface CacheRequest {
   readonly pattern?: string;
 }
 
+/** What `keeldns metrics` asks of the child: the Prometheus text, or the dashboard's JSON snapshot. */
+export interface MetricsRequest {
+  readonly id: number;
+  readonly metrics: "text" | "json";
+}
+
+/**
+ * The statistics of the children before this one (a planned restart's predecessor, a crashed
+ * child's last report), for it to add to its own. The child reports (a {@link StatsMessage}
+ * listing `id` in `absorbed`) before it replies, so the guardian can tell whether they made it.
+ */
+export interface CarryRequest {
+  readonly id: number;
+  readonly carry: readonly QueryStatsState[];
+}
+
 /** `keeldns explain NAME [TYPE] [--client IP]` asked of the child (resolver/explain.ts); `id` pairs the reply. */
 export interface ExplainRequest {
   readonly id: number;
@@ -74,7 +100,10 @@ export function isExplainRequest(request: unknown): request is ExplainRequest {
   return typeof explain === "object" && explain !== null && typeof explain.name === "string";
 }
 
-/** The child's answer to a {@link CacheRequest} (or an {@link ExplainRequest}: the report is the result). */
+/**
+ * The child's answer to a {@link CacheRequest} (or an {@link ExplainRequest}: the report is the result; a
+ * {@link MetricsRequest}: the text or snapshot; a {@link CarryRequest}: ok).
+ */
 export interface CacheReplyMessage {
   readonly reply: {
     readonly id: number;

@@ -7,7 +7,7 @@
  */
 
 /** What a client may ask. */
-export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache" | "explain";
+export type ControlCommand = "status" | "reload" | "stop" | "restart" | "cache" | "explain" | "metrics";
 
 /** All commands. */
 export const CONTROL_COMMANDS: readonly ControlCommand[] = [
@@ -17,6 +17,7 @@ export const CONTROL_COMMANDS: readonly ControlCommand[] = [
   "restart",
   "cache",
   "explain",
+  "metrics",
 ];
 
 /** Replies up to this size are read by {@link sendControl} (`cache list` sends up to 1000 entries). */
@@ -33,6 +34,8 @@ export interface ControlReply {
   readonly cache?: Record<string, unknown>;
   /** What the child answered for `explain` (resolver/explain.ts ExplainReport). */
   readonly explain?: Record<string, unknown>;
+  /** What the child answered, for `metrics`: `text` (Prometheus), or `snapshot` (JSON). */
+  readonly metrics?: Record<string, unknown>;
 }
 
 /** Answers one command. */

@@ -90,7 +90,7 @@ export interface DashboardBackend {
   configuration(): ConfigView;
   /** How `keeldns health` would see the server: ok, and one line saying what happened. */
   health(): Promise<{ ok: boolean; message: string }>;
-  /** `keeldns explain` for one question (absent until the explain part is built in). */
+  /** `keeldns explain` for one question (resolver/explain.ts); absent, the API answers 501. */
   explain?(name: string, type: string, client?: string): Promise<unknown>;
 }
 

@@ -12,10 +12,12 @@ import type { Logger } from "../ops/log.ts";
 import { cacheAction } from "../resolver/cache_listing.ts";
 import type { CacheJournal } from "../resolver/cache_journal.ts";
 import type { Resolver } from "../resolver/resolver.ts";
+import { explain } from "../resolver/explain.ts";
 import { AdminListener } from "./admin_listener.ts";
 import { Dashboard, type DashboardBackend } from "./dashboard.ts";
-import { RecentQueries, RollingStats, standInMetricsText } from "./dashboard_standins.ts";
-import { QueryRecorder } from "./query_recorder.ts";
+import type { ChildMetrics, StatsSnapshot } from "../ops/child_metrics.ts";
+import type { QueryLog } from "../ops/query_log.ts";
+import type { DashboardStats } from "./dashboard.ts";
 import type { QueryDispatcher } from "./dispatcher.ts";
 import type { ServerStats } from "./stats.ts";
 import { dataDirectory } from "./self_signed_cert.ts";
@@ -27,18 +29,15 @@ export interface ChildServing {
   config(): Config;
   resolver(): Resolver;
   journal(): CacheJournal | undefined;
+  /** The query log (none when the recording is off). */
+  queryLog(): QueryLog | undefined;
+  /** The statistics and their Prometheus text (none with `[metrics] enable = false`). */
+  readonly metrics?: ChildMetrics;
   readonly stats: ServerStats;
   readonly dispatcher: QueryDispatcher;
   /** Re-reads the configuration as SIGHUP does; whether the new one is in force. */
   reload(): boolean;
 }
-
-/**
- * Records held between two drains when the dashboard creates the recorder: 8192 slots (about
- * 4.5 MB with answers kept) take 80k answers a second without loss at the 100 ms drain; above
- * that the oldest are lost and counted (`recordsLost` in the statistics), never the answers.
- */
-const RECORDER_SLOTS = 8192;
 
 /** The data directory's file holding the password hash when the configuration has none. */
 export const PASSWORD_FILE = "admin-password";
@@ -100,6 +99,7 @@ export function childDashboardBackend(
         warnings: c.warnings.map((w) => ({ message: w.message, file: w.source.file, line: w.source.line })),
       };
     },
+    explain: (name, type, client) => explain(serving.resolver(), { name, type }, client),
     health: async () => {
       const bind = serving.config().server.binds.find((b) => b.transport === "udp");
       if (!bind) return { ok: true, message: "serving (no UDP listener to ask)" };
@@ -109,6 +109,43 @@ export function childDashboardBackend(
     },
   };
 }
+
+/** The charts' and top lists' shape of the statistics (ops/child_metrics.ts). */
+export function dashboardStatsOf(s: StatsSnapshot): DashboardStats {
+  const fine = s.series.fine;
+  const v = fine.values;
+  const sum = (a: readonly number[] = [], b: readonly number[] = []) => a.map((x, k) => x + (b[k] ?? 0));
+  const counters: Record<string, number> = { queries: s.queries, ...s.byReason };
+  return {
+    series: {
+      start: fine.start,
+      step: fine.widthSeconds,
+      queries: v.queries ?? [],
+      cacheHits: sum(v.cache, v.stale),
+      blocked: v.blocked ?? [],
+      upstreamLatencyMs: Object.fromEntries(
+        s.upstreams.map((u) => {
+          const answers = u.series.values.answers ?? [];
+          const micros = u.series.values.durationUs ?? [];
+          return [u.address, answers.map((n, k) => n > 0 ? micros[k] / n / 1000 : null)];
+        }),
+      ),
+    },
+    counters,
+    top: {
+      names: s.top.names.map((e) => [e.key, e.count] as const),
+      clients: s.top.clients.map((e) => [e.key, e.count] as const),
+      blocked: s.top.blocked.map((e) => [e.key, e.count] as const),
+    },
+  };
+}
+
+/** What the dashboard shows with the statistics off. */
+const NO_STATS: DashboardStats = {
+  series: { start: 0, step: 10, queries: [], cacheHits: [], blocked: [], upstreamLatencyMs: {} },
+  counters: {},
+  top: { names: [], clients: [], blocked: [] },
+};
 
 /**
  * `text` with the values of its secrets replaced by `(hidden)`: passwords, their hashes, tokens
@@ -147,20 +184,21 @@ export async function startAdmin(
   const config = serving.config();
   const admin = config.admin;
   if (!admin) return undefined;
-  const dispatcher = serving.dispatcher;
-  // The audit/metrics parts create the recorder with recorderFor(config); this one is for when
-  // only the dashboard needs it. MERGER: keep one recorder, with answers kept.
-  const recorder = dispatcher.recorder ??= new QueryRecorder(RECORDER_SLOTS, true);
-  // STAND-INS (server/dashboard_standins.ts) until the query log and the statistics are merged.
-  const recent = new RecentQueries(recorder, 2048, admin.queryLogAge);
-  const rolling = new RollingStats(recorder);
-  recorder.addConsumer(recent);
-  recorder.addConsumer(rolling);
+  const metrics = serving.metrics;
+  const ageMs = admin.queryLogAge * 1000;
   const backend = childDashboardBackend(
     serving,
-    recent,
-    () => rolling.snapshot(),
-    () => standInMetricsText(rolling, serving.resolver().counters()),
+    {
+      // The log the recording keeps now (a reload may resize it), within smartdns-ui's max age.
+      search: (query) => {
+        const entries = serving.queryLog()?.search(query) ?? [];
+        if (ageMs <= 0) return entries;
+        const oldest = Date.now() - ageMs;
+        return entries.filter((e) => e.time >= oldest);
+      },
+    },
+    () => metrics ? dashboardStatsOf(metrics.statsSnapshot(10)) : NO_STATS,
+    () => metrics?.metricsText() ?? "# keeldns statistics are off ([metrics] enable = false)\n",
   );
   const passwordFile = `${dataDirectory(config).replace(/\/+$/, "")}/${PASSWORD_FILE}`;
   const clear = admin.password;

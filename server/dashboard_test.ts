@@ -12,7 +12,6 @@ import {
 } from "./dashboard.ts";
 import { DASHBOARD_ASSETS } from "./dashboard_assets.ts";
 import { PAGE_FILES } from "./dashboard_page/build_assets.ts";
-import { answerAddresses } from "./dashboard_standins.ts";
 import { redactSecrets } from "./dashboard_backend.ts";
 
 const HASH = hashAdminPassword("right horse", 2000);
@@ -170,67 +169,6 @@ Deno.test("server/dashboard_assets.ts holds the page's files as they are (run `d
   );
   const bytes = Object.values(DASHBOARD_ASSETS).reduce((n, a) => n + a.body.length, 0);
   assert(bytes < 300_000, `the page weighs ${bytes} bytes`);
-});
-
-Deno.test("answer addresses are read from a kept answer, cut ones included", () => {
-  // example.com A: 93.184.216.34, then an AAAA 2001:db8::1 whose data is cut off.
-  const wire = new Uint8Array([
-    0,
-    1,
-    0x81,
-    0x80,
-    0,
-    1,
-    0,
-    2,
-    0,
-    0,
-    0,
-    0,
-    7,
-    ...new TextEncoder().encode("example"),
-    3,
-    ...new TextEncoder().encode("com"),
-    0,
-    0,
-    1,
-    0,
-    1,
-    0xc0,
-    12,
-    0,
-    1,
-    0,
-    1,
-    0,
-    0,
-    0,
-    60,
-    0,
-    4,
-    93,
-    184,
-    216,
-    34,
-    0xc0,
-    12,
-    0,
-    28,
-    0,
-    1,
-    0,
-    0,
-    0,
-    60,
-    0,
-    16,
-    0x20,
-    0x01,
-    0x0d,
-    0xb8,
-  ]);
-  assertEquals(answerAddresses(wire), ["93.184.216.34"]);
-  assertEquals(answerAddresses(wire.subarray(0, 5)), []);
 });
 
 Deno.test("the configuration view hides passwords, hashes, tokens and key passphrases", () => {

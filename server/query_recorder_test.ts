@@ -139,3 +139,31 @@ Deno.test("a recorder whose consumers fall a ring behind loses the oldest record
   assertEquals(seen[0].client, "", "no client address");
   recorder.close();
 });
+
+Deno.test("a busy recorder drains as soon as it is a quarter full, not only on its timer", async () => {
+  const dispatcher = new QueryDispatcher(
+    (q: QueryContext) => answerFor(q, "192.0.2.1"),
+    new ServerStats(),
+    getLogger("test"),
+  );
+  const recorder = new QueryRecorder(64, false);
+  dispatcher.recorder = recorder;
+  const seen = collect(recorder);
+  const out = new Uint8Array(1536);
+  const answer = (from: number, to: number) => {
+    for (let i = from; i < to; i++) dispatcher.answerInto(buildQuery(`n${i}.test`, "A", { id: i }), out, 0);
+  };
+  answer(0, 15);
+  await new Promise((r) => setTimeout(r, 5));
+  assertEquals(seen.length, 0, "under a quarter of the ring waits for the timer");
+  answer(15, 16);
+  await new Promise((r) => setTimeout(r, 5)); // far less than the timer's 100 ms
+  assertEquals(seen.length, 16);
+  // Turn after turn of 40 answers (more than the ring holds between two timer drains): none lost.
+  for (let turn = 0; turn < 10; turn++) {
+    answer(100 + turn * 40, 140 + turn * 40);
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  recorder.close();
+  assertEquals([seen.length, recorder.lost], [416, 0]);
+});
