@@ -503,7 +503,12 @@ const RECORDER_SLOTS = 8192;
 export function recorderFor(config: Config): QueryRecorder | undefined {
   const keepAnswers = config.audit.enable || queryLogSizeOf(config) > 0;
   const metrics = config.metrics?.enable !== false; // the statistics: on unless turned off
-  return keepAnswers || metrics ? new QueryRecorder(RECORDER_SLOTS, keepAnswers) : undefined;
+  if (!keepAnswers && !metrics) return undefined;
+  const recorder = new QueryRecorder(RECORDER_SLOTS, keepAnswers);
+  // Under load the statistics and the query log take a sample of what was answered at once (all of
+  // it is counted); the audit file wants every line.
+  recorder.sampling = !config.audit.enable;
+  return recorder;
 }
 
 /** Entries the dashboard's query log keeps when `[admin]` is on and `[audit] query-log-size` is not set. */
@@ -533,6 +538,7 @@ class AuditRecording {
   /** Opens, reopens or closes the audit file and sizes the query log as `config` says. */
   apply(config: Config): void {
     const a = config.audit;
+    this.recorder.sampling = !a.enable;
     const wanted = a.enable && (a.num > 0 || a.console);
     const s = this.audit?.settings;
     const same = s && s.file === a.file && s.size === a.size && s.num === a.num &&

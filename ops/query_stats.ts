@@ -135,6 +135,12 @@ export class DurationHistogram {
     this.sumUs += us;
   }
 
+  /** Counts `n` durations of `us` microseconds each. */
+  observeMany(us: number, n: number): void {
+    this.counts[bucketOf(us)] += n;
+    this.sumUs += us * n;
+  }
+
   /** Sum of the durations, in seconds. */
   get sum(): number {
     return this.sumUs / 1e6;
@@ -409,8 +415,10 @@ export class QueryStats implements QueryRecordConsumer {
       stats.series.values[1][at] += us;
     }
     this.batchRecords++;
-    const every = this.sampleEvery;
-    if (every > 1) {
+    // A sampling recorder's record stands for `weight` answers: the sketches take it as many.
+    const weight = r.weight[i];
+    const every = weight > 1 ? weight : this.sampleEvery;
+    if (weight <= 1 && every > 1) {
       let x = this.random;
       x ^= x << 13;
       x ^= x >>> 17;
@@ -438,6 +446,21 @@ export class QueryStats implements QueryRecordConsumer {
       for (let j = 0; j < bytes; j++) client[1 + j] = r.client[i * 16 + j];
       this.clients.add(client, 0, 1 + bytes, every);
     }
+  }
+
+  /** Counts answers a sampling recorder counted without a record (given at once: time 0). */
+  skipped(qtype: number, reason: number, rcode: number, n: number, now: number): void {
+    let kind = this.typeKind[qtype];
+    if (kind === 0) kind = this.typeKind[qtype] = typeName(qtype).startsWith("UNKNOWN_") ? 2 : 1;
+    this.queries.add(kind === 2 ? OTHER_TYPE : qtype, reason, rcode, n);
+    this.duration[reason]?.observeMany(0, n);
+    const field = FIELD_OF_REASON[reason];
+    for (const series of [this.fine, this.coarse]) {
+      const slot = series.slot(now);
+      series.values[F.queries][slot] += n;
+      if (field !== undefined) series.values[field][slot] += n;
+    }
+    this.batchRecords += n;
   }
 
   /**

@@ -35,6 +35,11 @@ export class QueryRecords {
   readonly capacity: number;
   /** When it was answered (ms since the epoch). */
   readonly time: Float64Array;
+  /**
+   * How many answers the record stands for: 1, or a sampling recorder's one-in-N for an answer
+   * given at once (the others of the N are counted through {@link QueryRecordConsumer.skipped}).
+   */
+  readonly weight: Uint16Array;
   /** Microseconds from its receipt to its answer. */
   readonly elapsedUs: Uint32Array;
   readonly qtype: Uint16Array;
@@ -70,6 +75,7 @@ export class QueryRecords {
     while (slots < capacity) slots *= 2;
     this.capacity = slots;
     this.time = new Float64Array(slots);
+    this.weight = new Uint16Array(slots);
     this.elapsedUs = new Uint32Array(slots);
     this.qtype = new Uint16Array(slots);
     this.qclass = new Uint16Array(slots);
@@ -92,7 +98,7 @@ export class QueryRecords {
   /** Bytes the ring holds. */
   get bytes(): number {
     return this.capacity *
-        (8 + 4 + 2 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 1 + 16 + 2 + RECORD_NAME_BYTES + 2) +
+        (8 + 2 + 4 + 2 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 1 + 16 + 2 + RECORD_NAME_BYTES + 2) +
       this.answer.length;
   }
 
@@ -154,9 +160,21 @@ export class QueryRecords {
 export interface QueryRecordConsumer {
   /** Takes slot `i` of `records`; valid during the call only. */
   consume(records: QueryRecords, i: number): void;
+  /**
+   * Takes `n` answers of `qtype`, `reason` and `rcode` answered in the turn they arrived (time 0)
+   * around `now` that a sampling recorder counted without a record (see {@link QueryRecorder.sampling}).
+   */
+  skipped?(qtype: number, reason: number, rcode: number, n: number, now: number): void;
   /** Called after each batch (one write per batch, for a file). */
   batchDone?(): void;
 }
+
+/**
+ * Records a second a sampling recorder writes in full; above it, answers given in the turn they
+ * arrived (cache hits, local answers) are recorded one in {@link QueryRecorder.sampleEvery} and
+ * the others only counted. Answers that went upstream are always recorded.
+ */
+export const FULL_RECORDS_PER_SECOND = 10_000;
 
 /**
  * Writes a record per answered query and hands them to its consumers every
@@ -169,6 +187,22 @@ export class QueryRecorder {
   private read = 0;
   /** Records overwritten before the consumers read them. */
   lost = 0;
+  /**
+   * Whether answers given at once may be sampled under load (the statistics and the query log
+   * need no more; the audit file needs every line, so it turns this off).
+   */
+  sampling = false;
+  /** One in this many answers given at once is recorded (a power of two; 1: every one). */
+  sampleEvery = 1;
+  private sampleMask = 0;
+  private sampleCounter = 0;
+  /** What the skipped answers were: per type seen, a row of 256 counts (`reason * 16 + rcode`). */
+  private readonly skipRowOf = new Uint16Array(65536);
+  private readonly skipTypes: number[] = [];
+  private skipCounts = new Float64Array(16 * 256);
+  private skippedAny = false;
+  private rateSince = Date.now();
+  private rateRecords = 0;
   /** The upstream addresses and listener addresses the records' indexes name. */
   readonly upstreams: string[] = [];
   readonly listeners: string[] = [];
@@ -227,6 +261,14 @@ export class QueryRecorder {
     stream: boolean,
     now: number,
   ): void {
+    if (elapsedUs === 0 && this.sampleMask !== 0 && (++this.sampleCounter & this.sampleMask) !== 0) {
+      // Counted, not recorded: a table add, no ring slot touched.
+      let row = this.skipRowOf[ctx.qtype];
+      if (row === 0) row = this.skipRow(ctx.qtype);
+      this.skipCounts[(row - 1) * 256 + ((ctx.reason & 15) << 4) + (out[offset + 3] & 0x0f)]++;
+      this.skippedAny = true;
+      return;
+    }
     const r = this.records;
     const i = this.written & (r.capacity - 1);
     this.written++;
@@ -240,6 +282,7 @@ export class QueryRecorder {
       this.soon = setTimeout(this.drainNow, 0);
     }
     r.time[i] = now;
+    r.weight[i] = elapsedUs === 0 ? this.sampleEvery : 1;
     r.elapsedUs[i] = elapsedUs > 0xffffffff ? 0xffffffff : elapsedUs;
     r.qtype[i] = ctx.qtype;
     r.qclass[i] = ctx.qclass;
@@ -294,7 +337,22 @@ export class QueryRecorder {
     r.flags[i] = flags;
   }
 
-  /** Hands every record not yet read to each consumer, oldest first; returns how many. */
+  /** A row of {@link skipCounts} for a type first skipped (growing the table when full). */
+  private skipRow(qtype: number): number {
+    const row = this.skipTypes.push(qtype);
+    if (row * 256 > this.skipCounts.length) {
+      const grown = new Float64Array(this.skipCounts.length * 2);
+      grown.set(this.skipCounts);
+      this.skipCounts = grown;
+    }
+    this.skipRowOf[qtype] = row;
+    return row;
+  }
+
+  /**
+   * Hands every record not yet read to each consumer, oldest first, then what was counted
+   * without a record; sets the sampling for what comes next. Returns how many records.
+   */
   drain(): number {
     const r = this.records;
     const from = this.read;
@@ -304,8 +362,37 @@ export class QueryRecorder {
       for (const c of this.consumers) c.consume(r, i);
     }
     this.read = to;
-    if (to > from) { for (const c of this.consumers) c.batchDone?.(); }
+    const now = Date.now();
+    let skipped = 0;
+    if (this.skippedAny) {
+      this.skippedAny = false;
+      const counts = this.skipCounts;
+      this.skipTypes.forEach((qtype, row) => {
+        for (let k = 0; k < 256; k++) {
+          const n = counts[row * 256 + k];
+          if (n === 0) continue;
+          counts[row * 256 + k] = 0;
+          skipped += n;
+          for (const c of this.consumers) c.skipped?.(qtype, k >> 4, k & 15, n, now);
+        }
+      });
+    }
+    this.adjustSampling(to - from + skipped, now);
+    if (to > from || skipped > 0) { for (const c of this.consumers) c.batchDone?.(); }
     return to - from;
+  }
+
+  /** Sets {@link sampleEvery} from the rate answers came in at over the last 100 ms or more. */
+  private adjustSampling(answers: number, now: number): void {
+    this.rateRecords += answers;
+    if (now - this.rateSince < 100) return;
+    const rate = this.rateRecords / ((now - this.rateSince) / 1000);
+    this.rateRecords = 0;
+    this.rateSince = now;
+    let every = 1;
+    if (this.sampling) { while (every < 1024 && rate / every > FULL_RECORDS_PER_SECOND) every *= 2; }
+    this.sampleEvery = every;
+    this.sampleMask = every - 1;
   }
 
   /** Drains what is left and stops the timer. */

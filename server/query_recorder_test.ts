@@ -167,3 +167,56 @@ Deno.test("a busy recorder drains as soon as it is a quarter full, not only on i
   recorder.close();
   assertEquals([seen.length, recorder.lost], [416, 0]);
 });
+
+Deno.test("a sampling recorder under load records one in N answers given at once, and counts every one", async () => {
+  const dispatcher = new QueryDispatcher(
+    (q: QueryContext) => {
+      q.reason = Reason.CACHE;
+      return answerFor(q, "192.0.2.1");
+    },
+    new ServerStats(),
+    getLogger("test"),
+  );
+  const recorder = new QueryRecorder(1 << 16, false);
+  recorder.sampling = true;
+  dispatcher.recorder = recorder;
+  let records = 0;
+  let weighted = 0;
+  let skipped = 0;
+  recorder.addConsumer({
+    consume(r, i) {
+      records++;
+      weighted += r.weight[i];
+    },
+    skipped(qtype, reason, rcode, n) {
+      assertEquals([qtype, reason, rcode], [1, Reason.CACHE, 0]);
+      skipped += n;
+    },
+  });
+  const out = new Uint8Array(1536);
+  const queries = Array.from({ length: 64 }, (_, i) => buildQuery(`s${i}.test`, "A", { id: i + 1 }));
+  const ask = (n: number) => {
+    for (let k = 0; k < n; k++) dispatcher.answerInto(queries[k & 63], out, 0);
+  };
+  await new Promise((r) => setTimeout(r, 110));
+  ask(20_000); // ~180k a second: over the full-record rate
+  recorder.drain();
+  assert(recorder.sampleEvery > 1, `sampling one in ${recorder.sampleEvery}`);
+  const every = recorder.sampleEvery;
+  records = weighted = skipped = 0;
+  ask(64_000);
+  recorder.drain();
+  assertEquals(records + skipped, 64_000, "every answer counted once");
+  assert(records <= 64_000 / every + 1, `${records} records for one in ${every}`);
+  assert(Math.abs(weighted - 64_000) <= every, `the records stand for ${weighted}`);
+  // Without sampling (the audit file on), every answer is a record.
+  recorder.sampling = false;
+  await new Promise((r) => setTimeout(r, 110));
+  recorder.drain();
+  assertEquals(recorder.sampleEvery, 1);
+  records = skipped = 0;
+  ask(1000);
+  recorder.drain();
+  assertEquals([records, skipped], [1000, 0]);
+  recorder.close();
+});
