@@ -261,14 +261,34 @@ export class QueryRecorder {
     stream: boolean,
     now: number,
   ): void {
+    // Small, so that it is inlined where it is called: a skipped answer costs a table add.
     if (elapsedUs === 0 && this.sampleMask !== 0 && (++this.sampleCounter & this.sampleMask) !== 0) {
-      // Counted, not recorded: a table add, no ring slot touched.
-      let row = this.skipRowOf[ctx.qtype];
-      if (row === 0) row = this.skipRow(ctx.qtype);
+      const row = this.skipRowOf[ctx.qtype];
+      if (row === 0) return this.skipFirst(ctx, out[offset + 3] & 0x0f);
       this.skipCounts[(row - 1) * 256 + ((ctx.reason & 15) << 4) + (out[offset + 3] & 0x0f)]++;
       this.skippedAny = true;
       return;
     }
+    this.recordFull(ctx, out, offset, length, elapsedUs, stream, now);
+  }
+
+  /** Counts a skipped answer of a type not skipped before. */
+  private skipFirst(ctx: QueryContext, rcode: number): void {
+    const row = this.skipRow(ctx.qtype);
+    this.skipCounts[(row - 1) * 256 + ((ctx.reason & 15) << 4) + rcode]++;
+    this.skippedAny = true;
+  }
+
+  /** {@link record}'s slot write. */
+  private recordFull(
+    ctx: QueryContext,
+    out: Uint8Array,
+    offset: number,
+    length: number,
+    elapsedUs: number,
+    stream: boolean,
+    now: number,
+  ): void {
     const r = this.records;
     const i = this.written & (r.capacity - 1);
     this.written++;
