@@ -156,7 +156,8 @@ Deno.test({
         k.lines.join("\n"),
         /guardian holds the UDP listeners for its children; receive buffer \d+ KB/,
       );
-      assertMatch(k.lines.join("\n"), new RegExp(`udp://127\\.0\\.0\\.1:${k.port}: the guardian's socket`));
+      // The child's own line comes over its stderr, which the guardian mirrors: it may follow "ready".
+      await k.waitFor(new RegExp(`udp://127\\.0\\.0\\.1:${k.port}: the guardian's socket`), 5000);
       const first = k.childPid;
       const mark = k.lines.length;
       const result = await load(k.port, {
