@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { freePort, keeldnsCommand } from "../tests/helpers/keeldns_process.ts";
-import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { median } from "./median.ts";
 import { childrenOf } from "./process_cpu.ts";
@@ -33,21 +33,16 @@ interface Running {
 }
 
 async function start(o: AuditBenchOptions, name: string, label: string, audit: string): Promise<Running> {
-  const port = await freePort();
-  const config = `${o.work}/${name}.toml`;
-  const pidFile = `${o.work}/${name}.pid`;
-  await Deno.writeTextFile(
-    config,
-    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${o.upstream}"\n` +
-      // The statistics (on by default) off in all three: this measures the audit file alone.
-      `[cache]\nsize = ${o.names * 2 + 10000}\n[metrics]\nenable = false\n${audit}` +
-      `[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n`,
-  );
-  const { command, args } = keeldnsCommand(["run", "-c", config, "-p", pidFile]);
-  const process = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
-  await waitForAnswer(port, "ready.bench.test", "192.0.2.");
+  // The statistics (on by default) off in all three: this measures the audit file alone.
+  const k = await startBenchKeeldns({
+    work: o.work,
+    name,
+    upstream: o.upstream,
+    cacheSize: o.names * 2 + 10000,
+    extra: `[metrics]\nenable = false\n${audit}`,
+  });
   const auditFile = /file = "([^"]+)"/.exec(audit)?.[1];
-  return { label, port, process, pidFile, auditFile };
+  return { label, ...k, auditFile };
 }
 
 /** VmRSS (kB) of the guardian's children. */

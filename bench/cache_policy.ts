@@ -14,8 +14,9 @@
  *
  * @module
  */
-import { freePort, keeldnsCommand, runKeeldns } from "../tests/helpers/keeldns_process.ts";
-import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { runKeeldns } from "../tests/helpers/keeldns_process.ts";
+import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { median } from "./median.ts";
 
@@ -44,22 +45,14 @@ interface Running {
   pidFile: string;
 }
 
-async function start(o: CachePolicyOptions, name: string, cacheLines: string): Promise<Running> {
-  const port = await freePort();
-  const config = `${o.work}/${name}.toml`;
-  const pidFile = `${o.work}/${name}.pid`;
-  await Deno.writeTextFile(
-    config,
-    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${o.upstream}"\n` +
-      `[cache]\nsize = ${
-        o.names * 2 + 10000
-      }\npersist = true\nfile = "${o.work}/${name}.cache"\n${cacheLines}` +
-      `[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n`,
-  );
-  const { command, args } = keeldnsCommand(["run", "-c", config, "-p", pidFile]);
-  const process = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
-  await waitForAnswer(port, "ready.bench.test", "192.0.2.");
-  return { port, process, pidFile };
+function start(o: CachePolicyOptions, name: string, cacheLines: string): Promise<Running> {
+  return startBenchKeeldns({
+    work: o.work,
+    name,
+    upstream: o.upstream,
+    cacheSize: o.names * 2 + 10000,
+    cacheLines: `persist = true\nfile = "${o.work}/${name}.cache"\n${cacheLines}`,
+  });
 }
 
 /** `keeldns cache stats` of a running keeldns, as numbers. */

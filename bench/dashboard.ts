@@ -14,10 +14,11 @@
  *
  * @module
  */
+import { startBenchKeeldns } from "./bench_keeldns.ts";
 import { hashAdminPassword } from "../config/admin.ts";
 import { DASHBOARD_ASSETS } from "../server/dashboard_assets.ts";
-import { freePort, keeldnsCommand, programPath } from "../tests/helpers/keeldns_process.ts";
-import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { freePort, programPath } from "../tests/helpers/keeldns_process.ts";
+import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { childrenOf, cpuSeconds } from "./process_cpu.ts";
 import { median } from "./median.ts";
@@ -42,24 +43,20 @@ interface Running {
 }
 
 async function start(o: DashboardBenchOptions, name: string, admin: boolean): Promise<Running> {
-  const port = await freePort();
   const adminPort = await freePort();
-  const config = `${o.work}/${name}.toml`;
-  await Deno.writeTextFile(
-    config,
-    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${o.upstream}"\n` +
-      `[cache]\nsize = ${o.names * 2 + 10000}\nfile = "${o.work}/${name}.cache"\n` +
-      `[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n` +
-      (admin
-        ? `[admin]\nlisten = "127.0.0.1:${adminPort}"\npassword-hash = "${
-          hashAdminPassword(PASSWORD, 10_000)
-        }"\n`
-        : ""),
-  );
-  const { command, args } = keeldnsCommand(["run", "-c", config, "-p", `${o.work}/${name}.pid`]);
-  const process = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
-  await waitForAnswer(port, "ready.bench.test", "192.0.2.");
-  return { port, process, ...(admin ? { admin: `http://127.0.0.1:${adminPort}` } : {}) };
+  const k = await startBenchKeeldns({
+    work: o.work,
+    name,
+    upstream: o.upstream,
+    cacheSize: o.names * 2 + 10000,
+    cacheLines: `file = "${o.work}/${name}.cache"\n`,
+    extra: admin
+      ? `[admin]\nlisten = "127.0.0.1:${adminPort}"\npassword-hash = "${
+        hashAdminPassword(PASSWORD, 10_000)
+      }"\n`
+      : "",
+  });
+  return { port: k.port, process: k.process, ...(admin ? { admin: `http://127.0.0.1:${adminPort}` } : {}) };
 }
 
 /** The browser's processes: this process's descendants named chrom*. */

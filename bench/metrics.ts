@@ -10,8 +10,9 @@
  *
  * @module
  */
-import { freePort, keeldnsCommand, runKeeldns } from "../tests/helpers/keeldns_process.ts";
-import { stopPeer, waitForAnswer } from "../tests/helpers/peers.ts";
+import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { runKeeldns } from "../tests/helpers/keeldns_process.ts";
+import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { median } from "./median.ts";
 import { childrenOf, cpuSeconds } from "./process_cpu.ts";
@@ -35,20 +36,14 @@ interface Running {
   pidFile: string;
 }
 
-async function start(o: MetricsBenchOptions, name: string, enable: boolean): Promise<Running> {
-  const port = await freePort();
-  const config = `${o.work}/${name}.toml`;
-  const pidFile = `${o.work}/${name}.pid`;
-  await Deno.writeTextFile(
-    config,
-    `[server]\nbind = ["127.0.0.1:${port}"]\n[[upstream]]\naddress = "udp://127.0.0.1:${o.upstream}"\n` +
-      `[cache]\nsize = ${o.names * 2 + 10000}\n[metrics]\nenable = ${enable}\n` +
-      `[log]\nlevel = "error"\n[guardian]\noptimize-for = "speed"\n`,
-  );
-  const { command, args } = keeldnsCommand(["run", "-c", config, "-p", pidFile]);
-  const process = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "null" }).spawn();
-  await waitForAnswer(port, "ready.bench.test", "192.0.2.");
-  return { port, process, pidFile };
+function start(o: MetricsBenchOptions, name: string, enable: boolean): Promise<Running> {
+  return startBenchKeeldns({
+    work: o.work,
+    name,
+    upstream: o.upstream,
+    cacheSize: o.names * 2 + 10000,
+    extra: `[metrics]\nenable = ${enable}\n`,
+  });
 }
 
 /** Runs the workload; returns the report's markdown. */

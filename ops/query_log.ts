@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { nameText } from "../dns/name_text.ts";
 import { addressText, scanAnswerAddresses } from "../dns/answer_addresses.ts";
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
@@ -231,25 +232,8 @@ export class QueryLog implements QueryRecordConsumer {
 
   /** The entry's name as text, as the client spelled it ("." for the root). */
   private nameText(s: number): string {
-    const bytes = this.arena;
-    let pos = this.dataAt[s] % bytes.length;
-    const end = pos + this.nameLength[s];
-    let text = "";
-    while (pos < end) {
-      const length = bytes[pos];
-      if (length === 0 || pos + 1 + length > end) break;
-      if (text) text += ".";
-      for (let j = pos + 1; j <= pos + length; j++) {
-        const c = bytes[j];
-        text += c === 0x2e || c === 0x5c
-          ? `\\${String.fromCharCode(c)}`
-          : c > 0x20 && c < 0x7f
-          ? String.fromCharCode(c)
-          : `\\${c.toString().padStart(3, "0")}`;
-      }
-      pos += 1 + length;
-    }
-    return text || ".";
+    const start = this.dataAt[s] % this.arena.length;
+    return nameText(this.arena, start, start + this.nameLength[s]);
   }
 }
 

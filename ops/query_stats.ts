@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { nameText } from "../dns/name_text.ts";
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
 import { type QueryRecordConsumer, type QueryRecords, RECORD_NAME_BYTES } from "../server/query_recorder.ts";
@@ -55,24 +56,7 @@ const OTHER_TYPE = 0;
 
 /** A name in wire form (labels with their lengths, as a record keeps it) as text, "." for the root. */
 export function wireNameText(bytes: Uint8Array): string {
-  const labels: string[] = [];
-  let pos = 0;
-  while (pos < bytes.length) {
-    const length = bytes[pos];
-    if (length === 0 || pos + 1 + length > bytes.length) break;
-    let label = "";
-    for (let j = pos + 1; j <= pos + length; j++) {
-      const c = bytes[j];
-      label += c === 0x2e || c === 0x5c
-        ? `\\${String.fromCharCode(c)}`
-        : c > 0x20 && c < 0x7f
-        ? String.fromCharCode(c)
-        : `\\${c.toString().padStart(3, "0")}`;
-    }
-    labels.push(label);
-    pos += 1 + length;
-  }
-  return labels.length ? labels.join(".") : ".";
+  return nameText(bytes);
 }
 
 /** A client key (its family, 4 or 6, then the address's bytes) as text. */

@@ -16,34 +16,13 @@
  *
  * @module
  */
+import type { QueryLogEntry, QueryLogQuery } from "../ops/query_log.ts";
 import type { UpstreamHealthReport } from "../upstream/health.ts";
 import type { Logger } from "../ops/log.ts";
 import { DASHBOARD_ASSETS } from "./dashboard_assets.ts";
 
-/** A query-log search, as the page sends it (the audit part's ops/query_log.ts takes the same). */
-export interface QueryLogSearch {
-  readonly name?: string;
-  readonly client?: string;
-  readonly type?: string;
-  readonly reason?: string;
-  readonly limit: number;
-}
-
-/** One query-log line, as ops/query_log.ts's `QueryLogEntry` has it. */
-export interface QueryLogEntry {
-  /** ms since the epoch. */
-  readonly time: number;
-  readonly client: string;
-  readonly name: string;
-  readonly type: string;
-  readonly rcode: string;
-  /** cache, stale, rule, blocked, upstream, … */
-  readonly reason: string;
-  /** What decided it: the upstream's address, the rule's `file:line`, … */
-  readonly detail: string;
-  readonly elapsedMs: number;
-  readonly answers: readonly string[];
-}
+/** What the page may ask of the query log (ops/query_log.ts), with a limit always given. */
+export type QueryLogSearch = QueryLogQuery & { readonly limit: number };
 
 /** What the charts and top lists show (the metrics part's `statsSnapshot()`). */
 export interface DashboardStats {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { nameText } from "../dns/name_text.ts";
 import type { ListenerProfile, QueryContext } from "../resolver/query_context.ts";
 import { AF_INET, AF_INET6 } from "../net/linux_socket.ts";
 
@@ -104,26 +105,8 @@ export class QueryRecords {
 
   /** The question's name of slot `i` as text (lower case kept as asked; "." for the root). */
   nameText(i: number): string {
-    const bytes = this.name;
-    let pos = i * RECORD_NAME_BYTES;
-    const end = pos + this.nameLength[i];
-    const labels: string[] = [];
-    while (pos < end) {
-      const length = bytes[pos];
-      if (length === 0 || pos + 1 + length > end) break;
-      let label = "";
-      for (let j = pos + 1; j <= pos + length; j++) {
-        const c = bytes[j];
-        label += c === 0x2e || c === 0x5c
-          ? `\\${String.fromCharCode(c)}`
-          : c > 0x20 && c < 0x7f
-          ? String.fromCharCode(c)
-          : `\\${c.toString().padStart(3, "0")}`;
-      }
-      labels.push(label);
-      pos += 1 + length;
-    }
-    return labels.length ? labels.join(".") : ".";
+    const start = i * RECORD_NAME_BYTES;
+    return nameText(this.name, start, start + this.nameLength[i]);
   }
 
   /** The client address of slot `i` as text, or "" when unknown. */
