@@ -31,7 +31,6 @@ import { getLogger, setupLogging } from "./ops/log.ts";
 import { readLines } from "./ops/lines.ts";
 import { cacheAction } from "./resolver/cache_listing.ts";
 import type { CacheJournal } from "./resolver/cache_journal.ts";
-import { explain } from "./resolver/explain.ts";
 import { buildResolver, type Resolver } from "./resolver/resolver.ts";
 import { handOverTo, openCacheJournal, takeOverHandedCache } from "./resolver/cache_persistence.ts";
 import { AccessControl } from "./server/access_control.ts";
@@ -44,7 +43,7 @@ import { HttpsListener } from "./server/https.ts";
 import { QuicListener } from "./server/quic.ts";
 import { selfSignedFor } from "./server/self_signed_cert.ts";
 import { UdpListener } from "./server/udp.ts";
-import { type ChildServing, startAdmin } from "./server/dashboard_backend.ts";
+import type { ChildServing } from "./server/dashboard_backend.ts";
 import { BatchedUdpListener } from "./server/udp_batched.ts";
 import { closeDescriptor, loadLibc } from "./net/linux_socket.ts";
 import { INHERITED_UDP_FDS_ENV, parseInheritedSockets, udpListenerKey } from "./ops/inherited_sockets.ts";
@@ -374,7 +373,8 @@ function answerMetricsRequest(
 /** Answers one `keeldns explain` request, without waiting for it: its race takes its time. */
 function answerExplain(request: ExplainRequest, resolver: Resolver): void {
   const { name, type, client } = request.explain;
-  explain(resolver, { name, type }, client).then(
+  // Loaded when first asked: a child that is never asked starts without it.
+  import("./resolver/explain.ts").then(({ explain }) => explain(resolver, { name, type }, client)).then(
     (report) =>
       tell({ reply: { id: request.id, ok: true, result: report as unknown as Record<string, unknown> } }),
     (e) => tell({ reply: { id: request.id, ok: false, error: (e as Error).message } }),
@@ -600,6 +600,9 @@ function startAuditRecording(
  */
 async function startAdminListener(serving: ChildServing): Promise<{ close(): Promise<void> } | undefined> {
   try {
+    if (!serving.config().admin) return undefined;
+    // The dashboard (its page and assets) is loaded only when the admin listener is on.
+    const { startAdmin } = await import("./server/dashboard_backend.ts");
     return await startAdmin(serving, getLogger("admin"));
   } catch (e) {
     log.error("admin listener not started: {message}", { message: (e as Error).message });
