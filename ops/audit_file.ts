@@ -127,6 +127,10 @@ class EncodedStrings {
   }
 }
 
+/** Each rcode's name, and each reason's, encoded once. */
+const RCODE_BYTES = Array.from({ length: 16 }, (_, rcode) => encoder.encode(rcodeName(rcode)));
+const REASON_BYTES = REASON_NAMES.map((name) => encoder.encode(name));
+
 const TEXT = {
   query: encoder.encode(" query "),
   type: encoder.encode(", type "),
@@ -151,6 +155,8 @@ export class AuditLineFormatter {
   private second = -1;
   private secondBytes = new Uint8Array(0);
   private readonly strings = new EncodedStrings();
+  private lastGroup = "";
+  private lastGroupBytes: Uint8Array = new Uint8Array(0);
   private readonly scratch = new LineBuffer();
   private out!: LineBuffer;
   private addresses = 0;
@@ -212,7 +218,13 @@ export class AuditLineFormatter {
     const elapsedUs = r.elapsedUs[i];
     out.decimal(Math.floor(elapsedUs / 1000));
     out.append(TEXT.speedGroup);
-    out.append(this.strings.of(this.lookups.upstreamGroup(r, i)));
+    // Most lines name the group of the line before: its bytes are kept.
+    const group = this.lookups.upstreamGroup(r, i);
+    if (group !== this.lastGroup) {
+      this.lastGroup = group;
+      this.lastGroupBytes = this.strings.of(group);
+    }
+    out.append(this.lastGroupBytes);
     out.append(TEXT.result);
     // The addresses, straight from the kept answer bytes.
     const resultAt = out.length;
@@ -230,9 +242,9 @@ export class AuditLineFormatter {
       out.append(TEXT.soa);
     }
     out.append(TEXT.rcode);
-    out.append(this.strings.of(rcodeName(r.rcode[i])));
+    out.append(RCODE_BYTES[r.rcode[i]]);
     out.append(TEXT.reason);
-    if (code === Reason.CACHE || code === Reason.STALE) out.append(this.strings.of(REASON_NAMES[code]));
+    if (code === Reason.CACHE || code === Reason.STALE) out.append(REASON_BYTES[code]);
     else out.append(this.strings.of(this.reason(r, i)));
     out.append(TEXT.elapsed);
     out.decimal(Math.floor(elapsedUs / 1000));
