@@ -255,7 +255,11 @@ export class QueryRecorder {
     this.recordFull(ctx, out, offset, length, elapsedUs, stream, now);
   }
 
-  /** Counts a skipped answer of a type not skipped before. */
+  /**
+   * Counts a skipped answer of a type not skipped before. Apart from {@link record} on purpose:
+   * with the row made inline there (`|| this.skipRow(…)`), cached QPS with statistics on fell from
+   * 0.997x to 0.966x off in back-to-back runs.
+   */
   private skipFirst(ctx: QueryContext, rcode: number): void {
     const row = this.skipRow(ctx.qtype);
     this.skipCounts[(row - 1) * 256 + ((ctx.reason & 15) << 4) + rcode]++;
