@@ -113,20 +113,23 @@ export function childDashboardBackend(
 /** The charts' and top lists' shape of the statistics (ops/child_metrics.ts). */
 export function dashboardStatsOf(s: StatsSnapshot): DashboardStats {
   const fine = s.series.fine;
-  const v = fine.values;
+  // The charts show the last ten minutes of the hour of 10-s buckets the statistics keep.
+  const from = Math.max(0, (fine.values.queries?.length ?? 0) - CHART_BUCKETS);
+  const last = (a: readonly number[] = []) => a.slice(from);
+  const v = Object.fromEntries(Object.entries(fine.values).map(([k, a]) => [k, last(a)]));
   const sum = (a: readonly number[] = [], b: readonly number[] = []) => a.map((x, k) => x + (b[k] ?? 0));
   const counters: Record<string, number> = { queries: s.queries, ...s.byReason };
   return {
     series: {
-      start: fine.start,
+      start: fine.start + from * fine.widthSeconds * 1000,
       step: fine.widthSeconds,
       queries: v.queries ?? [],
       cacheHits: sum(v.cache, v.stale),
       blocked: v.blocked ?? [],
       upstreamLatencyMs: Object.fromEntries(
         s.upstreams.map((u) => {
-          const answers = u.series.values.answers ?? [];
-          const micros = u.series.values.durationUs ?? [];
+          const answers = last(u.series.values.answers);
+          const micros = last(u.series.values.durationUs);
           return [u.address, answers.map((n, k) => n > 0 ? micros[k] / n / 1000 : null)];
         }),
       ),
@@ -139,6 +142,9 @@ export function dashboardStatsOf(s: StatsSnapshot): DashboardStats {
     },
   };
 }
+
+/** 10-s buckets the charts show: ten minutes. */
+const CHART_BUCKETS = 60;
 
 /** What the dashboard shows with the statistics off. */
 const NO_STATS: DashboardStats = {
