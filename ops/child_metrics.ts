@@ -21,6 +21,44 @@ import {
   typeLabel,
 } from "./query_stats.ts";
 
+/** Per-upstream gauges from the servers' health: name, type, help, value. */
+const UPSTREAM_HEALTH: readonly [string, "gauge", string, (u: UpstreamHealthReport) => number][] = [
+  [
+    "keeldns_upstream_up",
+    "gauge",
+    "1 while the upstream server is up, 0 while it is down.",
+    (u) => u.state === "up" ? 1 : 0,
+  ],
+  [
+    "keeldns_upstream_rtt_p50_seconds",
+    "gauge",
+    "Median round trip to the upstream over its recent window.",
+    (u) => u.rttP50Ms / 1000,
+  ],
+  [
+    "keeldns_upstream_rtt_p95_seconds",
+    "gauge",
+    "95th percentile round trip over its recent window.",
+    (u) => u.rttP95Ms / 1000,
+  ],
+  [
+    "keeldns_upstream_timeout_seconds",
+    "gauge",
+    "The per-exchange timeout in force for the upstream.",
+    (u) => u.timeoutMs / 1000,
+  ],
+];
+
+/** What the statistics keep per upstream. */
+type UpstreamCounts = ReturnType<QueryStats["upstreams"]>[number];
+
+/** Per-upstream counters the statistics keep: name, help, value. */
+const UPSTREAM_COUNTERS: readonly [string, string, (u: UpstreamCounts) => number][] = [
+  ["keeldns_upstream_answers_total", "Exchanges the upstream answered.", (u) => u.exchangesAnswered],
+  ["keeldns_upstream_failures_total", "Exchanges with the upstream that failed.", (u) => u.failures],
+  ["keeldns_upstream_probes_total", "Probes sent to the upstream while it was down.", (u) => u.probes],
+];
+
 /** The listeners' counters as Prometheus counters: field of ServerStats, metric name, help. */
 const SERVER_COUNTERS: readonly [keyof ServerStats, string, string][] = [
   ["received", "keeldns_messages_received_total", "DNS messages received (datagrams and stream messages)."],
@@ -187,43 +225,15 @@ export class ChildMetrics {
       .sample("keeldns_cache_bytes", cache?.cache.reservedBytes ?? 0);
 
     const health = r.upstreams();
-    p.family("keeldns_upstream_up", "gauge", "1 while the upstream server is up, 0 while it is down.");
-    for (const u of health) {
-      p.sample("keeldns_upstream_up", u.state === "up" ? 1 : 0, { upstream: u.address });
-    }
-    p.family(
-      "keeldns_upstream_rtt_p50_seconds",
-      "gauge",
-      "Median round trip to the upstream over its recent window.",
-    );
-    for (const u of health) {
-      p.sample("keeldns_upstream_rtt_p50_seconds", u.rttP50Ms / 1000, { upstream: u.address });
-    }
-    p.family(
-      "keeldns_upstream_rtt_p95_seconds",
-      "gauge",
-      "95th percentile round trip over its recent window.",
-    );
-    for (const u of health) {
-      p.sample("keeldns_upstream_rtt_p95_seconds", u.rttP95Ms / 1000, { upstream: u.address });
-    }
-    p.family(
-      "keeldns_upstream_timeout_seconds",
-      "gauge",
-      "The per-exchange timeout in force for the upstream.",
-    );
-    for (const u of health) {
-      p.sample("keeldns_upstream_timeout_seconds", u.timeoutMs / 1000, { upstream: u.address });
+    for (const [name, type, help, value] of UPSTREAM_HEALTH) {
+      p.family(name, type, help);
+      for (const u of health) p.sample(name, value(u), { upstream: u.address });
     }
     const stats = queryStats.upstreams();
-    p.family("keeldns_upstream_answers_total", "counter", "Exchanges the upstream answered.");
-    for (const u of stats) {
-      p.sample("keeldns_upstream_answers_total", u.exchangesAnswered, { upstream: u.address });
+    for (const [name, help, value] of UPSTREAM_COUNTERS) {
+      p.family(name, "counter", help);
+      for (const u of stats) p.sample(name, value(u), { upstream: u.address });
     }
-    p.family("keeldns_upstream_failures_total", "counter", "Exchanges with the upstream that failed.");
-    for (const u of stats) p.sample("keeldns_upstream_failures_total", u.failures, { upstream: u.address });
-    p.family("keeldns_upstream_probes_total", "counter", "Probes sent to the upstream while it was down.");
-    for (const u of stats) p.sample("keeldns_upstream_probes_total", u.probes, { upstream: u.address });
     p.family(
       "keeldns_upstream_answer_duration_seconds",
       "histogram",
