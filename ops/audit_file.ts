@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { ByteBuffer } from "../net/byte_buffer.ts";
 import type { AuditConfig } from "../config/schema.ts";
 import { addressText, scanAnswerAddresses } from "../dns/answer_addresses.ts";
 import { Reason } from "../resolver/query_context.ts";
@@ -49,30 +50,14 @@ const DIGITS = (() => {
 })();
 
 /** Growable bytes a batch of lines is written into, then to the file in one write. */
-export class LineBuffer {
-  bytes = new Uint8Array(64 * 1024);
-  length = 0;
-
-  /** Makes room for `n` more bytes. */
-  reserve(n: number): void {
-    if (this.length + n <= this.bytes.length) return;
-    let size = this.bytes.length * 2;
-    while (size < this.length + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.bytes.subarray(0, this.length));
-    this.bytes = next;
+export class LineBuffer extends ByteBuffer {
+  constructor() {
+    super(64 * 1024);
   }
 
   /** Appends `b` (room reserved). */
   push(b: number): void {
     this.bytes[this.length++] = b;
-  }
-
-  /** Appends encoded bytes. */
-  append(part: Uint8Array): void {
-    this.reserve(part.length);
-    this.bytes.set(part, this.length);
-    this.length += part.length;
   }
 
   /** Appends `text`, which is ASCII. */
@@ -103,13 +88,6 @@ export class LineBuffer {
       bytes[--at] = 0x30 + (v % 10);
       v = Math.floor(v / 10);
     } while (v > 0);
-  }
-
-  /** The bytes written, and a fresh start. */
-  take(): Uint8Array {
-    const out = this.bytes.slice(0, this.length);
-    this.length = 0;
-    return out;
   }
 }
 

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { ByteBuffer } from "../net/byte_buffer.ts";
 import type { StoredAnswer } from "../dns/stored_answer.ts";
 import type { Logger } from "../ops/log.ts";
 import type { AnswerCache } from "./answer_cache.ts";
@@ -164,39 +165,6 @@ export interface JournalStats {
   writing: boolean;
 }
 
-/** Growable bytes the records wait in until the next tick. */
-class PendingRecords {
-  bytes = new Uint8Array(16 * 1024);
-  view = new DataView(this.bytes.buffer);
-  length = 0;
-
-  /** Makes room for `n` more bytes. */
-  reserve(n: number): void {
-    if (this.length + n <= this.bytes.length) return;
-    let size = this.bytes.length * 2;
-    while (size < this.length + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.bytes.subarray(0, this.length));
-    this.bytes = next;
-    this.view = new DataView(next.buffer);
-  }
-
-  /** Takes what is waiting, leaving none. */
-  take(): Uint8Array {
-    const out = this.bytes.slice(0, this.length);
-    this.length = 0;
-    return out;
-  }
-
-  /** Puts `bytes` (taken earlier) back before what waits now. */
-  putBack(bytes: Uint8Array): void {
-    this.reserve(bytes.length);
-    this.bytes.copyWithin(bytes.length, 0, this.length);
-    this.bytes.set(bytes);
-    this.length += bytes.length;
-  }
-}
-
 /** The cache's journal and snapshot for one child; see the module. */
 export class CacheJournal {
   readonly stats: JournalStats = {
@@ -208,7 +176,8 @@ export class CacheJournal {
     writing: false,
   };
   private readonly journalPath: string;
-  private readonly pending = new PendingRecords();
+  /** The records waiting for the next tick. */
+  private readonly pending = new ByteBuffer();
   private lockFile?: Deno.FsFile;
   private journalFile?: Deno.FsFile;
   /** Bytes of the journal on disk that are whole records. */
@@ -469,13 +438,13 @@ export class CacheJournal {
     // for the fresh journal.
     const bytes = await encodeCacheInParts(this.cache, this.now());
     if (!this.spend(bytes.length + JOURNAL_HEADER_LENGTH, anyway)) {
-      this.pending.putBack(waiting);
+      this.pending.prepend(waiting);
       return overBudget();
     }
     try {
       await writeFileAtomic(this.options.file, bytes);
     } catch (e) {
-      this.pending.putBack(waiting);
+      this.pending.prepend(waiting);
       this.stats.failures++;
       this.warn(
         "snapshot",
