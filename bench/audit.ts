@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { startBenchKeeldns, writeBenchNames } from "./bench_keeldns.ts";
 import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
 import { median } from "./median.ts";
@@ -59,10 +59,7 @@ async function childRss(r: Running): Promise<number> {
 /** Runs the workload; returns the report's markdown. */
 export async function auditBench(o: AuditBenchOptions): Promise<string> {
   const file = `${o.work}/audit-names.txt`;
-  await Deno.writeTextFile(
-    file,
-    Array.from({ length: o.names }, (_, i) => `au${i}.bench.test A`).join("\n") + "\n",
-  );
+  await writeBenchNames(file, "au", o.names);
   const big = 'size = "64m"\nnum = 1\n';
   const servers = [
     await start(o, "audit-off", "audit off", ""),

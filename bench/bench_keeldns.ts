@@ -48,3 +48,11 @@ export async function startBenchKeeldns(o: BenchKeeldnsOptions): Promise<BenchKe
   await waitForAnswer(port, "ready.bench.test", "192.0.2.");
   return { port, process, pidFile };
 }
+
+/** Writes a dnsperf query file of `count` names `PREFIXi.bench.test A` to `path`. */
+export async function writeBenchNames(path: string, prefix: string, count: number): Promise<void> {
+  await Deno.writeTextFile(
+    path,
+    Array.from({ length: count }, (_, i) => `${prefix}${i}.bench.test A`).join("\n") + "\n",
+  );
+}

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { startBenchKeeldns, writeBenchNames } from "./bench_keeldns.ts";
 import { runKeeldns } from "../tests/helpers/keeldns_process.ts";
 import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
@@ -73,10 +73,7 @@ export async function cachePolicyBench(o: CachePolicyOptions): Promise<string> {
 
 async function serveExpiredPart(o: CachePolicyOptions): Promise<string> {
   const file = `${o.work}/serve-expired-names.txt`;
-  await Deno.writeTextFile(
-    file,
-    Array.from({ length: o.names }, (_, i) => `se${i}.bench.test A`).join("\n") + "\n",
-  );
+  await writeBenchNames(file, "se", o.names);
   const servers = [
     { label: "serve-expired on", r: await start(o, "se-on", "serve-expired = true\n") },
     { label: "serve-expired off", r: await start(o, "se-off", "serve-expired = false\n") },

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { startBenchKeeldns, writeBenchNames } from "./bench_keeldns.ts";
 import { hashAdminPassword } from "../config/admin.ts";
 import { DASHBOARD_ASSETS } from "../server/dashboard_assets.ts";
 import { freePort, programPath } from "../tests/helpers/keeldns_process.ts";
@@ -94,10 +94,7 @@ function recordsLost(page: import("playwright-core").Page): Promise<number> {
 export async function dashboardBench(o: DashboardBenchOptions): Promise<string> {
   const { chromium } = await import("playwright-core");
   const file = `${o.work}/dashboard-names.txt`;
-  await Deno.writeTextFile(
-    file,
-    Array.from({ length: o.names }, (_, i) => `db${i}.bench.test A`).join("\n") + "\n",
-  );
+  await writeBenchNames(file, "db", o.names);
   const servers = [
     { label: "admin listener on, a browser polling it", r: await start(o, "dash-on", true) },
     { label: "admin listener on, no browser", r: await start(o, "dash-idle", true) },

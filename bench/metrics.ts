@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { startBenchKeeldns } from "./bench_keeldns.ts";
+import { startBenchKeeldns, writeBenchNames } from "./bench_keeldns.ts";
 import { runKeeldns } from "../tests/helpers/keeldns_process.ts";
 import { stopPeer } from "../tests/helpers/peers.ts";
 import { dnsperf, type DnsperfResult } from "./dnsperf.ts";
@@ -49,10 +49,7 @@ function start(o: MetricsBenchOptions, name: string, enable: boolean): Promise<R
 /** Runs the workload; returns the report's markdown. */
 export async function metricsBench(o: MetricsBenchOptions): Promise<string> {
   const file = `${o.work}/metrics-names.txt`;
-  await Deno.writeTextFile(
-    file,
-    Array.from({ length: o.names }, (_, i) => `mt${i}.bench.test A`).join("\n") + "\n",
-  );
+  await writeBenchNames(file, "mt", o.names);
   const servers = [
     { label: "metrics on", r: await start(o, "metrics-on", true) },
     { label: "metrics off", r: await start(o, "metrics-off", false) },
