@@ -432,49 +432,32 @@ try {
       work,
     });
   }
+  // The cached-QPS workloads measured in turns: the speed check's hit-run settings.
+  const turns = {
+    seconds: Number(opts["speed-hit-seconds"]),
+    rounds: Number(opts["speed-hit-rounds"]),
+    clients: CLIENTS,
+    names: NAMES,
+    upstream: upstream.port,
+    work,
+  };
   if (ONLY.has("serve-expired") || ONLY.has("cache-writes")) {
     cacheReport = await cachePolicyBench({
-      seconds: Number(opts["speed-hit-seconds"]),
-      rounds: Number(opts["speed-hit-rounds"]),
-      clients: CLIENTS,
-      names: NAMES,
+      ...turns,
       missRate: Number(opts["write-rate"]),
       missSeconds: Number(opts["write-seconds"]),
-      upstream: upstream.port,
       serveExpired: ONLY.has("serve-expired"),
       cacheWrites: ONLY.has("cache-writes"),
-      work,
     });
   }
   if (ONLY.has("metrics")) {
-    cacheReport += (cacheReport ? "\n\n" : "") + await metricsBench({
-      seconds: Number(opts["speed-hit-seconds"]),
-      rounds: Number(opts["speed-hit-rounds"]),
-      clients: CLIENTS,
-      names: NAMES,
-      upstream: upstream.port,
-      work,
-    });
+    cacheReport += (cacheReport ? "\n\n" : "") + await metricsBench(turns);
   }
   if (ONLY.has("audit")) {
-    cacheReport += (cacheReport ? "\n\n" : "") + await auditBench({
-      seconds: Number(opts["speed-hit-seconds"]),
-      rounds: Number(opts["speed-hit-rounds"]),
-      clients: CLIENTS,
-      names: NAMES,
-      upstream: upstream.port,
-      work,
-    });
+    cacheReport += (cacheReport ? "\n\n" : "") + await auditBench(turns);
   }
   if (ONLY.has("dashboard")) {
-    dashboardReport = await dashboardBench({
-      seconds: Number(opts["speed-hit-seconds"]),
-      rounds: Number(opts["speed-hit-rounds"]),
-      clients: CLIENTS,
-      names: NAMES,
-      upstream: upstream.port,
-      work,
-    });
+    dashboardReport = await dashboardBench(turns);
   }
   if (ONLY.has("kill-loss")) {
     killReport = await killLossBench({
