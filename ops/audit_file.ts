@@ -135,7 +135,6 @@ export class AuditLineFormatter {
   private readonly strings = new EncodedStrings();
   private lastGroup = "";
   private lastGroupBytes: Uint8Array = new Uint8Array(0);
-  private readonly scratch = new LineBuffer();
   private out!: LineBuffer;
   private addresses = 0;
   private readonly collect = (wire: Uint8Array, offset: number, size: 4 | 16) => {
@@ -230,13 +229,6 @@ export class AuditLineFormatter {
     out.decimal(elapsedUs % 1000, 3);
     out.append(TEXT.ms);
     return true;
-  }
-
-  /** Slot `i` as one line (with its newline), or undefined when it is not audited (an SOA without audit-SOA). */
-  line(r: QueryRecords, i: number): string | undefined {
-    const out = this.scratch;
-    out.length = 0;
-    return this.write(r, i, out) ? new TextDecoder().decode(out.bytes.subarray(0, out.length)) : undefined;
   }
 }
 

@@ -9,6 +9,7 @@
  * @module
  */
 import { nameText } from "../dns/name_text.ts";
+import { addressText } from "../dns/answer_addresses.ts";
 import { typeName } from "../dns/packet.ts";
 import { Reason } from "../resolver/query_context.ts";
 import { type QueryRecordConsumer, type QueryRecords, RECORD_NAME_BYTES } from "../server/query_recorder.ts";
@@ -61,21 +62,7 @@ export function wireNameText(bytes: Uint8Array): string {
 
 /** A client key (its family, 4 or 6, then the address's bytes) as text. */
 export function clientKeyText(bytes: Uint8Array): string {
-  if (bytes[0] === 4) return Array.from(bytes.subarray(1, 5)).join(".");
-  const groups: string[] = [];
-  for (let g = 0; g < 8; g++) groups.push(((bytes[1 + g * 2] << 8) | bytes[2 + g * 2]).toString(16));
-  const mapped = groups.slice(0, 6).join(":") === "0:0:0:0:0:ffff";
-  if (mapped) return Array.from(bytes.subarray(13, 17)).join(".");
-  // The longest run of zero groups (two or more) becomes "::".
-  let best = -1, bestLength = 1;
-  for (let i = 0; i < 8;) {
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLength) [best, bestLength] = [i, j - i];
-    i = j > i ? j : i + 1;
-  }
-  if (best < 0) return groups.join(":");
-  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLength).join(":")}`;
+  return addressText(bytes, 1, bytes[0] === 4 ? 4 : 16);
 }
 
 /** Upper bounds of the request-duration histograms, in seconds (a cache hit is tens of µs). */

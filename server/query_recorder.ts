@@ -8,6 +8,7 @@
  * @module
  */
 import { nameText } from "../dns/name_text.ts";
+import { addressText } from "../dns/answer_addresses.ts";
 import type { ListenerProfile, QueryContext } from "../resolver/query_context.ts";
 import { AF_INET, AF_INET6 } from "../net/linux_socket.ts";
 
@@ -112,23 +113,7 @@ export class QueryRecords {
   /** The client address of slot `i` as text, or "" when unknown. */
   clientText(i: number): string {
     const family = this.clientFamily[i];
-    const at = i * 16;
-    if (family === 4) {
-      return `${this.client[at]}.${this.client[at + 1]}.${this.client[at + 2]}.${this.client[at + 3]}`;
-    }
-    if (family !== 6) return "";
-    const groups: string[] = [];
-    for (let g = 0; g < 8; g++) {
-      groups.push(((this.client[at + g * 2] << 8) | this.client[at + g * 2 + 1]).toString(16));
-    }
-    const text = groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::").replace(/:::+/, "::");
-    const mapped = /^::ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(text);
-    if (mapped) {
-      const hi = parseInt(mapped[1], 16);
-      const lo = parseInt(mapped[2], 16);
-      return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-    }
-    return text;
+    return family === 4 || family === 6 ? addressText(this.client, i * 16, family === 4 ? 4 : 16) : "";
   }
 
   /** The kept bytes of slot `i`'s answer (a view; empty when not kept). */
