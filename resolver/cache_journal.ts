@@ -298,9 +298,9 @@ export class CacheJournal {
    * snapshot (or none is there) starts afresh.
    */
   private async readyJournal(): Promise<void> {
-    const snapshot = await readIfThere(this.options.file).catch(() => undefined);
-    const base = snapshot ? snapshotName(snapshot) : 0;
-    this.snapshotLength = snapshot?.length ?? 0;
+    // A predecessor may have compacted since load(): the snapshot's name is its last 4 bytes.
+    const { name: base, length } = await snapshotTail(this.options.file);
+    this.snapshotLength = length;
     const journal = await readIfThere(this.journalPath).catch(() => undefined);
     const valid = journal ? readJournal(journal, undefined, 0, base).validLength : 0;
     if (valid === 0) {
@@ -520,6 +520,33 @@ function countRecords(bytes: Uint8Array): number {
   let n = 0;
   for (let pos = 0; pos + RECORD_HEAD <= bytes.length; pos += RECORD_HEAD + view.getUint32(pos, true)) n++;
   return n;
+}
+
+/** The name ({@link snapshotName}) and size of the snapshot at `path`, reading only its end; 0 and 0 without one. */
+async function snapshotTail(path: string): Promise<{ name: number; length: number }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return { name: 0, length: 0 };
+  }
+  try {
+    const length = (await file.stat()).size;
+    if (length < 4) return { name: 0, length };
+    await file.seek(length - 4, Deno.SeekMode.Start);
+    const tail = new Uint8Array(4);
+    let got = 0;
+    while (got < 4) {
+      const n = await file.read(tail.subarray(got));
+      if (n === null) return { name: 0, length };
+      got += n;
+    }
+    return { name: snapshotName(tail), length };
+  } catch {
+    return { name: 0, length: 0 };
+  } finally {
+    file.close();
+  }
 }
 
 /** The bytes of `path`, or undefined when there is no such file. */
