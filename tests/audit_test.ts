@@ -194,3 +194,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "log-console no keeps the log off stderr, log-file-mode sets its mode, audit-console writes the lines there",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fake = await FakeUpstream.start();
+    const dir = await Deno.makeTempDir({ prefix: "keeldns-console-" });
+    const logFile = `${dir}/keeldns.log`;
+    const k = await KeeldnsProcess.start(
+      [
+        "bind 127.0.0.1:{port}",
+        `server 127.0.0.1:${fake.port}`,
+        "log-level info",
+        `log-file ${logFile}`,
+        "log-file-mode 600",
+        "log-console no",
+        "audit-enable yes",
+        "audit-console yes",
+        `audit-file ${dir}/audit.log`,
+        "audit-num 0",
+        "",
+      ].join("\n"),
+      { name: "smartdns.conf", waitReady: false },
+    );
+    try {
+      // Ready once it answers (the guardian's own "ready" line may be off stderr too).
+      const until = Date.now() + 20_000;
+      let answered = false;
+      while (!answered && Date.now() < until) {
+        answered = await udpQuery(k.port, "console.test", "A", { timeoutMs: 300 }).then(
+          () => true,
+          () => false,
+        );
+      }
+      assert(answered, "keeldns answers");
+      await k.waitFor(/query console\.test, type 1, .*reason upstream/, 5000);
+      const log = await Deno.readTextFile(logFile);
+      assertMatch(log, /serving on udp:\/\/127\.0\.0\.1:\d+/);
+      assertEquals((await Deno.stat(logFile)).mode! & 0o777, 0o600);
+      assert(!k.lines.some((l) => /serving on udp:/.test(l)), "the child's log line is not on stderr");
+      assert(
+        !(await Array.fromAsync(Deno.readDir(dir))).some((e) => e.name.startsWith("audit")),
+        "audit-num 0 writes no audit file",
+      );
+    } finally {
+      await k.stop();
+      await fake.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
